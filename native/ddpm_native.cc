@@ -1,0 +1,853 @@
+// The native CPU backend: oneDNN for convolutions and matrix products, OpenMP loops of our own for the kernels that
+// oneDNN 2.6 lacks (group norm, fused GroupNorm+SiLU, Adam, EMA) and for the elementwise and data-movement kernels.
+//
+// Every entry point validates its arguments (types, shapes, buffer lengths) before it touches memory and throws a
+// JavaScript Error naming the function and the offending argument. Output buffers are allocated by the caller.
+#include <napi.h>
+#include <dnnl.hpp>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+using dnnl::memory;
+using Dims = std::vector<int64_t>;
+
+namespace {
+
+// ------------------------------------------------------------------------------------------------ validation
+
+struct Buf {
+  float* p;
+  size_t n;
+};
+
+std::string dimsStr(const Dims& d) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < d.size(); i++) s << (i ? "," : "") << d[i];
+  s << "]";
+  return s.str();
+}
+
+[[noreturn]] void fail(const Napi::Env& env, const std::string& fn, const std::string& msg) {
+  throw Napi::Error::New(env, "native " + fn + ": " + msg);
+}
+
+Buf getBuf(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  if (i >= info.Length() || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    fail(info.Env(), fn, std::string(name) + " must be a Float32Array");
+  auto a = info[i].As<Napi::Float32Array>();
+  if (a.ElementLength() > 0 && a.Data() == nullptr) fail(info.Env(), fn, std::string(name) + " is detached");
+  return {a.Data(), a.ElementLength()};
+}
+
+Buf getBuf(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, size_t expected) {
+  Buf b = getBuf(info, i, fn, name);
+  if (b.n != expected)
+    fail(info.Env(), fn, std::string(name) + " has " + std::to_string(b.n) + " values, expected " + std::to_string(expected));
+  return b;
+}
+
+Dims getDims(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, size_t rank = 0) {
+  if (i >= info.Length() || !info[i].IsArray()) fail(info.Env(), fn, std::string(name) + " must be an array of dimensions");
+  auto a = info[i].As<Napi::Array>();
+  if (a.Length() > 8 || (rank && a.Length() != rank))
+    fail(info.Env(), fn, std::string(name) + " must have rank " + (rank ? std::to_string(rank) : std::string("<= 8")));
+  Dims d(a.Length());
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value v = a[k];
+    double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(x >= 0 && x <= 1e9 && x == std::floor(x))) fail(info.Env(), fn, std::string(name) + " has an invalid dimension");
+    d[k] = (int64_t)x;
+  }
+  return d;
+}
+
+double getNum(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  if (i >= info.Length() || !info[i].IsNumber()) fail(info.Env(), fn, std::string(name) + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+int64_t getInt(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, int64_t lo, int64_t hi) {
+  double x = getNum(info, i, fn, name);
+  if (!(x >= (double)lo && x <= (double)hi && x == std::floor(x)))
+    fail(info.Env(), fn, std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return (int64_t)x;
+}
+
+size_t prod(const Dims& d) {
+  size_t s = 1;
+  for (auto x : d) s *= (size_t)x;
+  return s;
+}
+
+constexpr size_t kParallelMin = 1 << 14;
+
+// ------------------------------------------------------------------------------------------------ oneDNN state
+
+dnnl::engine& eng() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+dnnl::stream& strm() {
+  static dnnl::stream s(eng());
+  return s;
+}
+
+struct ConvKey {
+  Dims xs, ws;
+  int64_t stride, pt, pb, pl, pr;
+  bool bias;
+  std::string str() const {
+    std::ostringstream s;
+    s << dimsStr(xs) << dimsStr(ws) << stride << ',' << pt << ',' << pb << ',' << pl << ',' << pr << ',' << bias;
+    return s.str();
+  }
+};
+
+struct ConvPrims {
+  memory::desc x_user, w_user, y_user, b_md;
+  dnnl::convolution_forward::primitive_desc fwd_pd;
+  dnnl::convolution_forward fwd;
+  dnnl::convolution_backward_data::primitive_desc bwd_data_pd;
+  dnnl::convolution_backward_data bwd_data;
+  dnnl::convolution_backward_weights::primitive_desc bwd_w_pd;
+  dnnl::convolution_backward_weights bwd_w;
+};
+
+std::unordered_map<std::string, std::unique_ptr<ConvPrims>> conv_cache;
+
+ConvPrims& getConv(const ConvKey& k) {
+  std::string key = k.str();
+  auto it = conv_cache.find(key);
+  if (it != conv_cache.end()) return *it->second;
+  auto P = std::make_unique<ConvPrims>();
+  int64_t N = k.xs[0], C = k.xs[1], H = k.xs[2], W = k.xs[3];
+  int64_t O = k.ws[0], KH = k.ws[2], KW = k.ws[3];
+  int64_t Ho = (H + k.pt + k.pb - KH) / k.stride + 1, Wo = (W + k.pl + k.pr - KW) / k.stride + 1;
+  P->x_user = memory::desc({N, C, H, W}, memory::data_type::f32, memory::format_tag::nchw);
+  P->w_user = memory::desc({O, C, KH, KW}, memory::data_type::f32, memory::format_tag::oihw);
+  P->y_user = memory::desc({N, O, Ho, Wo}, memory::data_type::f32, memory::format_tag::nchw);
+  P->b_md = memory::desc({O}, memory::data_type::f32, memory::format_tag::x);
+  memory::desc x_any({N, C, H, W}, memory::data_type::f32, memory::format_tag::any);
+  memory::desc w_any({O, C, KH, KW}, memory::data_type::f32, memory::format_tag::any);
+  memory::desc y_any({N, O, Ho, Wo}, memory::data_type::f32, memory::format_tag::any);
+  memory::dims strides = {k.stride, k.stride}, pl = {k.pt, k.pl}, pr = {k.pb, k.pr};
+  auto fd = k.bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                                      x_any, w_any, P->b_md, y_any, strides, pl, pr)
+                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                                      x_any, w_any, y_any, strides, pl, pr);
+  P->fwd_pd = dnnl::convolution_forward::primitive_desc(fd, eng());
+  P->fwd = dnnl::convolution_forward(P->fwd_pd);
+  auto bd = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, pl, pr);
+  P->bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(bd, eng(), P->fwd_pd);
+  P->bwd_data = dnnl::convolution_backward_data(P->bwd_data_pd);
+  auto wd = k.bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, x_any, w_any, P->b_md, y_any, strides, pl, pr)
+                   : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, pl, pr);
+  P->bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(wd, eng(), P->fwd_pd);
+  P->bwd_w = dnnl::convolution_backward_weights(P->bwd_w_pd);
+  auto& ref = *P;
+  conv_cache.emplace(key, std::move(P));
+  return ref;
+}
+
+/** Memory in the layout `want`, reordered from the user's plain buffer when the layouts differ. */
+memory toLayout(const memory::desc& user_md, float* data, const memory::desc& want) {
+  memory user(user_md, eng(), data);
+  if (want == user_md) return user;
+  memory m(want, eng());
+  dnnl::reorder(user, m).execute(strm(), user, m);
+  return m;
+}
+
+/** A memory of layout `have` whose contents land in the user's plain buffer after finish(). */
+struct OutMem {
+  memory user, m;
+  OutMem(const memory::desc& user_md, float* data, const memory::desc& have) : user(user_md, eng(), data) {
+    m = (have == user_md) ? user : memory(have, eng());
+  }
+  void finish() {
+    if (m.get() != user.get()) dnnl::reorder(m, user).execute(strm(), m, user);
+  }
+};
+
+ConvKey convKey(const Napi::CallbackInfo& info, const char* fn, size_t xsi, size_t wsi, size_t pi, bool bias) {
+  ConvKey k;
+  k.xs = getDims(info, xsi, fn, "input shape", 4);
+  k.ws = getDims(info, wsi, fn, "weight shape", 4);
+  Dims p = getDims(info, pi, fn, "conv params [stride, top, bottom, left, right]", 5);
+  k.stride = p[0], k.pt = p[1], k.pb = p[2], k.pl = p[3], k.pr = p[4];
+  k.bias = bias;
+  if (k.xs[1] != k.ws[1]) fail(info.Env(), fn, "input " + dimsStr(k.xs) + " and weight " + dimsStr(k.ws) + " disagree on channels");
+  if (k.stride < 1) fail(info.Env(), fn, "stride must be >= 1");
+  for (auto d : k.xs) if (d < 1) fail(info.Env(), fn, "empty input " + dimsStr(k.xs));
+  for (auto d : k.ws) if (d < 1) fail(info.Env(), fn, "empty weight " + dimsStr(k.ws));
+  if (k.xs[2] + k.pt + k.pb < k.ws[2] || k.xs[3] + k.pl + k.pr < k.ws[3])
+    fail(info.Env(), fn, "input " + dimsStr(k.xs) + " smaller than kernel " + dimsStr(k.ws));
+  return k;
+}
+
+Dims convOut(const ConvKey& k) {
+  return {k.xs[0], k.ws[0], (k.xs[2] + k.pt + k.pb - k.ws[2]) / k.stride + 1, (k.xs[3] + k.pl + k.pr - k.ws[3]) / k.stride + 1};
+}
+
+#define DNNL_GUARD(fn, ...)                                               \
+  try {                                                                   \
+    __VA_ARGS__                                                           \
+  } catch (const dnnl::error& e) {                                        \
+    fail(info.Env(), fn, std::string("oneDNN error: ") + e.what());      \
+  }
+
+// conv2dForward(x, xs, w, ws, b | null, params, y)
+Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dForward";
+  bool bias = info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined();
+  ConvKey k = convKey(info, fn, 1, 3, 5, bias);
+  Buf x = getBuf(info, 0, fn, "input", prod(k.xs));
+  Buf w = getBuf(info, 2, fn, "weight", prod(k.ws));
+  Buf b = bias ? getBuf(info, 4, fn, "bias", (size_t)k.ws[0]) : Buf{nullptr, 0};
+  Buf y = getBuf(info, 6, fn, "output", prod(convOut(k)));
+  DNNL_GUARD(fn, {
+    ConvPrims& P = getConv(k);
+    memory xm = toLayout(P.x_user, x.p, P.fwd_pd.src_desc());
+    memory wm = toLayout(P.w_user, w.p, P.fwd_pd.weights_desc());
+    OutMem ym(P.y_user, y.p, P.fwd_pd.dst_desc());
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym.m}};
+    if (bias) args[DNNL_ARG_BIAS] = memory(P.b_md, eng(), b.p);
+    P.fwd.execute(strm(), args);
+    ym.finish();
+    strm().wait();
+  })
+  return info.Env().Undefined();
+}
+
+// conv2dBackwardData(dy, w, ws, params, xs, dx)
+Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dBackwardData";
+  ConvKey k = convKey(info, fn, 4, 2, 3, false);
+  Buf dy = getBuf(info, 0, fn, "output gradient", prod(convOut(k)));
+  Buf w = getBuf(info, 1, fn, "weight", prod(k.ws));
+  Buf dx = getBuf(info, 5, fn, "input gradient", prod(k.xs));
+  DNNL_GUARD(fn, {
+    ConvPrims& P = getConv(k);
+    memory dym = toLayout(P.y_user, dy.p, P.bwd_data_pd.diff_dst_desc());
+    memory wm = toLayout(P.w_user, w.p, P.bwd_data_pd.weights_desc());
+    OutMem dxm(P.x_user, dx.p, P.bwd_data_pd.diff_src_desc());
+    P.bwd_data.execute(strm(), {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm.m}});
+    dxm.finish();
+    strm().wait();
+  })
+  return info.Env().Undefined();
+}
+
+// conv2dBackwardWeights(x, xs, dy, ws, params, dw, db | null)
+Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dBackwardWeights";
+  bool bias = info.Length() > 6 && !info[6].IsNull() && !info[6].IsUndefined();
+  ConvKey k = convKey(info, fn, 1, 3, 4, bias);
+  Buf x = getBuf(info, 0, fn, "input", prod(k.xs));
+  Buf dy = getBuf(info, 2, fn, "output gradient", prod(convOut(k)));
+  Buf dw = getBuf(info, 5, fn, "weight gradient", prod(k.ws));
+  Buf db = bias ? getBuf(info, 6, fn, "bias gradient", (size_t)k.ws[0]) : Buf{nullptr, 0};
+  DNNL_GUARD(fn, {
+    ConvPrims& P = getConv(k);
+    memory xm = toLayout(P.x_user, x.p, P.bwd_w_pd.src_desc());
+    memory dym = toLayout(P.y_user, dy.p, P.bwd_w_pd.diff_dst_desc());
+    OutMem dwm(P.w_user, dw.p, P.bwd_w_pd.diff_weights_desc());
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm.m}};
+    if (bias) args[DNNL_ARG_DIFF_BIAS] = memory(P.b_md, eng(), db.p);
+    P.bwd_w.execute(strm(), args);
+    dwm.finish();
+    strm().wait();
+  })
+  return info.Env().Undefined();
+}
+
+// matmul(a, b, batch, m, k, n, transA, transB, out): out[b] = op(A[b]) op(B[b]) through oneDNN's sgemm
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  const char* fn = "matmul";
+  int64_t batch = getInt(info, 2, fn, "batch", 1, 1 << 30);
+  int64_t m = getInt(info, 3, fn, "m", 1, 1 << 30), k = getInt(info, 4, fn, "k", 1, 1 << 30), n = getInt(info, 5, fn, "n", 1, 1 << 30);
+  bool ta = info[6].ToBoolean(), tb = info[7].ToBoolean();
+  Buf a = getBuf(info, 0, fn, "a", (size_t)(batch * m * k));
+  Buf b = getBuf(info, 1, fn, "b", (size_t)(batch * k * n));
+  Buf c = getBuf(info, 8, fn, "out", (size_t)(batch * m * n));
+  for (int64_t i = 0; i < batch; i++) {
+    dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a.p + i * m * k, ta ? m : k,
+                                  b.p + i * k * n, tb ? k : n, 0.0f, c.p + i * m * n, n);
+    if (st != dnnl_success) fail(info.Env(), fn, "dnnl_sgemm failed with status " + std::to_string((int)st));
+  }
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ broadcasting
+
+/** Merges adjacent dimensions that are contiguous for every operand (strides given per operand). */
+void collapse(Dims& shape, std::vector<Dims*> strides) {
+  Dims s2;
+  std::vector<Dims> st2(strides.size());
+  for (size_t i = 0; i < shape.size(); i++) {
+    if (shape[i] == 1) continue;
+    bool merge = !s2.empty();
+    for (size_t o = 0; merge && o < strides.size(); o++) merge = st2[o].back() == (*strides[o])[i] * shape[i];
+    if (merge) {
+      s2.back() *= shape[i];
+      for (size_t o = 0; o < strides.size(); o++) st2[o].back() = (*strides[o])[i];
+    } else {
+      s2.push_back(shape[i]);
+      for (size_t o = 0; o < strides.size(); o++) st2[o].push_back((*strides[o])[i]);
+    }
+  }
+  if (s2.empty()) {
+    s2.push_back(1);
+    for (auto& s : st2) s.push_back(0);
+  }
+  shape = s2;
+  for (size_t o = 0; o < strides.size(); o++) *strides[o] = st2[o];
+}
+
+Dims bstrides(const Dims& shape, const Dims& out) {
+  Dims st(out.size(), 0);
+  int64_t acc = 1;
+  for (int i = (int)shape.size() - 1; i >= 0; i--) {
+    st[i] = (shape[i] == 1 && out[i] != 1) ? 0 : acc;
+    acc *= shape[i];
+  }
+  return st;
+}
+
+template <typename F>
+void binaryLoop(const float* a, const float* b, float* y, Dims shape, Dims sa, Dims sb, F f) {
+  Dims sy = bstrides(shape, shape);
+  collapse(shape, {&sa, &sb, &sy});
+  int r = (int)shape.size();
+  int64_t L = shape[r - 1], la = sa[r - 1], lb = sb[r - 1];
+  int64_t rows = (int64_t)prod(shape) / L;
+#pragma omp parallel for schedule(static) if (rows * L > (int64_t)kParallelMin)
+  for (int64_t row = 0; row < rows; row++) {
+    int64_t ia = 0, ib = 0, rem = row;
+    for (int d = r - 2; d >= 0; d--) {
+      int64_t idx = rem % shape[d];
+      rem /= shape[d];
+      ia += idx * sa[d];
+      ib += idx * sb[d];
+    }
+    float* yr = y + row * L;
+    const float* ar = a + ia;
+    const float* br = b + ib;
+    if (la == 1 && lb == 1)
+      for (int64_t j = 0; j < L; j++) yr[j] = f(ar[j], br[j]);
+    else if (la == 1)
+      for (int64_t j = 0; j < L; j++) yr[j] = f(ar[j], br[0]);
+    else if (lb == 1)
+      for (int64_t j = 0; j < L; j++) yr[j] = f(ar[0], br[j]);
+    else
+      for (int64_t j = 0; j < L; j++) yr[j] = f(ar[j * la], br[j * lb]);
+  }
+}
+
+// binary(op, a, as, b, bs, outShape, out)
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  const char* fn = "binary";
+  int64_t op = getInt(info, 0, fn, "op", 0, 3);
+  Dims as = getDims(info, 2, fn, "a shape"), bs = getDims(info, 4, fn, "b shape"), os = getDims(info, 5, fn, "output shape");
+  if (as.size() != os.size() || bs.size() != os.size()) fail(info.Env(), fn, "shapes must have equal rank");
+  for (size_t i = 0; i < os.size(); i++)
+    if ((as[i] != os[i] && as[i] != 1) || (bs[i] != os[i] && bs[i] != 1))
+      fail(info.Env(), fn, "shapes " + dimsStr(as) + " and " + dimsStr(bs) + " do not broadcast to " + dimsStr(os));
+  Buf a = getBuf(info, 1, fn, "a", prod(as)), b = getBuf(info, 3, fn, "b", prod(bs)), y = getBuf(info, 6, fn, "out", prod(os));
+  if (y.n == 0) return info.Env().Undefined();
+  Dims sa = bstrides(as, os), sb = bstrides(bs, os);
+  switch (op) {
+    case 0: binaryLoop(a.p, b.p, y.p, os, sa, sb, [](float u, float v) { return u + v; }); break;
+    case 1: binaryLoop(a.p, b.p, y.p, os, sa, sb, [](float u, float v) { return u - v; }); break;
+    case 2: binaryLoop(a.p, b.p, y.p, os, sa, sb, [](float u, float v) { return u * v; }); break;
+    default: binaryLoop(a.p, b.p, y.p, os, sa, sb, [](float u, float v) { return u / v; }); break;
+  }
+  return info.Env().Undefined();
+}
+
+// reduceSum(x, xs, outShape, out): sums x down to outShape (dims equal or 1)
+Napi::Value ReduceSum(const Napi::CallbackInfo& info) {
+  const char* fn = "reduceSum";
+  Dims xs = getDims(info, 1, fn, "input shape"), os = getDims(info, 2, fn, "output shape");
+  if (xs.size() != os.size()) fail(info.Env(), fn, "shapes must have equal rank");
+  for (size_t i = 0; i < xs.size(); i++)
+    if (os[i] != xs[i] && os[i] != 1) fail(info.Env(), fn, "cannot reduce " + dimsStr(xs) + " to " + dimsStr(os));
+  Buf x = getBuf(info, 0, fn, "input", prod(xs)), y = getBuf(info, 3, fn, "out", prod(os));
+  if (y.n == 0) return info.Env().Undefined();
+  if (x.n == 0) { std::fill(y.p, y.p + y.n, 0.f); return info.Env().Undefined(); }
+  // split dims into kept (out stride != 0) and reduced
+  Dims sx = bstrides(xs, xs), so = bstrides(os, xs), shape = xs;
+  collapse(shape, {&sx, &so});
+  Dims keptShape, keptStride, redShape, redStride;
+  for (size_t i = 0; i < shape.size(); i++) {
+    if (so[i] != 0) { keptShape.push_back(shape[i]); keptStride.push_back(sx[i]); }
+    else { redShape.push_back(shape[i]); redStride.push_back(sx[i]); }
+  }
+  int64_t nOut = (int64_t)y.n;
+  int64_t nRed = (int64_t)prod(redShape);
+  int kr = (int)keptShape.size(), rr = (int)redShape.size();
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin && nOut > 1)
+  for (int64_t o = 0; o < nOut; o++) {
+    int64_t base = 0, rem = o;
+    for (int d = kr - 1; d >= 0; d--) { base += (rem % keptShape[d]) * keptStride[d]; rem /= keptShape[d]; }
+    double acc = 0;
+    if (rr == 0) acc = x.p[base];
+    else {
+      int64_t L = redShape[rr - 1], ls = redStride[rr - 1];
+      for (int64_t r0 = 0; r0 < nRed / L; r0++) {
+        int64_t off = base, rm = r0;
+        for (int d = rr - 2; d >= 0; d--) { off += (rm % redShape[d]) * redStride[d]; rm /= redShape[d]; }
+        float part = 0;
+        for (int64_t j = 0; j < L; j++) part += x.p[off + j * ls];
+        acc += part;
+      }
+    }
+    y.p[o] = (float)acc;
+  }
+  // a full reduction of a large buffer runs on one output: split it across threads
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ elementwise
+
+inline float sigm(float v) { return 1.f / (1.f + std::exp(-v)); }
+
+// unary(op, x, y): 0 exp 1 log 2 sqrt 3 square 4 tanh 5 silu 6 neg 7 ncdf
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  const char* fn = "unary";
+  int64_t op = getInt(info, 0, fn, "op", 0, 7);
+  Buf x = getBuf(info, 1, fn, "input");
+  Buf y = getBuf(info, 2, fn, "out", x.n);
+  const int64_t n = (int64_t)x.n;
+  const float* xp = x.p;
+  float* yp = y.p;
+  const float c = std::sqrt(2.0f / (float)M_PI);
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) {
+    float v = xp[i];
+    switch (op) {
+      case 0: yp[i] = std::exp(v); break;
+      case 1: yp[i] = std::log(v); break;
+      case 2: yp[i] = std::sqrt(v); break;
+      case 3: yp[i] = v * v; break;
+      case 4: yp[i] = std::tanh(v); break;
+      case 5: yp[i] = v * sigm(v); break;
+      case 6: yp[i] = -v; break;
+      default: yp[i] = 0.5f * (1.f + std::tanh(c * (v + 0.044715f * v * v * v))); break;
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// unaryBackward(op, x, y, dy, dx)
+Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "unaryBackward";
+  int64_t op = getInt(info, 0, fn, "op", 0, 6);
+  Buf x = getBuf(info, 1, fn, "input");
+  Buf y = getBuf(info, 2, fn, "output", x.n), dy = getBuf(info, 3, fn, "output gradient", x.n), dx = getBuf(info, 4, fn, "input gradient", x.n);
+  const int64_t n = (int64_t)x.n;
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) {
+    float v = x.p[i], d;
+    switch (op) {
+      case 0: d = y.p[i]; break;
+      case 1: d = 1.f / v; break;
+      case 2: d = 0.5f / y.p[i]; break;
+      case 3: d = 2.f * v; break;
+      case 4: d = 1.f - y.p[i] * y.p[i]; break;
+      case 5: { float s = sigm(v); d = s * (1.f + v * (1.f - s)); break; }
+      default: d = -1.f; break;
+    }
+    dx.p[i] = d * dy.p[i];
+  }
+  return info.Env().Undefined();
+}
+
+// affine(x, alpha, beta, y): y = alpha x + beta
+Napi::Value Affine(const Napi::CallbackInfo& info) {
+  const char* fn = "affine";
+  Buf x = getBuf(info, 0, fn, "input");
+  float al = (float)getNum(info, 1, fn, "alpha"), bt = (float)getNum(info, 2, fn, "beta");
+  Buf y = getBuf(info, 3, fn, "out", x.n);
+  const int64_t n = (int64_t)x.n;
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) y.p[i] = al * x.p[i] + bt;
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ group norm
+
+struct GNArgs {
+  int64_t N, C, S, G;
+};
+
+GNArgs gnArgs(const Napi::CallbackInfo& info, const char* fn, const Dims& xs, int64_t G) {
+  if (xs.size() < 2) fail(info.Env(), fn, "input must be [N, C, ...], got " + dimsStr(xs));
+  GNArgs a{xs[0], xs[1], 1, G};
+  for (size_t i = 2; i < xs.size(); i++) a.S *= xs[i];
+  if (G < 1 || a.C % G != 0) fail(info.Env(), fn, std::to_string(a.C) + " channels do not split into " + std::to_string(G) + " groups");
+  return a;
+}
+
+// groupNorm(x, xs, gamma, beta, groups, eps, silu, y, mean, rstd)
+Napi::Value GroupNorm(const Napi::CallbackInfo& info) {
+  const char* fn = "groupNorm";
+  Dims xs = getDims(info, 1, fn, "input shape");
+  GNArgs A = gnArgs(info, fn, xs, getInt(info, 4, fn, "groups", 1, 1 << 20));
+  Buf x = getBuf(info, 0, fn, "input", prod(xs));
+  Buf gm = getBuf(info, 2, fn, "gamma", A.C), bt = getBuf(info, 3, fn, "beta", A.C);
+  double eps = getNum(info, 5, fn, "eps");
+  bool silu = info[6].ToBoolean();
+  Buf y = getBuf(info, 7, fn, "out", x.n), mean = getBuf(info, 8, fn, "mean", A.N * A.G), rstd = getBuf(info, 9, fn, "rstd", A.N * A.G);
+  int64_t cg = A.C / A.G, len = cg * A.S;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t ng = 0; ng < A.N * A.G; ng++) {
+    int64_t n = ng / A.G, g = ng % A.G;
+    const float* xp = x.p + (n * A.C + g * cg) * A.S;
+    float* yp = y.p + (n * A.C + g * cg) * A.S;
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < len; i++) s += xp[i];
+    double mu = s / len;
+    for (int64_t i = 0; i < len; i++) { double d = xp[i] - mu; s2 += d * d; }
+    float r = (float)(1.0 / std::sqrt(s2 / len + eps));
+    float m = (float)mu;
+    mean.p[ng] = m;
+    rstd.p[ng] = r;
+    for (int64_t c = 0; c < cg; c++) {
+      int64_t ch = g * cg + c;
+      float a = r * gm.p[ch], b = bt.p[ch] - m * a;
+      const float* xc = xp + c * A.S;
+      float* yc = yp + c * A.S;
+      if (silu)
+        for (int64_t i = 0; i < A.S; i++) { float z = xc[i] * a + b; yc[i] = z * sigm(z); }
+      else
+        for (int64_t i = 0; i < A.S; i++) yc[i] = xc[i] * a + b;
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// groupNormBackward(x, xs, gamma, beta, mean, rstd, groups, silu, dy, dx, dgamma, dbeta)
+Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "groupNormBackward";
+  Dims xs = getDims(info, 1, fn, "input shape");
+  GNArgs A = gnArgs(info, fn, xs, getInt(info, 6, fn, "groups", 1, 1 << 20));
+  Buf x = getBuf(info, 0, fn, "input", prod(xs));
+  Buf gm = getBuf(info, 2, fn, "gamma", A.C), bt = getBuf(info, 3, fn, "beta", A.C);
+  Buf mean = getBuf(info, 4, fn, "mean", A.N * A.G), rstd = getBuf(info, 5, fn, "rstd", A.N * A.G);
+  bool silu = info[7].ToBoolean();
+  Buf dy = getBuf(info, 8, fn, "output gradient", x.n), dx = getBuf(info, 9, fn, "input gradient", x.n);
+  Buf dgm = getBuf(info, 10, fn, "gamma gradient", A.C), dbt = getBuf(info, 11, fn, "beta gradient", A.C);
+  int64_t cg = A.C / A.G;
+  std::vector<double> pg(A.N * A.C), pb(A.N * A.C);  // per-sample partial sums of dgamma, dbeta
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t ng = 0; ng < A.N * A.G; ng++) {
+    int64_t n = ng / A.G, g = ng % A.G;
+    float m = mean.p[ng], r = rstd.p[ng];
+    int64_t off = (n * A.C + g * cg) * A.S;
+    double s1 = 0, s2 = 0;
+    std::vector<float> dz(cg * A.S);
+    for (int64_t c = 0; c < cg; c++) {
+      int64_t ch = g * cg + c;
+      float gmc = gm.p[ch], btc = bt.p[ch];
+      double dgs = 0, dbs = 0;
+      for (int64_t i = 0; i < A.S; i++) {
+        int64_t k = c * A.S + i;
+        float xh = (x.p[off + k] - m) * r;
+        float d = dy.p[off + k];
+        if (silu) { float z = xh * gmc + btc, s = sigm(z); d *= s * (1.f + z * (1.f - s)); }
+        dz[k] = d;
+        dgs += (double)d * xh;
+        dbs += d;
+      }
+      pg[n * A.C + ch] = dgs;
+      pb[n * A.C + ch] = dbs;
+      s1 += dbs * gmc;
+      s2 += dgs * gmc;
+    }
+    double len = (double)(cg * A.S);
+    float m1 = (float)(s1 / len), m2 = (float)(s2 / len);
+    for (int64_t c = 0; c < cg; c++) {
+      float gmc = gm.p[g * cg + c];
+      for (int64_t i = 0; i < A.S; i++) {
+        int64_t k = c * A.S + i;
+        float xh = (x.p[off + k] - m) * r;
+        dx.p[off + k] = r * (dz[k] * gmc - m1 - xh * m2);
+      }
+    }
+  }
+  for (int64_t c = 0; c < A.C; c++) {
+    double a = 0, b = 0;
+    for (int64_t n = 0; n < A.N; n++) { a += pg[n * A.C + c]; b += pb[n * A.C + c]; }
+    dgm.p[c] = (float)a;
+    dbt.p[c] = (float)b;
+  }
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ softmax
+
+// softmax(x, rows, cols, y)
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  const char* fn = "softmax";
+  int64_t rows = getInt(info, 1, fn, "rows", 0, 1LL << 40), cols = getInt(info, 2, fn, "cols", 1, 1LL << 30);
+  Buf x = getBuf(info, 0, fn, "input", rows * cols), y = getBuf(info, 3, fn, "out", rows * cols);
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x.p + r * cols;
+    float* yr = y.p + r * cols;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < cols; j++) mx = std::max(mx, xr[j]);
+    float s = 0;
+    for (int64_t j = 0; j < cols; j++) { float e = std::exp(xr[j] - mx); yr[j] = e; s += e; }
+    float inv = 1.f / s;
+    for (int64_t j = 0; j < cols; j++) yr[j] *= inv;
+  }
+  return info.Env().Undefined();
+}
+
+// softmaxBackward(y, dy, rows, cols, dx)
+Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "softmaxBackward";
+  int64_t rows = getInt(info, 2, fn, "rows", 0, 1LL << 40), cols = getInt(info, 3, fn, "cols", 1, 1LL << 30);
+  Buf y = getBuf(info, 0, fn, "output", rows * cols), dy = getBuf(info, 1, fn, "output gradient", rows * cols);
+  Buf dx = getBuf(info, 4, fn, "input gradient", rows * cols);
+#pragma omp parallel for schedule(static) if (y.n > kParallelMin)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* yr = y.p + r * cols;
+    const float* gr = dy.p + r * cols;
+    float* dr = dx.p + r * cols;
+    float dot = 0;
+    for (int64_t j = 0; j < cols; j++) dot += yr[j] * gr[j];
+    for (int64_t j = 0; j < cols; j++) dr[j] = yr[j] * (gr[j] - dot);
+  }
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ data movement
+
+// permute(x, xs, perm, y)
+Napi::Value Permute(const Napi::CallbackInfo& info) {
+  const char* fn = "permute";
+  Dims xs = getDims(info, 1, fn, "input shape"), perm = getDims(info, 2, fn, "permutation");
+  if (perm.size() != xs.size()) fail(info.Env(), fn, "permutation rank differs from " + dimsStr(xs));
+  std::vector<bool> used(xs.size(), false);
+  for (auto p : perm) {
+    if (p >= (int64_t)xs.size() || used[p]) fail(info.Env(), fn, "invalid permutation " + dimsStr(perm));
+    used[p] = true;
+  }
+  Buf x = getBuf(info, 0, fn, "input", prod(xs)), y = getBuf(info, 3, fn, "out", prod(xs));
+  if (x.n == 0) return info.Env().Undefined();
+  Dims in_st = bstrides(xs, xs), os(xs.size()), sx(xs.size());
+  for (size_t i = 0; i < xs.size(); i++) { os[i] = xs[perm[i]]; sx[i] = in_st[perm[i]]; }
+  Dims zero(os.size(), 0);
+  binaryLoop(x.p, x.p, y.p, os, sx, zero, [](float u, float) { return u; });
+  return info.Env().Undefined();
+}
+
+// concat(list, shapes, out): along axis 1
+Napi::Value Concat(const Napi::CallbackInfo& info) {
+  const char* fn = "concat";
+  if (!info[0].IsArray() || !info[1].IsArray()) fail(info.Env(), fn, "expected arrays of inputs and shapes");
+  auto list = info[0].As<Napi::Array>(), shapes = info[1].As<Napi::Array>();
+  if (list.Length() != shapes.Length() || list.Length() == 0) fail(info.Env(), fn, "inputs and shapes differ in count");
+  std::vector<Buf> bufs;
+  std::vector<Dims> ds;
+  int64_t Ctot = 0;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value v = list[i], s = shapes[i];
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !s.IsArray())
+      fail(info.Env(), fn, "input " + std::to_string(i) + " must be a Float32Array with a shape");
+    auto fa = v.As<Napi::Float32Array>();
+    Napi::Array sa = s.As<Napi::Array>();
+    Dims d(sa.Length());
+    for (uint32_t k = 0; k < sa.Length(); k++) {
+      Napi::Value dv = sa[k];
+      double xv = dv.IsNumber() ? dv.As<Napi::Number>().DoubleValue() : -1;
+      if (!(xv >= 0 && xv == std::floor(xv))) fail(info.Env(), fn, "invalid shape for input " + std::to_string(i));
+      d[k] = (int64_t)xv;
+    }
+    if (d.size() < 2 || fa.ElementLength() != prod(d)) fail(info.Env(), fn, "input " + std::to_string(i) + " does not match its shape " + dimsStr(d));
+    if (i > 0) {
+      if (d.size() != ds[0].size()) fail(info.Env(), fn, "ranks differ");
+      for (size_t k = 0; k < d.size(); k++)
+        if (k != 1 && d[k] != ds[0][k]) fail(info.Env(), fn, "shapes " + dimsStr(ds[0]) + " and " + dimsStr(d) + " differ outside axis 1");
+    }
+    bufs.push_back({fa.Data(), fa.ElementLength()});
+    ds.push_back(d);
+    Ctot += d[1];
+  }
+  int64_t N = ds[0][0], S = 1;
+  for (size_t k = 2; k < ds[0].size(); k++) S *= ds[0][k];
+  Buf y = getBuf(info, 2, fn, "out", (size_t)(N * Ctot * S));
+#pragma omp parallel for schedule(static) if (y.n > kParallelMin)
+  for (int64_t n = 0; n < N; n++) {
+    int64_t c0 = 0;
+    for (size_t i = 0; i < bufs.size(); i++) {
+      int64_t c = ds[i][1];
+      if (c * S) std::memcpy(y.p + (n * Ctot + c0) * S, bufs[i].p + n * c * S, sizeof(float) * c * S);
+      c0 += c;
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// sliceChannels(x, xs, c0, c, y)
+Napi::Value SliceChannels(const Napi::CallbackInfo& info) {
+  const char* fn = "sliceChannels";
+  Dims xs = getDims(info, 1, fn, "input shape");
+  if (xs.size() < 2) fail(info.Env(), fn, "input must be [N, C, ...]");
+  int64_t c0 = getInt(info, 2, fn, "first channel", 0, xs[1]), c = getInt(info, 3, fn, "channel count", 0, xs[1] - c0);
+  int64_t N = xs[0], C = xs[1], S = 1;
+  for (size_t k = 2; k < xs.size(); k++) S *= xs[k];
+  Buf x = getBuf(info, 0, fn, "input", prod(xs)), y = getBuf(info, 4, fn, "out", (size_t)(N * c * S));
+  for (int64_t n = 0; n < N; n++)
+    if (c * S) std::memcpy(y.p + n * c * S, x.p + (n * C + c0) * S, sizeof(float) * c * S);
+  return info.Env().Undefined();
+}
+
+// upsample2x(x, xs, y) and upsample2xBackward(dy, xs, dx)
+Napi::Value Upsample2x(const Napi::CallbackInfo& info) {
+  const char* fn = "upsample2x";
+  Dims xs = getDims(info, 1, fn, "input shape", 4);
+  Buf x = getBuf(info, 0, fn, "input", prod(xs)), y = getBuf(info, 2, fn, "out", prod(xs) * 4);
+  int64_t NC = xs[0] * xs[1], H = xs[2], W = xs[3];
+#pragma omp parallel for schedule(static) if (y.n > kParallelMin)
+  for (int64_t nc = 0; nc < NC; nc++)
+    for (int64_t h = 0; h < 2 * H; h++) {
+      const float* xr = x.p + (nc * H + h / 2) * W;
+      float* yr = y.p + (nc * 2 * H + h) * 2 * W;
+      for (int64_t w = 0; w < 2 * W; w++) yr[w] = xr[w >> 1];
+    }
+  return info.Env().Undefined();
+}
+
+Napi::Value Upsample2xBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "upsample2xBackward";
+  Dims xs = getDims(info, 1, fn, "input shape", 4);
+  Buf dy = getBuf(info, 0, fn, "output gradient", prod(xs) * 4), dx = getBuf(info, 2, fn, "input gradient", prod(xs));
+  int64_t NC = xs[0] * xs[1], H = xs[2], W = xs[3];
+#pragma omp parallel for schedule(static) if (dy.n > kParallelMin)
+  for (int64_t nc = 0; nc < NC; nc++)
+    for (int64_t h = 0; h < H; h++) {
+      const float* r0 = dy.p + (nc * 2 * H + 2 * h) * 2 * W;
+      const float* r1 = r0 + 2 * W;
+      float* o = dx.p + (nc * H + h) * W;
+      for (int64_t w = 0; w < W; w++) o[w] = r0[2 * w] + r0[2 * w + 1] + r1[2 * w] + r1[2 * w + 1];
+    }
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ optimiser
+
+// adamStep(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step)
+Napi::Value AdamStep(const Napi::CallbackInfo& info) {
+  const char* fn = "adamStep";
+  Buf p = getBuf(info, 0, fn, "param");
+  Buf g = getBuf(info, 1, fn, "grad", p.n), m = getBuf(info, 2, fn, "first moment", p.n), v = getBuf(info, 3, fn, "second moment", p.n);
+  double lr = getNum(info, 4, fn, "lr"), b1 = getNum(info, 5, fn, "beta1"), b2 = getNum(info, 6, fn, "beta2");
+  double eps = getNum(info, 7, fn, "eps"), wd = getNum(info, 8, fn, "weightDecay");
+  int64_t step = getInt(info, 9, fn, "step", 1, 1LL << 50);
+  float bc1 = (float)(1 - std::pow(b1, (double)step)), bc2 = (float)(1 - std::pow(b2, (double)step));
+  float fb1 = (float)b1, fb2 = (float)b2, flr = (float)lr, feps = (float)eps, decay = (float)(1 - lr * wd);
+  const int64_t n = (int64_t)p.n;
+#pragma omp parallel for schedule(static) if (p.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) {
+    float gi = g.p[i];
+    float mi = fb1 * m.p[i] + (1 - fb1) * gi;
+    float vi = fb2 * v.p[i] + (1 - fb2) * gi * gi;
+    m.p[i] = mi;
+    v.p[i] = vi;
+    p.p[i] = p.p[i] * decay - flr * (mi / bc1) / (std::sqrt(vi / bc2) + feps);
+  }
+  return info.Env().Undefined();
+}
+
+// emaUpdate(ema, p, decay)
+Napi::Value EmaUpdate(const Napi::CallbackInfo& info) {
+  const char* fn = "emaUpdate";
+  Buf e = getBuf(info, 0, fn, "ema");
+  Buf p = getBuf(info, 1, fn, "param", e.n);
+  float d = (float)getNum(info, 2, fn, "decay");
+  const int64_t n = (int64_t)e.n;
+#pragma omp parallel for schedule(static) if (e.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) e.p[i] = d * e.p[i] + (1 - d) * p.p[i];
+  return info.Env().Undefined();
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  Buf x = getBuf(info, 0, "sumSquares", "input");
+  double s = 0;
+  const int64_t n = (int64_t)x.n;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (x.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) s += (double)x.p[i] * x.p[i];
+  return Napi::Number::New(info.Env(), s);
+}
+
+Napi::Value ScaleInPlace(const Napi::CallbackInfo& info) {
+  Buf x = getBuf(info, 0, "scaleInPlace", "input");
+  float s = (float)getNum(info, 1, "scaleInPlace", "scale");
+  const int64_t n = (int64_t)x.n;
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) x.p[i] *= s;
+  return info.Env().Undefined();
+}
+
+Napi::Value AddInPlace(const Napi::CallbackInfo& info) {
+  Buf x = getBuf(info, 0, "addInPlace", "target");
+  Buf y = getBuf(info, 1, "addInPlace", "addend", x.n);
+  const int64_t n = (int64_t)x.n;
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) x.p[i] += y.p[i];
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  auto v = dnnl::version();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("onednn", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
+  o.Set("threads", omp_get_max_threads());
+  return o;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
+  exports.Set("conv2dBackwardData", Napi::Function::New(env, Conv2dBackwardData));
+  exports.Set("conv2dBackwardWeights", Napi::Function::New(env, Conv2dBackwardWeights));
+  exports.Set("matmul", Napi::Function::New(env, Matmul));
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("reduceSum", Napi::Function::New(env, ReduceSum));
+  exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("unaryBackward", Napi::Function::New(env, UnaryBackward));
+  exports.Set("affine", Napi::Function::New(env, Affine));
+  exports.Set("groupNorm", Napi::Function::New(env, GroupNorm));
+  exports.Set("groupNormBackward", Napi::Function::New(env, GroupNormBackward));
+  exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("softmaxBackward", Napi::Function::New(env, SoftmaxBackward));
+  exports.Set("permute", Napi::Function::New(env, Permute));
+  exports.Set("concat", Napi::Function::New(env, Concat));
+  exports.Set("sliceChannels", Napi::Function::New(env, SliceChannels));
+  exports.Set("upsample2x", Napi::Function::New(env, Upsample2x));
+  exports.Set("upsample2xBackward", Napi::Function::New(env, Upsample2xBackward));
+  exports.Set("adamStep", Napi::Function::New(env, AdamStep));
+  exports.Set("emaUpdate", Napi::Function::New(env, EmaUpdate));
+  exports.Set("sumSquares", Napi::Function::New(env, SumSquares));
+  exports.Set("scaleInPlace", Napi::Function::New(env, ScaleInPlace));
+  exports.Set("addInPlace", Napi::Function::New(env, AddInPlace));
+  exports.Set("info", Napi::Function::New(env, Info));
+  return exports;
+}
+
+NODE_API_MODULE(ddpm_native, Init)

@@ -1,0 +1,159 @@
+// The native backend: the N-API addon built from native/ddpm_native.cc on oneDNN. Node-only.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import type { AdamHyper, Backend, BinaryOp, ConvParams, Storage, UnaryOp } from '../../engine/backend.js';
+import { convOutSize } from '../reference/index.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Addon = Record<string, (...args: any[]) => any>;
+
+const BINARY: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3 };
+const UNARY: Record<UnaryOp, number> = { exp: 0, log: 1, sqrt: 2, square: 3, tanh: 4, silu: 5, neg: 6, ncdf: 7 };
+
+const prodOf = (s: number[]) => s.reduce((a, b) => a * b, 1);
+const convArr = (p: ConvParams) => [p.stride, p.padTop, p.padBottom, p.padLeft, p.padRight];
+
+let cached: { addon: Addon | null; error: string } | null = null;
+
+/** Loads the addon once; returns null (with the reason) when it was not built. */
+export function loadAddon(): { addon: Addon | null; error: string } {
+  if (cached) return cached;
+  const here = dirname(fileURLToPath(import.meta.url));
+  // dist/src/backends/native -> repository root
+  const root = join(here, '..', '..', '..', '..');
+  const require = createRequire(import.meta.url);
+  const candidates = [join(root, 'build', 'Release', 'ddpm_native.node'), join(root, 'build', 'Debug', 'ddpm_native.node')];
+  let error = 'addon not built';
+  for (const c of candidates) {
+    try {
+      cached = { addon: require(c) as Addon, error: '' };
+      return cached;
+    } catch (e) {
+      error = (e as Error).message.split('\n')[0];
+    }
+  }
+  cached = { addon: null, error };
+  return cached;
+}
+
+export class NativeBackend implements Backend {
+  readonly name = 'native';
+  readonly info: { onednn: string; threads: number };
+  private readonly a: Addon;
+
+  constructor(addon: Addon) {
+    this.a = addon;
+    this.info = addon.info();
+  }
+
+  conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
+    const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride), wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
+    const y = new Float32Array(xs[0] * ws[0] * ho * wo);
+    this.a.conv2dForward(x, xs, w, ws, b, convArr(p), y);
+    return y;
+  }
+  conv2dBackwardData(dy: Storage, w: Storage, ws: number[], p: ConvParams, xs: number[]): Storage {
+    const dx = new Float32Array(prodOf(xs));
+    this.a.conv2dBackwardData(dy, w, ws, convArr(p), xs, dx);
+    return dx;
+  }
+  conv2dBackwardWeights(x: Storage, xs: number[], dy: Storage, ws: number[], p: ConvParams, withBias: boolean) {
+    const dw = new Float32Array(prodOf(ws));
+    const db = withBias ? new Float32Array(ws[0]) : null;
+    this.a.conv2dBackwardWeights(x, xs, dy, ws, convArr(p), dw, db);
+    return { dw, db };
+  }
+  matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
+    const out = new Float32Array(batch * m * n);
+    this.a.matmul(a, b, batch, m, k, n, transA, transB, out);
+    return out;
+  }
+  binary(op: BinaryOp, a: Storage, as: number[], b: Storage, bs: number[], outShape: number[]): Storage {
+    const y = new Float32Array(prodOf(outShape));
+    this.a.binary(BINARY[op], a, as, b, bs, outShape, y);
+    return y;
+  }
+  reduceSum(x: Storage, xs: number[], outShape: number[]): Storage {
+    const y = new Float32Array(prodOf(outShape));
+    this.a.reduceSum(x, xs, outShape, y);
+    return y;
+  }
+  unary(op: UnaryOp, x: Storage): Storage {
+    const y = new Float32Array(x.length);
+    this.a.unary(UNARY[op], x, y);
+    return y;
+  }
+  unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage {
+    if (op === 'ncdf') throw new Error('ncdf: forward only (used by the bits/dim decoder)');
+    const dx = new Float32Array(x.length);
+    this.a.unaryBackward(UNARY[op], x, y, dy, dx);
+    return dx;
+  }
+  affine(x: Storage, alpha: number, beta: number): Storage {
+    const y = new Float32Array(x.length);
+    this.a.affine(x, alpha, beta, y);
+    return y;
+  }
+  groupNorm(x: Storage, xs: number[], gamma: Storage, beta: Storage, groups: number, eps: number, silu: boolean) {
+    const y = new Float32Array(x.length), mean = new Float32Array(xs[0] * groups), rstd = new Float32Array(xs[0] * groups);
+    this.a.groupNorm(x, xs, gamma, beta, groups, eps, silu, y, mean, rstd);
+    return { y, mean, rstd };
+  }
+  groupNormBackward(x: Storage, xs: number[], gamma: Storage, beta: Storage, mean: Storage, rstd: Storage, groups: number, silu: boolean, dy: Storage) {
+    const dx = new Float32Array(x.length), dgamma = new Float32Array(xs[1]), dbeta = new Float32Array(xs[1]);
+    this.a.groupNormBackward(x, xs, gamma, beta, mean, rstd, groups, silu, dy, dx, dgamma, dbeta);
+    return { dx, dgamma, dbeta };
+  }
+  softmax(x: Storage, rows: number, cols: number): Storage {
+    const y = new Float32Array(x.length);
+    this.a.softmax(x, rows, cols, y);
+    return y;
+  }
+  softmaxBackward(y: Storage, dy: Storage, rows: number, cols: number): Storage {
+    const dx = new Float32Array(y.length);
+    this.a.softmaxBackward(y, dy, rows, cols, dx);
+    return dx;
+  }
+  permute(x: Storage, xs: number[], perm: number[]): Storage {
+    const y = new Float32Array(x.length);
+    this.a.permute(x, xs, perm, y);
+    return y;
+  }
+  concat(xs: Storage[], shapes: number[][]): Storage {
+    const C = shapes.reduce((s, sh) => s + sh[1], 0);
+    const y = new Float32Array(shapes[0][0] * C * prodOf(shapes[0].slice(2)));
+    this.a.concat(xs, shapes, y);
+    return y;
+  }
+  sliceChannels(x: Storage, xs: number[], c0: number, c: number): Storage {
+    const y = new Float32Array(xs[0] * c * prodOf(xs.slice(2)));
+    this.a.sliceChannels(x, xs, c0, c, y);
+    return y;
+  }
+  upsample2x(x: Storage, xs: number[]): Storage {
+    const y = new Float32Array(x.length * 4);
+    this.a.upsample2x(x, xs, y);
+    return y;
+  }
+  upsample2xBackward(dy: Storage, xs: number[]): Storage {
+    const dx = new Float32Array(prodOf(xs));
+    this.a.upsample2xBackward(dy, xs, dx);
+    return dx;
+  }
+  adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void {
+    this.a.adamStep(p, g, m, v, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.step);
+  }
+  emaUpdate(ema: Storage, p: Storage, decay: number): void {
+    this.a.emaUpdate(ema, p, decay);
+  }
+  sumSquares(x: Storage): number {
+    return this.a.sumSquares(x);
+  }
+  scaleInPlace(x: Storage, s: number): void {
+    this.a.scaleInPlace(x, s);
+  }
+  addInPlace(x: Storage, y: Storage): void {
+    this.a.addInPlace(x, y);
+  }
+}

@@ -1,0 +1,397 @@
+// The reference backend: plain TypeScript loops, written to be obviously correct. It is the oracle that every
+// other backend is tested against, and the fallback when the native addon is not built.
+import type { AdamHyper, Backend, BinaryOp, ConvParams, Storage, UnaryOp } from '../../engine/backend.js';
+
+export function convOutSize(h: number, k: number, p0: number, p1: number, s: number): number {
+  return Math.floor((h + p0 + p1 - k) / s) + 1;
+}
+
+/** Strides of `shape` (row-major) with 0 for dimensions broadcast to `outShape`. */
+function broadcastStrides(shape: number[], outShape: number[]): number[] {
+  const st = new Array<number>(outShape.length).fill(0);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    st[i] = shape[i] === 1 && outShape[i] !== 1 ? 0 : acc;
+    acc *= shape[i];
+  }
+  return st;
+}
+
+/** Calls fn(outIndex, aIndex, bIndex) over every element of outShape, in row-major order. */
+function forEachBroadcast(outShape: number[], sa: number[], sb: number[], fn: (o: number, ia: number, ib: number) => void): void {
+  const r = outShape.length;
+  const total = outShape.reduce((x, y) => x * y, 1);
+  if (total === 0) return;
+  const idx = new Array<number>(r).fill(0);
+  let ia = 0, ib = 0;
+  for (let o = 0; o < total; o++) {
+    fn(o, ia, ib);
+    for (let d = r - 1; d >= 0; d--) {
+      idx[d]++;
+      ia += sa[d];
+      ib += sb[d];
+      if (idx[d] < outShape[d]) break;
+      ia -= sa[d] * outShape[d];
+      ib -= sb[d] * outShape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** Standard normal CDF, the tanh approximation used by the official DDPM code (approx_standard_normal_cdf). */
+export function approxStandardNormalCdf(x: number): number {
+  return 0.5 * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+}
+
+function sigmoid(x: number): number {
+  return 1 / (1 + Math.exp(-x));
+}
+
+export class ReferenceBackend implements Backend {
+  readonly name: string = 'reference';
+
+  conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
+    const [N, C, H, W] = xs;
+    const [O, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
+    const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const y = new Float32Array(N * O * Ho * Wo);
+    for (let n = 0; n < N; n++)
+      for (let o = 0; o < O; o++) {
+        const yo = (n * O + o) * Ho * Wo;
+        if (b) y.fill(b[o], yo, yo + Ho * Wo);
+        for (let c = 0; c < C; c++)
+          for (let kh = 0; kh < KH; kh++)
+            for (let kw = 0; kw < KW; kw++) {
+              const wv = w[((o * C + c) * KH + kh) * KW + kw];
+              for (let oh = 0; oh < Ho; oh++) {
+                const ih = oh * p.stride + kh - p.padTop;
+                if (ih < 0 || ih >= H) continue;
+                const xrow = ((n * C + c) * H + ih) * W;
+                for (let ow = 0; ow < Wo; ow++) {
+                  const iw = ow * p.stride + kw - p.padLeft;
+                  if (iw < 0 || iw >= W) continue;
+                  y[yo + oh * Wo + ow] += wv * x[xrow + iw];
+                }
+              }
+            }
+      }
+    return y;
+  }
+
+  conv2dBackwardData(dy: Storage, w: Storage, ws: number[], p: ConvParams, xs: number[]): Storage {
+    const [N, C, H, W] = xs;
+    const [O, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
+    const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const dx = new Float32Array(N * C * H * W);
+    for (let n = 0; n < N; n++)
+      for (let o = 0; o < O; o++) {
+        const yo = (n * O + o) * Ho * Wo;
+        for (let c = 0; c < C; c++)
+          for (let kh = 0; kh < KH; kh++)
+            for (let kw = 0; kw < KW; kw++) {
+              const wv = w[((o * C + c) * KH + kh) * KW + kw];
+              for (let oh = 0; oh < Ho; oh++) {
+                const ih = oh * p.stride + kh - p.padTop;
+                if (ih < 0 || ih >= H) continue;
+                const xrow = ((n * C + c) * H + ih) * W;
+                for (let ow = 0; ow < Wo; ow++) {
+                  const iw = ow * p.stride + kw - p.padLeft;
+                  if (iw < 0 || iw >= W) continue;
+                  dx[xrow + iw] += wv * dy[yo + oh * Wo + ow];
+                }
+              }
+            }
+      }
+    return dx;
+  }
+
+  conv2dBackwardWeights(x: Storage, xs: number[], dy: Storage, ws: number[], p: ConvParams, withBias: boolean): { dw: Storage; db: Storage | null } {
+    const [N, C, H, W] = xs;
+    const [O, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
+    const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const dw = new Float32Array(O * C * KH * KW);
+    const db = withBias ? new Float32Array(O) : null;
+    for (let n = 0; n < N; n++)
+      for (let o = 0; o < O; o++) {
+        const yo = (n * O + o) * Ho * Wo;
+        if (db) for (let i = 0; i < Ho * Wo; i++) db[o] += dy[yo + i];
+        for (let c = 0; c < C; c++)
+          for (let kh = 0; kh < KH; kh++)
+            for (let kw = 0; kw < KW; kw++) {
+              let acc = 0;
+              for (let oh = 0; oh < Ho; oh++) {
+                const ih = oh * p.stride + kh - p.padTop;
+                if (ih < 0 || ih >= H) continue;
+                const xrow = ((n * C + c) * H + ih) * W;
+                for (let ow = 0; ow < Wo; ow++) {
+                  const iw = ow * p.stride + kw - p.padLeft;
+                  if (iw < 0 || iw >= W) continue;
+                  acc += x[xrow + iw] * dy[yo + oh * Wo + ow];
+                }
+              }
+              dw[((o * C + c) * KH + kh) * KW + kw] += acc;
+            }
+      }
+    return { dw, db };
+  }
+
+  matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
+    const out = new Float32Array(batch * m * n);
+    for (let bt = 0; bt < batch; bt++) {
+      const ao = bt * m * k, bo = bt * k * n, oo = bt * m * n;
+      for (let i = 0; i < m; i++)
+        for (let kk = 0; kk < k; kk++) {
+          const av = transA ? a[ao + kk * m + i] : a[ao + i * k + kk];
+          if (av === 0) continue;
+          const row = oo + i * n;
+          if (transB) for (let j = 0; j < n; j++) out[row + j] += av * b[bo + j * k + kk];
+          else {
+            const brow = bo + kk * n;
+            for (let j = 0; j < n; j++) out[row + j] += av * b[brow + j];
+          }
+        }
+    }
+    return out;
+  }
+
+  binary(op: BinaryOp, a: Storage, as: number[], b: Storage, bs: number[], outShape: number[]): Storage {
+    const out = new Float32Array(outShape.reduce((x, y) => x * y, 1));
+    const sa = broadcastStrides(as, outShape), sb = broadcastStrides(bs, outShape);
+    switch (op) {
+      case 'add': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] + b[j]; }); break;
+      case 'sub': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] - b[j]; }); break;
+      case 'mul': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] * b[j]; }); break;
+      case 'div': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] / b[j]; }); break;
+    }
+    return out;
+  }
+
+  reduceSum(x: Storage, xs: number[], outShape: number[]): Storage {
+    const out = new Float64Array(outShape.reduce((p, q) => p * q, 1));
+    const so = broadcastStrides(outShape, xs);
+    const sx = broadcastStrides(xs, xs);
+    forEachBroadcast(xs, sx, so, (_o, ix, io) => { out[io] += x[ix]; });
+    return Float32Array.from(out);
+  }
+
+  unary(op: UnaryOp, x: Storage): Storage {
+    const y = new Float32Array(x.length);
+    const f: (v: number) => number = {
+      exp: Math.exp, log: Math.log, sqrt: Math.sqrt, tanh: Math.tanh,
+      square: (v: number) => v * v,
+      silu: (v: number) => v * sigmoid(v),
+      neg: (v: number) => -v,
+      ncdf: approxStandardNormalCdf,
+    }[op];
+    for (let i = 0; i < x.length; i++) y[i] = f(x[i]);
+    return y;
+  }
+
+  unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage {
+    const dx = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      let d: number;
+      switch (op) {
+        case 'exp': d = y[i]; break;
+        case 'log': d = 1 / x[i]; break;
+        case 'sqrt': d = 0.5 / y[i]; break;
+        case 'square': d = 2 * x[i]; break;
+        case 'tanh': d = 1 - y[i] * y[i]; break;
+        case 'silu': { const s = sigmoid(x[i]); d = s * (1 + x[i] * (1 - s)); break; }
+        case 'neg': d = -1; break;
+        case 'ncdf': throw new Error('ncdf: forward only (used by the bits/dim decoder)');
+      }
+      dx[i] = d * dy[i];
+    }
+    return dx;
+  }
+
+  affine(x: Storage, alpha: number, beta: number): Storage {
+    const y = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) y[i] = alpha * x[i] + beta;
+    return y;
+  }
+
+  groupNorm(x: Storage, xs: number[], gamma: Storage, beta: Storage, groups: number, eps: number, silu: boolean) {
+    const [N, C] = xs;
+    const S = xs.slice(2).reduce((p, q) => p * q, 1);
+    const cg = C / groups, len = cg * S;
+    const y = new Float32Array(x.length);
+    const mean = new Float32Array(N * groups), rstd = new Float32Array(N * groups);
+    for (let n = 0; n < N; n++)
+      for (let g = 0; g < groups; g++) {
+        const off = (n * C + g * cg) * S;
+        let s = 0;
+        for (let i = 0; i < len; i++) s += x[off + i];
+        const mu = s / len;
+        let v = 0;
+        for (let i = 0; i < len; i++) v += (x[off + i] - mu) ** 2;
+        const r = 1 / Math.sqrt(v / len + eps);
+        mean[n * groups + g] = mu;
+        rstd[n * groups + g] = r;
+        for (let c = 0; c < cg; c++) {
+          const ch = g * cg + c;
+          for (let i = 0; i < S; i++) {
+            const j = off + c * S + i;
+            const z = (x[j] - mu) * r * gamma[ch] + beta[ch];
+            y[j] = silu ? z * sigmoid(z) : z;
+          }
+        }
+      }
+    return { y, mean, rstd };
+  }
+
+  groupNormBackward(x: Storage, xs: number[], gamma: Storage, beta: Storage, mean: Storage, rstd: Storage, groups: number, silu: boolean, dy: Storage) {
+    const [N, C] = xs;
+    const S = xs.slice(2).reduce((p, q) => p * q, 1);
+    const cg = C / groups, len = cg * S;
+    const dx = new Float32Array(x.length);
+    const dgamma = new Float64Array(C), dbeta = new Float64Array(C);
+    const dz = new Float64Array(len), xhat = new Float64Array(len);
+    for (let n = 0; n < N; n++)
+      for (let g = 0; g < groups; g++) {
+        const off = (n * C + g * cg) * S;
+        const mu = mean[n * groups + g], r = rstd[n * groups + g];
+        // dxhat = dz * gamma;  dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+        let s1 = 0, s2 = 0;
+        for (let c = 0; c < cg; c++) {
+          const ch = g * cg + c;
+          for (let i = 0; i < S; i++) {
+            const k = c * S + i, j = off + k;
+            const xh = (x[j] - mu) * r;
+            let d = dy[j];
+            if (silu) {
+              const z = xh * gamma[ch] + beta[ch];
+              const sg = sigmoid(z);
+              d *= sg * (1 + z * (1 - sg));
+            }
+            xhat[k] = xh;
+            dz[k] = d;
+            dgamma[ch] += d * xh;
+            dbeta[ch] += d;
+            const dxh = d * gamma[ch];
+            s1 += dxh;
+            s2 += dxh * xh;
+          }
+        }
+        s1 /= len;
+        s2 /= len;
+        for (let c = 0; c < cg; c++) {
+          const ch = g * cg + c;
+          for (let i = 0; i < S; i++) {
+            const k = c * S + i;
+            dx[off + k] = r * (dz[k] * gamma[ch] - s1 - xhat[k] * s2);
+          }
+        }
+      }
+    return { dx, dgamma: Float32Array.from(dgamma), dbeta: Float32Array.from(dbeta) };
+  }
+
+  softmax(x: Storage, rows: number, cols: number): Storage {
+    const y = new Float32Array(x.length);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let mx = -Infinity;
+      for (let j = 0; j < cols; j++) mx = Math.max(mx, x[o + j]);
+      let s = 0;
+      for (let j = 0; j < cols; j++) { const e = Math.exp(x[o + j] - mx); y[o + j] = e; s += e; }
+      for (let j = 0; j < cols; j++) y[o + j] /= s;
+    }
+    return y;
+  }
+
+  softmaxBackward(y: Storage, dy: Storage, rows: number, cols: number): Storage {
+    const dx = new Float32Array(y.length);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let dot = 0;
+      for (let j = 0; j < cols; j++) dot += y[o + j] * dy[o + j];
+      for (let j = 0; j < cols; j++) dx[o + j] = y[o + j] * (dy[o + j] - dot);
+    }
+    return dx;
+  }
+
+  permute(x: Storage, xs: number[], perm: number[]): Storage {
+    const outShape = perm.map((p) => xs[p]);
+    const inStrides = broadcastStrides(xs, xs);
+    const sx = perm.map((p) => inStrides[p]);
+    const y = new Float32Array(x.length);
+    forEachBroadcast(outShape, sx, sx, (o, i) => { y[o] = x[i]; });
+    return y;
+  }
+
+  concat(xs: Storage[], shapes: number[][]): Storage {
+    const N = shapes[0][0];
+    const S = shapes[0].slice(2).reduce((p, q) => p * q, 1);
+    const Ctot = shapes.reduce((a, s) => a + s[1], 0);
+    const y = new Float32Array(N * Ctot * S);
+    for (let n = 0; n < N; n++) {
+      let c0 = 0;
+      for (let i = 0; i < xs.length; i++) {
+        const c = shapes[i][1];
+        y.set(xs[i].subarray(n * c * S, (n + 1) * c * S), (n * Ctot + c0) * S);
+        c0 += c;
+      }
+    }
+    return y;
+  }
+
+  sliceChannels(x: Storage, xs: number[], c0: number, c: number): Storage {
+    const [N, C] = xs;
+    const S = xs.slice(2).reduce((p, q) => p * q, 1);
+    const y = new Float32Array(N * c * S);
+    for (let n = 0; n < N; n++) y.set(x.subarray((n * C + c0) * S, (n * C + c0 + c) * S), n * c * S);
+    return y;
+  }
+
+  upsample2x(x: Storage, xs: number[]): Storage {
+    const [N, C, H, W] = xs;
+    const y = new Float32Array(N * C * 4 * H * W);
+    for (let nc = 0; nc < N * C; nc++)
+      for (let h = 0; h < 2 * H; h++)
+        for (let w = 0; w < 2 * W; w++) y[(nc * 2 * H + h) * 2 * W + w] = x[(nc * H + (h >> 1)) * W + (w >> 1)];
+    return y;
+  }
+
+  upsample2xBackward(dy: Storage, xs: number[]): Storage {
+    const [N, C, H, W] = xs;
+    const dx = new Float32Array(N * C * H * W);
+    for (let nc = 0; nc < N * C; nc++)
+      for (let h = 0; h < 2 * H; h++)
+        for (let w = 0; w < 2 * W; w++) dx[(nc * H + (h >> 1)) * W + (w >> 1)] += dy[(nc * 2 * H + h) * 2 * W + w];
+    return dx;
+  }
+
+  adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void {
+    const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
+    for (let i = 0; i < p.length; i++) {
+      m[i] = h.beta1 * m[i] + (1 - h.beta1) * g[i];
+      v[i] = h.beta2 * v[i] + (1 - h.beta2) * g[i] * g[i];
+      const update = (m[i] / bc1) / (Math.sqrt(v[i] / bc2) + h.eps);
+      p[i] = p[i] * (1 - h.lr * h.weightDecay) - h.lr * update;
+    }
+  }
+
+  emaUpdate(ema: Storage, p: Storage, decay: number): void {
+    for (let i = 0; i < p.length; i++) ema[i] = decay * ema[i] + (1 - decay) * p[i];
+  }
+
+  sumSquares(x: Storage): number {
+    let s = 0;
+    for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+    return s;
+  }
+
+  scaleInPlace(x: Storage, s: number): void {
+    for (let i = 0; i < x.length; i++) x[i] *= s;
+  }
+
+  addInPlace(x: Storage, y: Storage): void {
+    for (let i = 0; i < x.length; i++) x[i] += y[i];
+  }
+}

@@ -1,0 +1,67 @@
+// Test helpers: seeded inputs, backend switching, and comparisons.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Tensor, setBackend, getBackend } from '../src/engine/tensor.js';
+import type { Backend } from '../src/engine/backend.js';
+import { fillRandom } from '../src/engine/random.js';
+import { ReferenceBackend } from '../src/backends/reference/index.js';
+import { NativeBackend, loadAddon } from '../src/backends/native/index.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const SHARED = join(ROOT, '..', 'shared');
+export const HAS_SHARED = existsSync(join(SHARED, 'data'));
+export const reference = new ReferenceBackend();
+const addon = loadAddon().addon;
+export const native: Backend | null = addon ? new NativeBackend(addon) : null;
+export const NATIVE_SKIP = native ? false : 'native addon not built (install libdnnl-dev and run npm rebuild)';
+
+let stream = 1000;
+/** Normal values from a fixed seed, each call a new stream. */
+export function randValues(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  if (n) fillRandom(a, n, { seed: 7, stream: stream++ }, 0, 'normal');
+  if (scale !== 1) for (let i = 0; i < n; i++) a[i] *= scale;
+  return a;
+}
+
+export function withBackend<T>(b: Backend, fn: () => T): T {
+  const prev = getBackend();
+  setBackend(b);
+  try {
+    return fn();
+  } finally {
+    setBackend(prev);
+  }
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'lengths differ');
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  for (let i = 0; i < actual.length; i++) {
+    const tol = atol + rtol * Math.abs(expected[i]);
+    if (!(Math.abs(actual[i] - expected[i]) <= tol))
+      assert.fail(`${what}: index ${i}: ${actual[i]} vs expected ${expected[i]} (tolerance ${tol}, max abs diff ${maxAbsDiff(actual, expected)})`);
+  }
+}
+
+/** Runs fn(inputs) on a backend and returns the output values and the gradients of sum(output * probe) w.r.t. inputs. */
+export function runWithGrads(b: Backend, inputs: { values: Float32Array; shape: number[] }[], fn: (xs: Tensor[]) => Tensor, probe?: Float32Array) {
+  return withBackend(b, () => {
+    const xs = inputs.map((i) => new Tensor(i.values.slice(), i.shape, true));
+    const y = fn(xs);
+    const p = probe ?? randValues(y.size);
+    y.backward(new Tensor(p, y.shape));
+    return { y: y.storage.slice(), grads: xs.map((x) => (x.grad ? x.grad.storage.slice() : new Float32Array(x.size))), probe: p };
+  });
+}
