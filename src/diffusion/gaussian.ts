@@ -1,0 +1,249 @@
+// The Gaussian diffusion process of Ho, Jain & Abbeel (2020): forward process, posterior, reverse process and
+// losses, one function per equation. Timesteps are indices t = 0..T-1 (the paper's t = 1..T).
+import * as T from '../engine/ops.js';
+import { Tensor, fmtShape, noGrad } from '../engine/tensor.js';
+import { type DiffusionTables, makeTables, betaSchedule, respacedBetas, type BetaSchedule } from './schedule.js';
+
+export type Prediction = 'eps' | 'x0' | 'v';
+export type VarianceType = 'fixedlarge' | 'fixedsmall' | 'learnedrange';
+export type LossType = 'simple' | 'vlb' | 'hybrid';
+
+/** The network: (x_t, t) to its output (eps, x0 or v; with learnedrange, 2C channels with the variance fraction). */
+export type DenoiseFn = (x: Tensor, t: Int32Array) => Tensor;
+
+export interface DiffusionConfig {
+  schedule: BetaSchedule;
+  timesteps: number;
+  betaStart: number;
+  betaEnd: number;
+  prediction: Prediction;
+  variance: VarianceType;
+  loss: LossType;
+  clipSample: boolean;
+}
+
+export const PAPER_DIFFUSION: DiffusionConfig = {
+  schedule: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02,
+  prediction: 'eps', variance: 'fixedlarge', loss: 'simple', clipSample: true,
+};
+
+const at = (table: Float64Array, t: Int32Array) => T.gatherTimesteps(table, t);
+
+export class GaussianDiffusion {
+  readonly tables: DiffusionTables;
+  readonly config: DiffusionConfig;
+  /** For a respaced process: index i of this process is timestep timestepMap[i] of the model's original process. */
+  readonly timestepMap: Int32Array;
+
+  constructor(config: DiffusionConfig, betas?: Float64Array, timestepMap?: Int32Array) {
+    this.config = config;
+    this.tables = makeTables(betas ?? betaSchedule(config.schedule, config.timesteps, config.betaStart, config.betaEnd));
+    this.timestepMap = timestepMap ?? Int32Array.from({ length: this.tables.T }, (_, i) => i);
+  }
+
+  get numTimesteps(): number {
+    return this.tables.T;
+  }
+
+  /** A process over a subset of timesteps (ascending) with the same alphabar there: respaced sampling. */
+  respaced(use: number[]): GaussianDiffusion {
+    return new GaussianDiffusion(this.config, respacedBetas(this.tables.alphasCumprod, use), Int32Array.from(use, (t) => this.timestepMap[t]));
+  }
+
+  /** Model timesteps for this process's indices. */
+  modelTimesteps(t: Int32Array): Int32Array {
+    return t.map((i) => this.timestepMap[i]);
+  }
+
+  // ------------------------------------------------------------------ forward process
+
+  /** Eq. (4): q(x_t | x_0) = N(sqrt(alphabar_t) x_0, (1 - alphabar_t) I); returns mean, variance, log-variance. */
+  qMeanVariance(x0: Tensor, t: Int32Array) {
+    return {
+      mean: T.mul(x0, at(this.tables.sqrtAlphasCumprod, t)),
+      variance: at(this.tables.alphasCumprod.map((a) => 1 - a), t),
+      logVariance: at(this.tables.logOneMinusAlphasCumprod, t),
+    };
+  }
+
+  /** Eq. (4) reparametrised: x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps. */
+  qSample(x0: Tensor, t: Int32Array, noise: Tensor): Tensor {
+    return T.add(T.mul(x0, at(this.tables.sqrtAlphasCumprod, t)), T.mul(noise, at(this.tables.sqrtOneMinusAlphasCumprod, t)));
+  }
+
+  /** Eqs. (6), (7): posterior q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I), with the clipped log-variance. */
+  qPosteriorMeanVariance(x0: Tensor, xt: Tensor, t: Int32Array) {
+    return {
+      mean: T.add(T.mul(x0, at(this.tables.posteriorMeanCoef1, t)), T.mul(xt, at(this.tables.posteriorMeanCoef2, t))),
+      variance: at(this.tables.posteriorVariance, t),
+      logVariance: at(this.tables.posteriorLogVarianceClipped, t),
+    };
+  }
+
+  // ------------------------------------------------------------------ parametrisations
+
+  /** Eq. (4) solved for x_0 (the route of eq. (11) in the code): x_0 = (x_t - sqrt(1 - alphabar_t) eps) / sqrt(alphabar_t). */
+  predictX0FromEps(xt: Tensor, t: Int32Array, eps: Tensor): Tensor {
+    return T.sub(T.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)), T.mul(eps, at(this.tables.sqrtRecipm1AlphasCumprod, t)));
+  }
+
+  predictEpsFromX0(xt: Tensor, t: Int32Array, x0: Tensor): Tensor {
+    return T.div(T.sub(T.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)), x0), at(this.tables.sqrtRecipm1AlphasCumprod, t));
+  }
+
+  /** v-prediction (Salimans & Ho 2022): v = sqrt(alphabar) eps - sqrt(1 - alphabar) x_0, so x_0 = sqrt(alphabar) x_t - sqrt(1 - alphabar) v. */
+  predictX0FromV(xt: Tensor, t: Int32Array, v: Tensor): Tensor {
+    return T.sub(T.mul(xt, at(this.tables.sqrtAlphasCumprod, t)), T.mul(v, at(this.tables.sqrtOneMinusAlphasCumprod, t)));
+  }
+
+  velocity(x0: Tensor, t: Int32Array, eps: Tensor): Tensor {
+    return T.sub(T.mul(eps, at(this.tables.sqrtAlphasCumprod, t)), T.mul(x0, at(this.tables.sqrtOneMinusAlphasCumprod, t)));
+  }
+
+  /** Splits a learned-range output [B, 2C, ...] into the mean part and the variance fraction part. */
+  splitOutput(out: Tensor, channels: number): { main: Tensor; varPart: Tensor | null } {
+    if (this.config.variance !== 'learnedrange') return { main: out, varPart: null };
+    if (out.shape[1] !== 2 * channels) throw new Error(`diffusion: learned variance needs ${2 * channels} output channels, model gave ${fmtShape(out.shape)}`);
+    return {
+      main: new Tensor(sliceCh(out, 0, channels), [out.shape[0], channels, ...out.shape.slice(2)]),
+      varPart: new Tensor(sliceCh(out, channels, channels), [out.shape[0], channels, ...out.shape.slice(2)]),
+    };
+  }
+
+  /**
+   * Eq. (1) with (11): p(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I) from the model output. The mean goes through
+   * x0_hat, clipped to [-1, 1] when clip is set, and mu~_t(x0_hat, x_t), as the official code does.
+   */
+  pMeanVariance(modelOut: Tensor, xt: Tensor, t: Int32Array, clip: boolean) {
+    const C = xt.shape[1];
+    let main = modelOut, logVariance: Tensor;
+    if (this.config.variance === 'learnedrange') {
+      // improved DDPM: log sigma^2 = frac log beta_t + (1 - frac) log beta~_t, frac = (v + 1) / 2
+      const parts = this.splitOutput(modelOut, C);
+      main = parts.main;
+      const frac = T.affine(parts.varPart!, 0.5, 0.5);
+      const maxLog = at(this.tables.betas.map(Math.log), t), minLog = at(this.tables.posteriorLogVarianceClipped, t);
+      logVariance = T.add(T.mul(frac, maxLog), T.mul(T.affine(frac, -1, 1), minLog));
+    } else {
+      const table = this.config.variance === 'fixedlarge' ? this.tables.fixedLargeLogVariance : this.tables.posteriorLogVarianceClipped;
+      logVariance = at(table, t);
+    }
+    let predX0 =
+      this.config.prediction === 'eps' ? this.predictX0FromEps(xt, t, main)
+      : this.config.prediction === 'x0' ? main
+      : this.predictX0FromV(xt, t, main);
+    if (clip) predX0 = clamp(predX0, -1, 1);
+    const { mean } = this.qPosteriorMeanVariance(predX0, xt, t);
+    return { mean, logVariance, predX0, eps: this.config.prediction === 'eps' ? main : this.predictEpsFromX0(xt, t, predX0) };
+  }
+
+  // ------------------------------------------------------------------ losses
+
+  /** Eq. (14), L_simple: mean over pixels of ||target - model||^2 per sample (target eps, x_0 or v). */
+  lossSimplePerSample(modelMain: Tensor, target: Tensor): Tensor {
+    const d = T.square(T.sub(modelMain, target));
+    return T.mean(d, d.shape.map((_, i) => i).slice(1));
+  }
+
+  /** The training target for the configured parametrisation. */
+  target(x0: Tensor, t: Int32Array, noise: Tensor): Tensor {
+    return this.config.prediction === 'eps' ? noise : this.config.prediction === 'x0' ? x0 : this.velocity(x0, t, noise);
+  }
+
+  /**
+   * One term of the bound, eq. (5), in bits per dimension, per sample: KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) for
+   * t > 0, and the decoder -log p(x_0|x_1) of eq. (13) at t = 0.
+   */
+  vlbTermsBpd(modelOut: Tensor, x0: Tensor, xt: Tensor, t: Int32Array, clip = false): Tensor {
+    const q = this.qPosteriorMeanVariance(x0, xt, t);
+    const p = this.pMeanVariance(modelOut, xt, t, clip);
+    const dims = x0.shape.map((_, i) => i).slice(1);
+    const kl = T.mul(T.mean(normalKl(q.mean, q.logVariance, p.mean, p.logVariance), dims), 1 / Math.LN2);
+    const nll = T.mul(T.mean(T.neg(discretizedGaussianLogLikelihood(x0, p.mean, T.mul(p.logVariance, 0.5))), dims), 1 / Math.LN2);
+    const isFirst = Float32Array.from(t, (v) => (v === 0 ? 1 : 0));
+    const m = new Tensor(isFirst, [t.length]);
+    return T.add(T.mul(nll, m), T.mul(kl, T.affine(m, -1, 1)));
+  }
+
+  /** L_T = KL(q(x_T | x_0) || N(0, I)) in bits per dimension, per sample. */
+  priorBpd(x0: Tensor): Tensor {
+    const tLast = new Int32Array(x0.shape[0]).fill(this.numTimesteps - 1);
+    const q = this.qMeanVariance(x0, tLast);
+    const kl = normalKl(q.mean, q.logVariance, T.zeros([1]), T.zeros([1]));
+    return T.mul(T.mean(kl, kl.shape.map((_, i) => i).slice(1)), 1 / Math.LN2);
+  }
+
+  /**
+   * The training loss per sample for one batch: L_simple, the true bound L_vlb (scaled by T as in improved DDPM so
+   * that it estimates the sum over t), or the hybrid L_simple + 0.001 L_vlb with the mean's gradient stopped in L_vlb.
+   */
+  trainingLosses(model: DenoiseFn, x0: Tensor, t: Int32Array, noise: Tensor): { loss: Tensor; mse: Tensor } {
+    const xt = this.qSample(x0, t, noise);
+    const out = model(xt, this.modelTimesteps(t));
+    const C = x0.shape[1];
+    const { main } = this.splitOutput(out, C);
+    const mse = this.lossSimplePerSample(main, this.target(x0, t, noise));
+    if (this.config.loss === 'simple') return { loss: mse, mse };
+    let vlbOut = out;
+    if (this.config.variance === 'learnedrange' && this.config.loss === 'hybrid') {
+      // stop the gradient of the mean through the bound: only the variance learns from L_vlb
+      const { varPart } = this.splitOutput(out, C);
+      vlbOut = T.concat([main.detach(), varPart!]);
+    }
+    const vlb = T.mul(this.vlbTermsBpd(vlbOut, x0, xt, t), Math.LN2 * this.numTimesteps);
+    if (this.config.loss === 'vlb') return { loss: vlb, mse };
+    return { loss: T.add(mse, T.mul(vlb, 0.001)), mse };
+  }
+}
+
+function sliceCh(x: Tensor, c0: number, c: number): Float32Array {
+  const [N, Ctot] = x.shape;
+  const S = x.size / (N * Ctot);
+  const out = new Float32Array(N * c * S);
+  for (let n = 0; n < N; n++) out.set(x.storage.subarray((n * Ctot + c0) * S, (n * Ctot + c0 + c) * S), n * c * S);
+  return out;
+}
+
+/** Elementwise clamp (no gradient: used on x0 estimates while sampling). */
+export function clamp(x: Tensor, lo: number, hi: number): Tensor {
+  return noGrad(() => {
+    const v = x.storage.slice();
+    for (let i = 0; i < v.length; i++) v[i] = Math.min(hi, Math.max(lo, v[i]));
+    return new Tensor(v, x.shape);
+  });
+}
+
+/** KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), elementwise, in nats. */
+export function normalKl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor): Tensor {
+  // 0.5 (-1 + logvar2 - logvar1 + exp(logvar1 - logvar2) + (mean1 - mean2)^2 exp(-logvar2))
+  const a = T.sub(T.add(T.sub(logvar2, logvar1), T.exp(T.sub(logvar1, logvar2))), 1);
+  const b = T.mul(T.square(T.sub(mean1, mean2)), T.exp(T.neg(logvar2)));
+  return T.mul(T.add(a, b), 0.5);
+}
+
+/**
+ * Eq. (13): log-likelihood of data x (on [-1, 1], 256 levels) under the discretized Gaussian decoder with the given
+ * means and log-scales. Each level owns [x - 1/255, x + 1/255]; the extreme levels extend to -inf and +inf.
+ */
+export function discretizedGaussianLogLikelihood(x: Tensor, means: Tensor, logScales: Tensor): Tensor {
+  const centered = T.sub(x, means);
+  const invStdv = T.exp(T.neg(logScales));
+  const cdfPlus = T.normalCdf(T.mul(invStdv, T.add(centered, 1 / 255)));
+  const cdfMin = T.normalCdf(T.mul(invStdv, T.sub(centered, 1 / 255)));
+  // evaluated on plain arrays: the decoder term is forward-only (the official code computes it without training it)
+  const xv = x.storage, cp = cdfPlus.storage, cm = cdfMin.storage;
+  const out = new Float32Array(Math.max(xv.length, cp.length));
+  const n = out.length;
+  for (let i = 0; i < n; i++) {
+    const xi = xv[i % xv.length], p = cp[i], m = cm[i];
+    const logCdfPlus = Math.log(Math.max(p, 1e-12));
+    const logOneMinusCdfMin = Math.log(Math.max(1 - m, 1e-12));
+    const delta = p - m;
+    out[i] = xi < -0.999 ? logCdfPlus : xi > 0.999 ? logOneMinusCdfMin : Math.log(Math.max(delta, 1e-12));
+  }
+  return new Tensor(out, cdfPlus.shape);
+}
+
+export function makeDiffusion(cfg: Partial<DiffusionConfig> = {}): GaussianDiffusion {
+  return new GaussianDiffusion({ ...PAPER_DIFFUSION, ...cfg });
+}

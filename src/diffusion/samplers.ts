@@ -1,0 +1,182 @@
+// Samplers: ancestral sampling (Algorithm 2), respaced ancestral, DDIM, annealed Langevin dynamics with the eps-model
+// as a score, and predictor-corrector. Each is a generator that yields after every step (x_t and the x0 estimate),
+// so a caller can show progress, cancel, save the state and resume. Noise for sample i comes from the counter-based
+// generator at (seed, stream = step, sample = sampleStart + i): the same whatever the batch size.
+import * as T from '../engine/ops.js';
+import { Tensor, noGrad } from '../engine/tensor.js';
+import { type DenoiseFn, GaussianDiffusion, clamp } from './gaussian.js';
+import { respacedTimesteps } from './schedule.js';
+
+export type SamplerName = 'ancestral' | 'ddim' | 'langevin' | 'pc';
+export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc'];
+
+export interface SampleOptions {
+  sampler: SamplerName;
+  /** Number of reverse steps (respacing); defaults to the process's T. */
+  steps?: number;
+  seed: number;
+  /** Index of the first sample of this batch in the whole run (for batch-independent noise). */
+  sampleStart?: number;
+  /** DDIM's eta (0: deterministic). */
+  eta?: number;
+  /** Clip the x0 estimate to [-1, 1] as the official code does. */
+  clip?: boolean;
+  /** Langevin / corrector steps per noise level and signal-to-noise ratio for the step size. */
+  langevinSteps?: number;
+  snr?: number;
+}
+
+/** Where a sampling run stands: enough to resume it exactly. */
+export interface SamplerState {
+  sampler: SamplerName;
+  /** Number of reverse steps already taken. */
+  done: number;
+  total: number;
+  shape: number[];
+  seed: number;
+  sampleStart: number;
+  x: Float32Array;
+}
+
+export interface SamplerStep {
+  /** Steps completed (1..total). */
+  step: number;
+  total: number;
+  /** Model timestep just processed. */
+  t: number;
+  x: Tensor;
+  predX0: Tensor;
+  state: SamplerState;
+}
+
+const STREAM_INIT = 0;
+const streamFor = (step: number, sub = 0) => 1 + step * 64 + sub;
+
+/** x_T ~ N(0, I), drawn per sample. */
+export function initialNoise(shape: number[], seed: number, sampleStart = 0): Tensor {
+  return T.randn(shape, { seed, stream: STREAM_INIT }, sampleStart);
+}
+
+/** Runs a sampler; pass `resume` to continue a saved state. */
+export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: number[], opts: SampleOptions, resume?: SamplerState): Generator<SamplerStep, Tensor> {
+  const steps = opts.steps ?? diffusion.numTimesteps;
+  const sampleStart = opts.sampleStart ?? 0;
+  const clip = opts.clip ?? diffusion.config.clipSample;
+  const proc = steps === diffusion.numTimesteps ? diffusion : diffusion.respaced(respacedTimesteps(diffusion.numTimesteps, steps));
+  const total = proc.numTimesteps;
+  let x = resume ? new Tensor(resume.x.slice(), resume.shape) : initialNoise(shape, opts.seed, sampleStart);
+  if (resume && (resume.sampler !== opts.sampler || resume.total !== total || resume.seed !== opts.seed))
+    throw new Error(`sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the request (${opts.sampler}, ${total} steps, seed ${opts.seed})`);
+  const B = shape[0];
+  for (let done = resume ? resume.done : 0; done < total; done++) {
+    const i = total - 1 - done; // index into the (respaced) process
+    const tIdx = new Int32Array(B).fill(i);
+    const noiseKey = { seed: opts.seed, stream: streamFor(done) };
+    let predX0!: Tensor;
+    noGrad(() => {
+      switch (opts.sampler) {
+        case 'ancestral': {
+          ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, T.randn(x.shape, noiseKey, sampleStart)));
+          break;
+        }
+        case 'ddim': {
+          ({ x, predX0 } = ddimStep(proc, model, x, tIdx, clip, opts.eta ?? 0, T.randn(x.shape, noiseKey, sampleStart)));
+          break;
+        }
+        case 'langevin': {
+          ({ x, predX0 } = langevinLevel(proc, model, x, tIdx, opts.langevinSteps ?? 3, opts.snr ?? 0.16, opts.seed, done, sampleStart, clip));
+          break;
+        }
+        case 'pc': {
+          ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, T.randn(x.shape, noiseKey, sampleStart)));
+          if (i > 0) {
+            const tNext = new Int32Array(B).fill(i - 1);
+            ({ x } = langevinLevel(proc, model, x, tNext, opts.langevinSteps ?? 1, opts.snr ?? 0.16, opts.seed, done, sampleStart, clip, true));
+          }
+          break;
+        }
+        default:
+          throw new Error(`sample: unknown sampler "${opts.sampler}" (expected one of ${SAMPLERS.join(', ')})`);
+      }
+    });
+    const state: SamplerState = { sampler: opts.sampler, done: done + 1, total, shape: [...shape], seed: opts.seed, sampleStart, x: x.storage };
+    yield { step: done + 1, total, t: proc.timestepMap[i], x, predX0, state };
+  }
+  return x;
+}
+
+/** Runs a sampler to the end and returns x_0. */
+export function sampleAll(diffusion: GaussianDiffusion, model: DenoiseFn, shape: number[], opts: SampleOptions, onStep?: (s: SamplerStep) => void): Tensor {
+  const it = sample(diffusion, model, shape, opts);
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value;
+    onStep?.(r.value);
+  }
+}
+
+/** Algorithm 2, one step: x_{t-1} = mu_theta(x_t, t) + sigma_t z, with z = 0 at the last step. */
+export function ancestralStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor, t: Int32Array, clip: boolean, noise: Tensor) {
+  const out = model(xt, d.modelTimesteps(t));
+  const p = d.pMeanVariance(out, xt, t, clip);
+  if (t[0] === 0) return { x: p.mean, predX0: p.predX0 };
+  const sigma = T.exp(T.mul(p.logVariance, 0.5));
+  return { x: T.add(p.mean, T.mul(sigma, noise)), predX0: p.predX0 };
+}
+
+/**
+ * DDIM (Song, Meng & Ermon 2021, eq. 12): x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1} - sigma^2) eps + sigma z,
+ * sigma = eta sqrt((1 - abar_{t-1}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t-1}).
+ */
+export function ddimStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor, t: Int32Array, clip: boolean, eta: number, noise: Tensor) {
+  const out = model(xt, d.modelTimesteps(t));
+  const p = d.pMeanVariance(out, xt, t, clip);
+  const eps = d.predictEpsFromX0(xt, t, p.predX0);
+  const i = t[0];
+  const ab = d.tables.alphasCumprod[i], abPrev = d.tables.alphasCumprodPrev[i];
+  const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
+  let x = T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma))));
+  if (i > 0 && sigma > 0) x = T.add(x, T.mul(noise, sigma));
+  return { x, predX0: p.predX0 };
+}
+
+/**
+ * Annealed Langevin dynamics at noise level t (NCSN, Song & Ermon 2019) with the score of section 3.2,
+ * grad log q(x_t) ~ -eps_theta(x_t, t) / sqrt(1 - alphabar_t), and the step size set from a target signal-to-noise
+ * ratio (Song et al. 2021): x <- x + a s + sqrt(2a) z, a = 2 (snr ||z|| / ||s||)^2 per sample.
+ * As a plain sampler (not a corrector) it ends each level by moving to the next level's scale through x0_hat.
+ */
+export function langevinLevel(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: Int32Array, nSteps: number, snr: number, seed: number, step: number, sampleStart: number, clip: boolean, correctorOnly = false) {
+  const i = t[0];
+  const B = x.shape[0];
+  const sqrt1m = d.tables.sqrtOneMinusAlphasCumprod[i];
+  for (let k = 0; k < nSteps; k++) {
+    const eps = d.splitOutput(model(x, d.modelTimesteps(t)), x.shape[1]).main;
+    const score = T.mul(eps, -1 / sqrt1m);
+    const z = T.randn(x.shape, { seed, stream: streamFor(step, 1 + k) }, sampleStart);
+    const a = perSampleStepSize(score, z, snr, B);
+    x = T.add(T.add(x, T.mul(score, a)), T.mul(z, T.sqrt(T.mul(a, 2))));
+  }
+  const out = model(x, d.modelTimesteps(t));
+  const p = d.pMeanVariance(out, x, t, clip);
+  if (correctorOnly) return { x, predX0: p.predX0 };
+  if (i === 0) return { x: p.predX0, predX0: p.predX0 };
+  // move to level t-1: x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps_hat (deterministic, as DDIM eta=0)
+  const abPrev = d.tables.alphasCumprodPrev[i];
+  const eps = d.predictEpsFromX0(x, t, p.predX0);
+  return { x: T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(1 - abPrev))), predX0: clamp(p.predX0, -1, 1) };
+}
+
+function perSampleStepSize(score: Tensor, z: Tensor, snr: number, B: number): Tensor {
+  const n = score.size / B;
+  const a = new Float32Array(B);
+  for (let b = 0; b < B; b++) {
+    let gs = 0, zs = 0;
+    for (let j = 0; j < n; j++) {
+      gs += score.storage[b * n + j] ** 2;
+      zs += z.storage[b * n + j] ** 2;
+    }
+    a[b] = 2 * (snr * Math.sqrt(zs) / Math.max(Math.sqrt(gs), 1e-12)) ** 2;
+  }
+  return new Tensor(a, [B, ...score.shape.slice(1).map(() => 1)]);
+}
