@@ -96,3 +96,17 @@ export function randomIntegers(count: number, lo: number, hi: number, key: Rando
   }
   return out;
 }
+
+/** A uniformly random permutation of 0..n-1 (Fisher-Yates driven by the counter-based generator). */
+export function randomPermutation(n: number, key: RandomKey): Int32Array {
+  const u = new Float32Array(n);
+  if (n) fillRandom(u, n, key, 0, 'uniform');
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.min(i, Math.floor(u[i] * (i + 1)));
+    const tmp = p[i];
+    p[i] = p[j];
+    p[j] = tmp;
+  }
+  return p;
+}

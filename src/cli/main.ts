@@ -1,0 +1,130 @@
+#!/usr/bin/env node
+// The `ddpm` command line.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { useBackend } from '../backends/select.js';
+import * as cmd from './commands.js';
+
+function int(name: string, min = 0) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
+    return n;
+  };
+}
+function num(name: string, min = -Infinity, max = Infinity) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}], got "${v}"`);
+    return n;
+  };
+}
+
+const program = new Command();
+program
+  .name('ddpm')
+  .description('Denoising diffusion probabilistic models (Ho, Jain & Abbeel 2020): train, sample, evaluate')
+  .option('--backend <name>', 'tensor backend: native or reference (default: native when built; env DDPM_BACKEND)')
+  .hook('preAction', (cmdObj) => {
+    useBackend(cmdObj.opts().backend);
+  });
+
+program
+  .command('train')
+  .description('train a model (Algorithm 1); resumes from the latest checkpoint in --out')
+  .requiredOption('--data <spec>', 'dataset: embedded, fashion-mnist, or a folder/file of MNIST IDX, CIFAR-10 .bin, or PNG images')
+  .requiredOption('--out <dir>', 'output folder (diffusers model + checkpoints/ + metrics.jsonl + samples/)')
+  .option('--preset <name>', 'model preset: cifar10, lsun256, mnist, tiny, tiny-rgb', 'mnist')
+  .option('--steps <n>', 'training steps', int('--steps', 1), 10000)
+  .option('--batch <n>', 'batch size', int('--batch', 1), 64)
+  .option('--lr <x>', 'learning rate', num('--lr', 0, 1), 2e-4)
+  .option('--warmup <n>', 'linear warmup steps', int('--warmup', 0), 5000)
+  .option('--grad-clip <x>', 'global gradient norm clip', num('--grad-clip', 0), 1)
+  .option('--ema <x>', 'EMA decay', num('--ema', 0, 1), 0.9999)
+  .option('--no-ema-warmup', 'use the fixed EMA decay from step 0')
+  .option('--flip', 'random horizontal flips (off by default: they change the meaning of digits)', false)
+  .option('--dropout <x>', 'dropout probability (default: the preset\'s)', num('--dropout', 0, 0.99))
+  .option('--accumulate <n>', 'gradient accumulation micro-batches per step', int('--accumulate', 1), 1)
+  .option('--checkpoint-every <n>', 'steps between checkpoints', int('--checkpoint-every', 1), 500)
+  .option('--keep <n>', 'checkpoints to keep', int('--keep', 1), 3)
+  .option('--sample-every <n>', 'steps between sample grids (0: never)', int('--sample-every', 0), 0)
+  .option('--sample-steps <n>', 'reverse steps for the sample grids', int('--sample-steps', 1), 100)
+  .option('--timesteps <n>', 'diffusion steps T (the linear schedule is scaled by 1000/T)', int('--timesteps', 2), 1000)
+  .addOption(new Option('--schedule <name>', 'beta schedule').choices(['linear', 'quad', 'const', 'jsd', 'cosine', 'sigmoid']).default('linear'))
+  .addOption(new Option('--prediction <p>', 'network output').choices(['eps', 'x0', 'v']).default('eps'))
+  .addOption(new Option('--variance <v>', 'reverse variance').choices(['fixedlarge', 'fixedsmall', 'learnedrange']).default('fixedlarge'))
+  .addOption(new Option('--loss <l>', 'training loss').choices(['simple', 'vlb', 'hybrid']).default('simple'))
+  .option('--max-minutes <x>', 'stop (with a checkpoint) after this many minutes', num('--max-minutes', 0))
+  .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .action(cmd.trainCommand);
+
+program
+  .command('sample')
+  .description('draw samples from a model folder; writes a PNG grid and single PNGs')
+  .requiredOption('--model <dir>', 'diffusers model folder')
+  .option('--out <dir>', 'output folder', 'samples')
+  .option('-n, --num <n>', 'number of samples', int('-n', 1), 16)
+  .option('--batch <n>', 'batch size', int('--batch', 1), 16)
+  .addOption(new Option('--sampler <name>', 'sampler').choices(['ancestral', 'ddim', 'langevin', 'pc']).default('ancestral'))
+  .option('--steps <n>', 'reverse steps (respacing; default: all T)', int('--steps', 1))
+  .option('--eta <x>', 'DDIM eta', num('--eta', 0), 0)
+  .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .option('--no-clip', 'do not clip the x0 estimate to [-1, 1]')
+  .option('--strip', 'also write a denoising strip (x0 estimates along the chain)', false)
+  .action(cmd.sampleCommand);
+
+const evalCmd = program.command('eval').description('evaluate a model');
+evalCmd
+  .command('bpd')
+  .description('bits/dim (the variational bound, eq. 5) on a dataset, with per-t, prior and decoder terms')
+  .requiredOption('--model <dir>', 'diffusers model folder')
+  .requiredOption('--data <spec>', 'dataset (as for train)')
+  .option('--split <s>', 'train or test', 'test')
+  .option('-n, --num <n>', 'number of images (default: all)', int('-n', 1))
+  .option('--batch <n>', 'batch size', int('--batch', 1), 64)
+  .option('--t-stride <n>', 'evaluate every k-th timestep and scale (an estimate; 1 = exact bound)', int('--t-stride', 1), 1)
+  .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .option('--out <file>', 'write the per-t terms as JSON')
+  .action(cmd.evalBpdCommand);
+
+program
+  .command('predict')
+  .description('run a model on x_t given as .npy (and t) and write its output as .npy')
+  .requiredOption('--model <dir>', 'diffusers model folder')
+  .requiredOption('--input <file>', '.npy float32 array [B, C, H, W]')
+  .requiredOption('--t <list>', 'timesteps: one integer, or comma-separated per sample')
+  .requiredOption('--output <file>', '.npy to write')
+  .action(cmd.predictCommand);
+
+program
+  .command('convert')
+  .description('rewrite a model folder as a flat diffusers folder with new attention names (float32 safetensors)')
+  .requiredOption('--model <dir>', 'source model folder')
+  .requiredOption('--out <dir>', 'destination folder')
+  .action(cmd.convertCommand);
+
+program
+  .command('info')
+  .description('describe a model folder, or the engine when no model is given')
+  .option('--model <dir>', 'diffusers model folder')
+  .action(cmd.infoCommand);
+
+program
+  .command('data')
+  .description('inspect a dataset (count, size, pixel statistics) and write a preview grid')
+  .requiredOption('--data <spec>', 'dataset (as for train)')
+  .option('--split <s>', 'train or test', 'train')
+  .option('--preview <file>', 'write a PNG grid of the first 64 images')
+  .action(cmd.dataCommand);
+
+program
+  .command('demo')
+  .description('the main job on the embedded default: train the mnist preset for a few minutes, write a sample grid and a denoising strip')
+  .option('--out <dir>', 'output folder', 'runs/demo')
+  .option('--minutes <x>', 'training time budget', num('--minutes', 0.1), 4)
+  .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .action(cmd.demoCommand);
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  console.error(`ddpm: ${e.message}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,33 @@
+// A progress line with rate and ETA on stderr (redrawn in place on a terminal, a line every 10 s otherwise).
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s)) return '--';
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+export class Progress {
+  private readonly start = Date.now();
+  private lastPrint = 0;
+  private readonly tty = process.stderr.isTTY;
+  private readonly startCount: number;
+
+  constructor(private readonly label: string, private readonly total: number, startAt = 0, private readonly quiet = false) {
+    this.startCount = startAt;
+  }
+
+  update(done: number, extra = ''): void {
+    if (this.quiet) return;
+    const now = Date.now();
+    if (done < this.total && now - this.lastPrint < (this.tty ? 200 : 10_000)) return;
+    this.lastPrint = now;
+    const el = (now - this.start) / 1000;
+    const rate = (done - this.startCount) / Math.max(el, 1e-9);
+    const eta = (this.total - done) / rate;
+    const frac = done / this.total;
+    const bar = '#'.repeat(Math.round(frac * 20)).padEnd(20, '-');
+    const line = `${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${done}/${this.total} ${fmtTime(el)} elapsed, ETA ${fmtTime(eta)} ${extra}`;
+    if (this.tty) process.stderr.write(`\r${line.padEnd(120).slice(0, Math.max(120, line.length))}${done >= this.total ? '\n' : ''}`);
+    else process.stderr.write(line + '\n');
+  }
+}

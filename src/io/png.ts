@@ -1,0 +1,82 @@
+// Pictures (Node-only): sample grids, denoising strips and line plots as PNG.
+import { PNG } from 'pngjs';
+import { writeFileAtomic } from './files.js';
+
+export interface RGBAImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** Model output on [-1, 1] to bytes: clip(round((x + 1) * 127.5), 0, 255). */
+export function toByte(x: number): number {
+  return Math.min(255, Math.max(0, Math.round((x + 1) * 127.5)));
+}
+
+/** Lays out images [N, C, H, W] (values on [-1, 1], C = 1 or 3) in a grid with a 2-pixel border. */
+export function imageGrid(x: Float32Array, shape: number[], cols: number): RGBAImage {
+  const [N, C, H, W] = shape;
+  const rows = Math.ceil(N / cols), pad = 2;
+  const width = cols * (W + pad) + pad, height = rows * (H + pad) + pad;
+  const data = new Uint8Array(width * height * 4).fill(255);
+  for (let n = 0; n < N; n++) {
+    const gx = pad + (n % cols) * (W + pad), gy = pad + Math.floor(n / cols) * (H + pad);
+    for (let h = 0; h < H; h++)
+      for (let w = 0; w < W; w++) {
+        const o = ((gy + h) * width + gx + w) * 4;
+        for (let c = 0; c < 3; c++) data[o + c] = toByte(x[((n * C + (C === 1 ? 0 : c)) * H + h) * W + w]);
+        data[o + 3] = 255;
+      }
+  }
+  return { width, height, data };
+}
+
+export function encodePng(img: RGBAImage): Buffer {
+  const png = new PNG({ width: img.width, height: img.height });
+  png.data = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
+  return PNG.sync.write(png);
+}
+
+export function writePng(path: string, img: RGBAImage): void {
+  writeFileAtomic(path, encodePng(img));
+}
+
+/** Writes one image per PNG: the i-th of x [N, C, H, W] to pathFor(i). */
+export function writeImages(x: Float32Array, shape: number[], pathFor: (i: number) => string): void {
+  const [N, C, H, W] = shape;
+  for (let n = 0; n < N; n++) writePng(pathFor(n), imageGrid(x.subarray(n * C * H * W, (n + 1) * C * H * W), [1, C, H, W], 1));
+}
+
+/** A line plot of one or more series on shared axes (log-scale y optional), with grid lines. */
+export function linePlot(series: { points: [number, number][]; color: [number, number, number] }[], width = 640, height = 360, logY = false): RGBAImage {
+  const data = new Uint8Array(width * height * 4).fill(255);
+  const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y) && (!logY || y > 0));
+  const fy = (y: number) => (logY ? Math.log10(y) : y);
+  const xs = all.map((p) => p[0]), ys = all.map((p) => fy(p[1]));
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const m = 30;
+  const px = (x: number) => m + ((x - x0) / (x1 - x0 || 1)) * (width - 2 * m);
+  const py = (y: number) => height - m - ((fy(y) - y0) / (y1 - y0 || 1)) * (height - 2 * m);
+  const set = (x: number, y: number, c: [number, number, number]) => {
+    x = Math.round(x); y = Math.round(y);
+    if (x < 0 || y < 0 || x >= width || y >= height) return;
+    const o = (y * width + x) * 4;
+    data[o] = c[0]; data[o + 1] = c[1]; data[o + 2] = c[2]; data[o + 3] = 255;
+  };
+  for (let k = 0; k <= 4; k++) {
+    const gy = m + (k * (height - 2 * m)) / 4, gx = m + (k * (width - 2 * m)) / 4;
+    for (let x = m; x <= width - m; x++) set(x, gy, [225, 225, 225]);
+    for (let y = m; y <= height - m; y++) set(gx, y, [225, 225, 225]);
+  }
+  for (let x = m; x <= width - m; x++) set(x, height - m, [0, 0, 0]);
+  for (let y = m; y <= height - m; y++) set(m, y, [0, 0, 0]);
+  for (const s of series) {
+    const pts = s.points.filter(([, y]) => Number.isFinite(y) && (!logY || y > 0));
+    for (let i = 1; i < pts.length; i++) {
+      const ax = px(pts[i - 1][0]), ay = py(pts[i - 1][1]), bx = px(pts[i][0]), by = py(pts[i][1]);
+      const n = Math.max(Math.abs(bx - ax), Math.abs(by - ay), 1);
+      for (let k = 0; k <= n; k++) set(ax + ((bx - ax) * k) / n, ay + ((by - ay) * k) / n, s.color);
+    }
+  }
+  return { width, height, data };
+}
