@@ -68,7 +68,7 @@ export class Tensor {
     for (const d of shape)
       if (!Number.isInteger(d) || d < 0) throw new Error(`tensor: invalid shape ${fmtShape(shape)}`);
     const size = shapeSize(shape);
-    if (!(storage instanceof Float32Array)) throw new Error(`tensor: storage must be a Float32Array, got ${Object.prototype.toString.call(storage)}`);
+    if (!(storage instanceof Float32Array) && !((storage as unknown) instanceof Float64Array)) throw new Error(`tensor: storage must be a Float32Array, got ${Object.prototype.toString.call(storage)}`);
     if (storage.length !== size) throw new Error(`tensor: shape ${fmtShape(shape)} needs ${size} values, storage has ${storage.length}`);
     this.shape = [...shape];
     this.size = size;

@@ -50,14 +50,25 @@ function sigmoid(x: number): number {
 }
 
 export class ReferenceBackend implements Backend {
-  readonly name: string = 'reference';
+  readonly name: string;
+  /** Float32Array normally; Float64Array for finite-difference gradient checks in double precision. */
+  private readonly Arr: Float32ArrayConstructor | Float64ArrayConstructor;
+
+  constructor(precision: 'float32' | 'float64' = 'float32') {
+    this.Arr = precision === 'float64' ? Float64Array : Float32Array;
+    this.name = precision === 'float64' ? 'reference-f64' : 'reference';
+  }
+
+  private alloc(n: number): Storage {
+    return new this.Arr(n) as Storage;
+  }
 
   conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
     const [N, C, H, W] = xs;
     const [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
     const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
-    const y = new Float32Array(N * O * Ho * Wo);
+    const y = this.alloc(N * O * Ho * Wo);
     for (let n = 0; n < N; n++)
       for (let o = 0; o < O; o++) {
         const yo = (n * O + o) * Ho * Wo;
@@ -86,7 +97,7 @@ export class ReferenceBackend implements Backend {
     const [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
     const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
-    const dx = new Float32Array(N * C * H * W);
+    const dx = this.alloc(N * C * H * W);
     for (let n = 0; n < N; n++)
       for (let o = 0; o < O; o++) {
         const yo = (n * O + o) * Ho * Wo;
@@ -114,8 +125,8 @@ export class ReferenceBackend implements Backend {
     const [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
     const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
-    const dw = new Float32Array(O * C * KH * KW);
-    const db = withBias ? new Float32Array(O) : null;
+    const dw = this.alloc(O * C * KH * KW);
+    const db = withBias ? this.alloc(O) : null;
     for (let n = 0; n < N; n++)
       for (let o = 0; o < O; o++) {
         const yo = (n * O + o) * Ho * Wo;
@@ -141,7 +152,7 @@ export class ReferenceBackend implements Backend {
   }
 
   matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
-    const out = new Float32Array(batch * m * n);
+    const out = this.alloc(batch * m * n);
     for (let bt = 0; bt < batch; bt++) {
       const ao = bt * m * k, bo = bt * k * n, oo = bt * m * n;
       for (let i = 0; i < m; i++)
@@ -160,7 +171,7 @@ export class ReferenceBackend implements Backend {
   }
 
   binary(op: BinaryOp, a: Storage, as: number[], b: Storage, bs: number[], outShape: number[]): Storage {
-    const out = new Float32Array(outShape.reduce((x, y) => x * y, 1));
+    const out = this.alloc(outShape.reduce((x, y) => x * y, 1));
     const sa = broadcastStrides(as, outShape), sb = broadcastStrides(bs, outShape);
     switch (op) {
       case 'add': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] + b[j]; }); break;
@@ -176,11 +187,11 @@ export class ReferenceBackend implements Backend {
     const so = broadcastStrides(outShape, xs);
     const sx = broadcastStrides(xs, xs);
     forEachBroadcast(xs, sx, so, (_o, ix, io) => { out[io] += x[ix]; });
-    return Float32Array.from(out);
+    return this.from(out);
   }
 
   unary(op: UnaryOp, x: Storage): Storage {
-    const y = new Float32Array(x.length);
+    const y = this.alloc(x.length);
     const f: (v: number) => number = {
       exp: Math.exp, log: Math.log, sqrt: Math.sqrt, tanh: Math.tanh,
       square: (v: number) => v * v,
@@ -193,7 +204,7 @@ export class ReferenceBackend implements Backend {
   }
 
   unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage {
-    const dx = new Float32Array(x.length);
+    const dx = this.alloc(x.length);
     for (let i = 0; i < x.length; i++) {
       let d: number;
       switch (op) {
@@ -212,7 +223,7 @@ export class ReferenceBackend implements Backend {
   }
 
   affine(x: Storage, alpha: number, beta: number): Storage {
-    const y = new Float32Array(x.length);
+    const y = this.alloc(x.length);
     for (let i = 0; i < x.length; i++) y[i] = alpha * x[i] + beta;
     return y;
   }
@@ -221,8 +232,8 @@ export class ReferenceBackend implements Backend {
     const [N, C] = xs;
     const S = xs.slice(2).reduce((p, q) => p * q, 1);
     const cg = C / groups, len = cg * S;
-    const y = new Float32Array(x.length);
-    const mean = new Float32Array(N * groups), rstd = new Float32Array(N * groups);
+    const y = this.alloc(x.length);
+    const mean = this.alloc(N * groups), rstd = this.alloc(N * groups);
     for (let n = 0; n < N; n++)
       for (let g = 0; g < groups; g++) {
         const off = (n * C + g * cg) * S;
@@ -250,7 +261,7 @@ export class ReferenceBackend implements Backend {
     const [N, C] = xs;
     const S = xs.slice(2).reduce((p, q) => p * q, 1);
     const cg = C / groups, len = cg * S;
-    const dx = new Float32Array(x.length);
+    const dx = this.alloc(x.length);
     const dgamma = new Float64Array(C), dbeta = new Float64Array(C);
     const dz = new Float64Array(len), xhat = new Float64Array(len);
     for (let n = 0; n < N; n++)
@@ -289,11 +300,11 @@ export class ReferenceBackend implements Backend {
           }
         }
       }
-    return { dx, dgamma: Float32Array.from(dgamma), dbeta: Float32Array.from(dbeta) };
+    return { dx, dgamma: this.from(dgamma), dbeta: this.from(dbeta) };
   }
 
   softmax(x: Storage, rows: number, cols: number): Storage {
-    const y = new Float32Array(x.length);
+    const y = this.alloc(x.length);
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
       let mx = -Infinity;
@@ -306,7 +317,7 @@ export class ReferenceBackend implements Backend {
   }
 
   softmaxBackward(y: Storage, dy: Storage, rows: number, cols: number): Storage {
-    const dx = new Float32Array(y.length);
+    const dx = this.alloc(y.length);
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
       let dot = 0;
@@ -320,7 +331,7 @@ export class ReferenceBackend implements Backend {
     const outShape = perm.map((p) => xs[p]);
     const inStrides = broadcastStrides(xs, xs);
     const sx = perm.map((p) => inStrides[p]);
-    const y = new Float32Array(x.length);
+    const y = this.alloc(x.length);
     forEachBroadcast(outShape, sx, sx, (o, i) => { y[o] = x[i]; });
     return y;
   }
@@ -329,7 +340,7 @@ export class ReferenceBackend implements Backend {
     const N = shapes[0][0];
     const S = shapes[0].slice(2).reduce((p, q) => p * q, 1);
     const Ctot = shapes.reduce((a, s) => a + s[1], 0);
-    const y = new Float32Array(N * Ctot * S);
+    const y = this.alloc(N * Ctot * S);
     for (let n = 0; n < N; n++) {
       let c0 = 0;
       for (let i = 0; i < xs.length; i++) {
@@ -344,14 +355,14 @@ export class ReferenceBackend implements Backend {
   sliceChannels(x: Storage, xs: number[], c0: number, c: number): Storage {
     const [N, C] = xs;
     const S = xs.slice(2).reduce((p, q) => p * q, 1);
-    const y = new Float32Array(N * c * S);
+    const y = this.alloc(N * c * S);
     for (let n = 0; n < N; n++) y.set(x.subarray((n * C + c0) * S, (n * C + c0 + c) * S), n * c * S);
     return y;
   }
 
   upsample2x(x: Storage, xs: number[]): Storage {
     const [N, C, H, W] = xs;
-    const y = new Float32Array(N * C * 4 * H * W);
+    const y = this.alloc(N * C * 4 * H * W);
     for (let nc = 0; nc < N * C; nc++)
       for (let h = 0; h < 2 * H; h++)
         for (let w = 0; w < 2 * W; w++) y[(nc * 2 * H + h) * 2 * W + w] = x[(nc * H + (h >> 1)) * W + (w >> 1)];
@@ -360,11 +371,17 @@ export class ReferenceBackend implements Backend {
 
   upsample2xBackward(dy: Storage, xs: number[]): Storage {
     const [N, C, H, W] = xs;
-    const dx = new Float32Array(N * C * H * W);
+    const dx = this.alloc(N * C * H * W);
     for (let nc = 0; nc < N * C; nc++)
       for (let h = 0; h < 2 * H; h++)
         for (let w = 0; w < 2 * W; w++) dx[(nc * H + (h >> 1)) * W + (w >> 1)] += dy[(nc * 2 * H + h) * 2 * W + w];
     return dx;
+  }
+
+  private from(a: Float64Array): Storage {
+    const out = this.alloc(a.length);
+    out.set(a);
+    return out;
   }
 
   adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void {
