@@ -1,0 +1,92 @@
+// Training end to end on a tiny model: exact resume after SIGKILL, checkpoints, NaN stop, metrics.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, reference, withBackend } from './helpers.js';
+import { trainOptionsFrom } from '../src/cli/commands.js';
+import { train } from '../src/training/train.js';
+import { loadDataset } from '../src/data/load.js';
+
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/** An IDX file of n 8x8 images: blobs at varying positions. */
+export function writeTinyIdx(dir: string, n = 64): string {
+  const b = new Uint8Array(16 + n * 64);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, 0x803); dv.setUint32(4, n); dv.setUint32(8, 8); dv.setUint32(12, 8);
+  for (let i = 0; i < n; i++) {
+    const cy = 2 + (i % 4), cx = 2 + ((i >> 2) % 4);
+    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) b[16 + i * 64 + y * 8 + x] = (y - cy) ** 2 + (x - cx) ** 2 <= 3 ? 255 : 0;
+  }
+  const f = join(dir, 'train-images-idx3-ubyte');
+  writeFileSync(f, b);
+  return f;
+}
+
+const losses = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((m) => [m.step, m.loss]);
+
+function trainArgs(data: string, out: string, backend: string, extra: string[] = []) {
+  return [CLI, '--backend', backend, 'train', '--data', data, '--out', out, '--preset', 'tiny', '--steps', '12', '--batch', '4',
+    '--warmup', '2', '--lr', '1e-3', '--checkpoint-every', '4', '--keep', '2', '--dropout', '0.1', ...extra];
+}
+
+describe('training', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ddpm-train-'));
+  const data = writeTinyIdx(dir);
+
+  for (const backend of ['reference', 'native'])
+    it(`SIGKILL and resume give the same loss sequence as an uninterrupted run (${backend})`, { skip: backend === 'native' && !existsSync(join(ROOT, 'build', 'Release', 'ddpm_native.node')) }, async () => {
+      const a = join(dir, `a-${backend}`), b = join(dir, `b-${backend}`);
+      const r = spawnSync(process.execPath, trainArgs(data, a, backend), { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      // run b, kill it with SIGKILL once it has passed its first checkpoint
+      const child = spawn(process.execPath, trainArgs(data, b, backend), { stdio: 'ignore' });
+      await new Promise<void>((resolve, reject) => {
+        const timer = setInterval(() => {
+          const m = join(b, 'metrics.jsonl');
+          if (existsSync(m) && readFileSync(m, 'utf8').trim().split('\n').length >= 6) {
+            clearInterval(timer);
+            child.kill('SIGKILL');
+          }
+        }, 5);
+        child.on('exit', (code, sig) => {
+          clearInterval(timer);
+          if (sig === 'SIGKILL' || code === 0) resolve();
+          else reject(new Error(`child exited with ${code}`));
+        });
+      });
+      const partial = losses(b);
+      assert.ok(partial.length < 12, `run was killed after ${partial.length} steps`);
+      const r2 = spawnSync(process.execPath, trainArgs(data, b, backend), { encoding: 'utf8' });
+      assert.equal(r2.status, 0, r2.stderr);
+      assert.deepEqual(losses(b), losses(a));
+      assert.equal(readFileSync(join(b, 'diffusion_pytorch_model.safetensors')).compare(readFileSync(join(a, 'diffusion_pytorch_model.safetensors'))), 0, 'final EMA weights differ');
+      // the last K checkpoints are kept
+      assert.deepEqual(readdirSync(join(a, 'checkpoints')).sort(), ['step-0000008', 'step-0000012']);
+      assert.ok(existsSync(join(a, 'loss.png')));
+    });
+
+  it('NaN loss stops with a clear message and keeps the last good checkpoint', () => {
+    const out = join(dir, 'nan');
+    const opts = trainOptionsFrom({ out, preset: 'tiny', steps: 20, batch: 4, lr: 1e30, warmup: 0, gradClip: 1e30, ema: 0.9999, accumulate: 1, checkpointEvery: 1, keep: 2, sampleEvery: 0, sampleSteps: 10, seed: 0 });
+    assert.throws(() => withBackend(reference, () => train(opts, loadDataset(data))), /training stopped at step \d+: (loss|gradient norm) is (NaN|Infinity).*last good checkpoint \(step \d+\)/);
+    const ckpts = readdirSync(join(out, 'checkpoints'));
+    assert.ok(ckpts.length >= 1, 'a checkpoint remains');
+    const m = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(m.every((x) => Number.isFinite(x.loss)), 'only finite losses were logged');
+  });
+
+  it('invalid CLI values get one clear error', () => {
+    const r = spawnSync(process.execPath, [CLI, 'train', '--data', data, '--out', join(dir, 'x'), '--steps', '-3'], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /--steps must be an integer >= 1, got "-3"/);
+    const r2 = spawnSync(process.execPath, [CLI, 'sample', '--model', join(dir, 'missing')], { encoding: 'utf8' });
+    assert.notEqual(r2.status, 0);
+    assert.match(r2.stderr, /missing: model folder not found/);
+    const r3 = spawnSync(process.execPath, [CLI, 'sample', '--model', 'x', '--sampler', 'euler'], { encoding: 'utf8' });
+    assert.match(r3.stderr, /argument 'euler' is invalid. Allowed choices are ancestral, ddim, langevin, pc/);
+  });
+});
