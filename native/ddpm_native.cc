@@ -232,38 +232,29 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// conv2dBackwardData(dy, w, ws, params, xs, dx)
-Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
-  const char* fn = "conv2dBackwardData";
-  ConvKey k = convKey(info, fn, 4, 2, 3, false);
-  Buf dy = getBuf(info, 0, fn, "output gradient", prod(convOut(k)));
-  Buf w = getBuf(info, 1, fn, "weight", prod(k.ws));
-  Buf dx = getBuf(info, 5, fn, "input gradient", prod(k.xs));
-  DNNL_GUARD(fn, {
-    ConvPrims& P = getConv(k);
-    memory dym = toLayout(P.y_user, dy.p, P.bwd_data_pd.diff_dst_desc());
-    memory wm = toLayout(P.w_user, w.p, P.bwd_data_pd.weights_desc());
-    OutMem dxm(P.x_user, dx.p, P.bwd_data_pd.diff_src_desc());
-    P.bwd_data.execute(strm(), {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm.m}});
-    dxm.finish();
-    strm().wait();
-  })
-  return info.Env().Undefined();
-}
-
-// conv2dBackwardWeights(x, xs, dy, ws, params, dw, db | null)
-Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
-  const char* fn = "conv2dBackwardWeights";
-  bool bias = info.Length() > 6 && !info[6].IsNull() && !info[6].IsUndefined();
-  ConvKey k = convKey(info, fn, 1, 3, 4, bias);
+// conv2dBackward(x, xs, dy, w, ws, params, dx | null, dw, db | null): both gradients, with dy reordered once
+Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dBackward";
+  bool needDx = info.Length() > 6 && !info[6].IsNull() && !info[6].IsUndefined();
+  bool bias = info.Length() > 8 && !info[8].IsNull() && !info[8].IsUndefined();
+  ConvKey k = convKey(info, fn, 1, 4, 5, bias);
   Buf x = getBuf(info, 0, fn, "input", prod(k.xs));
   Buf dy = getBuf(info, 2, fn, "output gradient", prod(convOut(k)));
-  Buf dw = getBuf(info, 5, fn, "weight gradient", prod(k.ws));
-  Buf db = bias ? getBuf(info, 6, fn, "bias gradient", (size_t)k.ws[0]) : Buf{nullptr, 0};
+  Buf w = getBuf(info, 3, fn, "weight", prod(k.ws));
+  Buf dx = needDx ? getBuf(info, 6, fn, "input gradient", prod(k.xs)) : Buf{nullptr, 0};
+  Buf dw = getBuf(info, 7, fn, "weight gradient", prod(k.ws));
+  Buf db = bias ? getBuf(info, 8, fn, "bias gradient", (size_t)k.ws[0]) : Buf{nullptr, 0};
   DNNL_GUARD(fn, {
     ConvPrims& P = getConv(k);
-    memory xm = toLayout(P.x_user, x.p, P.bwd_w_pd.src_desc());
     memory dym = toLayout(P.y_user, dy.p, P.bwd_w_pd.diff_dst_desc());
+    if (needDx) {
+      memory dym2 = P.bwd_data_pd.diff_dst_desc() == P.bwd_w_pd.diff_dst_desc() ? dym : toLayout(P.y_user, dy.p, P.bwd_data_pd.diff_dst_desc());
+      memory wm = toLayout(P.w_user, w.p, P.bwd_data_pd.weights_desc());
+      OutMem dxm(P.x_user, dx.p, P.bwd_data_pd.diff_src_desc());
+      P.bwd_data.execute(strm(), {{DNNL_ARG_DIFF_DST, dym2}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm.m}});
+      dxm.finish();
+    }
+    memory xm = toLayout(P.x_user, x.p, P.bwd_w_pd.src_desc());
     OutMem dwm(P.w_user, dw.p, P.bwd_w_pd.diff_weights_desc());
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm.m}};
     if (bias) args[DNNL_ARG_DIFF_BIAS] = memory(P.b_md, eng(), db.p);
@@ -866,8 +857,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
-  exports.Set("conv2dBackwardData", Napi::Function::New(env, Conv2dBackwardData));
-  exports.Set("conv2dBackwardWeights", Napi::Function::New(env, Conv2dBackwardWeights));
+  exports.Set("conv2dBackward", Napi::Function::New(env, Conv2dBackward));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("reduceSum", Napi::Function::New(env, ReduceSum));

@@ -51,7 +51,7 @@ describe('the native addon validates every argument and never crashes', { skip: 
       ['short output', () => a.conv2dForward(f(16), [1, 1, 4, 4], f(9), [1, 1, 3, 3], null, [1, 1, 1, 1, 1], f(3)), /output has 3 values, expected 16/],
       ['channel mismatch', () => a.conv2dForward(f(32), [1, 2, 4, 4], f(9), [1, 1, 3, 3], null, [1, 1, 1, 1, 1], f(16)), /disagree on channels/],
       ['kernel larger than input', () => a.conv2dForward(f(4), [1, 1, 2, 2], f(9), [1, 1, 3, 3], null, [1, 0, 0, 0, 0], f(1)), /smaller than kernel/],
-      ['zero stride', () => a.conv2dForward(f(16), [1, 1, 4, 4], f(9), [1, 1, 3, 3], null, [0, 1, 1, 1, 1], f(16)), /stride must be >= 1/],
+      ['zero stride', () => a.conv2dBackward(f(16), [1, 1, 4, 4], f(16), f(9), [1, 1, 3, 3], [0, 1, 1, 1, 1], null, f(9), null), /stride must be >= 1/],
       ['not a Float32Array', () => a.matmul([1, 2], f(2), 1, 1, 2, 1, false, false, f(1)), /a must be a Float32Array/],
       ['Float64Array', () => a.unary(0, new Float64Array(3), f(3)), /input must be a Float32Array/],
       ['negative dimension', () => a.binary(0, f(1), [-1], f(1), [1], [1], f(1)), /invalid dimension/],

@@ -256,9 +256,9 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptio
   if (Ho < 1 || Wo < 1) throw new Error(`conv2d: input ${fmtShape(x.shape)} is smaller than kernel ${fmtShape(w.shape)}`);
   const y = be().conv2d(x.storage, x.shape, w.storage, w.shape, b ? b.storage : null, p);
   return makeResult('conv2d', y, [N, O, Ho, Wo], b ? [x, w, b] : [x, w], (g) => {
-    const gx = x.requiresGrad || x.node ? new Tensor(be().conv2dBackwardData(g.storage, w.storage, w.shape, p, x.shape), x.shape) : null;
-    const { dw, db } = be().conv2dBackwardWeights(x.storage, x.shape, g.storage, w.shape, p, !!b);
-    const out: (Tensor | null)[] = [gx, new Tensor(dw, w.shape)];
+    const needDx = !!(x.requiresGrad || x.node);
+    const { dx, dw, db } = be().conv2dBackward(x.storage, x.shape, g.storage, w.storage, w.shape, p, needDx, !!b);
+    const out: (Tensor | null)[] = [dx ? new Tensor(dx, x.shape) : null, new Tensor(dw, w.shape)];
     if (b) out.push(new Tensor(db!, b.shape));
     return out;
   });

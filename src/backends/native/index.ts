@@ -53,16 +53,12 @@ export class NativeBackend implements Backend {
     this.a.conv2dForward(x, xs, w, ws, b, convArr(p), y);
     return y;
   }
-  conv2dBackwardData(dy: Storage, w: Storage, ws: number[], p: ConvParams, xs: number[]): Storage {
-    const dx = new Float32Array(prodOf(xs));
-    this.a.conv2dBackwardData(dy, w, ws, convArr(p), xs, dx);
-    return dx;
-  }
-  conv2dBackwardWeights(x: Storage, xs: number[], dy: Storage, ws: number[], p: ConvParams, withBias: boolean) {
+  conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
+    const dx = needDx ? new Float32Array(prodOf(xs)) : null;
     const dw = new Float32Array(prodOf(ws));
     const db = withBias ? new Float32Array(ws[0]) : null;
-    this.a.conv2dBackwardWeights(x, xs, dy, ws, convArr(p), dw, db);
-    return { dw, db };
+    this.a.conv2dBackward(x, xs, dy, w, ws, convArr(p), dx, dw, db);
+    return { dx, dw, db };
   }
   matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
     const out = new Float32Array(batch * m * n);

@@ -92,7 +92,12 @@ export class ReferenceBackend implements Backend {
     return y;
   }
 
-  conv2dBackwardData(dy: Storage, w: Storage, ws: number[], p: ConvParams, xs: number[]): Storage {
+  conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
+    const dx = needDx ? this.conv2dBackwardData(dy, w, ws, p, xs) : null;
+    return { dx, ...this.conv2dBackwardWeights(x, xs, dy, ws, p, withBias) };
+  }
+
+  private conv2dBackwardData(dy: Storage, w: Storage, ws: number[], p: ConvParams, xs: number[]): Storage {
     const [N, C, H, W] = xs;
     const [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
@@ -120,7 +125,7 @@ export class ReferenceBackend implements Backend {
     return dx;
   }
 
-  conv2dBackwardWeights(x: Storage, xs: number[], dy: Storage, ws: number[], p: ConvParams, withBias: boolean): { dw: Storage; db: Storage | null } {
+  private conv2dBackwardWeights(x: Storage, xs: number[], dy: Storage, ws: number[], p: ConvParams, withBias: boolean): { dw: Storage; db: Storage | null } {
     const [N, C, H, W] = xs;
     const [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);

@@ -1,0 +1,173 @@
+// `npm run bench`: the same workloads through this engine and through PyTorch in one run, paired, printing times,
+// GFLOP/s and the ratio PyTorch time / our time (above 1: we are faster). Options: --rounds N (default 5),
+// --only W1,W3 (a subset), --markdown (print a table for docs/benchmarks.md).
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cpus } from 'node:os';
+import * as T from '../src/engine/ops.js';
+import { Tensor, getBackend, noGrad } from '../src/engine/tensor.js';
+import { Adam } from '../src/engine/optim.js';
+import { fillRandom } from '../src/engine/random.js';
+import { useBackend } from '../src/backends/select.js';
+import { UNet, PRESETS } from '../src/model/unet.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+
+function rnd(shape: number[], scale = 1, grad = false): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = new Float32Array(n);
+  fillRandom(v, n, { seed: 11, stream: n % 9973 }, 0, 'normal');
+  if (scale !== 1) for (let i = 0; i < n; i++) v[i] *= scale;
+  return new Tensor(v, shape, grad);
+}
+
+function fwdOrBwd(f: () => Tensor, backward: boolean): () => void {
+  if (!backward) return () => void noGrad(f);
+  return () => {
+    const y = f();
+    y.backward(new Tensor(new Float32Array(y.size).fill(1), y.shape));
+  };
+}
+
+interface Workload {
+  name: string;
+  what: string;
+  gflop: number;
+  iters: number;
+  build: () => () => void;
+}
+
+function unetWorkload(preset: 'cifar10' | 'mnist', mode: 'train' | 'sample', B: number, iters: number): Workload {
+  const cfg = PRESETS[preset]();
+  return {
+    name: `U-${preset}-${mode}-${B}`,
+    what: `U-Net ${preset} ${mode === 'train' ? 'training step (fwd+bwd+Adam)' : 'sampling step (fwd)'}, batch ${B}`,
+    gflop: 0,
+    iters,
+    build: () => {
+      const m = new UNet(cfg).init(0);
+      const x = rnd([B, cfg.in_channels, cfg.sample_size, cfg.sample_size]);
+      const t = Int32Array.from({ length: B }, (_, i) => (i * 97) % 1000);
+      if (mode === 'sample') return () => void noGrad(() => m.forward(x, t));
+      const opt = new Adam([...m.params.values()], { lr: 2e-4 });
+      const noise = rnd(x.shape);
+      let step = 0;
+      return () => {
+        const y = m.forward(x, t, { dropoutKey: { seed: 1, stream: step++ } });
+        T.mean(T.square(T.sub(y, noise))).backward();
+        opt.update();
+        opt.zeroGrad();
+      };
+    },
+  };
+}
+
+const W1_GF = (2 * 2 * 128 * 128 * 9 * 32 * 32 * 8) / 1e9;
+const W2_GF = (2 * 64 * 64 * 9 * 28 * 28 * 32) / 1e9;
+const W4_GF = (4 * 2 * 256 * 256 * 256 * 8 + 2 * 2 * 256 * 256 * 256 * 8) / 1e9;
+
+function w1(backward: boolean): () => void {
+  const x = rnd([8, 128, 32, 32], 1, true);
+  const [g1, b1, g2, b2] = [rnd([128], 0.05, true), rnd([128], 0.05, true), rnd([128], 0.05, true), rnd([128], 0.05, true)];
+  const [w1_, w2_] = [rnd([128, 128, 3, 3], 0.05, true), rnd([128, 128, 3, 3], 0.05, true)];
+  const [c1, c2] = [rnd([128], 0.05, true), rnd([128], 0.05, true)];
+  return fwdOrBwd(() => {
+    let h = T.conv2d(T.groupNorm(x, g1, b1, 32, 1e-6, true), w1_, c1, { padding: 1 });
+    h = T.conv2d(T.groupNorm(h, g2, b2, 32, 1e-6, true), w2_, c2, { padding: 1 });
+    return T.add(x, h);
+  }, backward);
+}
+
+function w4(backward: boolean): () => void {
+  const x = rnd([8, 256, 16, 16], 1, true);
+  const g = rnd([256], 0.05, true), bb = rnd([256], 0.05, true);
+  const W = [0, 1, 2, 3].map(() => rnd([256, 256], 0.05, true));
+  const Bs = [0, 1, 2, 3].map(() => rnd([256], 0.05, true));
+  return fwdOrBwd(() => {
+    const [B, C, H, Wd] = x.shape;
+    const h = T.permute(T.reshape(T.groupNorm(x, g, bb, 32, 1e-6), [B, C, H * Wd]), [0, 2, 1]);
+    const q = T.linear(h, W[0], Bs[0]), k = T.linear(h, W[1], Bs[1]), v = T.linear(h, W[2], Bs[2]);
+    const a = T.linear(T.matmul(T.softmax(T.mul(T.matmul(q, k, false, true), 1 / Math.sqrt(C))), v), W[3], Bs[3]);
+    return T.add(x, T.reshape(T.permute(a, [0, 2, 1]), [B, C, H, Wd]));
+  }, backward);
+}
+
+const WORKLOADS: Workload[] = [
+  { name: 'W1f', what: 'W1 residual block 128ch 32x32 b8, forward', gflop: W1_GF, iters: 5, build: () => w1(false) },
+  { name: 'W1fb', what: 'W1 residual block 128ch 32x32 b8, forward+backward', gflop: 3 * W1_GF, iters: 5, build: () => w1(true) },
+  { name: 'W2f', what: 'W2 conv3x3 64->64 28x28 b32, forward', gflop: W2_GF, iters: 5, build: () => { const x = rnd([32, 64, 28, 28], 1, true), w = rnd([64, 64, 3, 3], 0.05, true), b = rnd([64], 0.05, true); return fwdOrBwd(() => T.conv2d(x, w, b, { padding: 1 }), false); } },
+  { name: 'W2fb', what: 'W2 conv3x3 64->64 28x28 b32, forward+backward', gflop: 3 * W2_GF, iters: 5, build: () => { const x = rnd([32, 64, 28, 28], 1, true), w = rnd([64, 64, 3, 3], 0.05, true), b = rnd([64], 0.05, true); return fwdOrBwd(() => T.conv2d(x, w, b, { padding: 1 }), true); } },
+  { name: 'W3', what: 'W3 sgemm 1024^3', gflop: (2 * 1024 ** 3) / 1e9, iters: 5, build: () => { const a = rnd([1024, 1024]), b = rnd([1024, 1024]); return () => void noGrad(() => T.matmul(a, b)); } },
+  { name: 'W4f', what: 'W4 self-attention 16x16 tokens 256ch b8, forward', gflop: W4_GF, iters: 5, build: () => w4(false) },
+  { name: 'W4fb', what: 'W4 self-attention 16x16 tokens 256ch b8, forward+backward', gflop: 3 * W4_GF, iters: 5, build: () => w4(true) },
+  unetWorkload('cifar10', 'train', 8, 3),
+  unetWorkload('cifar10', 'sample', 8, 3),
+  unetWorkload('mnist', 'train', 64, 3),
+  unetWorkload('mnist', 'sample', 64, 3),
+];
+
+function median(a: number[]): number {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function timeIt(fn: () => void, iters: number, warmup = 2): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const t0 = performance.now();
+    fn();
+    ts.push((performance.now() - t0) / 1000);
+  }
+  return median(ts);
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const rounds = Number(args[args.indexOf('--rounds') + 1]) || 5;
+  const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : null;
+  const markdown = args.includes('--markdown');
+  const backend = useBackend(args.includes('--reference') ? 'reference' : undefined);
+  const py = spawn('/usr/bin/python3', [join(root, 'bench', 'torch_bench.py')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: py.stdout })[Symbol.asyncIterator]();
+  const torchTime = async (name: string, iters: number) => {
+    py.stdin.write(`${name} ${iters}\n`);
+    const r = await lines.next();
+    if (r.done) throw new Error('bench: the PyTorch side exited (needs /usr/bin/python3 with python3-torch)');
+    const [nchw, cl] = r.value.split(' ').map(Number);
+    return { best: Math.min(nchw, cl), layout: nchw <= cl ? 'NCHW' : 'channels_last' };
+  };
+  const rows: string[] = [];
+  console.error(`backend ${backend.name}, ${rounds} paired rounds, ${cpus().length} cores (${cpus()[0].model})`);
+  for (const w of WORKLOADS) {
+    if (only && !only.some((o) => w.name.startsWith(o))) continue;
+    const fn = w.build();
+    const ours: number[] = [], theirs: number[] = [], ratios: number[] = [];
+    let layout = '';
+    for (let r = 0; r < rounds; r++) {
+      const a = timeIt(fn, w.iters);
+      const b = await torchTime(w.name, w.iters);
+      ours.push(a);
+      theirs.push(b.best);
+      ratios.push(b.best / a);
+      layout = b.layout;
+    }
+    const mo = median(ours), mt = median(theirs), mr = median(ratios);
+    const gf = (t: number) => (w.gflop ? (w.gflop / t).toFixed(1) : '-');
+    const row = markdown
+      ? `| ${w.what} | ${(mo * 1000).toFixed(1)} | ${gf(mo)} | ${(mt * 1000).toFixed(1)} (${layout}) | ${gf(mt)} | **${mr.toFixed(2)}** |`
+      : `${w.name.padEnd(22)} ours ${(mo * 1000).toFixed(1).padStart(8)} ms ${gf(mo).padStart(6)} GFLOP/s | torch ${(mt * 1000).toFixed(1).padStart(8)} ms ${gf(mt).padStart(6)} GFLOP/s (${layout}) | ratio torch/ours ${mr.toFixed(2)}  [${ratios.map((x) => x.toFixed(2)).join(' ')}]`;
+    console.log(row);
+    rows.push(row);
+  }
+  py.stdin.end();
+  void getBackend;
+}
+
+main().catch((e) => {
+  console.error(`bench: ${(e as Error).message}`);
+  process.exitCode = 1;
+});
