@@ -121,7 +121,16 @@ struct ConvPrims {
   dnnl::convolution_backward_data bwd_data;
   dnnl::convolution_backward_weights::primitive_desc bwd_w_pd;
   dnnl::convolution_backward_weights bwd_w;
+  /** Buffers in the primitives' own layouts, allocated once per shape and reused by every call (no per-call malloc). */
+  std::unordered_map<int, memory> bufs;
+  memory& buf(int role, const memory::desc& md) {
+    auto it = bufs.find(role);
+    if (it == bufs.end()) it = bufs.emplace(role, memory(md, eng())).first;
+    return it->second;
+  }
 };
+
+enum Role { FWD_SRC, FWD_W, FWD_DST, BWD_DY, BWD_DY2, BWD_W, BWD_DX, BWDW_SRC, BWDW_DW };
 
 std::unordered_map<std::string, std::unique_ptr<ConvPrims>> conv_cache;
 
@@ -162,11 +171,11 @@ ConvPrims& getConv(const ConvKey& k) {
   return ref;
 }
 
-/** Memory in the layout `want`, reordered from the user's plain buffer when the layouts differ. */
-memory toLayout(const memory::desc& user_md, float* data, const memory::desc& want) {
+/** Memory in the layout `want`, reordered (into the primitive's reusable buffer) from the user's plain buffer when the layouts differ. */
+memory toLayout(ConvPrims& P, int role, const memory::desc& user_md, float* data, const memory::desc& want) {
   memory user(user_md, eng(), data);
   if (want == user_md) return user;
-  memory m(want, eng());
+  memory& m = P.buf(role, want);
   dnnl::reorder(user, m).execute(strm(), user, m);
   return m;
 }
@@ -174,8 +183,8 @@ memory toLayout(const memory::desc& user_md, float* data, const memory::desc& wa
 /** A memory of layout `have` whose contents land in the user's plain buffer after finish(). */
 struct OutMem {
   memory user, m;
-  OutMem(const memory::desc& user_md, float* data, const memory::desc& have) : user(user_md, eng(), data) {
-    m = (have == user_md) ? user : memory(have, eng());
+  OutMem(ConvPrims& P, int role, const memory::desc& user_md, float* data, const memory::desc& have) : user(user_md, eng(), data) {
+    m = (have == user_md) ? user : P.buf(role, have);
   }
   void finish() {
     if (m.get() != user.get()) dnnl::reorder(m, user).execute(strm(), m, user);
@@ -220,9 +229,9 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   Buf y = getBuf(info, 6, fn, "output", prod(convOut(k)));
   DNNL_GUARD(fn, {
     ConvPrims& P = getConv(k);
-    memory xm = toLayout(P.x_user, x.p, P.fwd_pd.src_desc());
-    memory wm = toLayout(P.w_user, w.p, P.fwd_pd.weights_desc());
-    OutMem ym(P.y_user, y.p, P.fwd_pd.dst_desc());
+    memory xm = toLayout(P, FWD_SRC, P.x_user, x.p, P.fwd_pd.src_desc());
+    memory wm = toLayout(P, FWD_W, P.w_user, w.p, P.fwd_pd.weights_desc());
+    OutMem ym(P, FWD_DST, P.y_user, y.p, P.fwd_pd.dst_desc());
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym.m}};
     if (bias) args[DNNL_ARG_BIAS] = memory(P.b_md, eng(), b.p);
     P.fwd.execute(strm(), args);
@@ -246,16 +255,16 @@ Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
   Buf db = bias ? getBuf(info, 8, fn, "bias gradient", (size_t)k.ws[0]) : Buf{nullptr, 0};
   DNNL_GUARD(fn, {
     ConvPrims& P = getConv(k);
-    memory dym = toLayout(P.y_user, dy.p, P.bwd_w_pd.diff_dst_desc());
+    memory dym = toLayout(P, BWD_DY, P.y_user, dy.p, P.bwd_w_pd.diff_dst_desc());
     if (needDx) {
-      memory dym2 = P.bwd_data_pd.diff_dst_desc() == P.bwd_w_pd.diff_dst_desc() ? dym : toLayout(P.y_user, dy.p, P.bwd_data_pd.diff_dst_desc());
-      memory wm = toLayout(P.w_user, w.p, P.bwd_data_pd.weights_desc());
-      OutMem dxm(P.x_user, dx.p, P.bwd_data_pd.diff_src_desc());
+      memory dym2 = P.bwd_data_pd.diff_dst_desc() == P.bwd_w_pd.diff_dst_desc() ? dym : toLayout(P, BWD_DY2, P.y_user, dy.p, P.bwd_data_pd.diff_dst_desc());
+      memory wm = toLayout(P, BWD_W, P.w_user, w.p, P.bwd_data_pd.weights_desc());
+      OutMem dxm(P, BWD_DX, P.x_user, dx.p, P.bwd_data_pd.diff_src_desc());
       P.bwd_data.execute(strm(), {{DNNL_ARG_DIFF_DST, dym2}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm.m}});
       dxm.finish();
     }
-    memory xm = toLayout(P.x_user, x.p, P.bwd_w_pd.src_desc());
-    OutMem dwm(P.w_user, dw.p, P.bwd_w_pd.diff_weights_desc());
+    memory xm = toLayout(P, BWDW_SRC, P.x_user, x.p, P.bwd_w_pd.src_desc());
+    OutMem dwm(P, BWDW_DW, P.w_user, dw.p, P.bwd_w_pd.diff_weights_desc());
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm.m}};
     if (bias) args[DNNL_ARG_DIFF_BIAS] = memory(P.b_md, eng(), db.p);
     P.bwd_w.execute(strm(), args);
