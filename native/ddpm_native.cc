@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <dnnl.hpp>
 #include <omp.h>
+#include <malloc.h>
 
 #include <cmath>
 #include <cstdint>
@@ -865,6 +866,13 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Tensors are large, short-lived ArrayBuffers. By default glibc serves each one with a fresh mmap, so every op
+  // pays page faults on its output; keeping them in the heap (never trimmed) lets freed buffers be reused.
+  // DDPM_KEEP_MALLOC=1 leaves the allocator's defaults alone.
+  if (!getenv("DDPM_KEEP_MALLOC")) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
   exports.Set("conv2dBackward", Napi::Function::New(env, Conv2dBackward));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
