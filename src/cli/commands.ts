@@ -14,6 +14,7 @@ import { imageGrid, writeImages, writePng } from '../io/png.js';
 import { parseNpy, serializeNpy } from '../io/npy.js';
 import { DEFAULT_TRAIN, train, type TrainOptions } from '../training/train.js';
 import { bitsPerDim } from '../eval/bpd.js';
+import { downloadDataset } from '../data/download.js';
 import { Progress } from './progress.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -168,7 +169,13 @@ export function infoCommand(o: Opts): void {
   if (existsSync(stateFile)) console.log(`training ${readFileSync(stateFile, 'utf8').slice(0, 200)}`);
 }
 
-export function dataCommand(o: Opts): void {
+export async function dataCommand(o: Opts): Promise<void> {
+  if (o.download) {
+    const dir = await downloadDataset(o.download, { cacheDir: o.cache, baseUrl: o.baseUrl, log: (m) => console.error(m) });
+    console.log(dir);
+    if (!o.data) return;
+  }
+  if (!o.data) throw new Error('data: pass --data <spec> or --download <name>');
   const ds = loadDataset(o.data, split(o.split), { size: 32, channels: 3 });
   const s = pixelStats(ds);
   console.log(`${ds.name}: ${ds.count} images, ${ds.channels}x${ds.height}x${ds.width}, pixel mean ${s.mean.toFixed(5)}, std ${s.std.toFixed(5)} (on [0, 1])`);

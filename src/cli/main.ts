@@ -110,8 +110,11 @@ program
 
 program
   .command('data')
-  .description('inspect a dataset (count, size, pixel statistics) and write a preview grid')
-  .requiredOption('--data <spec>', 'dataset (as for train)')
+  .description('inspect a dataset (count, size, pixel statistics) and write a preview grid; or download one')
+  .option('--data <spec>', 'dataset (as for train)')
+  .option('--download <name>', 'download a public dataset (mnist) into the cache, checking sha256')
+  .option('--cache <dir>', 'download cache folder (default ~/.cache/ddpm)')
+  .option('--base-url <url>', 'download from this mirror instead')
   .option('--split <s>', 'train or test', 'train')
   .option('--preview <file>', 'write a PNG grid of the first 64 images')
   .action(cmd.dataCommand);
