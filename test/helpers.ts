@@ -1,6 +1,6 @@
 // Test helpers: seeded inputs, backend switching, and comparisons.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tensor, setBackend, getBackend } from '../src/engine/tensor.js';
@@ -65,3 +65,18 @@ export function runWithGrads(b: Backend, inputs: { values: Float32Array; shape: 
     return { y: y.storage.slice(), grads: xs.map((x) => (x.grad ? x.grad.storage.slice() : new Float32Array(x.size))), probe: p };
   });
 }
+
+/** An IDX file of n 8x8 images: blobs at varying positions. */
+export function writeTinyIdx(dir: string, n = 64): string {
+  const b = new Uint8Array(16 + n * 64);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, 0x803); dv.setUint32(4, n); dv.setUint32(8, 8); dv.setUint32(12, 8);
+  for (let i = 0; i < n; i++) {
+    const cy = 2 + (i % 4), cx = 2 + ((i >> 2) % 4);
+    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) b[16 + i * 64 + y * 8 + x] = (y - cy) ** 2 + (x - cx) ** 2 <= 3 ? 255 : 0;
+  }
+  const f = join(dir, 'train-images-idx3-ubyte');
+  writeFileSync(f, b);
+  return f;
+}
+

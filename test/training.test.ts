@@ -2,29 +2,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, reference, withBackend } from './helpers.js';
+import { ROOT, reference, withBackend, writeTinyIdx } from './helpers.js';
 import { trainOptionsFrom } from '../src/cli/commands.js';
 import { train } from '../src/training/train.js';
 import { loadDataset } from '../src/data/load.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
-
-/** An IDX file of n 8x8 images: blobs at varying positions. */
-export function writeTinyIdx(dir: string, n = 64): string {
-  const b = new Uint8Array(16 + n * 64);
-  const dv = new DataView(b.buffer);
-  dv.setUint32(0, 0x803); dv.setUint32(4, n); dv.setUint32(8, 8); dv.setUint32(12, 8);
-  for (let i = 0; i < n; i++) {
-    const cy = 2 + (i % 4), cx = 2 + ((i >> 2) % 4);
-    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) b[16 + i * 64 + y * 8 + x] = (y - cy) ** 2 + (x - cx) ** 2 <= 3 ? 255 : 0;
-  }
-  const f = join(dir, 'train-images-idx3-ubyte');
-  writeFileSync(f, b);
-  return f;
-}
 
 const losses = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((m) => [m.step, m.loss]);
 

@@ -1,0 +1,138 @@
+// Model folders in the diffusers format and the CLI commands on a tiny model.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PNG } from 'pngjs';
+import { UNet, PRESETS } from '../src/model/unet.js';
+import { PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
+import { loadModel, readModelFolder, weightsOf, writeModelFolder, WEIGHTS_FILE } from '../src/io/checkpoint.js';
+import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
+import { parseNpy, serializeNpy } from '../src/io/npy.js';
+import { noGrad, Tensor } from '../src/engine/tensor.js';
+import { HAS_SHARED, ROOT, SHARED, writeTinyIdx } from './helpers.js';
+
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+
+function tinyFolder(dir: string) {
+  const m = new UNet(PRESETS.tiny()).init(5);
+  writeModelFolder(dir, PRESETS.tiny(), { ...PAPER_DIFFUSION, timesteps: 50, betaEnd: 0.4 }, weightsOf(m));
+  return m;
+}
+
+describe('diffusers model folders', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ddpm-ckpt-'));
+
+  it('the cifar10 preset has every tensor name and shape of the diffusers CIFAR-10 model', { skip: HAS_SHARED ? false : '../shared is absent' }, () => {
+    const keys = readFileSync(join(SHARED, 'reference', 'diffusers-ddpm-cifar10-32.keys.txt'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split('\t'));
+    const m = new UNet(PRESETS.cifar10());
+    assert.equal(m.parameterCount, 35_746_307);
+    assert.equal(keys.length, m.params.size);
+    for (const [name, shape] of keys) assert.equal(m.params.get(name)?.shape.join('x'), shape, name);
+    const ref = JSON.parse(readFileSync(join(SHARED, 'reference', 'diffusers-ddpm-cifar10-32.config.json'), 'utf8'));
+    const c = PRESETS.cifar10() as unknown as Record<string, unknown>;
+    for (const k of ['block_out_channels', 'layers_per_block', 'down_block_types', 'up_block_types', 'norm_num_groups', 'norm_eps', 'freq_shift', 'flip_sin_to_cos', 'downsample_padding'])
+      assert.deepEqual(c[k], ref[k], k);
+  });
+
+  it('writes and reads back a flat folder; reads unet/ + scheduler/ subfolders and old attention names', () => {
+    const flat = join(dir, 'flat');
+    const m = tinyFolder(flat);
+    for (const f of ['model_index.json', 'config.json', 'scheduler_config.json', WEIGHTS_FILE]) assert.ok(existsSync(join(flat, f)), f);
+    const idx = JSON.parse(readFileSync(join(flat, 'model_index.json'), 'utf8'));
+    assert.deepEqual(idx.unet, ['diffusers', 'UNet2DModel']);
+    const { model, folder } = loadModel(flat);
+    assert.equal(folder.diffusion.config.timesteps, 50);
+    for (const [n, p] of m.params) assert.deepEqual(model.params.get(n)!.storage, p.storage, n);
+
+    // the 2022 layout: subfolders, old attention names
+    const sub = join(dir, 'sub');
+    mkdirSync(join(sub, 'unet'), { recursive: true });
+    mkdirSync(join(sub, 'scheduler'), { recursive: true });
+    writeFileSync(join(sub, 'model_index.json'), readFileSync(join(flat, 'model_index.json')));
+    writeFileSync(join(sub, 'unet', 'config.json'), readFileSync(join(flat, 'config.json')));
+    writeFileSync(join(sub, 'scheduler', 'scheduler_config.json'), readFileSync(join(flat, 'scheduler_config.json')));
+    const old = new Map([...parseSafetensors(new Uint8Array(readFileSync(join(flat, WEIGHTS_FILE))), 'w').tensors].map(([k, v]) => [
+      k.replace('.to_q.', '.query.').replace('.to_k.', '.key.').replace('.to_v.', '.value.').replace('.to_out.0.', '.proj_attn.'), v]));
+    assert.ok([...old.keys()].some((k) => k.includes('.proj_attn.')));
+    writeFileSync(join(sub, 'unet', WEIGHTS_FILE), serializeSafetensors(old));
+    const r = loadModel(sub);
+    for (const [n, p] of m.params) assert.deepEqual(r.model.params.get(n)!.storage, p.storage, n);
+  });
+
+  it('schedules diffusers lacks travel as trained_betas', () => {
+    const d = join(dir, 'jsd');
+    const m = new UNet(PRESETS.tiny());
+    writeModelFolder(d, PRESETS.tiny(), { ...PAPER_DIFFUSION, schedule: 'jsd', timesteps: 10 }, weightsOf(m));
+    const cfg = JSON.parse(readFileSync(join(d, 'scheduler_config.json'), 'utf8'));
+    assert.equal(cfg.trained_betas.length, 10);
+    assert.equal(readModelFolder(d).diffusion.betas!.length, 10);
+  });
+});
+
+describe('CLI', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ddpm-cli-'));
+  const model = join(dir, 'model');
+  const m = tinyFolder(model);
+
+  it('--help works for every command', () => {
+    for (const c of [[], ['train'], ['sample'], ['eval', 'bpd'], ['predict'], ['convert'], ['info'], ['data'], ['demo']]) {
+      const r = run(...c, '--help');
+      assert.equal(r.status, 0, `${c.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /Usage: ddpm/);
+    }
+  });
+
+  it('sample writes a grid, single PNGs and a denoising strip', () => {
+    const out = join(dir, 'samples');
+    const r = run('sample', '--model', model, '--out', out, '-n', '3', '--batch', '2', '--sampler', 'ddim', '--steps', '5', '--strip');
+    assert.equal(r.status, 0, r.stderr);
+    for (const f of ['grid.png', 'strip.png', 'sample-00000.png', 'sample-00002.png']) assert.ok(existsSync(join(out, f)), f);
+    const png = PNG.sync.read(readFileSync(join(out, 'sample-00000.png')));
+    assert.deepEqual([png.width, png.height], [12, 12]);
+  });
+
+  it('predict runs the model on .npy input and writes .npy output equal to the library', () => {
+    const x = Float32Array.from({ length: 2 * 64 }, (_, i) => Math.sin(i));
+    writeFileSync(join(dir, 'x.npy'), serializeNpy(x, [2, 1, 8, 8]));
+    const r = run('predict', '--model', model, '--input', join(dir, 'x.npy'), '--t', '3,40', '--output', join(dir, 'y.npy'));
+    assert.equal(r.status, 0, r.stderr);
+    const y = parseNpy(new Uint8Array(readFileSync(join(dir, 'y.npy'))), 'y.npy');
+    assert.deepEqual(y.shape, [2, 1, 8, 8]);
+    const want = noGrad(() => m.forward(new Tensor(x, [2, 1, 8, 8]), [3, 40]));
+    for (let i = 0; i < y.data.length; i++) assert.ok(Math.abs(y.data[i] - want.storage[i]) < 1e-4);
+  });
+
+  it('info, convert and eval bpd', () => {
+    const i = run('info', '--model', model);
+    assert.equal(i.status, 0, i.stderr);
+    assert.match(i.stdout, /176,849 parameters/);
+    const c = run('convert', '--model', model, '--out', join(dir, 'conv'));
+    assert.equal(c.status, 0, c.stderr);
+    assert.ok(existsSync(join(dir, 'conv', WEIGHTS_FILE)));
+    const idxDir = join(dir, 'idx');
+    mkdirSync(idxDir, { recursive: true });
+    const f = writeTinyIdx(idxDir, 8);
+    renameSync(f, join(idxDir, 't10k-images-idx3-ubyte'));
+    const e = run('eval', 'bpd', '--model', model, '--data', idxDir, '--batch', '4', '--t-stride', '7', '--out', join(dir, 'bpd.json'));
+    assert.equal(e.status, 0, e.stderr);
+    assert.match(e.stdout, /bits\/dim\s+\d+\.\d+/);
+    const res = JSON.parse(readFileSync(join(dir, 'bpd.json'), 'utf8'));
+    assert.equal(res.images, 8);
+    assert.ok(res.total > 0 && Number.isFinite(res.total));
+    assert.ok(Math.abs(res.total - (res.prior + res.decoder + res.kl)) < 1e-9);
+  });
+
+  it('data prints statistics and writes a preview', () => {
+    const idxDir = join(dir, 'idx2');
+    mkdirSync(idxDir, { recursive: true });
+    writeTinyIdx(idxDir, 8);
+    const r = run('data', '--data', idxDir, '--preview', join(dir, 'preview.png'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /8 images, 1x8x8/);
+    assert.ok(existsSync(join(dir, 'preview.png')));
+  });
+});
