@@ -126,6 +126,19 @@ describe('CLI', () => {
     assert.ok(Math.abs(res.total - (res.prior + res.decoder + res.kl)) < 1e-9);
   });
 
+  it('interpolate writes a row of decoded mixtures between two images', () => {
+    const idxDir = join(dir, 'idx3');
+    mkdirSync(idxDir, { recursive: true });
+    renameSync(writeTinyIdx(idxDir, 8), join(idxDir, 't10k-images-idx3-ubyte'));
+    const out = join(dir, 'interp.png');
+    const r = run('interpolate', '--model', model, '--data', idxDir, '--a', '0', '--b', '5', '--t', '10', '--count', '4', '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    const png = PNG.sync.read(readFileSync(out));
+    assert.deepEqual([png.width, png.height], [6 * 10 + 2, 12]);
+    const bad = run('interpolate', '--model', model, '--data', idxDir, '--a', '99');
+    assert.match(bad.stderr, /--a: image 99 does not exist \(8 images\)/);
+  });
+
   it('data prints statistics and writes a preview', () => {
     const idxDir = join(dir, 'idx2');
     mkdirSync(idxDir, { recursive: true });

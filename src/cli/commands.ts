@@ -14,6 +14,7 @@ import { imageGrid, writeImages, writePng } from '../io/png.js';
 import { parseNpy, serializeNpy } from '../io/npy.js';
 import { DEFAULT_TRAIN, train, type TrainOptions } from '../training/train.js';
 import { bitsPerDim } from '../eval/bpd.js';
+import { interpolate } from '../diffusion/interpolate.js';
 import { downloadDataset } from '../data/download.js';
 import { Progress } from './progress.js';
 
@@ -132,6 +133,23 @@ export function evalBpdCommand(o: Opts): void {
   console.log(`  KL sum        ${r.kl.toFixed(4)}`);
   for (let k = 0; k < 4; k++) console.log(`    t in [${Math.floor((k * Tn) / 4)}, ${Math.floor(((k + 1) * Tn) / 4)})  ${q(Math.max(1, Math.floor((k * Tn) / 4)), Math.floor(((k + 1) * Tn) / 4)).toFixed(4)}`);
   if (o.out) writeFileAtomic(o.out, JSON.stringify(r, null, 2));
+}
+
+export function interpolateCommand(o: Opts): void {
+  const { model, diffusion, cfg } = loadForSampling(o.model);
+  const data = loadDataset(o.data, split(o.split), { size: cfg.sample_size, channels: cfg.in_channels as 1 | 3 });
+  for (const k of ['a', 'b']) if (o[k] >= data.count) throw new Error(`--${k}: image ${o[k]} does not exist (${data.count} images)`);
+  const t = o.t ?? Math.floor(diffusion.numTimesteps / 2);
+  const lambdas = Array.from({ length: o.count }, (_, i) => i / (o.count - 1));
+  const x = interpolate(diffusion, (xx, tt) => model.forward(xx, tt), makeBatch(data, [o.a]), makeBatch(data, [o.b]), lambdas, t, o.seed);
+  // row: source a, the decoded mixtures, source b
+  const src = makeBatch(data, [o.a, o.b]).storage, per = src.length / 2;
+  const row = new Float32Array(x.size + 2 * per);
+  row.set(src.subarray(0, per), 0);
+  row.set(x.storage, per);
+  row.set(src.subarray(per), per + x.size);
+  writePng(o.out, imageGrid(row, [o.count + 2, cfg.in_channels, cfg.sample_size, cfg.sample_size], o.count + 2));
+  console.error(`wrote ${o.out} (image ${o.a}, ${o.count} mixtures decoded from t=${t}, image ${o.b})`);
 }
 
 export function predictCommand(o: Opts): void {

@@ -87,6 +87,20 @@ evalCmd
   .action(cmd.evalBpdCommand);
 
 program
+  .command('interpolate')
+  .description('interpolate between two dataset images in latent space (paper Fig. 8): encode to x_t, mix, decode')
+  .requiredOption('--model <dir>', 'diffusers model folder')
+  .requiredOption('--data <spec>', 'dataset (as for train)')
+  .option('--split <s>', 'train or test', 'test')
+  .option('--a <i>', 'index of the first image', int('--a', 0), 0)
+  .option('--b <j>', 'index of the second image', int('--b', 0), 1)
+  .option('--t <n>', 'timestep to encode to (default T/2)', int('--t', 0))
+  .option('--count <n>', 'number of mixtures from 0 to 1', int('--count', 2), 9)
+  .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .option('--out <file>', 'PNG to write', 'interpolation.png')
+  .action(cmd.interpolateCommand);
+
+program
   .command('predict')
   .description('run a model on x_t given as .npy (and t) and write its output as .npy')
   .requiredOption('--model <dir>', 'diffusers model folder')

@@ -1,0 +1,32 @@
+// Interpolation in latent space (the paper's section 4.3, Fig. 8): encode two images to x_t with q(x_t | x_0) and the
+// same noise, mix them linearly, and decode each mixture with the reverse chain from t.
+import * as T from '../engine/ops.js';
+import { Tensor, noGrad } from '../engine/tensor.js';
+import { type DenoiseFn, GaussianDiffusion } from './gaussian.js';
+import { ancestralStep } from './samplers.js';
+
+/**
+ * x0a, x0b: [1, C, H, W] on [-1, 1]; lambdas in [0, 1]; t: model timestep index to encode to (paper: 500 of 1000).
+ * Returns [lambdas.length, C, H, W]: row k decodes (1 - lambda_k) x_t(a) + lambda_k x_t(b).
+ */
+export function interpolate(d: GaussianDiffusion, model: DenoiseFn, x0a: Tensor, x0b: Tensor, lambdas: number[], t: number, seed: number): Tensor {
+  if (!Number.isInteger(t) || t < 0 || t >= d.numTimesteps) throw new Error(`interpolate: t must be an integer in [0, ${d.numTimesteps - 1}], got ${t}`);
+  return noGrad(() => {
+    const K = lambdas.length;
+    const shape = [1, ...x0a.shape.slice(1)];
+    const noise = T.randn(shape, { seed, stream: 0 });
+    const tt = new Int32Array(1).fill(t);
+    const xa = d.qSample(x0a, tt, noise), xb = d.qSample(x0b, tt, noise);
+    const mixes = lambdas.map((l) => T.add(T.mul(xa, 1 - l), T.mul(xb, l)));
+    let x = T.concat(mixes.map((m) => T.reshape(m, shape)));
+    for (let s = t; s >= 0; s--) {
+      // the same reverse-process noise for every mixture, so that rows differ only through lambda
+      const z = T.randn([K, ...shape.slice(1)], { seed, stream: 1 + t - s }, 0);
+      const zShared = new Tensor(new Float32Array(z.size), z.shape);
+      const per = z.size / K;
+      for (let k = 0; k < K; k++) zShared.storage.set(z.storage.subarray(0, per), k * per);
+      x = ancestralStep(d, model, x, new Int32Array(K).fill(s), d.config.clipSample, zShared).x;
+    }
+    return x;
+  });
+}
