@@ -17,13 +17,14 @@ export function interpolate(d: GaussianDiffusion, model: DenoiseFn, x0a: Tensor,
     const noise = T.randn(shape, { seed, stream: 0 });
     const tt = new Int32Array(1).fill(t);
     const xa = d.qSample(x0a, tt, noise), xb = d.qSample(x0b, tt, noise);
-    const mixes = lambdas.map((l) => T.add(T.mul(xa, 1 - l), T.mul(xb, l)));
-    let x = T.concat(mixes.map((m) => T.reshape(m, shape)));
+    const per = xa.size;
+    const stacked = new Float32Array(K * per);
+    lambdas.forEach((l, k) => stacked.set(T.add(T.mul(xa, 1 - l), T.mul(xb, l)).storage, k * per));
+    let x = new Tensor(stacked, [K, ...shape.slice(1)]);
     for (let s = t; s >= 0; s--) {
       // the same reverse-process noise for every mixture, so that rows differ only through lambda
       const z = T.randn([K, ...shape.slice(1)], { seed, stream: 1 + t - s }, 0);
       const zShared = new Tensor(new Float32Array(z.size), z.shape);
-      const per = z.size / K;
       for (let k = 0; k < K; k++) zShared.storage.set(z.storage.subarray(0, per), k * per);
       x = ancestralStep(d, model, x, new Int32Array(K).fill(s), d.config.clipSample, zShared).x;
     }
