@@ -29,6 +29,7 @@ const cases: Case[] = [
   { name: 'mul broadcast', shapes: [[2, 3, 4, 5], [5]], fn: ([a, b]) => T.mul(a, b) },
   { name: 'div broadcast', shapes: [[2, 3, 4, 5], [2, 1, 4, 1]], fn: ([a, b]) => T.div(a, b), positive: true },
   { name: 'concat', shapes: [[2, 3, 4, 5], [2, 2, 4, 5], [2, 1, 4, 5]], fn: (xs) => T.concat(xs) },
+  { name: 'slice channels', shapes: [[2, 7, 3, 2]], fn: ([x]) => T.sliceChannels(x, 2, 4) },
   { name: 'upsample2x', shapes: [[2, 3, 5, 7]], fn: ([x]) => T.upsample2x(x) },
   { name: 'permute', shapes: [[2, 3, 4, 5]], fn: ([x]) => T.permute(x, [0, 2, 3, 1]) },
   { name: 'sum axes', shapes: [[3, 4, 5]], fn: ([x]) => T.sum(x, [0, 2], true) },

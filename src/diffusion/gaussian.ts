@@ -104,10 +104,7 @@ export class GaussianDiffusion {
   splitOutput(out: Tensor, channels: number): { main: Tensor; varPart: Tensor | null } {
     if (this.config.variance !== 'learnedrange') return { main: out, varPart: null };
     if (out.shape[1] !== 2 * channels) throw new Error(`diffusion: learned variance needs ${2 * channels} output channels, model gave ${fmtShape(out.shape)}`);
-    return {
-      main: new Tensor(sliceCh(out, 0, channels), [out.shape[0], channels, ...out.shape.slice(2)]),
-      varPart: new Tensor(sliceCh(out, channels, channels), [out.shape[0], channels, ...out.shape.slice(2)]),
-    };
+    return { main: T.sliceChannels(out, 0, channels), varPart: T.sliceChannels(out, channels, channels) };
   }
 
   /**
@@ -194,14 +191,6 @@ export class GaussianDiffusion {
     if (this.config.loss === 'vlb') return { loss: vlb, mse };
     return { loss: T.add(mse, T.mul(vlb, 0.001)), mse };
   }
-}
-
-function sliceCh(x: Tensor, c0: number, c: number): Float32Array {
-  const [N, Ctot] = x.shape;
-  const S = x.size / (N * Ctot);
-  const out = new Float32Array(N * c * S);
-  for (let n = 0; n < N; n++) out.set(x.storage.subarray((n * Ctot + c0) * S, (n * Ctot + c0 + c) * S), n * c * S);
-  return out;
 }
 
 /** Elementwise clamp (no gradient: used on x0 estimates while sampling). */

@@ -165,6 +165,22 @@ export function concat(xs: Tensor[]): Tensor {
   });
 }
 
+/** Channels [c0, c0 + c) of a [N, C, ...] tensor. */
+export function sliceChannels(x: Tensor, c0: number, c: number): Tensor {
+  const C = x.shape[1];
+  if (!(Number.isInteger(c0) && Number.isInteger(c) && c0 >= 0 && c >= 1 && c0 + c <= C))
+    throw new Error(`sliceChannels: channels [${c0}, ${c0 + c}) are outside the ${C} channels of ${fmtShape(x.shape)}`);
+  const outShape = [x.shape[0], c, ...x.shape.slice(2)];
+  const y = be().sliceChannels(x.storage, x.shape, c0, c);
+  return makeResult('sliceChannels', y, outShape, [x], (g) => {
+    const parts: Tensor[] = [];
+    if (c0 > 0) parts.push(zeros([x.shape[0], c0, ...x.shape.slice(2)]));
+    parts.push(g);
+    if (c0 + c < C) parts.push(zeros([x.shape[0], C - c0 - c, ...x.shape.slice(2)]));
+    return [parts.length === 1 ? g : concat(parts)];
+  });
+}
+
 /** Nearest-neighbour upsampling by 2 of [N, C, H, W]. */
 export function upsample2x(x: Tensor): Tensor {
   if (x.shape.length !== 4) throw new Error(`upsample2x: expected [N,C,H,W], got ${fmtShape(x.shape)}`);
