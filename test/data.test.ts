@@ -1,11 +1,11 @@
 // Data loaders against the published files in ../shared/data and locally made files.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { loadDataset, loadEmbeddedDigits } from '../src/data/load.js';
+import { FASHION_MNIST_DIR, loadDataset, loadEmbeddedDigits } from '../src/data/load.js';
 import { makeBatch, pixelStats } from '../src/data/dataset.js';
 import { HAS_SHARED, SHARED } from './helpers.js';
 
@@ -32,6 +32,12 @@ describe('datasets', () => {
       const mean = s / (ds.count * 1024 * 255);
       assert.ok(Math.abs(mean - want[c]) < 0.01, `channel ${c} mean ${mean} (published ${want[c]} over 50,000 images)`);
     }
+  });
+
+  it('Fashion-MNIST is found where Debian\'s dataset-fashion-mnist puts it', { skip: existsSync(FASHION_MNIST_DIR) ? false : 'apt-get install -y dataset-fashion-mnist' }, () => {
+    const ds = loadDataset('fashion-mnist', 'test');
+    assert.equal(ds.count, 10000);
+    assert.deepEqual([ds.channels, ds.height, ds.width], [1, 28, 28]);
   });
 
   it('a batch is scaled to [-1, 1] and flips mirror left-right', () => {
