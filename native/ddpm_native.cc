@@ -57,18 +57,31 @@ Buf getBuf(const Napi::CallbackInfo& info, size_t i, const char* fn, const char*
   return b;
 }
 
+constexpr double kMaxElements = 140737488355328.0;  // 2^47
+
+/** a * b * c for sizes given by JavaScript, failing instead of overflowing. */
+size_t checkedSize(const Napi::CallbackInfo& info, const char* fn, double a, double b, double c = 1) {
+  double t = a * b * c;
+  if (!(t <= kMaxElements)) fail(info.Env(), fn, "sizes are too large");
+  return (size_t)t;
+}
+
 Dims getDims(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, size_t rank = 0) {
   if (i >= info.Length() || !info[i].IsArray()) fail(info.Env(), fn, std::string(name) + " must be an array of dimensions");
   auto a = info[i].As<Napi::Array>();
   if (a.Length() > 8 || (rank && a.Length() != rank))
     fail(info.Env(), fn, std::string(name) + " must have rank " + (rank ? std::to_string(rank) : std::string("<= 8")));
   Dims d(a.Length());
+  double total = 1;
   for (uint32_t k = 0; k < a.Length(); k++) {
     Napi::Value v = a[k];
     double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
     if (!(x >= 0 && x <= 1e9 && x == std::floor(x))) fail(info.Env(), fn, std::string(name) + " has an invalid dimension");
     d[k] = (int64_t)x;
+    total *= x;
   }
+  // no tensor this large can exist; rejecting it here keeps every size computation below free of overflow
+  if (total > kMaxElements) fail(info.Env(), fn, std::string(name) + " " + dimsStr(d) + " has too many elements");
   return d;
 }
 
@@ -281,9 +294,9 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   int64_t batch = getInt(info, 2, fn, "batch", 1, 1 << 30);
   int64_t m = getInt(info, 3, fn, "m", 1, 1 << 30), k = getInt(info, 4, fn, "k", 1, 1 << 30), n = getInt(info, 5, fn, "n", 1, 1 << 30);
   bool ta = info[6].ToBoolean(), tb = info[7].ToBoolean();
-  Buf a = getBuf(info, 0, fn, "a", (size_t)(batch * m * k));
-  Buf b = getBuf(info, 1, fn, "b", (size_t)(batch * k * n));
-  Buf c = getBuf(info, 8, fn, "out", (size_t)(batch * m * n));
+  Buf a = getBuf(info, 0, fn, "a", checkedSize(info, fn, batch, m, k));
+  Buf b = getBuf(info, 1, fn, "b", checkedSize(info, fn, batch, k, n));
+  Buf c = getBuf(info, 8, fn, "out", checkedSize(info, fn, batch, m, n));
   for (int64_t i = 0; i < batch; i++) {
     dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a.p + i * m * k, ta ? m : k,
                                   b.p + i * k * n, tb ? k : n, 0.0f, c.p + i * m * n, n);
@@ -644,7 +657,8 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   const char* fn = "softmax";
   int64_t rows = getInt(info, 1, fn, "rows", 0, 1LL << 40), cols = getInt(info, 2, fn, "cols", 1, 1LL << 30);
-  Buf x = getBuf(info, 0, fn, "input", rows * cols), y = getBuf(info, 3, fn, "out", rows * cols);
+  size_t total = checkedSize(info, fn, rows, cols);
+  Buf x = getBuf(info, 0, fn, "input", total), y = getBuf(info, 3, fn, "out", total);
 #pragma omp parallel for schedule(static) if (x.n > kParallelMin)
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = x.p + r * cols;
@@ -663,8 +677,9 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
 Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   const char* fn = "softmaxBackward";
   int64_t rows = getInt(info, 2, fn, "rows", 0, 1LL << 40), cols = getInt(info, 3, fn, "cols", 1, 1LL << 30);
-  Buf y = getBuf(info, 0, fn, "output", rows * cols), dy = getBuf(info, 1, fn, "output gradient", rows * cols);
-  Buf dx = getBuf(info, 4, fn, "input gradient", rows * cols);
+  size_t total = checkedSize(info, fn, rows, cols);
+  Buf y = getBuf(info, 0, fn, "output", total), dy = getBuf(info, 1, fn, "output gradient", total);
+  Buf dx = getBuf(info, 4, fn, "input gradient", total);
 #pragma omp parallel for schedule(static) if (y.n > kParallelMin)
   for (int64_t r = 0; r < rows; r++) {
     const float* yr = y.p + r * cols;
@@ -713,13 +728,17 @@ Napi::Value Concat(const Napi::CallbackInfo& info) {
       fail(info.Env(), fn, "input " + std::to_string(i) + " must be a Float32Array with a shape");
     auto fa = v.As<Napi::Float32Array>();
     Napi::Array sa = s.As<Napi::Array>();
+    if (sa.Length() > 8) fail(info.Env(), fn, "shape of input " + std::to_string(i) + " has rank > 8");
     Dims d(sa.Length());
+    double total = 1;
     for (uint32_t k = 0; k < sa.Length(); k++) {
       Napi::Value dv = sa[k];
       double xv = dv.IsNumber() ? dv.As<Napi::Number>().DoubleValue() : -1;
-      if (!(xv >= 0 && xv == std::floor(xv))) fail(info.Env(), fn, "invalid shape for input " + std::to_string(i));
+      if (!(xv >= 0 && xv <= 1e9 && xv == std::floor(xv))) fail(info.Env(), fn, "invalid shape for input " + std::to_string(i));
       d[k] = (int64_t)xv;
+      total *= xv;
     }
+    if (total > kMaxElements) fail(info.Env(), fn, "input " + std::to_string(i) + " has too many elements");
     if (d.size() < 2 || fa.ElementLength() != prod(d)) fail(info.Env(), fn, "input " + std::to_string(i) + " does not match its shape " + dimsStr(d));
     if (i > 0) {
       if (d.size() != ds[0].size()) fail(info.Env(), fn, "ranks differ");
@@ -732,7 +751,7 @@ Napi::Value Concat(const Napi::CallbackInfo& info) {
   }
   int64_t N = ds[0][0], S = 1;
   for (size_t k = 2; k < ds[0].size(); k++) S *= ds[0][k];
-  Buf y = getBuf(info, 2, fn, "out", (size_t)(N * Ctot * S));
+  Buf y = getBuf(info, 2, fn, "out", checkedSize(info, fn, N, Ctot, S));
 #pragma omp parallel for schedule(static) if (y.n > kParallelMin)
   for (int64_t n = 0; n < N; n++) {
     int64_t c0 = 0;
