@@ -47,6 +47,37 @@ export function writeImages(x: Float32Array, shape: number[], pathFor: (i: numbe
   for (let n = 0; n < N; n++) writePng(pathFor(n), imageGrid(x.subarray(n * C * H * W, (n + 1) * C * H * W), [1, C, H, W], 1));
 }
 
+// A 3x5 pixel font for tick labels: each glyph is 5 rows of 3 bits.
+const GLYPHS: Record<string, number[]> = {
+  '0': [7, 5, 5, 5, 7], '1': [2, 6, 2, 2, 7], '2': [7, 1, 7, 4, 7], '3': [7, 1, 7, 1, 7], '4': [5, 5, 7, 1, 1],
+  '5': [7, 4, 7, 1, 7], '6': [7, 4, 7, 5, 7], '7': [7, 1, 1, 1, 1], '8': [7, 5, 7, 5, 7], '9': [7, 5, 7, 1, 7],
+  '.': [0, 0, 0, 0, 2], '-': [0, 0, 7, 0, 0], 'e': [0, 7, 7, 4, 7], 'k': [4, 5, 6, 5, 5],
+};
+
+function drawText(img: RGBAImage, text: string, x: number, y: number, scale = 2): void {
+  for (const ch of text) {
+    const g = GLYPHS[ch];
+    if (g)
+      for (let r = 0; r < 5; r++)
+        for (let c = 0; c < 3; c++)
+          if (g[r] & (4 >> c))
+            for (let dy = 0; dy < scale; dy++)
+              for (let dx = 0; dx < scale; dx++) {
+                const px = x + c * scale + dx, py = y + r * scale + dy;
+                if (px >= 0 && py >= 0 && px < img.width && py < img.height) img.data.set([60, 60, 60, 255], (py * img.width + px) * 4);
+              }
+    x += 4 * scale;
+  }
+}
+
+function tickLabel(v: number): string {
+  const a = Math.abs(v);
+  if (a >= 10000) return `${+(v / 1000).toFixed(a >= 100000 ? 0 : 1)}k`;
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 0.01 || v === 0) return String(+v.toPrecision(3));
+  return v.toExponential(1).replace('e-', 'e-');
+}
+
 /** A line plot of one or more series on shared axes (log-scale y optional), with grid lines. */
 export function linePlot(series: { points: [number, number][]; color: [number, number, number] }[], width = 640, height = 360, logY = false): RGBAImage {
   const data = new Uint8Array(width * height * 4).fill(255);
@@ -54,8 +85,8 @@ export function linePlot(series: { points: [number, number][]; color: [number, n
   const fy = (y: number) => (logY ? Math.log10(y) : y);
   const xs = all.map((p) => p[0]), ys = all.map((p) => fy(p[1]));
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-  const m = 30;
-  const px = (x: number) => m + ((x - x0) / (x1 - x0 || 1)) * (width - 2 * m);
+  const m = 30, left = 64;
+  const px = (x: number) => left + ((x - x0) / (x1 - x0 || 1)) * (width - left - m);
   const py = (y: number) => height - m - ((fy(y) - y0) / (y1 - y0 || 1)) * (height - 2 * m);
   const set = (x: number, y: number, c: [number, number, number]) => {
     x = Math.round(x); y = Math.round(y);
@@ -63,13 +94,18 @@ export function linePlot(series: { points: [number, number][]; color: [number, n
     const o = (y * width + x) * 4;
     data[o] = c[0]; data[o + 1] = c[1]; data[o + 2] = c[2]; data[o + 3] = 255;
   };
+  const img = { width, height, data };
   for (let k = 0; k <= 4; k++) {
-    const gy = m + (k * (height - 2 * m)) / 4, gx = m + (k * (width - 2 * m)) / 4;
-    for (let x = m; x <= width - m; x++) set(x, gy, [225, 225, 225]);
+    const gy = m + (k * (height - 2 * m)) / 4, gx = left + (k * (width - left - m)) / 4;
+    for (let x = left; x <= width - m; x++) set(x, gy, [225, 225, 225]);
     for (let y = m; y <= height - m; y++) set(gx, y, [225, 225, 225]);
+    const yv = y1 - (k * (y1 - y0)) / 4;
+    drawText(img, tickLabel(logY ? 10 ** yv : yv), 4, gy - 5);
+    const xl = tickLabel(x0 + (k * (x1 - x0)) / 4);
+    drawText(img, xl, gx - xl.length * 4, height - m + 8);
   }
-  for (let x = m; x <= width - m; x++) set(x, height - m, [0, 0, 0]);
-  for (let y = m; y <= height - m; y++) set(m, y, [0, 0, 0]);
+  for (let x = left; x <= width - m; x++) set(x, height - m, [0, 0, 0]);
+  for (let y = m; y <= height - m; y++) set(left, y, [0, 0, 0]);
   for (const s of series) {
     const pts = s.points.filter(([, y]) => Number.isFinite(y) && (!logY || y > 0));
     for (let i = 1; i < pts.length; i++) {
