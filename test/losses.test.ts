@@ -70,3 +70,16 @@ describe('schedules', () => {
     assert.throws(() => makeTables(Float64Array.from([0.1, 1.5])), /beta\[1\] = 1.5 is outside \(0, 1\]/);
   });
 });
+
+describe('bits/dim estimator', () => {
+  it('evaluates every t below 100 and weights the strided rest so that the weights sum to T', async () => {
+    const { evaluatedTimesteps } = await import('../src/eval/bpd.js');
+    for (const k of [1, 7, 20]) {
+      const e = evaluatedTimesteps(1000, k);
+      assert.ok(Math.abs(e.reduce((a, b) => a + b.weight, 0) - 1000) < 1e-9);
+      assert.deepEqual(e.slice(0, 100).map((x) => x.t), Array.from({ length: 100 }, (_, i) => i));
+    }
+    assert.equal(evaluatedTimesteps(1000, 1).length, 1000);
+    assert.equal(evaluatedTimesteps(1000, 20).length, 145);
+  });
+});

@@ -81,7 +81,7 @@ evalCmd
   .option('--split <s>', 'train or test', 'test')
   .option('-n, --num <n>', 'number of images (default: all)', int('-n', 1))
   .option('--batch <n>', 'batch size', int('--batch', 1), 64)
-  .option('--t-stride <n>', 'evaluate every k-th timestep and scale (an estimate; 1 = exact bound)', int('--t-stride', 1), 1)
+  .option('--t-stride <n>', 'above t = 100, evaluate every k-th timestep and weight it k times (an estimate; 1 = every t)', int('--t-stride', 1), 1)
   .option('--seed <n>', 'random seed', int('--seed', 0), 0)
   .option('--out <file>', 'write the per-t terms as JSON')
   .action(cmd.evalBpdCommand);

@@ -12,20 +12,30 @@ export interface BpdResult {
   decoder: number;
   /** sum of the KL terms t = 1..T-1 */
   kl: number;
-  /** per evaluated timestep t: mean term in bits/dim (index 0 is the decoder) */
-  terms: { t: number; bpd: number }[];
+  /** per evaluated timestep t: mean term in bits/dim (t = 0 is the decoder) and its weight in the sum */
+  terms: { t: number; bpd: number; weight: number }[];
   images: number;
 }
 
+/** Timesteps below this are always evaluated: their terms are the largest and change fastest with t. */
+export const EXACT_HEAD = 100;
+
 /**
- * Terms for one batch x0 [B, C, H, W] on [-1, 1]: for each evaluated t, x_t ~ q(x_t|x_0) with noise from
- * (seed, stream t), and the KL or decoder term. With tStride > 1 only every k-th t is evaluated and the KL sum is scaled.
+ * The timesteps evaluated and the weight of each in the sum over t: all of them when tStride is 1; otherwise every
+ * t below EXACT_HEAD (weight 1) and every tStride-th t above, each standing for (T - EXACT_HEAD) / count terms.
  */
+export function evaluatedTimesteps(T: number, tStride: number): { t: number; weight: number }[] {
+  if (tStride <= 1 || T <= EXACT_HEAD) return Array.from({ length: T }, (_, t) => ({ t, weight: 1 }));
+  const tail: number[] = [];
+  for (let t = EXACT_HEAD; t < T; t += tStride) tail.push(t);
+  const w = (T - EXACT_HEAD) / tail.length;
+  return [...Array.from({ length: EXACT_HEAD }, (_, t) => ({ t, weight: 1 })), ...tail.map((t) => ({ t, weight: w }))];
+}
+
+/** Terms for one batch x0 [B, C, H, W] on [-1, 1]: for each t, x_t ~ q(x_t|x_0) with noise from (seed, stream t), and the KL or decoder term. */
 export function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tensor, seed: number, sampleStart: number, tStride = 1) {
-  const B = x0.shape[0], Tn = d.numTimesteps;
-  const ts: number[] = [0];
-  for (let t = Tn - 1; t > 0; t -= tStride) ts.push(t);
-  ts.sort((a, b) => a - b);
+  const B = x0.shape[0];
+  const ts = evaluatedTimesteps(d.numTimesteps, tStride).map((e) => e.t);
   const perT = new Map<number, Float32Array>();
   noGrad(() => {
     for (const t of ts) {
@@ -50,10 +60,10 @@ export function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iter
     n += x0.shape[0];
     onBatch?.(n);
   }
-  const terms = [...sums.entries()].sort((a, b) => a[0] - b[0]).map(([t, s]) => ({ t, bpd: s / n }));
+  const weights = new Map(evaluatedTimesteps(d.numTimesteps, tStride).map((e) => [e.t, e.weight]));
+  const terms = [...sums.entries()].sort((a, b) => a[0] - b[0]).map(([t, s]) => ({ t, bpd: s / n, weight: weights.get(t)! }));
   const decoder = terms[0].bpd;
-  const klEval = terms.slice(1).reduce((a, b) => a + b.bpd, 0);
-  const kl = terms.length > 1 ? (klEval * (d.numTimesteps - 1)) / (terms.length - 1) : 0;
+  const kl = terms.slice(1).reduce((a, b) => a + b.bpd * b.weight, 0);
   const prior = priorSum / n;
   return { total: prior + decoder + kl, prior, decoder, kl, terms, images: n };
 }
