@@ -54,7 +54,7 @@ export function trainCommand(o: Opts): void {
   const opts = trainOptionsFrom(o);
   const data = loadDataset(o.data, 'train', { size: opts.unet.sample_size, channels: opts.unet.in_channels as 1 | 3 });
   console.error(`ddpm train: ${data.count} images ${data.channels}x${data.height}x${data.width} from ${data.name}; preset ${o.preset} (${new UNet(opts.unet).parameterCount.toLocaleString()} parameters); backend ${getBackend().name}`);
-  const bar = new Progress('train', opts.steps);
+  const bar = new Progress('train', opts.steps, undefined, false, opts.maxSeconds);
   let ema = 0;
   const st = train(opts, data, {
     onStep: (m) => {
@@ -81,7 +81,7 @@ export function sampleCommand(o: Opts): void {
   const steps = o.steps ?? diffusion.numTimesteps;
   if (steps > diffusion.numTimesteps) throw new Error(`--steps: ${steps} is more than the model's ${diffusion.numTimesteps} timesteps`);
   const all = new Float32Array(n * C * S * S);
-  const bar = new Progress(`sample ${o.sampler}`, Math.ceil(n / o.batch) * steps);
+  const bar = new Progress(`sample ${o.sampler}`, Math.ceil(n / o.batch) * steps, 0);
   const stripRows: Float32Array[] = [];
   let done = 0;
   for (let start = 0; start < n; start += o.batch) {
@@ -116,7 +116,7 @@ export function evalBpdCommand(o: Opts): void {
   const data = loadDataset(o.data, split(o.split), { size: cfg.sample_size, channels: cfg.in_channels as 1 | 3 });
   if (data.channels !== cfg.in_channels || data.height !== cfg.sample_size) throw new Error(`${data.name}: images are ${data.channels}x${data.height}x${data.width}, the model expects ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size}`);
   const n = Math.min(o.num ?? data.count, data.count);
-  const bar = new Progress('eval bpd', n);
+  const bar = new Progress('eval bpd', n, 0);
   function* batches() {
     for (let s = 0; s < n; s += o.batch) {
       const idx = Int32Array.from({ length: Math.min(o.batch, n - s) }, (_, i) => s + i);
@@ -210,7 +210,7 @@ export function demoCommand(o: Opts): void {
   const minutes: number = o.minutes;
   console.error(`ddpm demo: training the mnist preset on the embedded digits for ${minutes} minutes (backend ${getBackend().name}), then sampling`);
   trainCommand({
-    data: 'embedded', out, preset: 'mnist', steps: 100000, batch: 32, lr: 5e-4, warmup: 200, gradClip: 1, ema: 0.999, emaWarmup: true,
+    data: 'embedded', out, preset: 'mnist', steps: 100000, batch: 16, lr: 1e-3, warmup: 100, gradClip: 1, ema: 0.999, emaWarmup: true,
     flip: false, accumulate: 1, checkpointEvery: 200, keep: 2, sampleEvery: 0, sampleSteps: 100, timesteps: 1000, seed: o.seed,
     maxMinutes: minutes,
   });

@@ -10,21 +10,28 @@ export class Progress {
   private readonly start = Date.now();
   private lastPrint = 0;
   private readonly tty = process.stderr.isTTY;
-  private readonly startCount: number;
+  private startCount: number | undefined;
 
-  constructor(private readonly label: string, private readonly total: number, startAt = 0, private readonly quiet = false) {
+  /** budgetSeconds: a time limit that may end the work before `total` (the bar then shows the time used). */
+  /** startAt: the count already done when this run began (default: one less than the first update, as on a resume). */
+  constructor(private readonly label: string, private readonly total: number, startAt?: number, private readonly quiet = false, private readonly budgetSeconds?: number) {
     this.startCount = startAt;
   }
 
   update(done: number, extra = ''): void {
     if (this.quiet) return;
+    this.startCount ??= done - 1;
     const now = Date.now();
     if (done < this.total && now - this.lastPrint < (this.tty ? 200 : 10_000)) return;
     this.lastPrint = now;
     const el = (now - this.start) / 1000;
     const rate = (done - this.startCount) / Math.max(el, 1e-9);
-    const eta = (this.total - done) / rate;
-    const frac = done / this.total;
+    let eta = (this.total - done) / rate;
+    let frac = done / this.total;
+    if (this.budgetSeconds !== undefined) {
+      eta = Math.min(eta, Math.max(0, this.budgetSeconds - el));
+      frac = Math.min(1, Math.max(frac, el / this.budgetSeconds));
+    }
     const bar = '#'.repeat(Math.round(frac * 20)).padEnd(20, '-');
     const line = `${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${done}/${this.total} ${fmtTime(el)} elapsed, ETA ${fmtTime(eta)} ${extra}`;
     if (this.tty) process.stderr.write(`\r${line.padEnd(120).slice(0, Math.max(120, line.length))}${done >= this.total ? '\n' : ''}`);

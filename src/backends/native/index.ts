@@ -24,13 +24,14 @@ export function loadAddon(): { addon: Addon | null; error: string } {
   const root = join(here, '..', '..', '..', '..');
   const require = createRequire(import.meta.url);
   const candidates = [join(root, 'build', 'Release', 'ddpm_native.node'), join(root, 'build', 'Debug', 'ddpm_native.node')];
-  let error = 'addon not built';
+  let error = '';
   for (const c of candidates) {
     try {
       cached = { addon: require(c) as Addon, error: '' };
       return cached;
     } catch (e) {
-      error = (e as Error).message.split('\n')[0];
+      // report the first failure (the release build), not the fallback's
+      error ||= (e as Error).message.split('\n')[0];
     }
   }
   cached = { addon: null, error };
