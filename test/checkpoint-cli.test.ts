@@ -139,6 +139,13 @@ describe('CLI', () => {
     assert.match(bad.stderr, /--a: image 99 does not exist \(8 images\)/);
   });
 
+  it('demo (the main job) trains on the embedded digits and writes a sample grid, a strip and a loss curve', () => {
+    const out = join(dir, 'demo');
+    const r = run('demo', '--out', out, '--minutes', '0.1');
+    assert.equal(r.status, 0, r.stderr);
+    for (const f of ['samples/grid.png', 'samples/strip.png', 'loss.png', WEIGHTS_FILE, 'metrics.jsonl']) assert.ok(existsSync(join(out, f)), f);
+  });
+
   it('data prints statistics and writes a preview', () => {
     const idxDir = join(dir, 'idx2');
     mkdirSync(idxDir, { recursive: true });
