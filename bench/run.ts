@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import * as T from '../src/engine/ops.js';
-import { Tensor, getBackend, noGrad } from '../src/engine/tensor.js';
+import { Tensor, noGrad } from '../src/engine/tensor.js';
 import { Adam } from '../src/engine/optim.js';
 import { fillRandom } from '../src/engine/random.js';
 import { useBackend } from '../src/backends/select.js';
@@ -140,7 +140,6 @@ async function main() {
     const [nchw, cl] = r.value.split(' ').map(Number);
     return { best: Math.min(nchw, cl), layout: nchw <= cl ? 'NCHW' : 'channels_last' };
   };
-  const rows: string[] = [];
   console.error(`backend ${backend.name}, ${rounds} paired rounds, ${cpus().length} cores (${cpus()[0].model})`);
   for (const w of WORKLOADS) {
     if (only && !only.some((o) => w.name.startsWith(o))) continue;
@@ -161,10 +160,8 @@ async function main() {
       ? `| ${w.what} | ${(mo * 1000).toFixed(1)} | ${gf(mo)} | ${(mt * 1000).toFixed(1)} (${layout}) | ${gf(mt)} | **${mr.toFixed(2)}** |`
       : `${w.name.padEnd(22)} ours ${(mo * 1000).toFixed(1).padStart(8)} ms ${gf(mo).padStart(6)} GFLOP/s | torch ${(mt * 1000).toFixed(1).padStart(8)} ms ${gf(mt).padStart(6)} GFLOP/s (${layout}) | ratio torch/ours ${mr.toFixed(2)}  [${ratios.map((x) => x.toFixed(2)).join(' ')}]`;
     console.log(row);
-    rows.push(row);
   }
   py.stdin.end();
-  void getBackend;
 }
 
 main().catch((e) => {

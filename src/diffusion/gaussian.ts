@@ -61,7 +61,7 @@ export class GaussianDiffusion {
   qMeanVariance(x0: Tensor, t: Int32Array) {
     return {
       mean: T.mul(x0, at(this.tables.sqrtAlphasCumprod, t)),
-      variance: at(this.tables.alphasCumprod.map((a) => 1 - a), t),
+      variance: at(this.tables.oneMinusAlphasCumprod, t),
       logVariance: at(this.tables.logOneMinusAlphasCumprod, t),
     };
   }
@@ -119,7 +119,7 @@ export class GaussianDiffusion {
       const parts = this.splitOutput(modelOut, C);
       main = parts.main;
       const frac = T.affine(parts.varPart!, 0.5, 0.5);
-      const maxLog = at(this.tables.betas.map(Math.log), t), minLog = at(this.tables.posteriorLogVarianceClipped, t);
+      const maxLog = at(this.tables.logBetas, t), minLog = at(this.tables.posteriorLogVarianceClipped, t);
       logVariance = T.add(T.mul(frac, maxLog), T.mul(T.affine(frac, -1, 1), minLog));
     } else {
       const table = this.config.variance === 'fixedlarge' ? this.tables.fixedLargeLogVariance : this.tables.posteriorLogVarianceClipped;

@@ -65,6 +65,9 @@ export interface DiffusionTables {
   posteriorMeanCoef2: Float64Array;
   /** log(append(beta~_2, beta_2..beta_T)): the "fixedlarge" log-variance of the official code */
   fixedLargeLogVariance: Float64Array;
+  /** log(beta_t): the upper end of the learned variance range */
+  logBetas: Float64Array;
+  oneMinusAlphasCumprod: Float64Array;
 }
 
 export function makeTables(betas: Float64Array): DiffusionTables {
@@ -96,6 +99,8 @@ export function makeTables(betas: Float64Array): DiffusionTables {
     posteriorMeanCoef1: map((i) => (betas[i] * Math.sqrt(acPrev[i])) / (1 - ac[i])),
     posteriorMeanCoef2: map((i) => ((1 - acPrev[i]) * Math.sqrt(alphas[i])) / (1 - ac[i])),
     fixedLargeLogVariance: map((i) => Math.log(T > 1 && i === 0 ? postVar[1] : betas[i])),
+    logBetas: map((i) => Math.log(betas[i])),
+    oneMinusAlphasCumprod: map((i) => 1 - ac[i]),
   };
 }
 
