@@ -117,13 +117,20 @@ describe('CLI', () => {
     mkdirSync(idxDir, { recursive: true });
     const f = writeTinyIdx(idxDir, 8);
     renameSync(f, join(idxDir, 't10k-images-idx3-ubyte'));
-    const e = run('eval', 'bpd', '--model', model, '--data', idxDir, '--batch', '4', '--t-stride', '7', '--out', join(dir, 'bpd.json'));
+    const e = run('eval', 'bpd', '--model', model, '--data', idxDir, '--batch', '4', '--t-stride', '7', '--out', join(dir, 'bpd.json'), '--rd-plot', join(dir, 'rd.png'));
     assert.equal(e.status, 0, e.stderr);
     assert.match(e.stdout, /bits\/dim\s+\d+\.\d+/);
+    assert.match(e.stdout, /rate-distortion/);
+    assert.ok(existsSync(join(dir, 'rd.png')));
     const res = JSON.parse(readFileSync(join(dir, 'bpd.json'), 'utf8'));
     assert.equal(res.images, 8);
     assert.ok(res.total > 0 && Number.isFinite(res.total));
     assert.ok(Math.abs(res.total - (res.prior + res.decoder + res.kl)) < 1e-9);
+    // the rate grows as the chain is sent; at t = 0 it is L_T plus every KL term
+    const rd = res.rateDistortion;
+    assert.equal(rd.length, 50);
+    assert.ok(rd.every((x: { rate: number }, i: number) => i === 0 || x.rate >= rd[i - 1].rate));
+    assert.ok(Math.abs(rd[rd.length - 1].rate - (res.prior + res.kl)) < 1e-9);
   });
 
   it('interpolate writes a row of decoded mixtures between two images', () => {

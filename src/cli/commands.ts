@@ -10,7 +10,7 @@ import { makeBatch, pixelStats } from '../data/dataset.js';
 import { loadDataset, type Split } from '../data/load.js';
 import { loadModel, weightsOf, writeModelFolder } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/files.js';
-import { imageGrid, writeImages, writePng } from '../io/png.js';
+import { imageGrid, linePlot, writeImages, writePng } from '../io/png.js';
 import { parseNpy, serializeNpy } from '../io/npy.js';
 import { DEFAULT_TRAIN, train, type TrainOptions } from '../training/train.js';
 import { EXACT_HEAD, bitsPerDim } from '../eval/bpd.js';
@@ -132,7 +132,19 @@ export function evalBpdCommand(o: Opts): void {
   console.log(`  decoder L_0   ${r.decoder.toFixed(4)}`);
   console.log(`  KL sum        ${r.kl.toFixed(4)}`);
   for (let k = 0; k < 4; k++) console.log(`    t in [${Math.floor((k * Tn) / 4)}, ${Math.floor(((k + 1) * Tn) / 4)})  ${q(Math.max(1, Math.floor((k * Tn) / 4)), Math.floor(((k + 1) * Tn) / 4)).toFixed(4)}`);
+  // rate-distortion of the reverse chain as a code (paper Table 4): at reverse steps T/10, 2T/10, ..., T
+  console.log(`rate-distortion (reverse step: rate bits/dim, RMSE on 0-255)`);
+  for (let k = 1; k <= 10; k++) {
+    const step = Math.round((k * Tn) / 10), want = Tn - step;
+    const row = r.rateDistortion.reduce((best, x) => (Math.abs(x.t - want) < Math.abs(best.t - want) ? x : best));
+    console.log(`  ${String(step).padStart(5)} (t=${row.t}): ${row.rate.toFixed(5)}  ${row.rmse.toFixed(3)}`);
+  }
   if (o.out) writeFileAtomic(o.out, JSON.stringify(r, null, 2));
+  if (o.rdPlot) {
+    const pts = r.rateDistortion.map((x) => [x.rate, x.rmse] as [number, number]);
+    writePng(o.rdPlot, linePlot([{ points: pts, color: [200, 40, 40] }]));
+    console.error(`wrote ${o.rdPlot} (x: rate in bits/dim, y: RMSE on 0-255)`);
+  }
 }
 
 export function interpolateCommand(o: Opts): void {

@@ -83,7 +83,8 @@ evalCmd
   .option('--batch <n>', 'batch size', int('--batch', 1), 64)
   .option('--t-stride <n>', 'above t = 100, evaluate every k-th timestep and weight it k times (an estimate; 1 = every t)', int('--t-stride', 1), 1)
   .option('--seed <n>', 'random seed', int('--seed', 0), 0)
-  .option('--out <file>', 'write the per-t terms as JSON')
+  .option('--out <file>', 'write the per-t terms and the rate-distortion curve as JSON')
+  .option('--rd-plot <file>', 'write the rate-distortion curve (paper Fig. 5) as PNG')
   .action(cmd.evalBpdCommand);
 
 program

@@ -14,6 +14,11 @@ export interface BpdResult {
   kl: number;
   /** per evaluated timestep t: mean term in bits/dim (t = 0 is the decoder) and its weight in the sum */
   terms: { t: number; bpd: number; weight: number }[];
+  /**
+   * Rate-distortion of the reverse chain used as a code (paper Fig. 5, Table 4), for each evaluated t: the rate after
+   * receiving x_t, L_T + sum_{s > t} L_s in bits/dim, and the distortion RMSE(x_0, x0_hat(x_t)) on the 0-255 scale.
+   */
+  rateDistortion: { t: number; rate: number; rmse: number }[];
   images: number;
 }
 
@@ -37,6 +42,7 @@ export function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tensor, see
   const B = x0.shape[0];
   const ts = evaluatedTimesteps(d.numTimesteps, tStride).map((e) => e.t);
   const perT = new Map<number, Float32Array>();
+  const sqErr = new Map<number, number>();
   noGrad(() => {
     for (const t of ts) {
       const tt = new Int32Array(B).fill(t);
@@ -44,18 +50,26 @@ export function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tensor, see
       const xt = d.qSample(x0, tt, noise);
       const out = model(xt, d.modelTimesteps(tt));
       perT.set(t, d.vlbTermsBpd(out, x0, xt, tt, false).storage.slice());
+      const x0hat = d.pMeanVariance(out, xt, tt, true).predX0.storage;
+      let e = 0;
+      for (let i = 0; i < x0hat.length; i++) e += (x0hat[i] - x0.storage[i]) ** 2;
+      sqErr.set(t, e);
     }
   });
   const prior = noGrad(() => d.priorBpd(x0)).storage.slice();
-  return { ts, perT, prior };
+  return { ts, perT, prior, sqErr };
 }
 
 export function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iterable<{ x0: Tensor; start: number }>, seed: number, tStride = 1, onBatch?: (done: number) => void): BpdResult {
-  const sums = new Map<number, number>();
-  let priorSum = 0, n = 0;
+  const sums = new Map<number, number>(), sq = new Map<number, number>();
+  let priorSum = 0, n = 0, dims = 0;
   for (const { x0, start } of batches) {
     const r = bpdBatch(d, model, x0, seed, start, tStride);
-    for (const t of r.ts) sums.set(t, (sums.get(t) ?? 0) + r.perT.get(t)!.reduce((a, b) => a + b, 0));
+    dims = x0.size / x0.shape[0];
+    for (const t of r.ts) {
+      sums.set(t, (sums.get(t) ?? 0) + r.perT.get(t)!.reduce((a, b) => a + b, 0));
+      sq.set(t, (sq.get(t) ?? 0) + r.sqErr.get(t)!);
+    }
     priorSum += r.prior.reduce((a, b) => a + b, 0);
     n += x0.shape[0];
     onBatch?.(n);
@@ -65,5 +79,12 @@ export function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iter
   const decoder = terms[0].bpd;
   const kl = terms.slice(1).reduce((a, b) => a + b.bpd * b.weight, 0);
   const prior = priorSum / n;
-  return { total: prior + decoder + kl, prior, decoder, kl, terms, images: n };
+  const rateDistortion: BpdResult['rateDistortion'] = [];
+  let sent = 0;
+  for (let k = terms.length - 1; k >= 0; k--) {
+    const { t } = terms[k];
+    rateDistortion.push({ t, rate: prior + sent, rmse: Math.sqrt(sq.get(t)! / (n * dims)) * 127.5 });
+    if (t > 0) sent += terms[k].bpd * terms[k].weight;
+  }
+  return { total: prior + decoder + kl, prior, decoder, kl, terms, rateDistortion, images: n };
 }
