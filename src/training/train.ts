@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as T from '../engine/ops.js';
-import { Tensor, noGrad } from '../engine/tensor.js';
+import { noGrad } from '../engine/tensor.js';
 import { Adam, EMA, clipGradNorm, emaDecayAt } from '../engine/optim.js';
 import { fillRandom, randomIntegers, randomPermutation } from '../engine/random.js';
 import { type DiffusionConfig, GaussianDiffusion } from '../diffusion/gaussian.js';
@@ -265,4 +265,3 @@ export function writeLossCurve(outDir: string, history: StepMetrics[]): void {
   writePng(join(outDir, 'loss.png'), linePlot([{ points: raw, color: [190, 190, 190] }, { points: avg, color: [20, 80, 200] }], 640, 360, true));
 }
 
-export type { Tensor };
