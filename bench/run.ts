@@ -56,7 +56,7 @@ function unetWorkload(preset: 'cifar10' | 'mnist', mode: 'train' | 'sample', B: 
       const noise = rnd(x.shape);
       let step = 0;
       return () => {
-        const y = m.forward(x, t, { dropoutKey: { seed: 1, stream: step++ } });
+        const y = m.forward(x, t, { dropout: { seed: 1, micro: step++ } });
         T.mean(T.square(T.sub(y, noise))).backward();
         opt.update();
         opt.zeroGrad();

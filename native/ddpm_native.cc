@@ -6,7 +6,12 @@
 #include <napi.h>
 #include <dnnl.hpp>
 #include <omp.h>
+#if defined(__GLIBC__)
 #include <malloc.h>
+#endif
+#include <atomic>
+#include <list>
+#include <thread>
 
 #include <cmath>
 #include <cstdint>
@@ -146,12 +151,48 @@ struct ConvPrims {
 
 enum Role { FWD_SRC, FWD_W, FWD_DST, BWD_DY, BWD_DY2, BWD_W, BWD_DX, BWDW_SRC, BWDW_DW };
 
-std::unordered_map<std::string, std::unique_ptr<ConvPrims>> conv_cache;
+/**
+ * Convolution primitives and their layout buffers, per shape, in a least-recently-used cache of at most kConvCacheMax
+ * entries (DDPM_CONV_CACHE overrides): a long run over many shapes keeps memory bounded; an evicted entry frees its
+ * scratch buffers with it.
+ */
+struct ConvCache {
+  std::list<std::string> order;  // most recently used first
+  std::unordered_map<std::string, std::pair<std::unique_ptr<ConvPrims>, std::list<std::string>::iterator>> map;
+  size_t limit() {
+    static size_t lim = [] {
+      const char* e = getenv("DDPM_CONV_CACHE");
+      long v = e ? strtol(e, nullptr, 10) : 0;
+      return v > 0 ? (size_t)v : (size_t)64;
+    }();
+    return lim;
+  }
+  ConvPrims* find(const std::string& key) {
+    auto it = map.find(key);
+    if (it == map.end()) return nullptr;
+    order.splice(order.begin(), order, it->second.second);
+    return it->second.first.get();
+  }
+  ConvPrims& insert(const std::string& key, std::unique_ptr<ConvPrims> p) {
+    while (map.size() >= limit() && !order.empty()) {
+      map.erase(order.back());
+      order.pop_back();
+    }
+    order.push_front(key);
+    auto& slot = map[key];
+    slot = {std::move(p), order.begin()};
+    return *slot.first;
+  }
+  void clear() {
+    map.clear();
+    order.clear();
+  }
+};
+ConvCache conv_cache;
 
 ConvPrims& getConv(const ConvKey& k) {
   std::string key = k.str();
-  auto it = conv_cache.find(key);
-  if (it != conv_cache.end()) return *it->second;
+  if (ConvPrims* hit = conv_cache.find(key)) return *hit;
   auto P = std::make_unique<ConvPrims>();
   int64_t N = k.xs[0], C = k.xs[1], H = k.xs[2], W = k.xs[3];
   int64_t O = k.ws[0], KH = k.ws[2], KW = k.ws[3];
@@ -180,9 +221,7 @@ ConvPrims& getConv(const ConvKey& k) {
                    : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, pl, pr);
   P->bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(wd, eng(), P->fwd_pd);
   P->bwd_w = dnnl::convolution_backward_weights(P->bwd_w_pd);
-  auto& ref = *P;
-  conv_cache.emplace(key, std::move(P));
-  return ref;
+  return conv_cache.insert(key, std::move(P));
 }
 
 /** Memory in the layout `want`, reordered (into the primitive's reusable buffer) from the user's plain buffer when the layouts differ. */
@@ -483,10 +522,11 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
 // unaryBackward(op, x, y, dy, dx)
 Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
   const char* fn = "unaryBackward";
-  int64_t op = getInt(info, 0, fn, "op", 0, 6);
+  int64_t op = getInt(info, 0, fn, "op", 0, 7);
   Buf x = getBuf(info, 1, fn, "input");
   Buf y = getBuf(info, 2, fn, "output", x.n), dy = getBuf(info, 3, fn, "output gradient", x.n), dx = getBuf(info, 4, fn, "input gradient", x.n);
   const int64_t n = (int64_t)x.n;
+  const float c = std::sqrt(2.0f / (float)M_PI);
 #pragma omp parallel for schedule(static) if (x.n > kParallelMin)
   for (int64_t i = 0; i < n; i++) {
     float v = x.p[i], d;
@@ -497,10 +537,40 @@ Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
       case 3: d = 2.f * v; break;
       case 4: d = 1.f - y.p[i] * y.p[i]; break;
       case 5: { float s = sigm(v); d = s * (1.f + v * (1.f - s)); break; }
-      default: d = -1.f; break;
+      case 6: d = -1.f; break;
+      default: {  // ncdf: d/dx 0.5 (1 + tanh(u)), u = c (x + 0.044715 x^3)
+        float th = std::tanh(c * (v + 0.044715f * v * v * v));
+        d = 0.5f * (1.f - th * th) * c * (1.f + 3.f * 0.044715f * v * v);
+        break;
+      }
     }
     dx.p[i] = d * dy.p[i];
   }
+  return info.Env().Undefined();
+}
+
+// clamp(x, lo, hi, y): y = min(hi, max(lo, x))
+Napi::Value Clamp(const Napi::CallbackInfo& info) {
+  const char* fn = "clamp";
+  Buf x = getBuf(info, 0, fn, "input");
+  float lo = (float)getNum(info, 1, fn, "lo"), hi = (float)getNum(info, 2, fn, "hi");
+  if (!(lo <= hi)) fail(info.Env(), fn, "lo must not exceed hi");
+  Buf y = getBuf(info, 3, fn, "out", x.n);
+  const int64_t n = (int64_t)x.n;
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) y.p[i] = std::min(hi, std::max(lo, x.p[i]));
+  return info.Env().Undefined();
+}
+
+// clampBackward(x, lo, hi, dy, dx): dx = dy where lo <= x <= hi
+Napi::Value ClampBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "clampBackward";
+  Buf x = getBuf(info, 0, fn, "input");
+  float lo = (float)getNum(info, 1, fn, "lo"), hi = (float)getNum(info, 2, fn, "hi");
+  Buf dy = getBuf(info, 3, fn, "output gradient", x.n), dx = getBuf(info, 4, fn, "input gradient", x.n);
+  const int64_t n = (int64_t)x.n;
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) dx.p[i] = (x.p[i] >= lo && x.p[i] <= hi) ? dy.p[i] : 0.f;
   return info.Env().Undefined();
 }
 
@@ -877,14 +947,37 @@ Napi::Value AddInPlace(const Napi::CallbackInfo& info) {
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto v = dnnl::version();
   Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("convCacheEntries", (double)conv_cache.map.size());
+  o.Set("convCacheLimit", (double)conv_cache.limit());
   o.Set("onednn", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
   o.Set("threads", omp_get_max_threads());
   return o;
 }
 
+// The oneDNN engine, stream and primitive cache are process-wide and not locked: one JavaScript thread owns the
+// addon at a time. Loading it from a second thread (a worker) while the first still holds it is refused.
+std::mutex owner_mu;
+bool owned = false;
+std::thread::id owner;
+
+void releaseOwner(void*) {
+  std::lock_guard<std::mutex> g(owner_mu);
+  conv_cache.clear();
+  owned = false;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  {
+    std::lock_guard<std::mutex> g(owner_mu);
+    if (owned && owner != std::this_thread::get_id())
+      throw Napi::Error::New(env, "native: the addon is already in use by another thread of this process (its oneDNN state is process-wide); use it from one thread, or use the reference backend in workers");
+    owned = true;
+    owner = std::this_thread::get_id();
+  }
+  napi_add_env_cleanup_hook(env, releaseOwner, nullptr);
+#if defined(__GLIBC__)
   // Tensors are large, short-lived ArrayBuffers. By default glibc serves each one with a fresh mmap, so every op
   // pays page faults on its output; keeping them in the heap (never trimmed) lets freed buffers be reused.
   // DDPM_KEEP_MALLOC=1 leaves the allocator's defaults alone.
@@ -892,6 +985,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   }
+#endif
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
   exports.Set("conv2dBackward", Napi::Function::New(env, Conv2dBackward));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
@@ -900,6 +994,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("unaryBackward", Napi::Function::New(env, UnaryBackward));
   exports.Set("affine", Napi::Function::New(env, Affine));
+  exports.Set("clamp", Napi::Function::New(env, Clamp));
+  exports.Set("clampBackward", Napi::Function::New(env, ClampBackward));
   exports.Set("groupNorm", Napi::Function::New(env, GroupNorm));
   exports.Set("groupNormBackward", Napi::Function::New(env, GroupNormBackward));
   exports.Set("softmax", Napi::Function::New(env, Softmax));

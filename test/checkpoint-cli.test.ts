@@ -91,8 +91,16 @@ describe('CLI', () => {
     const r = run('sample', '--model', model, '--out', out, '-n', '3', '--batch', '2', '--sampler', 'ddim', '--steps', '5', '--strip');
     assert.equal(r.status, 0, r.stderr);
     for (const f of ['grid.png', 'strip.png', 'sample-00000.png', 'sample-00002.png']) assert.ok(existsSync(join(out, f)), f);
+    // a single sample is exactly the model's size, no border, and reads back as the image
     const png = PNG.sync.read(readFileSync(join(out, 'sample-00000.png')));
-    assert.deepEqual([png.width, png.height], [12, 12]);
+    assert.deepEqual([png.width, png.height], [8, 8]);
+    // a second run into the same folder never mixes with the first one's images
+    const again = run('sample', '--model', model, '--out', out, '-n', '2', '--sampler', 'ddim', '--steps', '5');
+    assert.notEqual(again.status, 0);
+    assert.match(again.stderr, /holds 5 images of an earlier run; pass --overwrite/);
+    const over = run('sample', '--model', model, '--out', out, '-n', '2', '--sampler', 'ddim', '--steps', '5', '--overwrite');
+    assert.equal(over.status, 0, over.stderr);
+    assert.ok(!existsSync(join(out, 'sample-00002.png')) && !existsSync(join(out, 'strip.png')), 'old images removed');
   });
 
   it('predict runs the model on .npy input and writes .npy output equal to the library', () => {

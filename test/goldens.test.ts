@@ -108,7 +108,7 @@ describe('diffusion math matches numpy (after diffusion_utils_2.py)', () => {
         assertClose(a.x.storage, g.ancestral, 1e-5, 1e-5, 'ancestral x_{t-1}');
         const m = d.pMeanVariance(eps, xt, tt, true);
         assertClose(m.mean.storage, g.mean, 1e-5, 1e-5, 'posterior mean');
-        const dd = ddimStep(d, model, xt, tt, true, 0.5, z);
+        const dd = ddimStep(d, model, xt, t, t - 1, true, 0.5, z);
         assertClose(dd.x.storage, g.ddim_eta05, 1e-5, 1e-5, 'DDIM x_{t-1}');
       }));
 

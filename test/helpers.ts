@@ -13,6 +13,8 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SHARED = join(ROOT, '..', 'shared');
 export const HAS_SHARED = existsSync(join(SHARED, 'data'));
 export const reference = new ReferenceBackend();
+// the engine has no default backend: tests run on the reference backend unless they pick one
+setBackend(reference);
 const addon = loadAddon().addon;
 export const native: Backend | null = addon ? new NativeBackend(addon) : null;
 export const NATIVE_SKIP = native ? false : 'native addon not built (install libdnnl-dev and run npm rebuild)';

@@ -1,14 +1,17 @@
-// Losses for every parametrisation and variance type; gradients reach the right parts of the model output.
+// Losses in improved-diffusion's units and scale; the decoder term's gradient; gradients reach the right parts.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor } from '../src/engine/tensor.js';
 import * as T from '../src/engine/ops.js';
-import { makeDiffusion } from '../src/diffusion/gaussian.js';
+import { ReferenceBackend } from '../src/backends/reference/index.js';
+import { discretizedGaussianLogLikelihood, makeDiffusion } from '../src/diffusion/gaussian.js';
 import { betaSchedule, makeTables, scaledBetaRange } from '../src/diffusion/schedule.js';
+import { withBackend } from './helpers.js';
 
-const x0 = () => T.tensor(Array.from({ length: 2 * 1 * 4 * 4 }, (_, i) => Math.sin(i) * 0.9), [2, 1, 4, 4]);
+const x0 = () => T.tensor(Array.from({ length: 2 * 1 * 4 * 4 }, (_, i) => Math.round(Math.sin(i) * 127.5) / 127.5), [2, 1, 4, 4]);
 const noise = () => T.randn([2, 1, 4, 4], { seed: 1, stream: 1 });
 const t = Int32Array.from([3, 700]);
+const close = (a: number, b: number, tol: number, what: string) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
 
 describe('training losses', () => {
   for (const prediction of ['eps', 'x0', 'v'] as const)
@@ -16,47 +19,93 @@ describe('training losses', () => {
       const d = makeDiffusion({ prediction });
       const target = d.target(x0(), t, noise());
       const { loss } = d.trainingLosses(() => target, x0(), t, noise());
-      assert.ok(loss.storage.every((v) => Math.abs(v) < 1e-10));
+      assert.ok(loss.dataSync().every((v) => Math.abs(v) < 1e-10));
     });
 
   it('x0 recovered from a perfect v prediction', () => {
     const d = makeDiffusion({ prediction: 'v' });
     const xt = d.qSample(x0(), t, noise());
     const back = d.predictX0FromV(xt, t, d.velocity(x0(), t, noise()));
-    back.storage.forEach((v, i) => assert.ok(Math.abs(v - x0().storage[i]) < 1e-5));
+    back.dataSync().forEach((v, i) => assert.ok(Math.abs(v - x0().dataSync()[i]) < 1e-5));
   });
 
-  it('hybrid loss with learned-range variance: the mean learns from L_simple only, the variance from L_vlb', () => {
-    const d = makeDiffusion({ variance: 'learnedrange', loss: 'hybrid' });
-    const out = new Tensor(T.randn([2, 2, 4, 4], { seed: 3, stream: 0 }).storage, [2, 2, 4, 4], true);
-    const { loss, mse } = d.trainingLosses(() => out, x0(), t, noise());
+  it('vlb is the bound term in bits/dim times T ("rescaled KL", improved-diffusion)', () => {
+    const d = makeDiffusion({ loss: 'vlb' });
+    const out = T.randn([2, 1, 4, 4], { seed: 4, stream: 0 });
+    const xt = d.qSample(x0(), t, noise());
+    const bits = d.vlbTermsBpd(out, x0(), xt, t).dataSync();
+    const { loss } = d.trainingLosses(() => out, x0(), t, noise());
+    loss.dataSync().forEach((v, i) => close(v, bits[i] * 1000, 1e-5, `sample ${i}`));
+  });
+
+  it('hybrid is L_simple + (T / 1000) x the bound in bits/dim, the mean gradient stopped in the bound', () => {
+    const d = makeDiffusion({ variance: 'learnedrange', loss: 'hybrid', timesteps: 500, betaEnd: 0.04 });
+    const out = new Tensor(T.randn([2, 2, 4, 4], { seed: 3, stream: 0 }).dataSync().slice(), [2, 2, 4, 4], true);
+    const { loss, mse } = d.trainingLosses(() => out, x0(), t.map((v) => v % 500), noise());
+    const xt = d.qSample(x0(), t.map((v) => v % 500), noise());
+    const bits = d.vlbTermsBpd(out.detach(), x0(), xt, t.map((v) => v % 500)).dataSync();
+    loss.dataSync().forEach((v, i) => close(v, mse.dataSync()[i] + bits[i] * 0.5, 1e-5, `sample ${i}`));
     T.mean(loss).backward();
-    const g = out.grad!.storage;
+    const g = out.grad!.dataSync();
     const meanPart = [...g.subarray(0, 16), ...g.subarray(32, 48)], varPart = [...g.subarray(16, 32), ...g.subarray(48, 64)];
     assert.ok(varPart.some((v) => v !== 0), 'variance channels get a gradient');
-    // the mean channels' gradient equals that of L_simple alone (stop-gradient on the mean inside L_vlb)
-    const out2 = new Tensor(out.storage.slice(), out.shape, true);
-    const m2 = makeDiffusion({ variance: 'learnedrange', loss: 'simple' }).trainingLosses(() => out2, x0(), t, noise());
-    T.mean(m2.loss).backward();
-    const g2 = out2.grad!.storage;
-    [...g2.subarray(0, 16), ...g2.subarray(32, 48)].forEach((v, i) => assert.ok(Math.abs(v - meanPart[i]) < 1e-7));
-    assert.ok(mse.storage.every(Number.isFinite));
+    // the mean channels' gradient equals that of L_simple alone
+    const out2 = new Tensor(out.dataSync().slice(), out.shape, true);
+    const main = T.sliceChannels(out2, 0, 1);
+    T.mean(d.lossSimplePerSample(main, noise())).backward();
+    [...out2.grad!.dataSync().subarray(0, 16), ...out2.grad!.dataSync().subarray(32, 48)].forEach((v, i) => assert.ok(Math.abs(v - meanPart[i]) < 1e-7));
   });
 
-  it('the true bound (vlb) trains a fixed-variance model: finite loss and gradient', () => {
+  it('hybrid without a learned variance, and a learned variance with L_simple only, are refused', () => {
+    assert.throws(() => makeDiffusion({ loss: 'hybrid' }), /loss "hybrid" needs variance "learnedrange".*got variance "fixedlarge"/);
+    assert.throws(() => makeDiffusion({ loss: 'simple', variance: 'learnedrange' }), /would never train the variance/);
+  });
+
+  it('the true bound (vlb) trains a fixed-variance model, the decoder term L_0 included', () => {
     const d = makeDiffusion({ loss: 'vlb' });
-    const out = new Tensor(T.randn([2, 1, 4, 4], { seed: 4, stream: 0 }).storage, [2, 1, 4, 4], true);
-    const { loss } = d.trainingLosses(() => out, x0(), Int32Array.from([5, 400]), noise());
+    const out = new Tensor(T.randn([2, 1, 4, 4], { seed: 4, stream: 0 }).dataSync().slice(), [2, 1, 4, 4], true);
+    // t = 0 for both samples: the loss is the decoder term alone
+    const { loss } = d.trainingLosses(() => out, x0(), Int32Array.from([0, 0]), noise());
     T.mean(loss).backward();
-    assert.ok(loss.storage.every((v) => Number.isFinite(v) && v > 0));
-    assert.ok(out.grad!.storage.some((v) => v !== 0));
+    assert.ok(loss.dataSync().every((v) => Number.isFinite(v) && v > 0));
+    assert.ok(out.grad!.dataSync().some((v) => v !== 0), 'L_0 has a gradient');
+  });
+});
+
+describe('discretized decoder, eq. (13)', () => {
+  const f64 = new ReferenceBackend('float64');
+  it('gradient in means and log-scales equals central finite differences (float64)', () => withBackend(f64, () => {
+    // data on the 256 levels, with both edges present
+    const xs = Float64Array.from([-1, -1 + 2 / 255, -0.2, 0, 0.5, 1 - 2 / 255, 1, 0.3]);
+    const means = Float64Array.from([-0.97, -0.99, -0.25, 0.01, 0.48, 0.99, 0.95, 0.31]);
+    const logs = Float64Array.from([-3, -4, -2.5, -5, -3.5, -4.5, -3, -2]);
+    const mk = (v: Float64Array, grad = false) => new Tensor(v.slice() as unknown as Float32Array, [8], grad);
+    const f = (m: Float64Array, l: Float64Array) => T.sum(discretizedGaussianLogLikelihood(mk(xs), mk(m), mk(l))).item();
+    const M = mk(means, true), L = mk(logs, true);
+    T.sum(discretizedGaussianLogLikelihood(mk(xs), M, L)).backward();
+    const h = 1e-6;
+    for (let i = 0; i < 8; i++) {
+      const mp = means.slice(), mm = means.slice(), lp = logs.slice(), lm = logs.slice();
+      mp[i] += h; mm[i] -= h; lp[i] += h; lm[i] -= h;
+      close(M.grad!.dataSync()[i], (f(mp, logs) - f(mm, logs)) / (2 * h), 1e-5, `d/dmean[${i}]`);
+      close(L.grad!.dataSync()[i], (f(means, lp) - f(means, lm)) / (2 * h), 1e-5, `d/dlogscale[${i}]`);
+    }
+  }));
+
+  it('edge levels integrate to -inf / +inf (official where(x < -0.999), where(x > 0.999))', () => {
+    const x = T.tensor([-1, 1, 0], [3]), m = T.tensor([-1, 1, 0], [3]), l = T.tensor([0, 0, 0], [3]);
+    const ll = discretizedGaussianLogLikelihood(x, m, l).dataSync();
+    // unit scale around the level: P(X < -1 + 1/255) with X ~ N(-1, 1) is about one half
+    close(Math.exp(ll[0]), 0.5016, 1e-3, 'low edge');
+    close(Math.exp(ll[1]), 0.5016, 1e-3, 'high edge');
+    close(Math.exp(ll[2]), 2 / 255 * 0.3989, 2e-3, 'interior level');
   });
 });
 
 describe('schedules', () => {
   it('with the paper schedule L_T is about 1e-5 bits/dim', () => {
     const d = makeDiffusion();
-    const prior = d.priorBpd(x0()).storage;
+    const prior = d.priorBpd(x0()).dataSync();
     assert.ok(prior.every((v) => v > 0 && v < 1e-4), `prior ${prior}`);
   });
   it('T != 1000: the linear range scales by 1000/T, keeping alphabar_T about the same', () => {

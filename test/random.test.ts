@@ -1,6 +1,7 @@
 // The counter-based generator: Random123 known-answer vectors, distribution sanity, batch independence.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import './helpers.js';
 import { philox4x32_10, fillRandom, randomIntegers, randomPermutation } from '../src/engine/random.js';
 import * as T from '../src/engine/ops.js';
 

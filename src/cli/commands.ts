@@ -1,14 +1,17 @@
 // The CLI's commands, each a thin layer over the library.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { freemem, totalmem } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Tensor, getBackend, noGrad } from '../engine/tensor.js';
-import { GaussianDiffusion, PAPER_DIFFUSION, type DiffusionConfig } from '../diffusion/gaussian.js';
+import { GaussianDiffusion, PAPER_DIFFUSION, type DiffusionConfig, validateDiffusionConfig } from '../diffusion/gaussian.js';
 import { scaledBetaRange, type BetaSchedule } from '../diffusion/schedule.js';
-import { sample, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
-import { PRESETS, UNet } from '../model/unet.js';
+import { sample, samplerPlan, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
+import type { TimestepSpacing } from '../diffusion/schedule.js';
+import { PRESETS, UNet, trainingMemoryBytes } from '../model/unet.js';
 import { makeBatch, pixelStats } from '../data/dataset.js';
 import { loadDataset, type Split } from '../data/load.js';
-import { loadModel, weightsOf, writeModelFolder } from '../io/checkpoint.js';
+import { loadModel, readModelFolder, weightsOf, writeModelFolder } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/files.js';
 import { imageGrid, linePlot, writeImages, writePng } from '../io/png.js';
 import { parseNpy, serializeNpy } from '../io/npy.js';
@@ -20,6 +23,48 @@ import { Progress } from './progress.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Opts = Record<string, any>;
+
+export const VERSION: string = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
+
+const warn = (msg: string) => console.error(`warning: ${msg}`);
+const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(1);
+
+/** Creates the folder if needed and checks that it can be written, before any work starts. */
+export function ensureWritableDir(dir: string, what: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EACCES' || code === 'EROFS' || code === 'EPERM' ? 'is read-only (no permission to write there)' : code === 'ENOTDIR' || code === 'EEXIST' ? 'is not a folder (a file is in the way)' : `cannot be created (${code ?? (e as Error).message})`;
+    throw new Error(`${what} ${dir}: the folder ${why}`);
+  }
+}
+
+/** For an output file: its folder must be writable. */
+function ensureWritableFile(path: string, what: string): void {
+  ensureWritableDir(dirname(resolve(path)), what);
+  if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${what} ${path}: is a folder, expected a file name`);
+}
+
+/** Memory this process may use: the machine's, or its cgroup's limit when lower. */
+export function availableMemory(): number {
+  let limit = totalmem();
+  for (const f of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    try {
+      const v = Number(readFileSync(f, 'utf8').trim());
+      if (Number.isFinite(v) && v > 0) limit = Math.min(limit, v);
+    } catch {
+      // not in a cgroup with a limit
+    }
+  }
+  return limit;
+}
+
+function assertFinite(x: Float32Array, what: string): void {
+  for (let i = 0; i < x.length; i++)
+    if (!Number.isFinite(x[i])) throw new Error(`${what}: the model produced ${x[i]} at index ${i}; nothing was written (check the weights, or try --backend reference)`);
+}
 
 function preset(name: string) {
   const p = PRESETS[name];
@@ -42,21 +87,29 @@ export function trainOptionsFrom(o: Opts): TrainOptions {
     ...PAPER_DIFFUSION, schedule: (o.schedule ?? 'linear') as BetaSchedule, timesteps: T, ...range,
     prediction: o.prediction ?? 'eps', variance: o.variance ?? 'fixedlarge', loss: o.loss ?? 'simple',
   };
+  validateDiffusionConfig(diffusion);
   return {
     ...DEFAULT_TRAIN, outDir: o.out, unet, diffusion, steps: o.steps, batchSize: o.batch, lr: o.lr, warmup: o.warmup,
     gradClip: o.gradClip, emaDecay: o.ema, emaWarmup: o.emaWarmup !== false, flip: !!o.flip, accumulate: o.accumulate,
     checkpointEvery: o.checkpointEvery, keepCheckpoints: o.keep, sampleEvery: o.sampleEvery, sampleSteps: o.sampleSteps,
     seed: o.seed, maxSeconds: o.maxMinutes !== undefined ? o.maxMinutes * 60 : undefined,
+    override: o.override ? String(o.override).split(',').map((f: string) => f.trim().replace(/^--/, '')).filter(Boolean) : undefined,
   };
 }
 
-export function trainCommand(o: Opts): void {
+export async function trainCommand(o: Opts): Promise<void> {
   const opts = trainOptionsFrom(o);
+  ensureWritableDir(opts.outDir, '--out');
+  const need = trainingMemoryBytes(opts.unet, opts.batchSize), have = availableMemory();
+  if (need > 0.85 * have)
+    throw new Error(`--batch ${opts.batchSize}: a training step of preset ${o.preset} needs about ${gib(need)} GiB, and this machine allows ${gib(have)} GiB (${gib(freemem())} GiB free now); use a smaller --batch, with --accumulate to keep the effective batch`);
+  if (opts.lr === 0) warn('--lr 0: the weights will never change');
   const data = loadDataset(o.data, 'train', { size: opts.unet.sample_size, channels: opts.unet.in_channels as 1 | 3 });
+  if (opts.batchSize > data.count) warn(`--batch ${opts.batchSize} is larger than the ${data.count} images of ${data.name}: every batch repeats images`);
   console.error(`ddpm train: ${data.count} images ${data.channels}x${data.height}x${data.width} from ${data.name}; preset ${o.preset} (${new UNet(opts.unet).parameterCount.toLocaleString()} parameters); backend ${getBackend().name}`);
   const bar = new Progress('train', opts.steps, undefined, false, opts.maxSeconds);
   let ema = 0;
-  const st = train(opts, data, {
+  const st = await train(opts, data, {
     onStep: (m) => {
       ema = ema ? 0.98 * ema + 0.02 * m.loss : m.loss;
       bar.update(m.step, `loss ${ema.toFixed(4)} ${m.images_per_s.toFixed(0)} img/s`);
@@ -64,70 +117,104 @@ export function trainCommand(o: Opts): void {
     onCheckpoint: (dir) => {
       if (!process.stderr.isTTY) console.error(`checkpoint ${dir}`);
     },
+    log: (m) => console.error(m),
   });
+  if (st.interrupted) {
+    console.error(`\nstopped by ${st.interrupted} at step ${st.step}: checkpoint written to ${join(opts.outDir, 'checkpoints')}; run the same command to resume`);
+    process.exitCode = st.interrupted === 'SIGINT' ? 130 : 143;
+    return;
+  }
   console.error(`\ndone: step ${st.step}; model (EMA weights) in ${opts.outDir}, log ${join(opts.outDir, 'metrics.jsonl')}, curve ${join(opts.outDir, 'loss.png')}`);
 }
 
 function loadForSampling(dir: string) {
   const { model, folder } = loadModel(dir);
+  for (const w of folder.warnings) console.error(w);
   const diffusion = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
   return { model, diffusion, cfg: folder.unetConfig };
 }
 
+const OWN_SAMPLE_FILES = /^(sample-\d+\.png|grid\.png|strip\.png)$/;
+
 export function sampleCommand(o: Opts): void {
   const { model, diffusion, cfg } = loadForSampling(o.model);
   const n: number = o.num, S = cfg.sample_size, C = cfg.in_channels;
-  mkdirSync(o.out, { recursive: true });
-  const steps = o.steps ?? diffusion.numTimesteps;
-  if (steps > diffusion.numTimesteps) throw new Error(`--steps: ${steps} is more than the model's ${diffusion.numTimesteps} timesteps`);
+  const bytes = n * C * S * S * 4 * 2;
+  if (bytes > 0.5 * availableMemory()) throw new Error(`-n ${n}: ${n} samples of ${C}x${S}x${S} need ${gib(bytes)} GiB to hold, more than half of this machine's ${gib(availableMemory())} GiB; draw them in several runs with --seed and disjoint --out`);
+  const sampler = o.sampler as SamplerName;
+  const spacing = o.timestepSpacing as TimestepSpacing | undefined;
+  if (o.eta !== undefined && sampler !== 'ddim') warn(`--eta applies to the ddim sampler only; the ${sampler} sampler ignores it`);
+  // validates --steps and --timestep-spacing before any work
+  const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: spacing });
+  const clip: boolean = o.clip ?? diffusion.config.clipSample;
+  const stepsLabel = `${o.steps ?? diffusion.numTimesteps}${spacing ? `-${spacing}` : ''}`.replace(/,/g, '_');
+  const out: string = o.out ?? join('samples', `${basename(resolve(o.model))}-${sampler}-${stepsLabel}-seed${o.seed}`);
+  ensureWritableDir(out, '--out');
+  const old = readdirSync(out).filter((f) => OWN_SAMPLE_FILES.test(f));
+  if (old.length && !o.overwrite) throw new Error(`--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose another --out`);
+  for (const f of old) rmSync(join(out, f));
   const all = new Float32Array(n * C * S * S);
-  const bar = new Progress(`sample ${o.sampler}`, Math.ceil(n / o.batch) * steps, 0);
+  const bar = new Progress(`sample ${sampler}`, Math.ceil(n / o.batch) * plan.length, 0);
   const stripRows: Float32Array[] = [];
   let done = 0;
   for (let start = 0; start < n; start += o.batch) {
     const B = Math.min(o.batch, n - start);
-    const it = sample(diffusion, (x, t) => model.forward(x, t), [B, C, S, S], { sampler: o.sampler as SamplerName, steps, seed: o.seed, sampleStart: start, eta: o.eta, clip: o.clip });
+    const it = sample(diffusion, (x, t) => model.forward(x, t), [B, C, S, S], { sampler, steps: o.steps, timestepSpacing: spacing, seed: o.seed, sampleStart: start, eta: o.eta, clip });
     let r = it.next();
     let last: SamplerStep | undefined;
     while (!r.done) {
       last = r.value;
       if (o.strip && start === 0 && (last.step % Math.max(1, Math.floor(last.total / 10)) === 0 || last.step === last.total))
-        stripRows.push(last.predX0.storage.slice(0, Math.min(B, 8) * C * S * S));
+        stripRows.push(last.predX0.dataSync().slice(0, Math.min(B, 8) * C * S * S));
       bar.update(++done);
       r = it.next();
     }
-    all.set(r.value.storage, start * C * S * S);
+    const x = r.value.dataSync();
+    assertFinite(x, `sample (images ${start}..${start + B - 1})`);
+    all.set(x, start * C * S * S);
   }
-  writePng(join(o.out, 'grid.png'), imageGrid(all, [n, C, S, S], Math.ceil(Math.sqrt(n))));
-  writeImages(all, [n, C, S, S], (i) => join(o.out, `sample-${String(i).padStart(5, '0')}.png`));
+  writePng(join(out, 'grid.png'), imageGrid(all, [n, C, S, S], Math.ceil(Math.sqrt(n))));
+  writeImages(all, [n, C, S, S], (i) => join(out, `sample-${String(i).padStart(5, '0')}.png`));
   if (stripRows.length) {
     const k = stripRows[0].length / (C * S * S);
     // rows: samples; columns: the x0 estimate along the chain
     const strip = new Float32Array(k * stripRows.length * C * S * S);
     for (let s = 0; s < k; s++)
       stripRows.forEach((row, j) => strip.set(row.subarray(s * C * S * S, (s + 1) * C * S * S), (s * stripRows.length + j) * C * S * S));
-    writePng(join(o.out, 'strip.png'), imageGrid(strip, [k * stripRows.length, C, S, S], stripRows.length));
+    writePng(join(out, 'strip.png'), imageGrid(strip, [k * stripRows.length, C, S, S], stripRows.length));
   }
-  console.error(`wrote ${join(o.out, 'grid.png')} and ${n} single PNGs${stripRows.length ? ` and ${join(o.out, 'strip.png')}` : ''}`);
+  console.error(`wrote ${join(out, 'grid.png')} and ${n} single ${S}x${S} PNGs${stripRows.length ? ` and ${join(out, 'strip.png')}` : ''} (${sampler}, ${plan.length} steps, clip ${clip ? 'on' : 'off'})`);
 }
 
 export function evalBpdCommand(o: Opts): void {
+  if (o.out) ensureWritableFile(o.out, '--out');
+  if (o.rdPlot) ensureWritableFile(o.rdPlot, '--rd-plot');
   const { model, diffusion, cfg } = loadForSampling(o.model);
   const data = loadDataset(o.data, split(o.split), { size: cfg.sample_size, channels: cfg.in_channels as 1 | 3 });
   if (data.channels !== cfg.in_channels || data.height !== cfg.sample_size) throw new Error(`${data.name}: images are ${data.channels}x${data.height}x${data.width}, the model expects ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size}`);
+  if (o.num !== undefined && o.num > data.count) warn(`-n ${o.num}: ${data.name} has only ${data.count} images; evaluating all of them`);
   const n = Math.min(o.num ?? data.count, data.count);
-  const bar = new Progress('eval bpd', n, 0);
+  const clip = o.clip !== false;
+  const nBatches = Math.ceil(n / o.batch);
+  let bar: Progress | null = null;
   function* batches() {
     for (let s = 0; s < n; s += o.batch) {
       const idx = Int32Array.from({ length: Math.min(o.batch, n - s) }, (_, i) => s + i);
       yield { x0: makeBatch(data, idx), start: s };
     }
   }
-  const r = bitsPerDim(diffusion, (x, t) => model.forward(x, t), batches(), o.seed, o.tStride, (d) => bar.update(d));
+  const r = bitsPerDim(diffusion, (x, t) => model.forward(x, t), batches(), {
+    seed: o.seed, tStride: o.tStride, clip,
+    onProgress: (start, tDone, tTotal) => {
+      bar ??= new Progress('eval bpd (batches x timesteps)', nBatches * tTotal, 0);
+      bar.update((start / o.batch) * tTotal + tDone);
+    },
+  });
   const q = (a: number, b: number) => r.terms.filter((x) => x.t >= a && x.t < b).reduce((s, x) => s + x.bpd * x.weight, 0);
   const Tn = diffusion.numTimesteps;
   console.log(`images          ${r.images} (${data.name}, ${o.split})`);
-  console.log(`bits/dim        ${r.total.toFixed(4)}   (upper bound on NLL, eq. 5${o.tStride > 1 ? `; t < ${EXACT_HEAD} exact, above that every ${o.tStride}th t stands for its neighbours` : ''})`);
+  console.log(`bits/dim        ${r.total.toFixed(4)}   (upper bound on NLL, eq. 5${o.tStride > 1 ? `; t < ${EXACT_HEAD} exact, above that every ${o.tStride}th t stands for its neighbours` : '; all T terms'})`);
+  console.log(`x0 estimate     ${clip ? 'clipped to [-1, 1] (the official calc_bpd_loop default; --no-clip for the unclipped bound)' : 'not clipped (--no-clip)'}`);
   console.log(`  prior L_T     ${r.prior.toExponential(3)}`);
   console.log(`  decoder L_0   ${r.decoder.toFixed(4)}`);
   console.log(`  KL sum        ${r.kl.toFixed(4)}`);
@@ -148,58 +235,91 @@ export function evalBpdCommand(o: Opts): void {
 }
 
 export function interpolateCommand(o: Opts): void {
+  ensureWritableFile(o.out, '--out');
   const { model, diffusion, cfg } = loadForSampling(o.model);
   const data = loadDataset(o.data, split(o.split), { size: cfg.sample_size, channels: cfg.in_channels as 1 | 3 });
   for (const k of ['a', 'b']) if (o[k] >= data.count) throw new Error(`--${k}: image ${o[k]} does not exist (${data.count} images)`);
   const t = o.t ?? Math.floor(diffusion.numTimesteps / 2);
+  if (t >= diffusion.numTimesteps) throw new Error(`--t: ${t} is outside the model's timesteps [0, ${diffusion.numTimesteps - 1}]`);
   const lambdas = Array.from({ length: o.count }, (_, i) => i / (o.count - 1));
-  const x = interpolate(diffusion, (xx, tt) => model.forward(xx, tt), makeBatch(data, [o.a]), makeBatch(data, [o.b]), lambdas, t, o.seed);
+  const bar = new Progress('interpolate', t + 1, 0);
+  const x = interpolate(diffusion, (xx, tt) => model.forward(xx, tt), makeBatch(data, [o.a]), makeBatch(data, [o.b]), lambdas, t, o.seed, (d) => bar.update(d));
+  const xs = x.dataSync();
+  assertFinite(xs, 'interpolate');
   // row: source a, the decoded mixtures, source b
-  const src = makeBatch(data, [o.a, o.b]).storage, per = src.length / 2;
+  const src = makeBatch(data, [o.a, o.b]).dataSync(), per = src.length / 2;
   const row = new Float32Array(x.size + 2 * per);
   row.set(src.subarray(0, per), 0);
-  row.set(x.storage, per);
+  row.set(xs, per);
   row.set(src.subarray(per), per + x.size);
   writePng(o.out, imageGrid(row, [o.count + 2, cfg.in_channels, cfg.sample_size, cfg.sample_size], o.count + 2));
   console.error(`wrote ${o.out} (image ${o.a}, ${o.count} mixtures decoded from t=${t}, image ${o.b})`);
 }
 
 export function predictCommand(o: Opts): void {
-  const { model } = loadModel(o.model);
+  ensureWritableFile(o.output, '--output');
+  const { model, folder } = loadModel(o.model);
+  for (const w of folder.warnings) console.error(w);
+  const Tn = folder.diffusion.config.timesteps;
   const { shape, data } = parseNpy(new Uint8Array(readFileSync(o.input)), o.input);
   if (shape.length !== 4) throw new Error(`${o.input}: expected a [B, C, H, W] array, got shape (${shape.join(', ')})`);
-  const ts = String(o.t).split(',').map((s) => Number(s.trim()));
-  if (ts.some((t) => !Number.isInteger(t) || t < 0)) throw new Error(`--t: expected non-negative integers, got "${o.t}"`);
+  const spec = String(o.t).trim();
+  if (!/^\d+(\s*,\s*\d+)*$/.test(spec)) throw new Error(`--t: expected an integer or comma-separated integers, got "${o.t}"`);
+  const ts = spec.split(',').map((v) => Number(v.trim()));
+  const bad = ts.find((t) => t >= Tn);
+  if (bad !== undefined) throw new Error(`--t: ${bad} is outside the model's timesteps [0, ${Tn - 1}]`);
   const t = Int32Array.from(ts.length === 1 ? new Array(shape[0]).fill(ts[0]) : ts);
   if (t.length !== shape[0]) throw new Error(`--t: ${t.length} timesteps for a batch of ${shape[0]}`);
   const y = noGrad(() => model.forward(new Tensor(data, shape), t));
-  writeFileAtomic(o.output, serializeNpy(y.storage, y.shape));
+  const ys = y.dataSync();
+  assertFinite(ys, 'predict');
+  writeFileAtomic(o.output, serializeNpy(ys, y.shape));
   console.error(`wrote ${o.output} (${y.shape.join('x')})`);
 }
 
 export function convertCommand(o: Opts): void {
+  ensureWritableDir(o.out, '--out');
   const { model, folder } = loadModel(o.model);
+  for (const w of folder.warnings) console.error(w);
   writeModelFolder(o.out, folder.unetConfig, folder.diffusion.config, weightsOf(model));
   console.error(`wrote ${o.out}`);
 }
 
+/** The newest checkpoint of a run folder (dir/checkpoints/step-N), if any. */
+function latestCheckpoint(dir: string): { step: number; path: string } | null {
+  const root = join(dir, 'checkpoints');
+  if (!existsSync(root)) return null;
+  const steps = readdirSync(root).map((d) => /^step-(\d+)$/.exec(d)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => a - b);
+  return steps.length ? { step: steps[steps.length - 1], path: join(root, `step-${String(steps[steps.length - 1]).padStart(7, '0')}`) } : null;
+}
+
 export function infoCommand(o: Opts): void {
   const b = getBackend() as { name: string; info?: object };
+  console.log(`ddpm     ${VERSION}`);
   console.log(`backend  ${b.name}${b.info ? ' ' + JSON.stringify(b.info) : ''}`);
   if (!o.model) {
     console.log(`presets  ${Object.keys(PRESETS).map((k) => `${k} (${new UNet(PRESETS[k]()).parameterCount.toLocaleString()} params)`).join(', ')}`);
     return;
   }
   const { model, folder } = loadModel(o.model);
+  for (const w of folder.warnings) console.error(w);
   const c = folder.unetConfig, d = folder.diffusion.config;
   console.log(`model    ${o.model}`);
   console.log(`unet     ${c.in_channels}x${c.sample_size}x${c.sample_size}, channels ${JSON.stringify(c.block_out_channels)}, ${c.layers_per_block} blocks/level, ${model.parameterCount.toLocaleString()} parameters in ${model.params.size} tensors`);
-  console.log(`process  T=${d.timesteps} ${d.schedule} beta ${d.betaStart}..${d.betaEnd}, predicts ${d.prediction}, variance ${d.variance}, clip ${d.clipSample}`);
-  const stateFile = join(o.model, 'trainer_state.json');
-  if (existsSync(stateFile)) console.log(`training ${readFileSync(stateFile, 'utf8').slice(0, 200)}`);
+  console.log(`process  T=${d.timesteps} ${d.schedule} beta ${d.betaStart}..${d.betaEnd}, predicts ${d.prediction}, variance ${d.variance}, loss ${d.loss}, clip ${d.clipSample}`);
+  const betas = folder.diffusion.betas;
+  if (betas) console.log(`betas    trained_betas: ${betas.length} values, ${betas[0].toExponential(4)} .. ${betas[betas.length - 1].toExponential(4)} (used instead of the named schedule)`);
+  const ck = latestCheckpoint(o.model);
+  const stateFile = ck ? join(ck.path, 'trainer_state.json') : join(o.model, 'trainer_state.json');
+  if (existsSync(stateFile)) {
+    const st = JSON.parse(readFileSync(stateFile, 'utf8')) as { step: number; options?: Record<string, unknown> };
+    console.log(`training step ${st.step}${ck ? ` (latest checkpoint ${ck.path})` : ''}`);
+    if (st.options) console.log(`options  ${JSON.stringify(st.options)}`);
+  }
 }
 
 export async function dataCommand(o: Opts): Promise<void> {
+  if (o.preview) ensureWritableFile(o.preview, '--preview');
   if (o.download) {
     const dir = await downloadDataset(o.download, { cacheDir: o.cache, baseUrl: o.baseUrl, log: (m) => console.error(m) });
     console.log(dir);
@@ -209,23 +329,32 @@ export async function dataCommand(o: Opts): Promise<void> {
   const ds = loadDataset(o.data, split(o.split), { size: 32, channels: 3 });
   const s = pixelStats(ds);
   console.log(`${ds.name}: ${ds.count} images, ${ds.channels}x${ds.height}x${ds.width}, pixel mean ${s.mean.toFixed(5)}, std ${s.std.toFixed(5)} (on [0, 1])`);
+  if (ds.files?.length) {
+    const sizes = ds.files.map((f) => statSync(f).size);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const shown = ds.files.length <= 6 ? ds.files.map((f, i) => `${f} (${sizes[i].toLocaleString()} bytes)`).join(', ') : `${ds.files.length} files`;
+    console.log(`files: ${shown}; ${total.toLocaleString()} bytes on disk in all`);
+  }
   if (o.preview) {
     const k = Math.min(64, ds.count);
     const x = makeBatch(ds, Int32Array.from({ length: k }, (_, i) => i));
-    writePng(o.preview, imageGrid(x.storage, x.shape, 8));
+    writePng(o.preview, imageGrid(x.dataSync(), x.shape, 8));
     console.log(`wrote ${o.preview}`);
   }
 }
 
-export function demoCommand(o: Opts): void {
+export async function demoCommand(o: Opts): Promise<void> {
   const out: string = o.out;
   const minutes: number = o.minutes;
+  const earlier = latestCheckpoint(out);
+  if (earlier) console.error(`ddpm demo: continuing the earlier demo in ${out} from step ${earlier.step} (delete the folder to start over)`);
   console.error(`ddpm demo: training the mnist preset on the embedded digits for ${minutes} minutes (backend ${getBackend().name}), then sampling`);
-  trainCommand({
+  await trainCommand({
     data: 'embedded', out, preset: 'mnist', steps: 100000, batch: 16, lr: 1e-3, warmup: 100, gradClip: 1, ema: 0.999, emaWarmup: true,
     flip: false, accumulate: 1, checkpointEvery: 200, keep: 2, sampleEvery: 0, sampleSteps: 100, timesteps: 1000, seed: o.seed,
     maxMinutes: minutes,
   });
-  sampleCommand({ model: out, out: join(out, 'samples'), num: 16, batch: 16, sampler: 'ddim', steps: 50, eta: 0, seed: o.seed, clip: true, strip: true });
+  if (process.exitCode) return;
+  sampleCommand({ model: out, out: join(out, 'samples'), overwrite: true, num: 16, batch: 16, sampler: 'ddim', steps: '50', seed: o.seed, strip: true });
   console.error(`demo done: ${join(out, 'samples', 'grid.png')} (samples), ${join(out, 'samples', 'strip.png')} (denoising strip), ${join(out, 'loss.png')}`);
 }

@@ -4,24 +4,33 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { useBackend } from '../backends/select.js';
 import * as cmd from './commands.js';
 
-function int(name: string, min = 0) {
+// Numbers are parsed strictly: "", " ", "5," and "0x10" are refused (Number() would accept some of them).
+const INT_RE = /^[+-]?\d+$/;
+const NUM_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+function int(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
+    if (!INT_RE.test(v.trim()) || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer >= ${min}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ''}, got "${v}"`);
     return n;
   };
 }
 function num(name: string, min = -Infinity, max = Infinity) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}], got "${v}"`);
+    if (!NUM_RE.test(v.trim()) || !Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}], got "${v}"`);
     return n;
   };
+}
+/** A respacing: a count, counts per section ("10,15,20"), or ddimN. */
+function stepsSpec(v: string): string {
+  if (!/^(\d+(,\d+)*|ddim\d+)$/.test(v.trim())) throw new InvalidArgumentError(`--steps must be a step count, counts per section ("10,15,20") or ddimN, got "${v}"`);
+  return v.trim();
 }
 
 const program = new Command();
 program
   .name('ddpm')
+  .version(cmd.VERSION, '-V, --version', 'print the version of ddpm')
   .description('Denoising diffusion probabilistic models (Ho, Jain & Abbeel 2020): train, sample, evaluate')
   .option('--backend <name>', 'tensor backend: native or reference (default: native when built; env DDPM_BACKEND)')
   .hook('preAction', (cmdObj) => {
@@ -55,20 +64,24 @@ program
   .addOption(new Option('--loss <l>', 'training loss').choices(['simple', 'vlb', 'hybrid']).default('simple'))
   .option('--max-minutes <x>', 'stop (with a checkpoint) after this many minutes', num('--max-minutes', 0))
   .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .option('--override <fields>', 'on resume, allow these options to differ from the saved run (comma-separated: lr, warmup, grad-clip, ema, ema-warmup, flip, dropout, batch, accumulate, seed)')
   .action(cmd.trainCommand);
 
 program
   .command('sample')
   .description('draw samples from a model folder; writes a PNG grid and single PNGs')
   .requiredOption('--model <dir>', 'diffusers model folder')
-  .option('--out <dir>', 'output folder', 'samples')
+  .option('--out <dir>', 'output folder (default: samples/<model>-<sampler>-<steps>-seed<seed>)')
+  .option('--overwrite', 'replace the images of an earlier run in --out (only files this command writes are removed)', false)
   .option('-n, --num <n>', 'number of samples', int('-n', 1), 16)
   .option('--batch <n>', 'batch size', int('--batch', 1), 16)
   .addOption(new Option('--sampler <name>', 'sampler').choices(['ancestral', 'ddim', 'langevin', 'pc']).default('ancestral'))
-  .option('--steps <n>', 'reverse steps (respacing; default: all T)', int('--steps', 1))
-  .option('--eta <x>', 'DDIM eta', num('--eta', 0), 0)
+  .option('--steps <spec>', 'reverse steps: a count, counts per section ("10,15,20") or ddimN, as improved-diffusion\'s space_timesteps (default: all T)', stepsSpec)
+  .addOption(new Option('--timestep-spacing <s>', 'ddim only: lay out --steps as diffusers\' DDIMScheduler does').choices(['leading', 'trailing', 'linspace']))
+  .option('--eta <x>', 'DDIM eta (default 0)', num('--eta', 0))
   .option('--seed <n>', 'random seed', int('--seed', 0), 0)
-  .option('--no-clip', 'do not clip the x0 estimate to [-1, 1]')
+  .option('--clip', 'clip the x0 estimate to [-1, 1] (default: the model folder\'s clip_sample)')
+  .option('--no-clip', 'do not clip the x0 estimate')
   .option('--strip', 'also write a denoising strip (x0 estimates along the chain)', false)
   .action(cmd.sampleCommand);
 
@@ -83,6 +96,7 @@ evalCmd
   .option('--batch <n>', 'batch size', int('--batch', 1), 64)
   .option('--t-stride <n>', 'above t = 100, evaluate every k-th timestep and weight it k times (an estimate; 1 = every t)', int('--t-stride', 1), 1)
   .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .option('--no-clip', 'do not clip the x0 estimate to [-1, 1] in the KL and decoder terms (the official calc_bpd_loop clips)')
   .option('--out <file>', 'write the per-t terms and the rate-distortion curve as JSON')
   .option('--rd-plot <file>', 'write the rate-distortion curve (paper Fig. 5) as PNG')
   .action(cmd.evalBpdCommand);
@@ -106,7 +120,7 @@ program
   .description('run a model on x_t given as .npy (and t) and write its output as .npy')
   .requiredOption('--model <dir>', 'diffusers model folder')
   .requiredOption('--input <file>', '.npy float32 array [B, C, H, W]')
-  .requiredOption('--t <list>', 'timesteps: one integer, or comma-separated per sample')
+  .requiredOption('--t <list>', 'timesteps in [0, T): one integer, or comma-separated per sample')
   .requiredOption('--output <file>', '.npy to write')
   .action(cmd.predictCommand);
 
@@ -143,6 +157,7 @@ program
   .action(cmd.demoCommand);
 
 program.parseAsync(process.argv).catch((e: Error) => {
+  if (process.env.DDPM_DEBUG) console.error(e.stack);
   console.error(`ddpm: ${e.message}`);
   process.exitCode = 1;
 });

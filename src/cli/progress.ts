@@ -33,7 +33,10 @@ export class Progress {
       frac = Math.min(1, Math.max(frac, el / this.budgetSeconds));
     }
     const bar = '#'.repeat(Math.round(frac * 20)).padEnd(20, '-');
-    const line = `${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${done}/${this.total} ${fmtTime(el)} elapsed, ETA ${fmtTime(eta)} ${extra}`;
+    // with a time budget that ends the work first, the bar counts toward the budget, not toward `total`
+    const budgetBound = this.budgetSeconds !== undefined && el / this.budgetSeconds >= done / this.total;
+    const count = budgetBound ? `step ${done}, ${fmtTime(el)} of ${fmtTime(this.budgetSeconds!)}` : `${done}/${this.total} ${fmtTime(el)} elapsed`;
+    const line = `${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${count}, ETA ${fmtTime(eta)} ${extra}`;
     if (this.tty) process.stderr.write(`\r${line.padEnd(120).slice(0, Math.max(120, line.length))}${done >= this.total ? '\n' : ''}`);
     else process.stderr.write(line + '\n');
   }

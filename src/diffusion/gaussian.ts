@@ -1,7 +1,7 @@
 // The Gaussian diffusion process of Ho, Jain & Abbeel (2020): forward process, posterior, reverse process and
 // losses, one function per equation. Timesteps are indices t = 0..T-1 (the paper's t = 1..T).
 import * as T from '../engine/ops.js';
-import { Tensor, fmtShape, noGrad } from '../engine/tensor.js';
+import { Tensor, fmtShape } from '../engine/tensor.js';
 import { type DiffusionTables, makeTables, betaSchedule, respacedBetas, type BetaSchedule } from './schedule.js';
 
 export type Prediction = 'eps' | 'x0' | 'v';
@@ -39,6 +39,7 @@ export class GaussianDiffusion {
     this.config = config;
     this.tables = makeTables(betas ?? betaSchedule(config.schedule, config.timesteps, config.betaStart, config.betaEnd));
     this.timestepMap = timestepMap ?? Int32Array.from({ length: this.tables.T }, (_, i) => i);
+    validateDiffusionConfig(config);
   }
 
   get numTimesteps(): number {
@@ -129,7 +130,7 @@ export class GaussianDiffusion {
       this.config.prediction === 'eps' ? this.predictX0FromEps(xt, t, main)
       : this.config.prediction === 'x0' ? main
       : this.predictX0FromV(xt, t, main);
-    if (clip) predX0 = clamp(predX0, -1, 1);
+    if (clip) predX0 = T.clamp(predX0, -1, 1);
     const { mean } = this.qPosteriorMeanVariance(predX0, xt, t);
     return { mean, logVariance, predX0, eps: this.config.prediction === 'eps' ? main : this.predictEpsFromX0(xt, t, predX0) };
   }
@@ -148,18 +149,22 @@ export class GaussianDiffusion {
   }
 
   /**
-   * One term of the bound, eq. (5), in bits per dimension, per sample: KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) for
-   * t > 0, and the decoder -log p(x_0|x_1) of eq. (13) at t = 0.
+   * One term of the bound, eq. (5), in bits per dimension, per sample: L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))
+   * for t > 0, and the decoder term L_0 = -log p(x_0|x_1) of eq. (13) at t = 0 (index 0 here). Differentiable in the
+   * model output, the decoder included. clip: clip the x0 estimate to [-1, 1] first (the official calc_bpd_loop's
+   * default when evaluating; training uses the unclipped estimate, as improved-diffusion's training_losses does).
    */
   vlbTermsBpd(modelOut: Tensor, x0: Tensor, xt: Tensor, t: Int32Array, clip = false): Tensor {
     const q = this.qPosteriorMeanVariance(x0, xt, t);
     const p = this.pMeanVariance(modelOut, xt, t, clip);
     const dims = x0.shape.map((_, i) => i).slice(1);
-    const kl = T.mul(T.mean(normalKl(q.mean, q.logVariance, p.mean, p.logVariance), dims), 1 / Math.LN2);
-    const nll = T.mul(T.mean(T.neg(discretizedGaussianLogLikelihood(x0, p.mean, T.mul(p.logVariance, 0.5))), dims), 1 / Math.LN2);
     const isFirst = Float32Array.from(t, (v) => (v === 0 ? 1 : 0));
-    const m = new Tensor(isFirst, [t.length]);
-    return T.add(T.mul(nll, m), T.mul(kl, T.affine(m, -1, 1)));
+    const m = new Tensor(isFirst, [t.length, ...dims.map(() => 1)]);
+    const kl = T.mul(T.mean(normalKl(q.mean, q.logVariance, p.mean, p.logVariance), dims), 1 / Math.LN2);
+    if (!isFirst.some((v) => v === 1)) return kl;
+    const nll = T.mul(T.mean(T.neg(discretizedGaussianLogLikelihood(x0, p.mean, T.mul(p.logVariance, 0.5))), dims), 1 / Math.LN2);
+    const mask = T.reshape(m, [t.length]);
+    return T.add(T.mul(nll, mask), T.mul(kl, T.affine(mask, -1, 1)));
   }
 
   /** L_T = KL(q(x_T | x_0) || N(0, I)) in bits per dimension, per sample. */
@@ -171,35 +176,41 @@ export class GaussianDiffusion {
   }
 
   /**
-   * The training loss per sample for one batch: L_simple, the true bound L_vlb (scaled by T as in improved DDPM so
-   * that it estimates the sum over t), or the hybrid L_simple + 0.001 L_vlb with the mean's gradient stopped in L_vlb.
+   * The training loss per sample for one batch, in the units and scale of improved-diffusion's training_losses:
+   * - simple: L_simple, eq. (14), the mean squared error of the prediction (eps, x0 or v).
+   * - vlb: the bound's term for the sampled t in bits per dimension, times T ("rescaled KL": an unbiased estimate of
+   *   the whole bound in bits/dim); mean and variance both learn from it.
+   * - hybrid: L_simple + (T / 1000) times the bound's term in bits/dim with the mean's gradient stopped, so only the
+   *   learned variance learns from the bound (improved DDPM's L_hybrid, "rescaled MSE"). Only with learnedrange.
+   * mse is always L_simple per sample (for logging).
    */
   trainingLosses(model: DenoiseFn, x0: Tensor, t: Int32Array, noise: Tensor): { loss: Tensor; mse: Tensor } {
     const xt = this.qSample(x0, t, noise);
     const out = model(xt, this.modelTimesteps(t));
     const C = x0.shape[1];
-    const { main } = this.splitOutput(out, C);
+    const { main, varPart } = this.splitOutput(out, C);
     const mse = this.lossSimplePerSample(main, this.target(x0, t, noise));
-    if (this.config.loss === 'simple') return { loss: mse, mse };
-    let vlbOut = out;
-    if (this.config.variance === 'learnedrange' && this.config.loss === 'hybrid') {
-      // stop the gradient of the mean through the bound: only the variance learns from L_vlb
-      const { varPart } = this.splitOutput(out, C);
-      vlbOut = T.concat([main.detach(), varPart!]);
+    const Tn = this.numTimesteps;
+    switch (this.config.loss) {
+      case 'simple':
+        return { loss: mse, mse };
+      case 'vlb':
+        return { loss: T.mul(this.vlbTermsBpd(out, x0, xt, t), Tn), mse };
+      case 'hybrid': {
+        // stop the gradient of the mean through the bound: only the variance learns from it
+        const frozen = T.concat([main.detach(), varPart!]);
+        return { loss: T.add(mse, T.mul(this.vlbTermsBpd(frozen, x0, xt, t), Tn / 1000)), mse };
+      }
     }
-    const vlb = T.mul(this.vlbTermsBpd(vlbOut, x0, xt, t), Math.LN2 * this.numTimesteps);
-    if (this.config.loss === 'vlb') return { loss: vlb, mse };
-    return { loss: T.add(mse, T.mul(vlb, 0.001)), mse };
   }
 }
 
-/** Elementwise clamp (no gradient: used on x0 estimates while sampling). */
-export function clamp(x: Tensor, lo: number, hi: number): Tensor {
-  return noGrad(() => {
-    const v = x.storage.slice();
-    for (let i = 0; i < v.length; i++) v[i] = Math.min(hi, Math.max(lo, v[i]));
-    return new Tensor(v, x.shape);
-  });
+/** Checks that loss and variance go together as in the official code; throws naming both otherwise. */
+export function validateDiffusionConfig(c: DiffusionConfig): void {
+  if (c.loss === 'hybrid' && c.variance !== 'learnedrange')
+    throw new Error(`diffusion: loss "hybrid" needs variance "learnedrange" (with a fixed variance the official code has no bound term to add; use loss "simple", or "vlb" to train the mean through the bound), got variance "${c.variance}"`);
+  if (c.loss === 'simple' && c.variance === 'learnedrange')
+    throw new Error('diffusion: variance "learnedrange" with loss "simple" would never train the variance; use loss "hybrid" (L_simple + the bound for the variance) or "vlb"');
 }
 
 /** KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), elementwise, in nats. */
@@ -212,25 +223,26 @@ export function normalKl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2:
 
 /**
  * Eq. (13): log-likelihood of data x (on [-1, 1], 256 levels) under the discretized Gaussian decoder with the given
- * means and log-scales. Each level owns [x - 1/255, x + 1/255]; the extreme levels extend to -inf and +inf.
+ * means and log-scales, differentiable in means and logScales. Each level owns [x - 1/255, x + 1/255]; the extreme
+ * levels extend to -inf and +inf. As diffusion_utils_2.py: probabilities are clamped at 1e-12 before the log, and
+ * x < -0.999 / x > 0.999 select the edge levels.
  */
+const STEP = 2 ** 40;
+
 export function discretizedGaussianLogLikelihood(x: Tensor, means: Tensor, logScales: Tensor): Tensor {
   const centered = T.sub(x, means);
   const invStdv = T.exp(T.neg(logScales));
   const cdfPlus = T.normalCdf(T.mul(invStdv, T.add(centered, 1 / 255)));
   const cdfMin = T.normalCdf(T.mul(invStdv, T.sub(centered, 1 / 255)));
-  // evaluated on plain arrays: the decoder term is forward-only (the official code computes it without training it)
-  const xv = x.storage, cp = cdfPlus.storage, cm = cdfMin.storage;
-  const out = new Float32Array(Math.max(xv.length, cp.length));
-  const n = out.length;
-  for (let i = 0; i < n; i++) {
-    const xi = xv[i % xv.length], p = cp[i], m = cm[i];
-    const logCdfPlus = Math.log(Math.max(p, 1e-12));
-    const logOneMinusCdfMin = Math.log(Math.max(1 - m, 1e-12));
-    const delta = p - m;
-    out[i] = xi < -0.999 ? logCdfPlus : xi > 0.999 ? logOneMinusCdfMin : Math.log(Math.max(delta, 1e-12));
-  }
-  return new Tensor(out, cdfPlus.shape);
+  const logCdfPlus = T.log(T.clamp(cdfPlus, 1e-12, Infinity));
+  const logOneMinusCdfMin = T.log(T.clamp(T.affine(cdfMin, -1, 1), 1e-12, Infinity));
+  const logCdfDelta = T.log(T.clamp(T.sub(cdfPlus, cdfMin), 1e-12, Infinity));
+  // where(x < -0.999, logCdfPlus, where(x > 0.999, logOneMinusCdfMin, logCdfDelta)) as masks over the data
+  // (a step function: 2^40 (-0.999 - x) is 0 or at least 1 in magnitude for any float32 x not within 2^-40 of -0.999)
+  const low = T.clamp(T.affine(x, -STEP, -0.999 * STEP), 0, 1); // 1 where x < -0.999
+  const high = T.clamp(T.affine(x, STEP, -0.999 * STEP), 0, 1); // 1 where x > 0.999
+  const mid = T.affine(T.add(low, high), -1, 1);
+  return T.add(T.add(T.mul(logCdfPlus, low), T.mul(logOneMinusCdfMin, high)), T.mul(logCdfDelta, mid));
 }
 
 export function makeDiffusion(cfg: Partial<DiffusionConfig> = {}): GaussianDiffusion {

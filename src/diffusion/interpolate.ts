@@ -2,31 +2,32 @@
 // same noise, mix them linearly, and decode each mixture with the reverse chain from t.
 import * as T from '../engine/ops.js';
 import { Tensor, noGrad } from '../engine/tensor.js';
+import { streams } from '../engine/streams.js';
 import { type DenoiseFn, GaussianDiffusion } from './gaussian.js';
 import { ancestralStep } from './samplers.js';
 
 /**
  * x0a, x0b: [1, C, H, W] on [-1, 1]; lambdas in [0, 1]; t: model timestep index to encode to (paper: 500 of 1000).
- * Returns [lambdas.length, C, H, W]: row k decodes (1 - lambda_k) x_t(a) + lambda_k x_t(b).
+ * Returns [lambdas.length, C, H, W]: row k decodes (1 - lambda_k) x_t(a) + lambda_k x_t(b). onStep(done, total)
+ * reports progress through the t + 1 reverse steps.
  */
-export function interpolate(d: GaussianDiffusion, model: DenoiseFn, x0a: Tensor, x0b: Tensor, lambdas: number[], t: number, seed: number): Tensor {
+export function interpolate(d: GaussianDiffusion, model: DenoiseFn, x0a: Tensor, x0b: Tensor, lambdas: number[], t: number, seed: number, onStep?: (done: number, total: number) => void): Tensor {
   if (!Number.isInteger(t) || t < 0 || t >= d.numTimesteps) throw new Error(`interpolate: t must be an integer in [0, ${d.numTimesteps - 1}], got ${t}`);
   return noGrad(() => {
     const K = lambdas.length;
-    const shape = [1, ...x0a.shape.slice(1)];
-    const noise = T.randn(shape, { seed, stream: 0 });
+    const one = [1, ...x0a.shape.slice(1)];
+    const noise = T.randn(one, streams.interpolate(seed, 0));
     const tt = new Int32Array(1).fill(t);
     const xa = d.qSample(x0a, tt, noise), xb = d.qSample(x0b, tt, noise);
-    const per = xa.size;
-    const stacked = new Float32Array(K * per);
-    lambdas.forEach((l, k) => stacked.set(T.add(T.mul(xa, 1 - l), T.mul(xb, l)).storage, k * per));
-    let x = new Tensor(stacked, [K, ...shape.slice(1)]);
+    // mixtures as a batch: x = xa + lambda (xb - xa), lambda per row
+    const lam = new Tensor(Float32Array.from(lambdas), [K, 1, 1, 1]);
+    let x = T.add(xa, T.mul(lam, T.sub(xb, xa)));
+    const ones = T.full([K, 1, 1, 1], 1);
     for (let s = t; s >= 0; s--) {
       // the same reverse-process noise for every mixture, so that rows differ only through lambda
-      const z = T.randn([K, ...shape.slice(1)], { seed, stream: 1 + t - s }, 0);
-      const zShared = new Tensor(new Float32Array(z.size), z.shape);
-      for (let k = 0; k < K; k++) zShared.storage.set(z.storage.subarray(0, per), k * per);
-      x = ancestralStep(d, model, x, new Int32Array(K).fill(s), d.config.clipSample, zShared).x;
+      const z = T.mul(ones, T.randn(one, streams.interpolate(seed, 1 + t - s)));
+      x = ancestralStep(d, model, x, new Int32Array(K).fill(s), d.config.clipSample, z).x;
+      onStep?.(t - s + 1, t + 1);
     }
     return x;
   });

@@ -1,19 +1,25 @@
 // Samplers: ancestral sampling (Algorithm 2), respaced ancestral, DDIM, annealed Langevin dynamics with the eps-model
 // as a score, and predictor-corrector. Each is a generator that yields after every step (x_t and the x0 estimate),
 // so a caller can show progress, cancel, save the state and resume. Noise for sample i comes from the counter-based
-// generator at (seed, stream = step, sample = sampleStart + i): the same whatever the batch size.
+// generator at (seed, streams.samplerNoise(step), sample = sampleStart + i): the same whatever the batch size.
 import * as T from '../engine/ops.js';
 import { Tensor, noGrad } from '../engine/tensor.js';
-import { type DenoiseFn, GaussianDiffusion, clamp } from './gaussian.js';
-import { respacedTimesteps } from './schedule.js';
+import { streams } from '../engine/streams.js';
+import { type DenoiseFn, GaussianDiffusion } from './gaussian.js';
+import { type TimestepSpacing, diffusersDdimTimesteps, spaceTimesteps } from './schedule.js';
 
 export type SamplerName = 'ancestral' | 'ddim' | 'langevin' | 'pc';
 export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc'];
 
 export interface SampleOptions {
   sampler: SamplerName;
-  /** Number of reverse steps (respacing); defaults to the process's T. */
-  steps?: number;
+  /**
+   * Reverse steps: a count, counts per section ("10,15,20") or "ddimN", laid out as improved-diffusion's
+   * space_timesteps; defaults to all T.
+   */
+  steps?: number | string;
+  /** DDIM only: lay out `steps` timesteps as diffusers' DDIMScheduler does instead (leading, trailing, linspace). */
+  timestepSpacing?: TimestepSpacing;
   seed: number;
   /** Index of the first sample of this batch in the whole run (for batch-independent noise). */
   sampleStart?: number;
@@ -49,58 +55,64 @@ export interface SamplerStep {
   state: SamplerState;
 }
 
-const STREAM_INIT = 0;
-const streamFor = (step: number, sub = 0) => 1 + step * 64 + sub;
-
 /** x_T ~ N(0, I), drawn per sample. */
 export function initialNoise(shape: number[], seed: number, sampleStart = 0): Tensor {
-  return T.randn(shape, { seed, stream: STREAM_INIT }, sampleStart);
+  return T.randn(shape, streams.samplerInit(seed), sampleStart);
+}
+
+/**
+ * The reverse steps of a run, first to last: model timestep t and the timestep prev it moves to (-1: the end, with
+ * alphabar = 1), and i, the index of t in the respaced process (for the samplers that use its betas).
+ */
+export function samplerPlan(diffusion: GaussianDiffusion, opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing'>): { plan: { i: number; t: number; prev: number }[]; proc: GaussianDiffusion } {
+  const Tn = diffusion.numTimesteps;
+  if (opts.timestepSpacing) {
+    if (opts.sampler !== 'ddim') throw new Error(`sample: timestep spacing "${opts.timestepSpacing}" is diffusers' DDIM layout and applies to the ddim sampler only (got ${opts.sampler})`);
+    const n = typeof opts.steps === 'number' ? opts.steps : Number(opts.steps ?? Tn);
+    if (!Number.isInteger(n)) throw new Error(`sample: timestep spacing "${opts.timestepSpacing}" needs a step count, got "${opts.steps}"`);
+    return { plan: diffusersDdimTimesteps(Tn, n, opts.timestepSpacing).map((p, k) => ({ ...p, i: n - 1 - k })), proc: diffusion };
+  }
+  const use = opts.steps === undefined ? Array.from({ length: Tn }, (_, k) => k) : spaceTimesteps(Tn, opts.steps);
+  const proc = use.length === Tn ? diffusion : diffusion.respaced(use);
+  const plan = use.map((t, i) => ({ i, t: diffusion.timestepMap[t], prev: i > 0 ? diffusion.timestepMap[use[i - 1]] : -1 })).reverse();
+  return { plan, proc };
 }
 
 /** Runs a sampler; pass `resume` to continue a saved state. */
 export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: number[], opts: SampleOptions, resume?: SamplerState): Generator<SamplerStep, Tensor> {
-  const steps = opts.steps ?? diffusion.numTimesteps;
   const sampleStart = opts.sampleStart ?? 0;
   const clip = opts.clip ?? diffusion.config.clipSample;
-  const proc = steps === diffusion.numTimesteps ? diffusion : diffusion.respaced(respacedTimesteps(diffusion.numTimesteps, steps));
-  const total = proc.numTimesteps;
-  let x = resume ? new Tensor(resume.x.slice(), resume.shape) : initialNoise(shape, opts.seed, sampleStart);
+  if (!SAMPLERS.includes(opts.sampler)) throw new Error(`sample: unknown sampler "${opts.sampler}" (expected one of ${SAMPLERS.join(', ')})`);
+  const { plan, proc } = samplerPlan(diffusion, opts);
+  const total = plan.length;
   if (resume && (resume.sampler !== opts.sampler || resume.total !== total || resume.seed !== opts.seed))
     throw new Error(`sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the request (${opts.sampler}, ${total} steps, seed ${opts.seed})`);
+  let x = resume ? new Tensor(resume.x.slice(), resume.shape) : initialNoise(shape, opts.seed, sampleStart);
   const B = shape[0];
   for (let done = resume ? resume.done : 0; done < total; done++) {
-    const i = total - 1 - done; // index into the (respaced) process
-    const tIdx = new Int32Array(B).fill(i);
-    const noiseKey = { seed: opts.seed, stream: streamFor(done) };
+    const { i, t, prev } = plan[done];
+    const tIdx = new Int32Array(B).fill(i); // index into the (respaced) process
+    const noise = () => T.randn(x.shape, streams.samplerNoise(opts.seed, done), sampleStart);
     let predX0!: Tensor;
     noGrad(() => {
       switch (opts.sampler) {
-        case 'ancestral': {
-          ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, T.randn(x.shape, noiseKey, sampleStart)));
+        case 'ancestral':
+          ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, noise()));
           break;
-        }
-        case 'ddim': {
-          ({ x, predX0 } = ddimStep(proc, model, x, tIdx, clip, opts.eta ?? 0, T.randn(x.shape, noiseKey, sampleStart)));
+        case 'ddim':
+          ({ x, predX0 } = ddimStep(diffusion, model, x, t, prev, clip, opts.eta ?? 0, noise()));
           break;
-        }
-        case 'langevin': {
+        case 'langevin':
           ({ x, predX0 } = langevinLevel(proc, model, x, tIdx, opts.langevinSteps ?? 3, opts.snr ?? 0.16, opts.seed, done, sampleStart, clip));
           break;
-        }
-        case 'pc': {
-          ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, T.randn(x.shape, noiseKey, sampleStart)));
-          if (i > 0) {
-            const tNext = new Int32Array(B).fill(i - 1);
-            ({ x } = langevinLevel(proc, model, x, tNext, opts.langevinSteps ?? 1, opts.snr ?? 0.16, opts.seed, done, sampleStart, clip, true));
-          }
+        case 'pc':
+          ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, noise()));
+          if (i > 0) ({ x } = langevinLevel(proc, model, x, new Int32Array(B).fill(i - 1), opts.langevinSteps ?? 1, opts.snr ?? 0.16, opts.seed, done, sampleStart, clip, true));
           break;
-        }
-        default:
-          throw new Error(`sample: unknown sampler "${opts.sampler}" (expected one of ${SAMPLERS.join(', ')})`);
       }
     });
-    const state: SamplerState = { sampler: opts.sampler, done: done + 1, total, shape: [...shape], seed: opts.seed, sampleStart, x: x.storage };
-    yield { step: done + 1, total, t: proc.timestepMap[i], x, predX0, state };
+    const state: SamplerState = { sampler: opts.sampler, done: done + 1, total, shape: [...shape], seed: opts.seed, sampleStart, x: x.dataSync() };
+    yield { step: done + 1, total, t, x, predX0, state };
   }
   return x;
 }
@@ -125,18 +137,19 @@ export function ancestralStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor
 }
 
 /**
- * DDIM (Song, Meng & Ermon 2021, eq. 12): x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1} - sigma^2) eps + sigma z,
- * sigma = eta sqrt((1 - abar_{t-1}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t-1}).
+ * DDIM (Song, Meng & Ermon 2021, eq. 12), from model timestep t to prev (-1: the end, alphabar = 1):
+ * x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z,
+ * sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev). d is the model's full process.
  */
-export function ddimStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor, t: Int32Array, clip: boolean, eta: number, noise: Tensor) {
-  const out = model(xt, d.modelTimesteps(t));
-  const p = d.pMeanVariance(out, xt, t, clip);
-  const eps = d.predictEpsFromX0(xt, t, p.predX0);
-  const i = t[0];
-  const ab = d.tables.alphasCumprod[i], abPrev = d.tables.alphasCumprodPrev[i];
+export function ddimStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor, t: number, prev: number, clip: boolean, eta: number, noise: Tensor) {
+  const tt = new Int32Array(xt.shape[0]).fill(t);
+  const out = model(xt, d.modelTimesteps(tt));
+  const p = d.pMeanVariance(out, xt, tt, clip);
+  const eps = d.predictEpsFromX0(xt, tt, p.predX0);
+  const ab = d.tables.alphasCumprod[t], abPrev = prev >= 0 ? d.tables.alphasCumprod[prev] : 1;
   const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
   let x = T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma))));
-  if (i > 0 && sigma > 0) x = T.add(x, T.mul(noise, sigma));
+  if (prev >= 0 && sigma > 0) x = T.add(x, T.mul(noise, sigma));
   return { x, predX0: p.predX0 };
 }
 
@@ -148,13 +161,12 @@ export function ddimStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor, t: 
  */
 export function langevinLevel(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: Int32Array, nSteps: number, snr: number, seed: number, step: number, sampleStart: number, clip: boolean, correctorOnly = false) {
   const i = t[0];
-  const B = x.shape[0];
   const sqrt1m = d.tables.sqrtOneMinusAlphasCumprod[i];
   for (let k = 0; k < nSteps; k++) {
     const eps = d.splitOutput(model(x, d.modelTimesteps(t)), x.shape[1]).main;
     const score = T.mul(eps, -1 / sqrt1m);
-    const z = T.randn(x.shape, { seed, stream: streamFor(step, 1 + k) }, sampleStart);
-    const a = perSampleStepSize(score, z, snr, B);
+    const z = T.randn(x.shape, streams.samplerNoise(seed, step, 1 + k), sampleStart);
+    const a = perSampleStepSize(score, z, snr);
     x = T.add(T.add(x, T.mul(score, a)), T.mul(z, T.sqrt(T.mul(a, 2))));
   }
   const out = model(x, d.modelTimesteps(t));
@@ -164,19 +176,12 @@ export function langevinLevel(d: GaussianDiffusion, model: DenoiseFn, x: Tensor,
   // move to level t-1: x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps_hat (deterministic, as DDIM eta=0)
   const abPrev = d.tables.alphasCumprodPrev[i];
   const eps = d.predictEpsFromX0(x, t, p.predX0);
-  return { x: T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(1 - abPrev))), predX0: clamp(p.predX0, -1, 1) };
+  return { x: T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(1 - abPrev))), predX0: T.clamp(p.predX0, -1, 1) };
 }
 
-function perSampleStepSize(score: Tensor, z: Tensor, snr: number, B: number): Tensor {
-  const n = score.size / B;
-  const a = new Float32Array(B);
-  for (let b = 0; b < B; b++) {
-    let gs = 0, zs = 0;
-    for (let j = 0; j < n; j++) {
-      gs += score.storage[b * n + j] ** 2;
-      zs += z.storage[b * n + j] ** 2;
-    }
-    a[b] = 2 * (snr * Math.sqrt(zs) / Math.max(Math.sqrt(gs), 1e-12)) ** 2;
-  }
-  return new Tensor(a, [B, ...score.shape.slice(1).map(() => 1)]);
+/** a = 2 (snr ||z|| / ||s||)^2 per sample, as [B, 1, ..., 1]. */
+function perSampleStepSize(score: Tensor, z: Tensor, snr: number): Tensor {
+  const dims = score.shape.map((_, k) => k).slice(1);
+  const gs = T.clamp(T.sum(T.square(score), dims, true), 1e-24, Infinity), zs = T.sum(T.square(z), dims, true);
+  return T.mul(T.div(zs, gs), 2 * snr * snr);
 }

@@ -104,14 +104,85 @@ export function makeTables(betas: Float64Array): DiffusionTables {
   };
 }
 
-/** Evenly spaced subset of count timesteps out of T (improved-diffusion's space_timesteps with one section). */
-export function respacedTimesteps(T: number, count: number): number[] {
-  if (!Number.isInteger(count) || count < 1 || count > T) throw new Error(`respacing: steps must be an integer in [1, ${T}], got ${count}`);
-  if (count === 1) return [T - 1];
-  const stride = (T - 1) / (count - 1);
+/** Python's round() on a float: to the nearest integer, halves to even. */
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+}
+
+/**
+ * The timesteps kept by a respaced process, ascending, exactly as improved-diffusion's space_timesteps
+ * (respace.py): `spec` is a count ("50"), comma-separated counts per equal section of [0, T) ("10,15,20"), or
+ * "ddimN" (the integer stride that gives exactly N steps, starting at 0). Within a section of `size` steps, count
+ * steps are taken at round(k * (size - 1) / (count - 1)) accumulated in floating point and rounded as Python does.
+ */
+export function spaceTimesteps(T: number, spec: string | number): number[] {
+  const str = String(spec).trim();
+  const bad = (msg: string) => new Error(`respacing "${str}": ${msg}`);
+  if (str.startsWith('ddim')) {
+    const want = Number(str.slice(4));
+    if (!Number.isInteger(want) || want < 1) throw bad('expected ddimN with N a positive integer');
+    for (let i = 1; i < T; i++) {
+      if (Math.ceil(T / i) === want) return Array.from({ length: want }, (_, k) => k * i);
+    }
+    throw bad(`cannot create exactly ${want} steps out of ${T} with an integer stride`);
+  }
+  if (!/^\d+(,\d+)*$/.test(str)) throw bad('expected a step count, comma-separated counts per section ("10,15,20"), or ddimN');
+  const counts = str.split(',').map(Number);
+  const sizePer = Math.floor(T / counts.length), extra = T % counts.length;
   const out = new Set<number>();
-  for (let i = 0; i < count; i++) out.add(Math.round(i * stride));
+  let start = 0;
+  counts.forEach((count, i) => {
+    const size = sizePer + (i < extra ? 1 : 0);
+    if (count < 1) throw bad(`section ${i} asks for ${count} steps`);
+    if (size < count) throw bad(`cannot divide a section of ${size} steps into ${count}`);
+    const frac = count <= 1 ? 1 : (size - 1) / (count - 1);
+    let cur = 0;
+    for (let k = 0; k < count; k++) {
+      out.add(start + roundHalfEven(cur));
+      cur += frac;
+    }
+    start += size;
+  });
   return [...out].sort((a, b) => a - b);
+}
+
+/** diffusers' timestep_spacing for DDIM: how num_inference_steps timesteps are laid out in [0, T). */
+export type TimestepSpacing = 'leading' | 'trailing' | 'linspace';
+export const TIMESTEP_SPACINGS: TimestepSpacing[] = ['leading', 'trailing', 'linspace'];
+
+/**
+ * DDIM timesteps as diffusers' DDIMScheduler.set_timesteps lays them out (descending), each with the timestep its
+ * step goes to: prev = t - floor(T / n), and -1 (alphabar = 1, set_alpha_to_one) below 0, as its step() computes it.
+ *   leading:  t_k = k * floor(T / n)                       (k = 0..n-1, steps_offset 0)
+ *   trailing: round(T - k * T / n) - 1                     (numpy's round: halves to even)
+ *   linspace: round(linspace(0, T - 1, n))
+ */
+export function diffusersDdimTimesteps(T: number, n: number, spacing: TimestepSpacing): { t: number; prev: number }[] {
+  if (!Number.isInteger(n) || n < 1 || n > T) throw new Error(`timestep spacing ${spacing}: steps must be an integer in [1, ${T}], got ${n}`);
+  let ts: number[];
+  switch (spacing) {
+    case 'leading': {
+      const ratio = Math.floor(T / n);
+      ts = Array.from({ length: n }, (_, k) => k * ratio).reverse();
+      break;
+    }
+    case 'trailing': {
+      // np.arange(T, 0, -T / n): ceil(T / (T / n)) values T + k * (-T / n)
+      const step = -T / n, len = Math.ceil(-T / step);
+      ts = Array.from({ length: len }, (_, k) => roundHalfEven(T + k * step) - 1);
+      break;
+    }
+    case 'linspace':
+      // np.linspace(0, T - 1, n): k * ((T - 1) / (n - 1)), the last value exactly T - 1
+      ts = Array.from({ length: n }, (_, k) => roundHalfEven(n === 1 ? 0 : k === n - 1 ? T - 1 : k * ((T - 1) / (n - 1)))).reverse();
+      break;
+    default:
+      throw new Error(`timestep spacing: unknown "${spacing}" (expected one of ${TIMESTEP_SPACINGS.join(', ')})`);
+  }
+  const ratio = Math.floor(T / n);
+  return ts.map((t) => ({ t, prev: t - ratio >= 0 ? t - ratio : -1 }));
 }
 
 /** Betas of the respaced process that keeps `use` (ascending) and matches alphabar at those steps. */

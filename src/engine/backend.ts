@@ -6,6 +6,11 @@
 
 export type Storage = Float32Array;
 
+/** Output size of a convolution along one axis: input h, kernel k, paddings p0 and p1, stride s. */
+export function convOutSize(h: number, k: number, p0: number, p1: number, s: number): number {
+  return Math.floor((h + p0 + p1 - k) / s) + 1;
+}
+
 export interface ConvParams {
   stride: number;
   padTop: number;
@@ -44,6 +49,10 @@ export interface Backend {
   unary(op: UnaryOp, x: Storage): Storage;
   /** dL/dx for y = op(x). */
   unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage;
+  /** y = min(hi, max(lo, x)) (lo may be -Infinity, hi Infinity) */
+  clamp(x: Storage, lo: number, hi: number): Storage;
+  /** dx = dy where lo <= x <= hi, else 0 (PyTorch's clamp gradient) */
+  clampBackward(x: Storage, lo: number, hi: number, dy: Storage): Storage;
   /** y = alpha * x + beta */
   affine(x: Storage, alpha: number, beta: number): Storage;
 

@@ -117,9 +117,14 @@ export const tanh = (x: Tensor) => unary('tanh', x);
 export const silu = (x: Tensor) => unary('silu', x);
 export const neg = (x: Tensor) => unary('neg', x);
 
-/** Standard normal CDF (the official code's tanh approximation); forward only, used by the bits/dim decoder. */
-export function normalCdf(x: Tensor): Tensor {
-  return new Tensor(be().unary('ncdf', x.storage), x.shape);
+/** Standard normal CDF, the official code's tanh approximation (used by the discretized decoder, eq. 13). */
+export const normalCdf = (x: Tensor) => unary('ncdf', x);
+
+/** min(hi, max(lo, x)); the gradient passes where lo <= x <= hi (as PyTorch's clamp). */
+export function clamp(x: Tensor, lo: number, hi: number): Tensor {
+  if (!(lo <= hi)) throw new Error(`clamp: lower bound ${lo} exceeds upper bound ${hi}`);
+  const y = be().clamp(x.storage, lo, hi);
+  return makeResult('clamp', y, x.shape, [x], (g) => [new Tensor(be().clampBackward(x.storage, lo, hi, g.storage), x.shape)]);
 }
 
 // ---------------------------------------------------------------- shape ops

@@ -1,6 +1,6 @@
 // Tensors and reverse-mode automatic differentiation.
+// The engine has no default backend: the entry point installs one (useBackend in Node, or setBackend).
 import type { Backend, Storage } from './backend.js';
-import { ReferenceBackend } from '../backends/reference/index.js';
 
 export interface GradNode {
   op: string;
@@ -10,14 +10,15 @@ export interface GradNode {
 }
 
 interface EngineState {
-  backend: Backend;
+  backend: Backend | null;
   gradEnabled: boolean;
   checkNumerics: boolean;
 }
 
-const state: EngineState = { backend: new ReferenceBackend(), gradEnabled: true, checkNumerics: false };
+const state: EngineState = { backend: null, gradEnabled: true, checkNumerics: false };
 
 export function getBackend(): Backend {
+  if (!state.backend) throw new Error('engine: no backend installed; call useBackend() (Node) or setBackend(new ReferenceBackend()) first');
   return state.backend;
 }
 
@@ -64,7 +65,7 @@ export class Tensor {
   grad: Tensor | null = null;
   node: GradNode | null = null;
 
-  constructor(storage: Storage, shape: readonly number[], requiresGrad = false, backend: Backend = state.backend) {
+  constructor(storage: Storage, shape: readonly number[], requiresGrad = false, backend: Backend = getBackend()) {
     for (const d of shape)
       if (!Number.isInteger(d) || d < 0) throw new Error(`tensor: invalid shape ${fmtShape(shape)}`);
     const size = shapeSize(shape);

@@ -2,6 +2,7 @@
 // paper's Tables 1 and 2 report it (the official code's calc_bpd_loop).
 import * as T from '../engine/ops.js';
 import { Tensor, noGrad } from '../engine/tensor.js';
+import { streams } from '../engine/streams.js';
 import type { DenoiseFn, GaussianDiffusion } from '../diffusion/gaussian.js';
 
 export interface BpdResult {
@@ -20,6 +21,8 @@ export interface BpdResult {
    */
   rateDistortion: { t: number; rate: number; rmse: number }[];
   images: number;
+  /** whether the x0 estimate was clipped to [-1, 1] (the official default) */
+  clip: boolean;
 }
 
 /** Timesteps below this are always evaluated: their terms are the largest and change fastest with t. */
@@ -37,34 +40,52 @@ export function evaluatedTimesteps(T: number, tStride: number): { t: number; wei
   return [...Array.from({ length: EXACT_HEAD }, (_, t) => ({ t, weight: 1 })), ...tail.map((t) => ({ t, weight: w }))];
 }
 
-/** Terms for one batch x0 [B, C, H, W] on [-1, 1]: for each t, x_t ~ q(x_t|x_0) with noise from (seed, stream t), and the KL or decoder term. */
-export function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tensor, seed: number, sampleStart: number, tStride = 1) {
+export interface BpdOptions {
+  seed: number;
+  /** above EXACT_HEAD, evaluate every tStride-th t (1: all T terms) */
+  tStride?: number;
+  /**
+   * Clip the x0 estimate to [-1, 1] in the KL and decoder terms: the default of the official calc_bpd_loop
+   * (clip_denoised=True, improved-diffusion gaussian_diffusion.py), used for the paper's tables. false gives the
+   * unclipped bound.
+   */
+  clip?: boolean;
+  /** called after each evaluated t of a batch: (images done before this batch, t's done in it, t's per batch) */
+  onProgress?: (imagesDone: number, tDone: number, tTotal: number) => void;
+}
+
+/**
+ * Terms for one batch x0 [B, C, H, W] on [-1, 1]: for each t, x_t ~ q(x_t|x_0) with noise from streams.bpdNoise(seed, t),
+ * the KL or decoder term, and the squared error of the (clipped when clip) x0 estimate.
+ */
+export function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tensor, sampleStart: number, o: BpdOptions) {
   const B = x0.shape[0];
-  const ts = evaluatedTimesteps(d.numTimesteps, tStride).map((e) => e.t);
+  const clip = o.clip ?? true;
+  const ts = evaluatedTimesteps(d.numTimesteps, o.tStride ?? 1).map((e) => e.t);
   const perT = new Map<number, Float32Array>();
   const sqErr = new Map<number, number>();
   noGrad(() => {
-    for (const t of ts) {
+    ts.forEach((t, k) => {
       const tt = new Int32Array(B).fill(t);
-      const noise = T.randn(x0.shape, { seed, stream: 10 + t }, sampleStart);
+      const noise = T.randn(x0.shape, streams.bpdNoise(o.seed, t), sampleStart);
       const xt = d.qSample(x0, tt, noise);
       const out = model(xt, d.modelTimesteps(tt));
-      perT.set(t, d.vlbTermsBpd(out, x0, xt, tt, false).storage.slice());
-      const x0hat = d.pMeanVariance(out, xt, tt, true).predX0.storage;
-      let e = 0;
-      for (let i = 0; i < x0hat.length; i++) e += (x0hat[i] - x0.storage[i]) ** 2;
-      sqErr.set(t, e);
-    }
+      perT.set(t, d.vlbTermsBpd(out, x0, xt, tt, clip).dataSync().slice());
+      const x0hat = d.pMeanVariance(out, xt, tt, clip).predX0;
+      sqErr.set(t, T.sum(T.square(T.sub(x0hat, x0))).item());
+      o.onProgress?.(sampleStart, k + 1, ts.length);
+    });
   });
-  const prior = noGrad(() => d.priorBpd(x0)).storage.slice();
+  const prior = noGrad(() => d.priorBpd(x0)).dataSync().slice();
   return { ts, perT, prior, sqErr };
 }
 
-export function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iterable<{ x0: Tensor; start: number }>, seed: number, tStride = 1, onBatch?: (done: number) => void): BpdResult {
+export function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iterable<{ x0: Tensor; start: number }>, o: BpdOptions): BpdResult {
+  const tStride = o.tStride ?? 1;
   const sums = new Map<number, number>(), sq = new Map<number, number>();
   let priorSum = 0, n = 0, dims = 0;
   for (const { x0, start } of batches) {
-    const r = bpdBatch(d, model, x0, seed, start, tStride);
+    const r = bpdBatch(d, model, x0, start, o);
     dims = x0.size / x0.shape[0];
     for (const t of r.ts) {
       sums.set(t, (sums.get(t) ?? 0) + r.perT.get(t)!.reduce((a, b) => a + b, 0));
@@ -72,7 +93,6 @@ export function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iter
     }
     priorSum += r.prior.reduce((a, b) => a + b, 0);
     n += x0.shape[0];
-    onBatch?.(n);
   }
   const weights = new Map(evaluatedTimesteps(d.numTimesteps, tStride).map((e) => [e.t, e.weight]));
   const terms = [...sums.entries()].sort((a, b) => a[0] - b[0]).map(([t, s]) => ({ t, bpd: s / n, weight: weights.get(t)! }));
@@ -86,5 +106,5 @@ export function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iter
     rateDistortion.push({ t, rate: prior + sent, rmse: Math.sqrt(sq.get(t)! / (n * dims)) * 127.5 });
     if (t > 0) sent += terms[k].bpd * terms[k].weight;
   }
-  return { total: prior + decoder + kl, prior, decoder, kl, terms, rateDistortion, images: n };
+  return { total: prior + decoder + kl, prior, decoder, kl, terms, rateDistortion, images: n, clip: o.clip ?? true };
 }

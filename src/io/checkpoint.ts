@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DiffusionConfig, PAPER_DIFFUSION } from '../diffusion/gaussian.js';
-import { type BetaSchedule, betaSchedule } from '../diffusion/schedule.js';
+import { BETA_SCHEDULES, type BetaSchedule, betaSchedule } from '../diffusion/schedule.js';
 import { UNet, type UNetConfig, validateConfig, withDefaults } from '../model/unet.js';
 import { fmtShape } from '../engine/tensor.js';
 import { type SafeTensor, parseSafetensors, serializeSafetensors } from './safetensors.js';
@@ -46,10 +46,30 @@ export function schedulerConfig(d: DiffusionConfig): Record<string, unknown> {
   };
 }
 
-export function diffusionFromScheduler(raw: Record<string, unknown>, file: string): { config: DiffusionConfig; betas?: Float64Array } {
+const DIFFUSERS_SCHEDULES: Record<string, BetaSchedule> = { linear: 'linear', squaredcos_cap_v2: 'cosine', sigmoid: 'sigmoid' };
+
+/** Scheduler fields this project has no choice for, with the value it implements (others are refused). */
+const SCHEDULER_FIXED: Record<string, unknown> = { thresholding: false, clip_sample_range: 1, steps_offset: 0, rescale_betas_zero_snr: false };
+const SCHEDULER_KNOWN = new Set(['beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'ddpm_schedule', 'num_train_timesteps', 'clip_sample',
+  'variance_type', 'prediction_type', 'ddpm_loss', 'timestep_spacing', 'dynamic_thresholding_ratio', 'sample_max_value', 'set_alpha_to_one']);
+
+export function diffusionFromScheduler(raw: Record<string, unknown>, file: string, unknown: string[] = []): { config: DiffusionConfig; betas?: Float64Array } {
   const bad = (field: string, msg: string) => new Error(`${file}: field "${field}" ${msg}`);
-  const schedName = (raw.ddpm_schedule as string) ?? ({ linear: 'linear', squaredcos_cap_v2: 'cosine', sigmoid: 'sigmoid' } as Record<string, string>)[(raw.beta_schedule as string) ?? 'linear'];
-  if (!schedName && !raw.trained_betas) throw bad('beta_schedule', `${JSON.stringify(raw.beta_schedule)} is not supported (linear, squaredcos_cap_v2, sigmoid, or trained_betas)`);
+  for (const [k, want] of Object.entries(SCHEDULER_FIXED))
+    if (raw[k] !== undefined && raw[k] !== null && raw[k] !== want) throw bad(k, `is ${JSON.stringify(raw[k])}; only ${JSON.stringify(want)} is implemented`);
+  for (const k of Object.keys(raw)) if (!k.startsWith('_') && !SCHEDULER_KNOWN.has(k) && !(k in SCHEDULER_FIXED)) unknown.push(k);
+  const fromDiffusers = raw.beta_schedule === undefined ? 'linear' : DIFFUSERS_SCHEDULES[raw.beta_schedule as string];
+  if (raw.ddpm_schedule !== undefined) {
+    const own = raw.ddpm_schedule as BetaSchedule;
+    if (!BETA_SCHEDULES.includes(own)) throw bad('ddpm_schedule', `${JSON.stringify(own)} is not one of ${BETA_SCHEDULES.join(', ')}`);
+    // our own key travels beside diffusers' beta_schedule; the two must describe the same schedule
+    const expected = SCHEDULE_TO_DIFFUSERS[own] ?? 'linear';
+    if (raw.beta_schedule !== undefined && raw.beta_schedule !== expected)
+      throw bad('beta_schedule', `is ${JSON.stringify(raw.beta_schedule)} but "ddpm_schedule" is ${JSON.stringify(own)} (which diffusers calls ${JSON.stringify(expected)}); the two disagree`);
+    if (!SCHEDULE_TO_DIFFUSERS[own] && !Array.isArray(raw.trained_betas)) throw bad('trained_betas', `must list the betas of the "${own}" schedule (diffusers has no name for it)`);
+  } else if (!fromDiffusers && !Array.isArray(raw.trained_betas))
+    throw bad('beta_schedule', `${JSON.stringify(raw.beta_schedule)} is not supported (linear, squaredcos_cap_v2, sigmoid, or trained_betas)`);
+  const schedName = (raw.ddpm_schedule as string) ?? fromDiffusers;
   const variance = Object.entries(VARIANCE_TO_DIFFUSERS).find(([, v]) => v === (raw.variance_type ?? 'fixed_small'))?.[0];
   if (!variance) throw bad('variance_type', `${JSON.stringify(raw.variance_type)} is not supported (fixed_large, fixed_small, learned_range)`);
   const prediction = Object.entries(PREDICTION_TO_DIFFUSERS).find(([, v]) => v === (raw.prediction_type ?? 'epsilon'))?.[0];
@@ -67,10 +87,16 @@ export function diffusionFromScheduler(raw: Record<string, unknown>, file: strin
     clipSample: (raw.clip_sample as boolean) ?? true,
     loss: ((raw.ddpm_loss as string) ?? 'simple') as DiffusionConfig['loss'],
   };
+  if (typeof config.clipSample !== 'boolean') throw bad('clip_sample', `must be true or false, got ${JSON.stringify(raw.clip_sample)}`);
+  if (!['simple', 'vlb', 'hybrid'].includes(config.loss)) throw bad('ddpm_loss', `${JSON.stringify(raw.ddpm_loss)} is not one of simple, vlb, hybrid`);
+  for (const f of ['beta_start', 'beta_end'] as const)
+    if (raw[f] !== undefined && !(typeof raw[f] === 'number' && (raw[f] as number) > 0 && (raw[f] as number) < 1)) throw bad(f, `must be a number in (0, 1), got ${JSON.stringify(raw[f])}`);
   let betas: Float64Array | undefined;
   if (Array.isArray(raw.trained_betas)) {
     if (raw.trained_betas.length !== T) throw bad('trained_betas', `has ${raw.trained_betas.length} values for ${T} timesteps`);
     betas = Float64Array.from(raw.trained_betas as number[]);
+    const k = betas.findIndex((b) => !(b > 0 && b <= 1));
+    if (k >= 0) throw bad('trained_betas', `value ${k} is ${JSON.stringify((raw.trained_betas as unknown[])[k])}, expected a number in (0, 1]`);
   }
   return { config, betas };
 }
@@ -79,6 +105,8 @@ export interface ModelFolder {
   unetConfig: UNetConfig;
   diffusion: { config: DiffusionConfig; betas?: Float64Array };
   weights: Map<string, SafeTensor>;
+  /** fields of config.json / scheduler_config.json that are not known here (each one a line to show the user) */
+  warnings: string[];
 }
 
 /** Reads a diffusers model folder (flat or with unet/ + scheduler/). */
@@ -89,16 +117,22 @@ export function readModelFolder(dir: string): ModelFolder {
   const cfgPath = join(unetDir, 'config.json');
   const rawCfg = readJson(cfgPath);
   if (rawCfg._class_name && rawCfg._class_name !== 'UNet2DModel') throw new Error(`${cfgPath}: field "_class_name" is ${JSON.stringify(rawCfg._class_name)}, expected "UNet2DModel"`);
-  const unetConfig = withDefaults(rawCfg as Record<string, unknown>);
+  const unknownUnet: string[] = [], unknownSched: string[] = [];
+  const unetConfig = withDefaults(rawCfg as Record<string, unknown>, cfgPath, unknownUnet);
   validateConfig(unetConfig, cfgPath);
   const schedPath = join(schedDir, 'scheduler_config.json');
-  const diffusion = existsSync(schedPath) ? diffusionFromScheduler(readJson(schedPath), schedPath) : { config: { ...PAPER_DIFFUSION } };
+  const diffusion = existsSync(schedPath) ? diffusionFromScheduler(readJson(schedPath), schedPath, unknownSched) : { config: { ...PAPER_DIFFUSION } };
+  const warnings = [
+    ...(unknownUnet.length ? [`warning: ${cfgPath}: unknown field(s) ${unknownUnet.join(', ')} ignored`] : []),
+    ...(unknownSched.length ? [`warning: ${schedPath}: unknown field(s) ${unknownSched.join(', ')} ignored`] : []),
+    ...(existsSync(schedPath) ? [] : [`warning: ${dir}: no scheduler_config.json; using the paper's process (T = 1000, linear betas, fixed_large)`]),
+  ];
   const wPath = join(unetDir, WEIGHTS_FILE);
   if (!existsSync(wPath)) throw new Error(`${unetDir}: ${WEIGHTS_FILE} not found`);
   const { tensors } = parseSafetensors(new Uint8Array(readFileSync(wPath)), wPath);
   const weights = new Map<string, SafeTensor>();
   for (const [k, v] of tensors) weights.set(normalizeName(k), v);
-  return { unetConfig, diffusion, weights };
+  return { unetConfig, diffusion, weights, warnings };
 }
 
 /** Copies weights into a model, checking every name and shape against the config. */
@@ -108,6 +142,8 @@ export function loadWeights(model: UNet, weights: Map<string, SafeTensor>, file:
     if (!w) throw new Error(`${file}: tensor "${name}" is missing (config.json expects shape ${fmtShape(p.shape)})`);
     if (w.shape.length !== p.shape.length || w.shape.some((d, i) => d !== p.shape[i]))
       throw new Error(`${file}: tensor "${name}" has shape ${fmtShape(w.shape)}, but config.json implies ${fmtShape(p.shape)}`);
+    for (let i = 0; i < w.data.length; i++)
+      if (!Number.isFinite(w.data[i])) throw new Error(`${file}: tensor "${name}" holds ${w.data[i]} at index ${i}; the weights are corrupt (a diverged run?)`);
     p.storage.set(w.data);
   }
   for (const name of weights.keys()) if (!model.params.has(name)) throw new Error(`${file}: unexpected tensor "${name}" (not part of the model described by config.json)`);
@@ -129,7 +165,7 @@ export function weightsOf(model: UNet, values?: Float32Array[]): Map<string, Saf
 /** Writes a flat diffusers folder (each file atomically). */
 export function writeModelFolder(dir: string, unetConfig: UNetConfig, diffusion: DiffusionConfig, weights: Map<string, SafeTensor>): void {
   writeFileAtomic(join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'DDPMPipeline', _diffusers_version: '0.21.0', scheduler: ['diffusers', 'DDPMScheduler'], unet: ['diffusers', 'UNet2DModel'] }, null, 2));
-  writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ _class_name: 'UNet2DModel', _diffusers_version: '0.21.0', ...unetConfig, act_fn: 'silu', center_input_sample: false, mid_block_scale_factor: 1, time_embedding_type: 'positional' }, null, 2));
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ _class_name: 'UNet2DModel', _diffusers_version: '0.21.0', ...unetConfig, act_fn: 'silu', center_input_sample: unetConfig.center_input_sample ?? false, mid_block_scale_factor: 1, time_embedding_type: 'positional' }, null, 2));
   writeFileAtomic(join(dir, 'scheduler_config.json'), JSON.stringify(schedulerConfig(diffusion), null, 2));
   writeFileAtomic(join(dir, WEIGHTS_FILE), serializeSafetensors(weights, { format: 'pt' }));
 }

@@ -31,20 +31,32 @@ export function imageGrid(x: Float32Array, shape: number[], cols: number): RGBAI
   return { width, height, data };
 }
 
-export function encodePng(img: RGBAImage): Buffer {
+/** colorType: 6 RGBA (default), 2 RGB, 0 grayscale (from the red channel). */
+export function encodePng(img: RGBAImage, colorType: 0 | 2 | 6 = 6): Buffer {
   const png = new PNG({ width: img.width, height: img.height });
   png.data = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
-  return PNG.sync.write(png);
+  return PNG.sync.write(png, colorType === 6 ? {} : { colorType, inputHasAlpha: true });
 }
 
-export function writePng(path: string, img: RGBAImage): void {
-  writeFileAtomic(path, encodePng(img));
+export function writePng(path: string, img: RGBAImage, colorType: 0 | 2 | 6 = 6): void {
+  writeFileAtomic(path, encodePng(img, colorType));
 }
 
-/** Writes one image per PNG: the i-th of x [N, C, H, W] to pathFor(i). */
+/**
+ * Writes one image per PNG, the i-th of x [N, C, H, W] to pathFor(i): exactly H x W pixels, no border, 8-bit
+ * grayscale for C = 1 and RGB for C = 3, so that the files read back as data.
+ */
 export function writeImages(x: Float32Array, shape: number[], pathFor: (i: number) => string): void {
   const [N, C, H, W] = shape;
-  for (let n = 0; n < N; n++) writePng(pathFor(n), imageGrid(x.subarray(n * C * H * W, (n + 1) * C * H * W), [1, C, H, W], 1));
+  const per = C * H * W;
+  for (let n = 0; n < N; n++) {
+    const data = new Uint8Array(H * W * 4);
+    for (let p = 0; p < H * W; p++) {
+      for (let c = 0; c < 3; c++) data[p * 4 + c] = toByte(x[n * per + (C === 1 ? 0 : c) * H * W + p]);
+      data[p * 4 + 3] = 255;
+    }
+    writePng(pathFor(n), { width: W, height: H, data }, C === 1 ? 0 : 2);
+  }
 }
 
 // A 3x5 pixel font for tick labels: each glyph is 5 rows of 3 bits.

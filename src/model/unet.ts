@@ -3,7 +3,8 @@
 // UNet2DModel so that checkpoints load both ways.
 import * as T from '../engine/ops.js';
 import { Tensor, fmtShape } from '../engine/tensor.js';
-import { fillRandom, type RandomKey } from '../engine/random.js';
+import { fillRandom } from '../engine/random.js';
+import { streams } from '../engine/streams.js';
 
 /** The diffusers UNet2DModel config keys this model understands. */
 export interface UNetConfig {
@@ -21,6 +22,8 @@ export interface UNetConfig {
   flip_sin_to_cos: boolean;
   downsample_padding: number;
   attention_head_dim: number | null;
+  /** diffusers' center_input_sample: the network sees 2 x - 1 */
+  center_input_sample?: boolean;
 }
 
 function levelsWithAttention(n: number, attnLevels: number[]) {
@@ -66,14 +69,40 @@ export function validateConfig(c: UNetConfig, where = 'config.json'): void {
   if (!posInt(c.norm_num_groups) || c.block_out_channels.some((ch) => ch % c.norm_num_groups !== 0))
     throw bad('norm_num_groups', `${c.norm_num_groups} must divide every entry of block_out_channels ${JSON.stringify(c.block_out_channels)}`);
   if (c.attention_head_dim !== null && c.attention_head_dim !== undefined)
-    throw bad('attention_head_dim', 'must be null (one head as wide as the channels, as in the paper)');
+    throw bad('attention_head_dim', `is ${JSON.stringify(c.attention_head_dim)} (multi-head attention; diffusers' default when the field is absent is 8); only null is implemented (one head as wide as the channels, as in the paper)`);
   if (c.flip_sin_to_cos) throw bad('flip_sin_to_cos', 'must be false (the paper\'s embedding)');
   if (c.downsample_padding !== 0 && c.downsample_padding !== 1) throw bad('downsample_padding', 'must be 0 or 1');
   if (!(c.dropout >= 0 && c.dropout < 1)) throw bad('dropout', `must be in [0, 1), got ${c.dropout}`);
+  if (c.center_input_sample !== undefined && typeof c.center_input_sample !== 'boolean') throw bad('center_input_sample', `must be true or false, got ${JSON.stringify(c.center_input_sample)}`);
+  if (!(typeof c.norm_eps === 'number' && c.norm_eps > 0)) throw bad('norm_eps', `must be a positive number, got ${JSON.stringify(c.norm_eps)}`);
+  if (!Number.isInteger(c.freq_shift)) throw bad('freq_shift', `must be an integer, got ${JSON.stringify(c.freq_shift)}`);
 }
 
-/** Fills in diffusers' defaults for keys a config.json may leave out. */
-export function withDefaults(raw: Partial<UNetConfig> & Record<string, unknown>): UNetConfig {
+/**
+ * Fields of diffusers' UNet2DModel config that this model has no choice for: the value (or default) it implements.
+ * Any other value is refused with the field's name (it would change the network, and silently ignoring it would
+ * load a different model).
+ */
+const FIXED_FIELDS: Record<string, unknown> = {
+  act_fn: 'silu', time_embedding_type: 'positional', mid_block_scale_factor: 1, resnet_time_scale_shift: 'default',
+  add_attention: true, class_embed_type: null, num_class_embeds: null, downsample_type: 'conv', upsample_type: 'conv',
+  attn_norm_num_groups: null,
+};
+/** Fields read by withDefaults, and those diffusers writes that do not change the network. */
+const KNOWN_FIELDS = new Set(['sample_size', 'in_channels', 'out_channels', 'block_out_channels', 'layers_per_block', 'down_block_types',
+  'up_block_types', 'norm_num_groups', 'norm_eps', 'dropout', 'freq_shift', 'flip_sin_to_cos', 'downsample_padding', 'attention_head_dim',
+  'center_input_sample', 'num_train_timesteps']);
+
+/**
+ * Fills in diffusers' defaults (UNet2DModel, diffusers 0.21) for keys a config.json may leave out; refuses fields whose
+ * value this model does not implement; returns the names of unknown fields (the caller warns about them).
+ */
+export function withDefaults(raw: Partial<UNetConfig> & Record<string, unknown>, where = 'config.json', unknown: string[] = []): UNetConfig {
+  if (raw.sample_size === undefined || raw.sample_size === null) throw new Error(`${where}: required field "sample_size" is missing`);
+  for (const [k, want] of Object.entries(FIXED_FIELDS))
+    if (k in raw && raw[k] !== want && !(want === null && raw[k] === undefined))
+      throw new Error(`${where}: field "${k}" is ${JSON.stringify(raw[k])}; only ${JSON.stringify(want)} is implemented (the paper's U-Net)`);
+  for (const k of Object.keys(raw)) if (!k.startsWith('_') && !KNOWN_FIELDS.has(k) && !(k in FIXED_FIELDS)) unknown.push(k);
   return {
     sample_size: raw.sample_size as number,
     in_channels: raw.in_channels ?? 3,
@@ -88,7 +117,9 @@ export function withDefaults(raw: Partial<UNetConfig> & Record<string, unknown>)
     freq_shift: raw.freq_shift ?? 0,
     flip_sin_to_cos: raw.flip_sin_to_cos ?? true,
     downsample_padding: raw.downsample_padding ?? 1,
-    attention_head_dim: raw.attention_head_dim ?? null,
+    // diffusers' default is 8 heads' width; the paper's one-head attention needs an explicit null
+    attention_head_dim: 'attention_head_dim' in raw ? (raw.attention_head_dim ?? null) : 8,
+    center_input_sample: raw.center_input_sample ?? false,
   };
 }
 
@@ -114,8 +145,8 @@ interface ParamSpec {
 }
 
 export interface ForwardOptions {
-  /** Dropout on when training; its masks come from this key (stream offset per dropout site). */
-  dropoutKey?: RandomKey;
+  /** Dropout on when training: masks come from streams.dropout(seed, micro, site), one site per residual block. */
+  dropout?: { seed: number; micro: number };
 }
 
 export class UNet {
@@ -148,7 +179,7 @@ export class UNet {
         const recept = s.shape.length === 4 ? s.shape[2] * s.shape[3] : 1;
         const fanIn = s.shape[1] * recept, fanOut = s.shape[0] * recept;
         const limit = Math.sqrt((3 * scale) / ((fanIn + fanOut) / 2));
-        fillRandom(p.storage, p.size, { seed, stream: 1_000_000 + i }, 0, 'uniform');
+        fillRandom(p.storage, p.size, streams.init(seed, i), 0, 'uniform');
         for (let k = 0; k < p.size; k++) p.storage[k] = (2 * p.storage[k] - 1) * limit;
       }
     });
@@ -244,7 +275,7 @@ export class UNet {
     h = T.add(h, T.reshape(tproj, [tproj.shape[0], tproj.shape[1], 1, 1]));
     h = this.gn(`${name}.norm2`, h, true);
     const site = this.dropoutSite++;
-    if (o.dropoutKey && this.config.dropout > 0) h = T.dropout(h, this.config.dropout, { seed: o.dropoutKey.seed, stream: o.dropoutKey.stream * 256 + site });
+    if (o.dropout && this.config.dropout > 0) h = T.dropout(h, this.config.dropout, streams.dropout(o.dropout.seed, o.dropout.micro, site));
     h = this.convF(`${name}.conv2`, h);
     const skip = this.params.has(`${name}.conv_shortcut.weight`) ? this.convF(`${name}.conv_shortcut`, x, { padding: 0 }) : x;
     return T.add(skip, h);
@@ -275,7 +306,8 @@ export class UNet {
     temb = T.linear(T.silu(temb), this.p('time_embedding.linear_2.weight'), this.p('time_embedding.linear_2.bias'));
     const tembAct = T.silu(temb);
 
-    let h = this.convF('conv_in', x);
+    // diffusers' center_input_sample: inputs given on [0, 1] are moved to [-1, 1]
+    let h = this.convF('conv_in', c.center_input_sample ? T.affine(x, 2, -1) : x);
     const skips: Tensor[] = [h];
     ch.forEach((_, i) => {
       for (let j = 0; j < L; j++) {
@@ -303,4 +335,51 @@ export class UNet {
     h = this.gn('conv_norm_out', h, true);
     return this.convF('conv_out', h);
   }
+}
+
+/**
+ * An estimate of the memory one training step needs, in bytes: the activations autodiff keeps for the backward pass
+ * (counted layer by layer from the config, times 2 for gradients and temporaries alive during backward) plus weights,
+ * gradients, Adam moments and the EMA copy. Used to refuse a batch that cannot fit before the run starts.
+ */
+export function trainingMemoryBytes(c: UNetConfig, batch: number): number {
+  const ch = c.block_out_channels, L = c.layers_per_block;
+  let floats = 0, res = c.sample_size, hw = res * res;
+  const resnet = (cin: number, cout: number) => hw * (2 * cin + 9 * cout);
+  const attention = (C: number) => hw * 9 * C + 3 * hw * hw;
+  floats += hw * (c.in_channels + ch[0]);
+  let out = ch[0];
+  const skipsC: number[] = [ch[0]];
+  ch.forEach((co, i) => {
+    for (let j = 0; j < L; j++) {
+      floats += resnet(j === 0 ? out : co, co);
+      if (c.down_block_types[i] === 'AttnDownBlock2D') floats += attention(co);
+      skipsC.push(co);
+    }
+    out = co;
+    if (i < ch.length - 1) {
+      res /= 2;
+      hw = res * res;
+      floats += hw * co;
+      skipsC.push(co);
+    }
+  });
+  floats += 2 * resnet(out, out) + attention(out);
+  [...ch].reverse().forEach((co, i) => {
+    for (let j = 0; j <= L; j++) {
+      const cin = out + (skipsC.pop() ?? 0);
+      floats += hw * cin + resnet(cin, co);
+      if (c.up_block_types[i] === 'AttnUpBlock2D') floats += attention(co);
+      out = co;
+    }
+    if (i < ch.length - 1) {
+      res *= 2;
+      hw = res * res;
+      floats += 2 * hw * co;
+    }
+  });
+  floats += hw * (2 * ch[0] + c.out_channels);
+  let params = 0;
+  for (const p of new UNet(c).params.values()) params += p.size;
+  return 4 * (2 * batch * floats + 5 * params);
 }

@@ -1,19 +1,21 @@
 // Training (Algorithm 1) with the paper's recipe: Adam, linear warmup, global-norm clipping, EMA of parameters,
 // optional random horizontal flips and dropout; gradient accumulation; periodic atomic checkpoints keeping the last K;
 // exact resume (data order, timesteps and noise are pure functions of seed and step); sample grids; a JSONL log.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync, openSync, closeSync, writeSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../engine/ops.js';
 import { noGrad } from '../engine/tensor.js';
 import { Adam, EMA, clipGradNorm, emaDecayAt } from '../engine/optim.js';
 import { fillRandom, randomIntegers, randomPermutation } from '../engine/random.js';
+import { streams } from '../engine/streams.js';
 import { type DiffusionConfig, GaussianDiffusion } from '../diffusion/gaussian.js';
 import { sampleAll } from '../diffusion/samplers.js';
 import { UNet, type UNetConfig } from '../model/unet.js';
 import { type ImageDataset, makeBatch } from '../data/dataset.js';
 import { readModelFolder, weightsOf, writeModelFolder } from '../io/checkpoint.js';
 import { parseSafetensors, serializeSafetensors, type SafeTensor } from '../io/safetensors.js';
-import { writeDirAtomic, writeFileAtomic } from '../io/files.js';
+import { readJson, writeDirAtomic, writeFileAtomic } from '../io/files.js';
 import { imageGrid, linePlot, writePng } from '../io/png.js';
 
 export interface TrainOptions {
@@ -37,6 +39,8 @@ export interface TrainOptions {
   seed: number;
   /** Stop after this many seconds (a checkpoint is written first). */
   maxSeconds?: number;
+  /** Options (RESUME_FIELDS keys) allowed to differ from the saved run's when resuming. */
+  override?: string[];
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'outDir' | 'unet' | 'diffusion' | 'steps'> = {
@@ -56,15 +60,13 @@ export interface StepMetrics {
   time_s: number;
 }
 
-// Stream ids of the counter-based generator: distinct per purpose and per micro-batch.
-const STREAM = { order: 1, flips: 2, t: 3, noise: 4, dropout: 5 } as const;
-const streamOf = (purpose: number, micro: number) => micro * 8 + purpose;
-
 export interface TrainState {
   model: UNet;
   ema: EMA;
   adam: Adam;
   step: number;
+  /** set when a signal stopped the run (after its checkpoint was written) */
+  interrupted?: string;
 }
 
 /** The images for one micro-batch: positions in an endless sequence of per-epoch permutations. */
@@ -74,7 +76,7 @@ function batchIndices(n: number, first: number, count: number, seed: number, cac
     const pos = first + i, epoch = Math.floor(pos / n);
     let perm = cache.get(epoch);
     if (!perm) {
-      perm = randomPermutation(n, { seed, stream: streamOf(STREAM.order, epoch) });
+      perm = randomPermutation(n, streams.dataOrder(seed, epoch));
       cache.clear();
       cache.set(epoch, perm);
     }
@@ -93,30 +95,167 @@ function checkpointDirs(outDir: string): { step: number; dir: string }[] {
     .sort((a, b) => a.step - b.step);
 }
 
-/** Restores the model, EMA and Adam state from the latest checkpoint in outDir, if any. */
-export function restoreLatest(outDir: string, st: TrainState): boolean {
-  const all = checkpointDirs(outDir);
-  if (!all.length) return false;
-  const { dir } = all[all.length - 1];
-  const stateFile = join(dir, 'trainer_state.json');
-  const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { step: number; adam_step: number };
-  const raw = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'raw_weights.safetensors'))), join(dir, 'raw_weights.safetensors')).tensors;
-  const opt = parseSafetensors(new Uint8Array(readFileSync(join(dir, 'optimizer.safetensors'))), join(dir, 'optimizer.safetensors')).tensors;
+/** Reads one checkpoint completely (throws naming the file on any fault); nothing is changed until all of it is read. */
+function readCheckpoint(dir: string, st: TrainState) {
+  const saved = readJson(join(dir, 'trainer_state.json')) as { step: number; adam_step: number; options?: Record<string, unknown> };
+  if (!Number.isInteger(saved.step) || !Number.isInteger(saved.adam_step)) throw new Error(`${join(dir, 'trainer_state.json')}: fields "step" and "adam_step" must be integers`);
+  const file = (f: string) => join(dir, f);
+  const raw = parseSafetensors(new Uint8Array(readFileSync(file('raw_weights.safetensors'))), file('raw_weights.safetensors')).tensors;
+  const opt = parseSafetensors(new Uint8Array(readFileSync(file('optimizer.safetensors'))), file('optimizer.safetensors')).tensors;
   const ema = readModelFolder(dir).weights;
-  [...st.model.params.entries()].forEach(([name, p], i) => {
-    const get = (m: Map<string, SafeTensor>, k: string, file: string) => {
-      const v = m.get(k);
-      if (!v || v.data.length !== p.size) throw new Error(`${join(dir, file)}: tensor "${k}" missing or of the wrong size for this model`);
-      return v.data;
-    };
-    p.storage.set(get(raw, name, 'raw_weights.safetensors'));
-    st.ema.shadow[i].set(get(ema, name, 'diffusion_pytorch_model.safetensors'));
-    st.adam.m[i].set(get(opt, `${name}.exp_avg`, 'optimizer.safetensors'));
-    st.adam.v[i].set(get(opt, `${name}.exp_avg_sq`, 'optimizer.safetensors'));
-  });
-  st.step = saved.step;
-  st.adam.step = saved.adam_step;
-  return true;
+  const get = (m: Map<string, SafeTensor>, k: string, size: number, f: string) => {
+    const v = m.get(k);
+    if (!v || v.data.length !== size) throw new Error(`${file(f)}: tensor "${k}" missing or of the wrong size for this model`);
+    return v.data;
+  };
+  const values = [...st.model.params.entries()].map(([name, p]) => ({
+    raw: get(raw, name, p.size, 'raw_weights.safetensors'),
+    ema: get(ema, name, p.size, 'diffusion_pytorch_model.safetensors'),
+    m: get(opt, `${name}.exp_avg`, p.size, 'optimizer.safetensors'),
+    v: get(opt, `${name}.exp_avg_sq`, p.size, 'optimizer.safetensors'),
+  }));
+  return { saved, values };
+}
+
+/** The options a resumed run must share with the saved run, by CLI name; the rest (steps, time, checkpointing) may change. */
+export const RESUME_FIELDS: Record<string, { get: (o: TrainOptions) => unknown; overridable: boolean }> = {
+  preset: { get: (o) => ({ ...o.unet, dropout: undefined, center_input_sample: o.unet.center_input_sample ?? false }), overridable: false },
+  timesteps: { get: (o) => o.diffusion.timesteps, overridable: false },
+  schedule: { get: (o) => [o.diffusion.schedule, o.diffusion.betaStart, o.diffusion.betaEnd], overridable: false },
+  prediction: { get: (o) => o.diffusion.prediction, overridable: false },
+  variance: { get: (o) => o.diffusion.variance, overridable: false },
+  loss: { get: (o) => o.diffusion.loss, overridable: false },
+  batch: { get: (o) => o.batchSize, overridable: true },
+  accumulate: { get: (o) => o.accumulate, overridable: true },
+  seed: { get: (o) => o.seed, overridable: true },
+  lr: { get: (o) => o.lr, overridable: true },
+  warmup: { get: (o) => o.warmup, overridable: true },
+  'grad-clip': { get: (o) => o.gradClip, overridable: true },
+  ema: { get: (o) => o.emaDecay, overridable: true },
+  'ema-warmup': { get: (o) => o.emaWarmup, overridable: true },
+  flip: { get: (o) => o.flip, overridable: true },
+  dropout: { get: (o) => o.unet.dropout, overridable: true },
+};
+
+function stableJson(v: unknown): string {
+  return JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
+}
+
+/** Throws (one line naming the field and both values) when o differs from the saved run's options. */
+export function checkResumeOptions(o: TrainOptions, saved: TrainOptions, run: string): void {
+  const allowed = new Set(o.override ?? []);
+  for (const f of allowed) {
+    if (!RESUME_FIELDS[f]) throw new Error(`--override: unknown option "${f}" (one of ${Object.keys(RESUME_FIELDS).filter((k) => RESUME_FIELDS[k].overridable).join(', ')})`);
+    if (!RESUME_FIELDS[f].overridable) throw new Error(`--override: "${f}" changes the model or the process and cannot change within a run; start a new --out`);
+  }
+  for (const [field, spec] of Object.entries(RESUME_FIELDS)) {
+    const a = stableJson(spec.get(o)), b = stableJson(spec.get(saved));
+    if (a === b || allowed.has(field)) continue;
+    const how = spec.overridable ? `pass the same value, or --override ${field} to change it` : 'start a new --out to change it';
+    throw new Error(`resume: --${field} is ${a} but the run in ${run} was started with ${b}; ${how}`);
+  }
+}
+
+/** Saved options of a checkpoint, as TrainOptions (with unet and diffusion from the model folder's config). */
+function savedOptions(dir: string, saved: { options?: Record<string, unknown> }): TrainOptions | null {
+  if (!saved.options) return null;
+  const folder = readModelFolder(dir);
+  return { ...(saved.options as unknown as TrainOptions), unet: folder.unetConfig, diffusion: folder.diffusion.config };
+}
+
+/**
+ * Restores model, EMA and Adam state from the newest readable checkpoint in outDir. A checkpoint that cannot be read
+ * is skipped with a warning naming it and the one used instead. Returns the step and folder, or null for a new run.
+ */
+export function restoreLatest(o: TrainOptions, st: TrainState, warn: (msg: string) => void = () => {}): { step: number; dir: string } | null {
+  const all = checkpointDirs(o.outDir).reverse();
+  let lastError = '';
+  for (const { dir } of all) {
+    let ck: ReturnType<typeof readCheckpoint>;
+    try {
+      ck = readCheckpoint(dir, st);
+    } catch (e) {
+      lastError = `${dir} is unreadable (${(e as Error).message})`;
+      warn(`warning: ${lastError}; trying the previous checkpoint`);
+      continue;
+    }
+    const prev = savedOptions(dir, ck.saved);
+    if (prev) checkResumeOptions(o, prev, o.outDir);
+    [...st.model.params.values()].forEach((p, i) => {
+      p.storage.set(ck.values[i].raw);
+      st.ema.shadow[i].set(ck.values[i].ema);
+      st.adam.m[i].set(ck.values[i].m);
+      st.adam.v[i].set(ck.values[i].v);
+    });
+    st.step = ck.saved.step;
+    st.adam.step = ck.saved.adam_step;
+    if (lastError) warn(`warning: resuming from ${dir} instead`);
+    return { step: st.step, dir };
+  }
+  if (lastError) throw new Error(`${o.outDir}: no readable checkpoint (${lastError}); move the run's checkpoints/ away to start over`);
+  return null;
+}
+
+// ---------------------------------------------------------------- the run folder: lock and crash leftovers
+
+/**
+ * Takes outDir/train.lock for this process: a second trainer on the same folder is refused at once; a lock left by a
+ * process that no longer exists (on this host) is taken over. Returns a function that releases it.
+ */
+export function lockRun(outDir: string, warn: (msg: string) => void = () => {}): () => void {
+  const path = join(outDir, 'train.lock');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, JSON.stringify({ pid: process.pid, host: hostname(), started: new Date().toISOString() }));
+      closeSync(fd);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        rmSync(path, { force: true });
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`${path}: cannot create the run lock (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    let holder: { pid?: number; host?: string; started?: string } = {};
+    try {
+      holder = JSON.parse(readFileSync(path, 'utf8'));
+    } catch {
+      // a lock being written this instant, or garbage: judge it by its age
+      if (Date.now() - statSync(path).mtimeMs < 5000) throw new Error(`${outDir}: another trainer is starting in this folder (${path}); use another --out`);
+    }
+    if (holder.pid && holder.host === hostname() && holder.pid !== process.pid && isAlive(holder.pid))
+      throw new Error(`${outDir}: another trainer (pid ${holder.pid}, started ${holder.started}) is writing this run; wait for it, stop it, or use another --out`);
+    if (holder.pid && holder.host && holder.host !== hostname())
+      throw new Error(`${outDir}: locked by a trainer on host ${holder.host} (pid ${holder.pid}); remove ${path} if that run is gone`);
+    warn(`warning: taking over the lock of a trainer that is gone (pid ${holder.pid ?? '?'}, started ${holder.started ?? '?'})`);
+    rmSync(path, { force: true });
+  }
+  throw new Error(`${path}: could not take the run lock`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes what a killed writer leaves behind: *.tmp files and folders, *.old folders (in outDir and checkpoints/). */
+export function cleanLeftovers(outDir: string): string[] {
+  const removed: string[] = [];
+  for (const dir of [outDir, join(outDir, 'checkpoints')]) {
+    if (!existsSync(dir)) continue;
+    for (const name of readdirSync(dir)) {
+      if (!/\.\d+(\.\d+)?\.(tmp|old)$/.test(name)) continue;
+      rmSync(join(dir, name), { recursive: true, force: true });
+      removed.push(join(dir, name));
+    }
+  }
+  return removed;
 }
 
 /** Writes checkpoints/step-N atomically (EMA weights as the diffusers model, raw weights, Adam moments, state). */
@@ -132,7 +271,7 @@ export function saveCheckpoint(o: TrainOptions, st: TrainState): string {
       opt.push([`${n}.exp_avg`, { shape, data: st.adam.m[i] }], [`${n}.exp_avg_sq`, { shape, data: st.adam.v[i] }]);
     });
     writeFileSync(join(tmp, 'optimizer.safetensors'), serializeSafetensors(opt));
-    writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ step: st.step, adam_step: st.adam.step, seed: o.seed, options: { ...o, unet: undefined, diffusion: undefined } }, null, 2));
+    writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ step: st.step, adam_step: st.adam.step, seed: o.seed, options: { ...o, unet: undefined, diffusion: undefined, override: undefined } }, null, 2));
   });
   // the newest EMA model also lives at the top of outDir, ready for `ddpm sample` / `ddpm eval`
   writeModelFolder(o.outDir, o.unet, o.diffusion, weightsOf(st.model, st.ema.shadow));
@@ -156,23 +295,60 @@ export function withWeights<R>(model: UNet, values: Float32Array[], fn: () => R)
 export interface TrainCallbacks {
   onStep?: (m: StepMetrics) => void;
   onCheckpoint?: (dir: string) => void;
+  /** one-line notices: resuming, warnings, cleanup */
+  log?: (msg: string) => void;
 }
 
 function readMetrics(path: string, upTo: number): StepMetrics[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepMetrics).filter((m) => m.step <= upTo);
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).flatMap((l, i) => {
+    try {
+      return [JSON.parse(l) as StepMetrics];
+    } catch {
+      throw new Error(`${path}: line ${i + 1} is not valid JSON`);
+    }
+  }).filter((m) => m.step <= upTo);
 }
 
-/** Trains (or resumes) and returns the final state. */
-export function train(o: TrainOptions, data: ImageDataset, cb: TrainCallbacks = {}): TrainState {
+const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/**
+ * Trains (or resumes) and returns the final state. The run folder is locked while it runs; SIGINT / SIGTERM stop it
+ * after writing a checkpoint (state.interrupted names the signal).
+ */
+export async function train(o: TrainOptions, data: ImageDataset, cb: TrainCallbacks = {}): Promise<TrainState> {
   if (data.channels !== o.unet.in_channels || data.height !== o.unet.sample_size || data.width !== o.unet.sample_size)
     throw new Error(`${data.name}: images are ${data.channels}x${data.height}x${data.width}, the model expects ${o.unet.in_channels}x${o.unet.sample_size}x${o.unet.sample_size}`);
+  const log = cb.log ?? (() => {});
   mkdirSync(o.outDir, { recursive: true });
+  const unlock = lockRun(o.outDir, log);
+  let stopSignal: string | undefined;
+  const onSignal = (sig: string) => {
+    stopSignal = sig;
+    log(`${sig}: stopping after this step and writing a checkpoint (send it again to stop at once)`);
+  };
+  const handlers = SIGNALS.map((sig) => {
+    const h = () => onSignal(sig);
+    process.once(sig, h);
+    return [sig, h] as const;
+  });
+  try {
+    for (const f of cleanLeftovers(o.outDir)) log(`removed ${f} (left by a killed writer)`);
+    return await trainLocked(o, data, cb, log, () => stopSignal);
+  } finally {
+    for (const [sig, h] of handlers) process.removeListener(sig, h);
+    unlock();
+  }
+}
+
+async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbacks, log: (m: string) => void, stopRequested: () => string | undefined): Promise<TrainState> {
   const diffusion = new GaussianDiffusion(o.diffusion);
   const model = new UNet(o.unet).init(o.seed);
   const params = [...model.params.values()];
   const st: TrainState = { model, ema: new EMA(params), adam: new Adam(params, { lr: o.lr }), step: 0 };
-  const resumed = restoreLatest(o.outDir, st);
+  const resumed = restoreLatest(o, st, log);
+  if (resumed) log(`resuming from step ${resumed.step} of ${o.outDir}`);
+  if (resumed && st.step >= o.steps) log(`the run is already at step ${st.step} of ${o.steps}; pass a larger --steps to train further`);
   const metricsPath = join(o.outDir, 'metrics.jsonl');
   // keep the log consistent with the restored step (a killed run may have logged steps after its last checkpoint)
   const history = readMetrics(metricsPath, resumed ? st.step : 0);
@@ -193,18 +369,17 @@ export function train(o: TrainOptions, data: ImageDataset, cb: TrainCallbacks = 
       let flips: boolean[] | undefined;
       if (o.flip) {
         const u = new Float32Array(B);
-        fillRandom(u, 1, { seed: o.seed, stream: streamOf(STREAM.flips, mb) }, 0, 'uniform');
+        fillRandom(u, 1, streams.flips(o.seed, mb), 0, 'uniform');
         flips = Array.from(u, (v) => v < 0.5);
       }
       const x0 = makeBatch(data, idx, flips);
-      const t = randomIntegers(B, 0, Tn - 1, { seed: o.seed, stream: streamOf(STREAM.t, mb) });
-      const noise = T.randn([B, C, S, S], { seed: o.seed, stream: streamOf(STREAM.noise, mb) });
-      const dropoutKey = { seed: o.seed, stream: streamOf(STREAM.dropout, mb) };
-      const { loss, mse } = diffusion.trainingLosses((x, tt) => model.forward(x, tt, { dropoutKey }), x0, t, noise);
+      const t = randomIntegers(B, 0, Tn - 1, streams.timesteps(o.seed, mb));
+      const noise = T.randn([B, C, S, S], streams.trainNoise(o.seed, mb));
+      const { loss, mse } = diffusion.trainingLosses((x, tt) => model.forward(x, tt, { dropout: { seed: o.seed, micro: mb } }), x0, t, noise);
       const total = T.mul(T.mean(loss), 1 / o.accumulate);
       total.backward();
       lossSum += total.item();
-      const per = mse.storage;
+      const per = mse.dataSync();
       for (let i = 0; i < B; i++) {
         const q = Math.min(3, Math.floor((4 * t[i]) / Tn));
         qSum[q] += per[i];
@@ -229,14 +404,21 @@ export function train(o: TrainOptions, data: ImageDataset, cb: TrainCallbacks = 
     appendFileSync(metricsPath, JSON.stringify(m) + '\n');
     history.push(m);
     cb.onStep?.(m);
+    // let signal handlers run between steps
+    await new Promise<void>((r) => setImmediate(r));
+    const signal = stopRequested();
     const outOfTime = o.maxSeconds !== undefined && (Date.now() - started) / 1000 >= o.maxSeconds;
-    if (st.step % o.checkpointEvery === 0 || st.step === o.steps || outOfTime) {
+    if (st.step % o.checkpointEvery === 0 || st.step === o.steps || outOfTime || signal) {
       const dir = saveCheckpoint(o, st);
       lastCheckpointStep = st.step;
       writeLossCurve(o.outDir, history);
       cb.onCheckpoint?.(dir);
     }
     if (o.sampleEvery > 0 && st.step % o.sampleEvery === 0) writeSampleGrid(o, st, diffusion, join(o.outDir, 'samples', `step-${String(st.step).padStart(7, '0')}.png`));
+    if (signal) {
+      st.interrupted = signal;
+      break;
+    }
     if (outOfTime) break;
   }
   return st;

@@ -2,8 +2,8 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import type { AdamHyper, Backend, BinaryOp, ConvParams, Storage, UnaryOp } from '../../engine/backend.js';
-import { convOutSize } from '../reference/index.js';
+import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type Storage, type UnaryOp, convOutSize } from '../../engine/backend.js';
+
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Addon = Record<string, (...args: any[]) => any>;
@@ -81,8 +81,17 @@ export class NativeBackend implements Backend {
     this.a.unary(UNARY[op], x, y);
     return y;
   }
+  clamp(x: Storage, lo: number, hi: number): Storage {
+    const y = new Float32Array(x.length);
+    this.a.clamp(x, lo, hi, y);
+    return y;
+  }
+  clampBackward(x: Storage, lo: number, hi: number, dy: Storage): Storage {
+    const dx = new Float32Array(x.length);
+    this.a.clampBackward(x, lo, hi, dy, dx);
+    return dx;
+  }
   unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage {
-    if (op === 'ncdf') throw new Error('ncdf: forward only (used by the bits/dim decoder)');
     const dx = new Float32Array(x.length);
     this.a.unaryBackward(UNARY[op], x, y, dy, dx);
     return dx;

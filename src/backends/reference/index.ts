@@ -1,10 +1,6 @@
 // The reference backend: plain TypeScript loops, written to be obviously correct. It is the oracle that every
 // other backend is tested against, and the fallback when the native addon is not built.
-import type { AdamHyper, Backend, BinaryOp, ConvParams, Storage, UnaryOp } from '../../engine/backend.js';
-
-export function convOutSize(h: number, k: number, p0: number, p1: number, s: number): number {
-  return Math.floor((h + p0 + p1 - k) / s) + 1;
-}
+import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type Storage, type UnaryOp, convOutSize } from '../../engine/backend.js';
 
 /** Strides of `shape` (row-major) with 0 for dimensions broadcast to `outShape`. */
 function broadcastStrides(shape: number[], outShape: number[]): number[] {
@@ -208,6 +204,18 @@ export class ReferenceBackend implements Backend {
     return y;
   }
 
+  clamp(x: Storage, lo: number, hi: number): Storage {
+    const y = this.alloc(x.length);
+    for (let i = 0; i < x.length; i++) y[i] = Math.min(hi, Math.max(lo, x[i]));
+    return y;
+  }
+
+  clampBackward(x: Storage, lo: number, hi: number, dy: Storage): Storage {
+    const dx = this.alloc(x.length);
+    for (let i = 0; i < x.length; i++) dx[i] = x[i] >= lo && x[i] <= hi ? dy[i] : 0;
+    return dx;
+  }
+
   unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage {
     const dx = this.alloc(x.length);
     for (let i = 0; i < x.length; i++) {
@@ -220,7 +228,12 @@ export class ReferenceBackend implements Backend {
         case 'tanh': d = 1 - y[i] * y[i]; break;
         case 'silu': { const s = sigmoid(x[i]); d = s * (1 + x[i] * (1 - s)); break; }
         case 'neg': d = -1; break;
-        case 'ncdf': throw new Error('ncdf: forward only (used by the bits/dim decoder)');
+        case 'ncdf': {
+          // d/dx 0.5 (1 + tanh(u)), u = c (x + 0.044715 x^3)
+          const v = x[i], th = Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v));
+          d = 0.5 * (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v);
+          break;
+        }
       }
       dx[i] = d * dy[i];
     }
