@@ -186,8 +186,119 @@ def unet():
     save('unet_tiny.json', dict(names=sorted(params), t=[3, 917], y=lst(y), yshape=list(y.shape), nparams=int(sum(np.prod(s) for s in params.values()))))
 
 
+# ----------------------------------------------------------------- conventions of the official code, from their formulas
+def space_timesteps(num_timesteps, section_counts):
+    """improved-diffusion respace.py: which timesteps a respaced process keeps (Python's round, float accumulation)."""
+    if isinstance(section_counts, str):
+        if section_counts.startswith('ddim'):
+            want = int(section_counts[len('ddim'):])
+            for i in range(1, num_timesteps):
+                if len(range(0, num_timesteps, i)) == want:
+                    return sorted(set(range(0, num_timesteps, i)))
+            raise ValueError('no stride')
+        section_counts = [int(x) for x in section_counts.split(',')]
+    size_per = num_timesteps // len(section_counts)
+    extra = num_timesteps % len(section_counts)
+    start, steps = 0, []
+    for i, count in enumerate(section_counts):
+        size = size_per + (1 if i < extra else 0)
+        stride = 1 if count <= 1 else (size - 1) / (count - 1)
+        cur = 0.0
+        for _ in range(count):
+            steps.append(start + round(cur))
+            cur += stride
+        start += size
+    return sorted(set(steps))
+
+
+def diffusers_ddim(T, n, spacing):
+    """diffusers DDIMScheduler.set_timesteps (steps_offset 0) and the prev_timestep its step() uses."""
+    if spacing == 'linspace':
+        ts = np.linspace(0, T - 1, n).round()[::-1].astype(np.int64)
+    elif spacing == 'leading':
+        ratio = T // n
+        ts = (np.arange(0, n) * ratio).round()[::-1].astype(np.int64)
+    else:
+        ratio = T / n
+        ts = np.round(np.arange(T, 0, -ratio)).astype(np.int64) - 1
+    prev = [int(t) - T // n for t in ts]
+    return dict(t=[int(t) for t in ts], prev=[p if p >= 0 else -1 for p in prev])
+
+
+def fidelity():
+    T = 1000
+    betas = np.linspace(1e-4, 0.02, T, dtype=np.float64)
+    alphas = 1 - betas
+    ac = np.cumprod(alphas)
+    acp = np.append(1.0, ac[:-1])
+    post_var = betas * (1 - acp) / (1 - ac)
+    post_logvar = np.log(np.append(post_var[1], post_var[1:]))
+    c1 = betas * np.sqrt(acp) / (1 - ac)
+    c2 = (1 - acp) * np.sqrt(alphas) / (1 - ac)
+    g = {}
+    g['respacing'] = {str(k): space_timesteps(T, str(k)) for k in (7, 25, 50, 100, 250)}
+    for spec in ('10,15,20', 'ddim50', 'ddim25', '3,1,200'):
+        g['respacing'][spec] = space_timesteps(T, spec)
+    g['ddim_spacing'] = {f'{sp}_{n}': diffusers_ddim(T, n, sp) for sp in ('leading', 'trailing', 'linspace') for n in (7, 25, 50, 100, 250)}
+
+    def approx_cdf(x):
+        return 0.5 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+    def kl(m1, lv1, m2, lv2):
+        return 0.5 * (-1.0 + lv2 - lv1 + np.exp(lv1 - lv2) + (m1 - m2) ** 2 * np.exp(-lv2))
+
+    def dec_ll(x, means, log_scales):
+        centered = x - means
+        inv = np.exp(-log_scales)
+        cdf_plus = approx_cdf(inv * (centered + 1 / 255.))
+        cdf_min = approx_cdf(inv * (centered - 1 / 255.))
+        lp = np.log(np.maximum(cdf_plus, 1e-12))
+        lm = np.log(np.maximum(1 - cdf_min, 1e-12))
+        return np.where(x < -0.999, lp, np.where(x > 0.999, lm, np.log(np.maximum(cdf_plus - cdf_min, 1e-12))))
+
+    shape = [2, 1, 3, 3]
+    x0 = np.round((det(shape, 30).numpy() * 0.5 + 0.5) * 255) / 127.5 - 1
+    noise = det(shape, 31).numpy()
+    out_main = det(shape, 32, 1.5).numpy()   # large: x0 estimates leave [-1, 1], so clipping matters
+    out_var = det(shape, 33, 0.8).numpy()    # learned-range fraction v in [-1, 1]
+
+    def terms(t, pred, variance, clip):
+        xt = np.sqrt(ac[t]) * x0 + np.sqrt(1 - ac[t]) * noise
+        if pred == 'eps':
+            x0_hat = np.sqrt(1 / ac[t]) * xt - np.sqrt(1 / ac[t] - 1) * out_main
+        else:  # v (Salimans & Ho 2022): x0 = sqrt(abar) x_t - sqrt(1 - abar) v
+            x0_hat = np.sqrt(ac[t]) * xt - np.sqrt(1 - ac[t]) * out_main
+        if clip:
+            x0_hat = np.clip(x0_hat, -1, 1)
+        p_mean = c1[t] * x0_hat + c2[t] * xt
+        if variance == 'learnedrange':  # improved DDPM eq. 15: frac = (v + 1) / 2 between log beta~ and log beta
+            frac = (out_var + 1) / 2
+            p_logvar = frac * np.log(betas[t]) + (1 - frac) * post_logvar[t]
+        else:
+            p_logvar = np.full(shape, np.log(np.append(post_var[1], betas[1:]))[t])
+        q_mean = c1[t] * x0 + c2[t] * xt
+        k = kl(q_mean, post_logvar[t], p_mean, p_logvar).reshape(2, -1).mean(1) / np.log(2)
+        d = -dec_ll(x0, p_mean, 0.5 * p_logvar).reshape(2, -1).mean(1) / np.log(2)
+        return dict(bits=(d if t == 0 else k).tolist(), x0_hat=x0_hat.reshape(-1).tolist(), mean=p_mean.reshape(-1).tolist(), logvar=p_logvar.reshape(-1).tolist())
+
+    cases = {}
+    for t in (0, 1, 300, 999):
+        for pred, variance in (('eps', 'learnedrange'), ('eps', 'fixedlarge'), ('v', 'fixedlarge')):
+            for clip in (False, True):
+                cases[f'{pred}_{variance}_{int(clip)}_t{t}'] = terms(t, pred, variance, clip)
+    # training losses (improved-diffusion training_losses): vlb = bits * T; hybrid = mse + bits(mean frozen) * T / 1000
+    losses = {}
+    for t in (0, 300):
+        b = np.array(cases[f'eps_learnedrange_0_t{t}']['bits'])
+        mse = ((out_main - noise) ** 2).reshape(2, -1).mean(1)
+        losses[f't{t}'] = dict(hybrid=(mse + b * T / 1000).tolist(), vlb_fixedlarge=(np.array(cases[f'eps_fixedlarge_0_t{t}']['bits']) * T).tolist(), mse=mse.tolist())
+    g['vlb'] = dict(x0=x0.reshape(-1).tolist(), noise=noise.reshape(-1).tolist(), out_main=out_main.reshape(-1).tolist(), out_var=out_var.reshape(-1).tolist(), cases=cases, losses=losses)
+    save('fidelity.json', g)
+
+
 if __name__ == '__main__':
     torch.manual_seed(0)
     layers()
     diffusion()
     unet()
+    fidelity()

@@ -1,0 +1,82 @@
+// The official code's conventions, against goldens written from their formulas by scripts/make_goldens.py:
+// respacing (improved-diffusion space_timesteps, diffusers DDIM timestep_spacing), learned-range and v-prediction
+// reverse steps, bound terms with and without clipping, and the training losses' units and scale.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tensor } from '../src/engine/tensor.js';
+import * as T from '../src/engine/ops.js';
+import { GaussianDiffusion, PAPER_DIFFUSION, type Prediction, type VarianceType } from '../src/diffusion/gaussian.js';
+import { diffusersDdimTimesteps, spaceTimesteps, type TimestepSpacing } from '../src/diffusion/schedule.js';
+import { samplerPlan } from '../src/diffusion/samplers.js';
+import { ROOT, assertClose, native, reference, withBackend } from './helpers.js';
+
+const G = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', 'fidelity.json'), 'utf8'));
+
+describe('respacing as improved-diffusion and diffusers lay it out', () => {
+  for (const spec of Object.keys(G.respacing))
+    it(`space_timesteps(1000, "${spec}")`, () => assert.deepEqual(spaceTimesteps(1000, spec), G.respacing[spec]));
+
+  for (const key of Object.keys(G.ddim_spacing)) {
+    const [spacing, n] = key.split('_');
+    it(`diffusers DDIM ${spacing} spacing, ${n} steps, with the prev timestep its step() uses`, () => {
+      const plan = diffusersDdimTimesteps(1000, Number(n), spacing as TimestepSpacing);
+      assert.deepEqual(plan.map((p) => p.t), G.ddim_spacing[key].t);
+      assert.deepEqual(plan.map((p) => p.prev), G.ddim_spacing[key].prev);
+    });
+  }
+
+  it('bad respacings are refused with the reason', () => {
+    assert.throws(() => spaceTimesteps(1000, 'ddim999'), /cannot create exactly 999 steps out of 1000 with an integer stride/);
+    assert.throws(() => spaceTimesteps(10, '3,9'), /cannot divide a section of 5 steps into 9/);
+    assert.throws(() => spaceTimesteps(1000, '5,'), /expected a step count/);
+    const d = new GaussianDiffusion(PAPER_DIFFUSION);
+    assert.throws(() => samplerPlan(d, { sampler: 'ancestral', steps: 50, timestepSpacing: 'trailing' }), /applies to the ddim sampler only/);
+  });
+
+  it('the sampler runs exactly the planned timesteps, DDIM moving to the planned prev', () => {
+    const d = new GaussianDiffusion(PAPER_DIFFUSION);
+    const { plan } = samplerPlan(d, { sampler: 'ddim', steps: '10,15,20' });
+    assert.deepEqual(plan.map((p) => p.t).reverse(), G.respacing['10,15,20']);
+    assert.deepEqual(plan.slice(0, -1).map((p) => p.prev), plan.slice(1).map((p) => p.t));
+    assert.equal(plan[plan.length - 1].prev, -1);
+  });
+});
+
+describe('bound terms, learned-range and v-prediction steps (numpy goldens)', () => {
+  const V = G.vlb;
+  const shape = [2, 1, 3, 3];
+  for (const be of [reference, ...(native ? [native] : [])])
+    for (const key of Object.keys(V.cases)) {
+      const [pred, variance, clip, tName] = key.split('_');
+      const t = Number(tName.slice(1));
+      it(`${key} (${be.name})`, () => withBackend(be, () => {
+        const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, prediction: pred as Prediction, variance: variance as VarianceType, loss: variance === 'learnedrange' ? 'hybrid' : 'simple' });
+        const x0 = new Tensor(Float32Array.from(V.x0), shape), noise = new Tensor(Float32Array.from(V.noise), shape);
+        const main = new Tensor(Float32Array.from(V.out_main), shape);
+        const out = variance === 'learnedrange' ? T.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]) : main;
+        const tt = new Int32Array(2).fill(t);
+        const xt = d.qSample(x0, tt, noise);
+        const g = V.cases[key];
+        const p = d.pMeanVariance(out, xt, tt, clip === '1');
+        assertClose(p.predX0.dataSync(), g.x0_hat, 1e-4, 1e-4, 'x0 estimate');
+        assertClose(p.mean.dataSync(), g.mean, 1e-4, 1e-4, 'reverse mean');
+        assertClose(T.mul(p.logVariance, T.full(shape, 1)).dataSync(), g.logvar, 1e-4, 1e-4, 'reverse log-variance');
+        assertClose(d.vlbTermsBpd(out, x0, xt, tt, clip === '1').dataSync(), g.bits, 1e-4, 2e-4, 'bound term (bits/dim)');
+      }));
+    }
+
+  for (const t of [0, 300])
+    it(`training losses at t=${t}: hybrid = mse + bits T/1000, vlb = bits T`, () => {
+      const x0 = new Tensor(Float32Array.from(V.x0), shape), noise = new Tensor(Float32Array.from(V.noise), shape);
+      const main = new Tensor(Float32Array.from(V.out_main), shape);
+      const tt = new Int32Array(2).fill(t);
+      const hybrid = new GaussianDiffusion({ ...PAPER_DIFFUSION, variance: 'learnedrange', loss: 'hybrid' });
+      const h = hybrid.trainingLosses(() => T.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]), x0, tt, noise);
+      assertClose(h.mse.dataSync(), V.losses[`t${t}`].mse, 1e-5, 1e-5, 'mse');
+      assertClose(h.loss.dataSync(), V.losses[`t${t}`].hybrid, 1e-4, 2e-4, 'hybrid');
+      const vlb = new GaussianDiffusion({ ...PAPER_DIFFUSION, loss: 'vlb' }).trainingLosses(() => main, x0, tt, noise);
+      assertClose(vlb.loss.dataSync(), V.losses[`t${t}`].vlb_fixedlarge, 1e-3, 2e-4, 'vlb');
+    });
+});
