@@ -3,7 +3,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { noGrad } from '../src/engine/tensor.js';
 import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
-import { sample, sampleAll, SAMPLERS, type SamplerState } from '../src/diffusion/samplers.js';
+import { ancestralStep, ddimStep, sample, sampleAll, SAMPLERS, type SamplerState } from '../src/diffusion/samplers.js';
+import { Tensor } from '../src/engine/tensor.js';
+import * as T from '../src/engine/ops.js';
 import { spaceTimesteps } from '../src/diffusion/schedule.js';
 import { UNet, PRESETS } from '../src/model/unet.js';
 import { native, reference, withBackend } from './helpers.js';
@@ -68,4 +70,106 @@ describe('samplers', () => {
     assert.deepEqual(r.value.storage, full.storage);
   });
 
+});
+
+/** Mean and variance of all values. */
+function moments(x: Float32Array) {
+  let m = 0, v = 0;
+  for (const a of x) m += a;
+  m /= x.length;
+  for (const a of x) v += (a - m) ** 2;
+  return { mean: m, variance: v / x.length };
+}
+
+describe('sampler correctness', () => {
+  const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, clipSample: false });
+  const shape = [1, 1, 8, 8];
+
+  it('DDIM with eta 0 maps a fixed x_T to the same x_0 whatever the noise seed (and eta > 0 does not)', () => {
+    const m = tinyModel();
+    const f = (xx: Tensor, t: Int32Array) => m.forward(xx, t);
+    const xT = T.randn(shape, { seed: 77, stream: 3 }).dataSync().slice();
+    const run = (seed: number, eta: number) => {
+      const it = sample(d, f, shape, { sampler: 'ddim', seed, steps: 10, eta }, { sampler: 'ddim', done: 0, total: 10, shape, seed, sampleStart: 0, x: xT });
+      let r = noGrad(() => it.next());
+      while (!r.done) r = noGrad(() => it.next());
+      return r.value.dataSync();
+    };
+    assert.deepEqual(run(1, 0), run(2, 0));
+    assert.notDeepEqual(run(1, 0.5), run(2, 0.5));
+  });
+
+  it('DDIM with eta 1 is the ancestral step with the posterior variance (fixedsmall), step by step', () => {
+    const m = tinyModel();
+    const f = (xx: Tensor, t: Int32Array) => m.forward(xx, t);
+    const ds = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, variance: 'fixedsmall', clipSample: false });
+    for (const t of [99, 50, 7, 1]) {
+      const x = T.randn([2, 1, 8, 8], { seed: 5, stream: t }), z = T.randn([2, 1, 8, 8], { seed: 6, stream: t });
+      const a = noGrad(() => ancestralStep(ds, f, x, new Int32Array(2).fill(t), false, z).x.dataSync());
+      const b = noGrad(() => ddimStep(ds, f, x, t, t - 1, false, 1, z).x.dataSync());
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-5, `t=${t} index ${i}: ${a[i]} vs ${b[i]}`);
+    }
+  });
+
+  // Gaussian data N(0, s^2): the exact eps-model is E[eps | x_t] = sqrt(1 - abar) x_t / (abar s^2 + 1 - abar)
+  const s2 = 0.09;
+  const exactGaussian = (dd: GaussianDiffusion) => (x: Tensor, t: Int32Array) => {
+    const c = Float64Array.from(dd.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab) / (ab * s2 + 1 - ab));
+    return T.mul(x, T.gatherTimesteps(c, t));
+  };
+
+  it('with the exact model, ancestral (fixedsmall) and DDIM eta 1 give the same marginal variances as the linear recursion', () => {
+    const ds = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, variance: 'fixedsmall', clipSample: false });
+    // x_{t-1} = a_t x_t + sigma_t z with a_t = c1 (1 - sqrt(1 - abar) k_t) / sqrt(abar) + c2, k_t the exact model's gain
+    const tb = ds.tables;
+    const expected: number[] = [];
+    let v = 1;
+    for (let t = 99; t >= 0; t--) {
+      const ab = tb.alphasCumprod[t], k = Math.sqrt(1 - ab) / (ab * s2 + 1 - ab);
+      const a = (tb.posteriorMeanCoef1[t] * (1 - Math.sqrt(1 - ab) * k)) / Math.sqrt(ab) + tb.posteriorMeanCoef2[t];
+      v = a * a * v + (t > 0 ? Math.exp(tb.posteriorLogVarianceClipped[t]) : 0);
+      expected.push(v);
+    }
+    for (const [sampler, seed] of [['ancestral', 3], ['ddim', 4]] as const) {
+      const got: number[] = [];
+      noGrad(() => sampleAll(ds, exactGaussian(ds), [64, 1, 8, 8], { sampler, seed, eta: 1 }, (st) => got.push(moments(st.x.dataSync()).variance)));
+      for (const k of [9, 49, 89, 99]) assert.ok(Math.abs(got[k] / expected[k] - 1) < 0.06, `${sampler} after ${k + 1} steps: variance ${got[k]}, expected ${expected[k]}`);
+    }
+  });
+
+  it('with N(0, I) data the ancestral sampler with fixedlarge variance (sigma^2 = beta) recovers unit variance', () => {
+    const dl = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, clipSample: false });
+    // exact eps-model for x0 ~ N(0, I): E[eps | x_t] = sqrt(1 - abar) x_t
+    const model = (x: Tensor, t: Int32Array) => T.mul(x, T.gatherTimesteps(Float64Array.from(dl.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab)), t));
+    const x = noGrad(() => sampleAll(dl, model, [64, 1, 8, 8], { sampler: 'ancestral', seed: 5 })).dataSync();
+    const { variance } = moments(x);
+    assert.ok(Math.abs(variance - 1) < 0.06, `variance ${variance}`);
+  });
+
+  // a two-component Gaussian mixture 0.5 N(-0.5, 0.05^2) + 0.5 N(0.5, 0.05^2), its exact score at every noise level
+  const mixture = (dd: GaussianDiffusion) => (x: Tensor, t: Int32Array) => {
+    const xs = x.dataSync(), per = xs.length / t.length, out = new Float32Array(xs.length);
+    for (let b = 0; b < t.length; b++) {
+      const ab = dd.tables.alphasCumprod[t[b]], v = ab * 0.0025 + 1 - ab, mu = 0.5 * Math.sqrt(ab);
+      for (let j = b * per; j < (b + 1) * per; j++) {
+        const y = xs[j], la = -((y - mu) ** 2) / (2 * v), lb = -((y + mu) ** 2) / (2 * v);
+        const wa = 1 / (1 + Math.exp(lb - la));
+        const score = -(wa * (y - mu) + (1 - wa) * (y + mu)) / v;
+        out[j] = -Math.sqrt(1 - ab) * score;
+      }
+    }
+    return new Tensor(out, x.shape);
+  };
+
+  for (const sampler of ['langevin', 'pc'] as const)
+    it(`${sampler} with the exact score of a 1-D Gaussian mixture matches its mean, variance and mode weights`, () => {
+      const dm = new GaussianDiffusion({ ...PAPER_DIFFUSION, clipSample: false });
+      const x = noGrad(() => sampleAll(dm, mixture(dm), [32, 1, 8, 8], { sampler, seed: 11, steps: 100, langevinSteps: sampler === 'langevin' ? 3 : 1 })).dataSync();
+      const { mean, variance } = moments(x);
+      const right = x.filter((v) => v > 0).length / x.length;
+      // exact: mean 0, variance 0.25 + 0.0025, half of the mass on each mode
+      assert.ok(Math.abs(mean) < 0.05, `mean ${mean}`);
+      assert.ok(Math.abs(variance - 0.2525) < 0.03, `variance ${variance}`);
+      assert.ok(Math.abs(right - 0.5) < 0.05, `mass on the right mode ${right}`);
+    });
 });
