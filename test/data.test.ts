@@ -34,7 +34,7 @@ describe('datasets', () => {
     }
   });
 
-  it('Fashion-MNIST is found where Debian\'s dataset-fashion-mnist puts it', { skip: existsSync(FASHION_MNIST_DIR) ? false : 'apt-get install -y dataset-fashion-mnist' }, () => {
+  it('Fashion-MNIST is found where Debian\'s dataset-fashion-mnist puts it', { skip: existsSync(FASHION_MNIST_DIR) || process.env.DDPM_REQUIRE_DATA === '1' ? false : 'apt-get install -y dataset-fashion-mnist' }, () => {
     const ds = loadDataset('fashion-mnist', 'test');
     assert.equal(ds.count, 10000);
     assert.deepEqual([ds.channels, ds.height, ds.width], [1, 28, 28]);

@@ -17,7 +17,12 @@ export const reference = new ReferenceBackend();
 setBackend(reference);
 const addon = loadAddon().addon;
 export const native: Backend | null = addon ? new NativeBackend(addon) : null;
+// CI sets DDPM_REQUIRE_NATIVE=1 and DDPM_REQUIRE_DATA=1: a missing addon or ../shared/data then fails every test
+// file at once instead of letting the native, golden and data tests skip quietly.
+if (!native && process.env.DDPM_REQUIRE_NATIVE === '1') throw new Error(`DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error})`);
+if (!HAS_SHARED && process.env.DDPM_REQUIRE_DATA === '1') throw new Error(`DDPM_REQUIRE_DATA=1 but ${join(SHARED, 'data')} is absent`);
 export const NATIVE_SKIP = native ? false : 'native addon not built (install libdnnl-dev and run npm rebuild)';
+export const SHARED_SKIP = HAS_SHARED ? false : '../shared/data is absent';
 
 let stream = 1000;
 /** Normal values from a fixed seed, each call a new stream. */

@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, reference, withBackend, writeTinyIdx } from './helpers.js';
+import { NATIVE_SKIP, ROOT, writeTinyIdx } from './helpers.js';
 import { trainOptionsFrom } from '../src/cli/commands.js';
 import { train } from '../src/training/train.js';
 import { loadDataset } from '../src/data/load.js';
@@ -24,7 +24,7 @@ describe('training', () => {
   const data = writeTinyIdx(dir);
 
   for (const backend of ['reference', 'native'])
-    it(`SIGKILL and resume give the same loss sequence as an uninterrupted run (${backend})`, { skip: backend === 'native' && !existsSync(join(ROOT, 'build', 'Release', 'ddpm_native.node')) }, async () => {
+    it(`SIGKILL and resume give the same loss sequence as an uninterrupted run (${backend})`, { skip: backend === 'native' && NATIVE_SKIP }, async () => {
       const a = join(dir, `a-${backend}`), b = join(dir, `b-${backend}`);
       const r = spawnSync(process.execPath, trainArgs(data, a, backend), { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);

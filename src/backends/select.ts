@@ -24,7 +24,9 @@ export function useBackend(name?: string): Backend {
   let b: Backend;
   if (want) b = createBackend(want);
   else if (loadAddon().addon) b = createBackend('native');
-  else {
+  else if (process.env.DDPM_REQUIRE_NATIVE === '1') {
+    throw new Error(`backend: DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error || 'not built'}); install libdnnl-dev and run \`npm rebuild\``);
+  } else {
     if (!warned) console.error('ddpm: native backend not built, using the slow reference backend (apt-get install -y libdnnl-dev, then npm rebuild)');
     warned = true;
     b = new ReferenceBackend();

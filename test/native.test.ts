@@ -1,0 +1,56 @@
+// The native addon's process-wide state: a bounded convolution cache, one owning thread, a build that can be
+// required to succeed.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
+import { NATIVE_SKIP, ROOT } from './helpers.js';
+
+describe('native addon', { skip: NATIVE_SKIP }, () => {
+  it('the convolution primitive cache is bounded (LRU): evicted shapes are rebuilt and stay correct', () => {
+    const script = `
+      import { NativeBackend, loadAddon } from ${JSON.stringify(join(ROOT, 'dist/src/backends/native/index.js'))};
+      import { ReferenceBackend } from ${JSON.stringify(join(ROOT, 'dist/src/backends/reference/index.js'))};
+      const a = loadAddon().addon, nb = new NativeBackend(a), rb = new ReferenceBackend();
+      const p = { stride: 1, padTop: 1, padBottom: 1, padLeft: 1, padRight: 1 };
+      let worst = 0, most = 0;
+      for (const round of [0, 1])
+        for (const hw of [5, 6, 7, 8, 9]) {
+          const xs = [2, 3, hw, hw], ws = [4, 3, 3, 3];
+          const x = Float32Array.from({ length: 2 * 3 * hw * hw }, (_, i) => Math.sin(i + round)), w = Float32Array.from({ length: 108 }, (_, i) => Math.cos(i));
+          const y1 = nb.conv2d(x, xs, w, ws, null, p), y2 = rb.conv2d(x, xs, w, ws, null, p);
+          for (let i = 0; i < y1.length; i++) worst = Math.max(worst, Math.abs(y1[i] - y2[i]));
+          most = Math.max(most, a.info().convCacheEntries);
+        }
+      console.log(JSON.stringify({ worst, most, limit: a.info().convCacheLimit }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DDPM_CONV_CACHE: '2' } });
+    assert.equal(r.status, 0, r.stderr);
+    const { worst, most, limit } = JSON.parse(r.stdout);
+    assert.equal(limit, 2);
+    assert.ok(most <= 2, `cache held ${most} entries`);
+    assert.ok(worst < 1e-4, `native vs reference ${worst}`);
+  });
+
+  it('a second thread loading the addon while the main thread owns it gets a clear error, not a crash', async () => {
+    const addonPath = join(ROOT, 'build', 'Release', 'ddpm_native.node');
+    const w = new Worker(`
+      const { parentPort } = require('node:worker_threads');
+      try { require(${JSON.stringify(addonPath)}); parentPort.postMessage('loaded'); }
+      catch (e) { parentPort.postMessage('error: ' + e.message); }`, { eval: true });
+    const msg = await new Promise<string>((resolve) => w.on('message', resolve));
+    await w.terminate();
+    assert.match(msg, /error: native: the addon is already in use by another thread/);
+  });
+});
+
+describe('native build', () => {
+  it('with DDPM_REQUIRE_NATIVE=1 an unbuildable addon fails the install (CI), otherwise it only says so', () => {
+    const env = { ...process.env, DNNL_ROOT: '/nonexistent-onednn' };
+    const strict = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-native.mjs')], { encoding: 'utf8', env: { ...env, DDPM_REQUIRE_NATIVE: '1' } });
+    assert.equal(strict.status, 1);
+    assert.match(strict.stdout + strict.stderr, /DNNL_ROOT=\/nonexistent-onednn has no include\/dnnl.hpp[\s\S]*failing the install/);
+    const lax = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-native.mjs')], { encoding: 'utf8', env: { ...env, DDPM_REQUIRE_NATIVE: '0' } });
+    assert.equal(lax.status, 0);
+  });
+});
