@@ -452,14 +452,17 @@ Napi::Value ReduceSum(const Napi::CallbackInfo& info) {
   int64_t nOut = (int64_t)y.n;
   int64_t nRed = (int64_t)prod(redShape);
   int kr = (int)keptShape.size(), rr = (int)redShape.size();
-#pragma omp parallel for schedule(static) if (x.n > kParallelMin && nOut > 1)
+  // few outputs (a full reduction): split each one's reduced range across threads instead of the outputs
+  const bool splitReduced = nOut < 4 && rr > 0 && x.n > kParallelMin;
+  const int64_t L = rr ? redShape[rr - 1] : 1, ls = rr ? redStride[rr - 1] : 0;
+#pragma omp parallel for schedule(static) if (x.n > kParallelMin && !splitReduced)
   for (int64_t o = 0; o < nOut; o++) {
     int64_t base = 0, rem = o;
     for (int d = kr - 1; d >= 0; d--) { base += (rem % keptShape[d]) * keptStride[d]; rem /= keptShape[d]; }
     double acc = 0;
     if (rr == 0) acc = x.p[base];
     else {
-      int64_t L = redShape[rr - 1], ls = redStride[rr - 1];
+#pragma omp parallel for reduction(+ : acc) schedule(static) if (splitReduced)
       for (int64_t r0 = 0; r0 < nRed / L; r0++) {
         int64_t off = base, rm = r0;
         for (int d = rr - 2; d >= 0; d--) { off += (rm % redShape[d]) * redStride[d]; rm /= redShape[d]; }
@@ -470,7 +473,6 @@ Napi::Value ReduceSum(const Napi::CallbackInfo& info) {
     }
     y.p[o] = (float)acc;
   }
-  // a full reduction of a large buffer runs on one output: split it across threads
   return info.Env().Undefined();
 }
 
@@ -827,7 +829,7 @@ Napi::Value Concat(const Napi::CallbackInfo& info) {
     int64_t c0 = 0;
     for (size_t i = 0; i < bufs.size(); i++) {
       int64_t c = ds[i][1];
-      if (c * S) std::memcpy(y.p + (n * Ctot + c0) * S, bufs[i].p + n * c * S, sizeof(float) * c * S);
+      if (c * S != 0) std::memcpy(y.p + (n * Ctot + c0) * S, bufs[i].p + n * c * S, sizeof(float) * c * S);
       c0 += c;
     }
   }
@@ -844,7 +846,7 @@ Napi::Value SliceChannels(const Napi::CallbackInfo& info) {
   for (size_t k = 2; k < xs.size(); k++) S *= xs[k];
   Buf x = getBuf(info, 0, fn, "input", prod(xs)), y = getBuf(info, 4, fn, "out", (size_t)(N * c * S));
   for (int64_t n = 0; n < N; n++)
-    if (c * S) std::memcpy(y.p + n * c * S, x.p + (n * C + c0) * S, sizeof(float) * c * S);
+    if (c * S != 0) std::memcpy(y.p + n * c * S, x.p + (n * C + c0) * S, sizeof(float) * c * S);
   return info.Env().Undefined();
 }
 

@@ -30,7 +30,7 @@ const warn = (msg: string) => console.error(`warning: ${msg}`);
 const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(1);
 
 /** Creates the folder if needed and checks that it can be written, before any work starts. */
-export function ensureWritableDir(dir: string, what: string): void {
+function ensureWritableDir(dir: string, what: string): void {
   try {
     mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.W_OK);
@@ -48,7 +48,7 @@ function ensureWritableFile(path: string, what: string): void {
 }
 
 /** Memory this process may use: the machine's, or its cgroup's limit when lower. */
-export function availableMemory(): number {
+function availableMemory(): number {
   let limit = totalmem();
   for (const f of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
     try {

@@ -1,8 +1,9 @@
 // The backend interface: every kernel the engine needs, forward and backward.
 //
-// Storage is a Float32Array on CPU backends. Kernels are called in program order and return their outputs
-// immediately as storage handles; values reach JavaScript only through Tensor.data() (async), so a GPU backend
-// can implement the same interface by enqueueing work and resolving data() after a readback.
+// Storage is a Float32Array: both backends compute on the CPU, kernels run in program order and return their
+// outputs at once. Tensor.data() is the asynchronous read a device backend will need; today the engine, the
+// optimiser and a few places above it (EMA weight swap, checkpoints, data batches) still use the arrays directly,
+// so a backend whose buffers live elsewhere cannot be plugged in yet.
 
 export type Storage = Float32Array;
 

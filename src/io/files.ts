@@ -11,7 +11,12 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   renameSync(tmp, path);
 }
 
-/** Replaces a directory atomically: build it under a temporary name with fill(), then rename into place. */
+/**
+ * Writes a directory: fill() builds it under `dir.PID.tmp`, which is then renamed into place (one atomic rename
+ * when dir does not exist yet, as for each new checkpoint). An existing dir is first moved aside to `dir.PID.old`
+ * and removed after; a kill between those two renames leaves neither name in place, only the .tmp and .old
+ * copies, which the trainer's cleanLeftovers removes at the next start.
+ */
 export function writeDirAtomic(dir: string, fill: (tmpDir: string) => void): void {
   const tmp = `${dir}.${process.pid}.tmp`;
   rmSync(tmp, { recursive: true, force: true });

@@ -9,7 +9,7 @@ export interface RGBAImage {
 }
 
 /** Model output on [-1, 1] to bytes: clip(round((x + 1) * 127.5), 0, 255). */
-export function toByte(x: number): number {
+function toByte(x: number): number {
   return Math.min(255, Math.max(0, Math.round((x + 1) * 127.5)));
 }
 

@@ -37,7 +37,7 @@ function forEachBroadcast(outShape: number[], sa: number[], sb: number[], fn: (o
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
 /** Standard normal CDF, the tanh approximation used by the official DDPM code (approx_standard_normal_cdf). */
-export function approxStandardNormalCdf(x: number): number {
+function approxStandardNormalCdf(x: number): number {
   return 0.5 * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
 }
 
