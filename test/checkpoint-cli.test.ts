@@ -46,7 +46,7 @@ describe('diffusers model folders', () => {
     assert.deepEqual(idx.unet, ['diffusers', 'UNet2DModel']);
     const { model, folder } = loadModel(flat);
     assert.equal(folder.diffusion.config.timesteps, 50);
-    for (const [n, p] of m.params) assert.deepEqual(model.params.get(n)!.storage, p.storage, n);
+    for (const [n, p] of m.params) assert.deepEqual(model.params.get(n)!.dataSync(), p.dataSync(), n);
 
     // the 2022 layout: subfolders, old attention names
     const sub = join(dir, 'sub');
@@ -60,7 +60,7 @@ describe('diffusers model folders', () => {
     assert.ok([...old.keys()].some((k) => k.includes('.proj_attn.')));
     writeFileSync(join(sub, 'unet', WEIGHTS_FILE), serializeSafetensors(old));
     const r = loadModel(sub);
-    for (const [n, p] of m.params) assert.deepEqual(r.model.params.get(n)!.storage, p.storage, n);
+    for (const [n, p] of m.params) assert.deepEqual(r.model.params.get(n)!.dataSync(), p.dataSync(), n);
   });
 
   it('schedules diffusers lacks travel as trained_betas', () => {
@@ -111,7 +111,7 @@ describe('CLI', () => {
     const y = parseNpy(new Uint8Array(readFileSync(join(dir, 'y.npy'))), 'y.npy');
     assert.deepEqual(y.shape, [2, 1, 8, 8]);
     const want = noGrad(() => m.forward(new Tensor(x, [2, 1, 8, 8]), [3, 40]));
-    for (let i = 0; i < y.data.length; i++) assert.ok(Math.abs(y.data[i] - want.storage[i]) < 1e-4);
+    for (let i = 0; i < y.data.length; i++) assert.ok(Math.abs(y.data[i] - want.dataSync()[i]) < 1e-4);
   });
 
   it('info, convert and eval bpd', () => {

@@ -42,8 +42,8 @@ describe('datasets', () => {
 
   it('a batch is scaled to [-1, 1] and flips mirror left-right', () => {
     const ds = { name: 'x', count: 1, channels: 1, height: 1, width: 3, pixels: Uint8Array.from([0, 255, 51]) };
-    assert.deepEqual([...makeBatch(ds, [0]).storage], [-1, 1, 51 / 127.5 - 1].map(Math.fround));
-    assert.deepEqual([...makeBatch(ds, [0], [true]).storage], [51 / 127.5 - 1, 1, -1].map(Math.fround));
+    assert.deepEqual([...makeBatch(ds, [0]).dataSync()], [-1, 1, 51 / 127.5 - 1].map(Math.fround));
+    assert.deepEqual([...makeBatch(ds, [0], [true]).dataSync()], [51 / 127.5 - 1, 1, -1].map(Math.fround));
   });
 
   it('a folder of PNG images of any size, gray or RGB, cropped and resized', () => {

@@ -32,19 +32,19 @@ for (const be of backends)
       const y = T.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] });
       assert.deepEqual(y.shape, L.conv_s2_asym.yshape);
       y.backward(det(y.shape, 3));
-      assertClose(y.storage, L.conv_s2_asym.y, 1e-5, 1e-5, 'y');
-      assertClose(x.grad!.storage, L.conv_s2_asym.dx, 1e-5, 1e-5, 'dx');
-      assertClose(w.grad!.storage, L.conv_s2_asym.dw, 1e-4, 1e-5, 'dw');
-      assertClose(b.grad!.storage, L.conv_s2_asym.db, 1e-4, 1e-5, 'db');
+      assertClose(y.dataSync(), L.conv_s2_asym.y, 1e-5, 1e-5, 'y');
+      assertClose(x.grad!.dataSync(), L.conv_s2_asym.dx, 1e-5, 1e-5, 'dx');
+      assertClose(w.grad!.dataSync(), L.conv_s2_asym.dw, 1e-4, 1e-5, 'dw');
+      assertClose(b.grad!.dataSync(), L.conv_s2_asym.db, 1e-4, 1e-5, 'db');
     }));
     it('conv2d 3x3 padding 1: forward and gradients', () => withBackend(be, () => {
       const x = det([2, 4, 5, 5], 4, 1, true), w = det([3, 4, 3, 3], 5, 0.3, true), b = det([3], 6, 1, true);
       const y = T.conv2d(x, w, b, { padding: 1 });
       y.backward(det(y.shape, 7));
-      assertClose(y.storage, L.conv_s1_p1.y, 1e-5, 1e-5, 'y');
-      assertClose(x.grad!.storage, L.conv_s1_p1.dx, 1e-5, 1e-5, 'dx');
-      assertClose(w.grad!.storage, L.conv_s1_p1.dw, 1e-4, 1e-5, 'dw');
-      assertClose(b.grad!.storage, L.conv_s1_p1.db, 1e-4, 1e-5, 'db');
+      assertClose(y.dataSync(), L.conv_s1_p1.y, 1e-5, 1e-5, 'y');
+      assertClose(x.grad!.dataSync(), L.conv_s1_p1.dx, 1e-5, 1e-5, 'dx');
+      assertClose(w.grad!.dataSync(), L.conv_s1_p1.dw, 1e-4, 1e-5, 'dw');
+      assertClose(b.grad!.dataSync(), L.conv_s1_p1.db, 1e-4, 1e-5, 'db');
     }));
     for (const silu of [false, true])
       it(`group norm${silu ? ' + SiLU' : ''}: forward and gradients`, () => withBackend(be, () => {
@@ -52,19 +52,19 @@ for (const be of backends)
         const x = det([2, 6, 4, 3], 8, 1, true), gm = det([6], 9, 1, true), bt = det([6], 10, 1, true);
         const y = T.groupNorm(x, gm, bt, 3, 1e-6, silu);
         y.backward(det(y.shape, 11));
-        assertClose(y.storage, g.y, 1e-5, 1e-5, 'y');
-        assertClose(x.grad!.storage, g.dx, 1e-4, 1e-4, 'dx');
-        assertClose(gm.grad!.storage, g.dgamma, 1e-4, 1e-5, 'dgamma');
-        assertClose(bt.grad!.storage, g.dbeta, 1e-4, 1e-5, 'dbeta');
+        assertClose(y.dataSync(), g.y, 1e-5, 1e-5, 'y');
+        assertClose(x.grad!.dataSync(), g.dx, 1e-4, 1e-4, 'dx');
+        assertClose(gm.grad!.dataSync(), g.dgamma, 1e-4, 1e-5, 'dgamma');
+        assertClose(bt.grad!.dataSync(), g.dbeta, 1e-4, 1e-5, 'dbeta');
       }));
     it('softmax attention: forward and gradients', () => withBackend(be, () => {
       const q = det([2, 5, 4], 12, 1, true), k = det([2, 5, 4], 13, 1, true), v = det([2, 5, 4], 14, 1, true);
       const a = T.matmul(T.softmax(T.mul(T.matmul(q, k, false, true), 0.5)), v);
       a.backward(det(a.shape, 15));
-      assertClose(a.storage, L.attention.y, 1e-5, 1e-5, 'y');
-      assertClose(q.grad!.storage, L.attention.dq, 1e-5, 1e-5, 'dq');
-      assertClose(k.grad!.storage, L.attention.dk, 1e-5, 1e-5, 'dk');
-      assertClose(v.grad!.storage, L.attention.dv, 1e-5, 1e-5, 'dv');
+      assertClose(a.dataSync(), L.attention.y, 1e-5, 1e-5, 'y');
+      assertClose(q.grad!.dataSync(), L.attention.dq, 1e-5, 1e-5, 'dq');
+      assertClose(k.grad!.dataSync(), L.attention.dk, 1e-5, 1e-5, 'dk');
+      assertClose(v.grad!.dataSync(), L.attention.dv, 1e-5, 1e-5, 'dv');
     }));
     for (const name of ['adam', 'adamw'])
       it(`${name}: three steps`, () => withBackend(be, () => {
@@ -74,7 +74,7 @@ for (const be of backends)
         for (let s = 0; s < 3; s++) {
           p.grad = det([7], 17 + s);
           opt.update();
-          assertClose(p.storage, g.steps[s], 1e-6, 1e-6, `step ${s + 1}`);
+          assertClose(p.dataSync(), g.steps[s], 1e-6, 1e-6, `step ${s + 1}`);
         }
       }));
   });
@@ -104,12 +104,12 @@ describe('diffusion math matches numpy (after diffusion_utils_2.py)', () => {
         const tt = new Int32Array(2).fill(t);
         const g = D[`step_t${t}`];
         const a = ancestralStep(d, model, xt, tt, true, z);
-        assertClose(a.predX0.storage, g.x0, 1e-5, 1e-5, 'x0 estimate');
-        assertClose(a.x.storage, g.ancestral, 1e-5, 1e-5, 'ancestral x_{t-1}');
+        assertClose(a.predX0.dataSync(), g.x0, 1e-5, 1e-5, 'x0 estimate');
+        assertClose(a.x.dataSync(), g.ancestral, 1e-5, 1e-5, 'ancestral x_{t-1}');
         const m = d.pMeanVariance(eps, xt, tt, true);
-        assertClose(m.mean.storage, g.mean, 1e-5, 1e-5, 'posterior mean');
+        assertClose(m.mean.dataSync(), g.mean, 1e-5, 1e-5, 'posterior mean');
         const dd = ddimStep(d, model, xt, t, t - 1, true, 0.5, z);
-        assertClose(dd.x.storage, g.ddim_eta05, 1e-5, 1e-5, 'DDIM x_{t-1}');
+        assertClose(dd.x.dataSync(), g.ddim_eta05, 1e-5, 1e-5, 'DDIM x_{t-1}');
       }));
 
   for (const be of backends)
@@ -122,16 +122,16 @@ describe('diffusion math matches numpy (after diffusion_utils_2.py)', () => {
         const tt = new Int32Array(2).fill(t);
         const xt = d.qSample(x0, tt, noise);
         const terms = d.vlbTermsBpd(eps, x0, xt, tt, false);
-        assertClose(terms.storage, D.vlb.terms[String(t)], 1e-4, 1e-3, `term at t=${t}`);
+        assertClose(terms.dataSync(), D.vlb.terms[String(t)], 1e-4, 1e-3, `term at t=${t}`);
       }
-      assertClose(d.priorBpd(x0).storage, D.vlb.prior, 1e-7, 1e-3, 'prior');
+      assertClose(d.priorBpd(x0).dataSync(), D.vlb.prior, 1e-7, 1e-3, 'prior');
     }));
 
   it('discretized decoder: probabilities of the 256 levels sum to 1', () => {
     const levels = Float32Array.from({ length: 256 }, (_, i) => i / 127.5 - 1);
     const x = new Tensor(levels, [256]);
     const ll = discretizedGaussianLogLikelihood(x, T.full([256], 0.1), T.full([256], Math.log(0.3)));
-    const total = [...ll.storage].reduce((a, b) => a + Math.exp(b), 0);
+    const total = [...ll.dataSync()].reduce((a, b) => a + Math.exp(b), 0);
     assert.ok(Math.abs(total - 1) < 1e-3, `sum of probabilities ${total}`);
   });
 });
@@ -145,13 +145,13 @@ for (const be of backends)
     names.forEach((n, j) => {
       const p = m.params.get(n)!;
       const fanIn = p.shape.length > 1 ? p.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
-      const v = det(p.shape, j, 1 / Math.sqrt(fanIn)).storage;
+      const v = det(p.shape, j, 1 / Math.sqrt(fanIn)).dataSync();
       if (n.includes('norm') && n.endsWith('weight')) for (let i = 0; i < v.length; i++) v[i] = 1 + 0.1 * Math.sin(1.7 * i + 0.3 + j);
-      p.storage.set(v);
+      p.write(v);
     });
     const y = m.forward(det([2, 1, 8, 8], 99), U.t);
     assert.deepEqual(y.shape, U.yshape);
     let maxErr = 0;
-    y.storage.forEach((v, i) => (maxErr = Math.max(maxErr, Math.abs(v - U.y[i]))));
+    y.dataSync().forEach((v, i) => (maxErr = Math.max(maxErr, Math.abs(v - U.y[i]))));
     assert.ok(maxErr <= 1e-4, `max abs error ${maxErr} > 1e-4`);
   }));

@@ -30,7 +30,7 @@ function gradCheck(name: string, shapes: number[][], fn: (xs: Tensor[]) => Tenso
     l.backward();
     const h = 1e-6;
     base.forEach((b, k) => {
-      const analytic = xs[k].grad!.storage;
+      const analytic = xs[k].grad!.dataSync();
       for (let i = 0; i < b.length; i++) {
         const plus = base.map((v) => v.slice()), minus = base.map((v) => v.slice());
         plus[k][i] += h;
@@ -60,10 +60,8 @@ describe('gradients equal finite differences (float64)', () => {
   gradCheck('U-Net (tiny) input gradient', [[1, 1, 8, 8]], ([x]) => {
     const m = new UNet(PRESETS.tiny()).init(3);
     for (const p of m.params.values()) {
-      // convert the initial weights to float64 and make the ~0 layers non-trivial
-      const v = new Float64Array(p.size);
-      for (let i = 0; i < p.size; i++) v[i] = p.storage[i] || 0.05 * Math.sin(i + 1);
-      p.storage = v as unknown as Float32Array;
+      // make the ~0 layers non-trivial (the backend keeps the values in float64)
+      p.write(Array.from(p.dataSync(), (w, i) => w || 0.05 * Math.sin(i + 1)));
       p.requiresGrad = false;
     }
     return m.forward(x, [250]);

@@ -69,7 +69,7 @@ export function runWithGrads(b: Backend, inputs: { values: Float32Array; shape: 
     const y = fn(xs);
     const p = probe ?? randValues(y.size);
     y.backward(new Tensor(p, y.shape));
-    return { y: y.storage.slice(), grads: xs.map((x) => (x.grad ? x.grad.storage.slice() : new Float32Array(x.size))), probe: p };
+    return { y: y.dataSync().slice(), grads: xs.map((x) => (x.grad ? x.grad.dataSync().slice() : new Float32Array(x.size))), probe: p };
   });
 }
 

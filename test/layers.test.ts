@@ -57,6 +57,16 @@ describe('layering', () => {
     }
   });
 
+  it('no code above the engine touches a backend buffer (.storage) or wraps one (new Tensor)', () => {
+    for (const f of sources()) {
+      const from = folderOf(f);
+      if (from === 'engine' || from.startsWith('backends')) continue;
+      const text = readFileSync(f, 'utf8');
+      assert.doesNotMatch(text, /\.storage\b/, `${relative(ROOT, f)} reads a tensor's storage`);
+      assert.doesNotMatch(text, /new Tensor\(/, `${relative(ROOT, f)} wraps a buffer itself (use ops.fromArray)`);
+    }
+  });
+
   it('the core (engine, reference backend, diffusion, model) imports nothing from Node', () => {
     for (const f of sources()) {
       if (!CORE.includes(folderOf(f))) continue;

@@ -13,7 +13,7 @@ import { native, reference, withBackend } from './helpers.js';
 function tinyModel() {
   const m = new UNet(PRESETS.tiny()).init(1);
   // make the near-zero output layers non-trivial so that samples depend on the network
-  for (const [n, p] of m.params) if (n.endsWith('conv2.weight') || n.startsWith('conv_out.weight') || n.includes('to_out.0.weight')) for (let i = 0; i < p.size; i++) p.storage[i] = 0.02 * Math.sin(i + 1);
+  for (const [n, p] of m.params) if (n.endsWith('conv2.weight') || n.startsWith('conv_out.weight') || n.includes('to_out.0.weight')) p.write(Float32Array.from({ length: p.size }, (_, i) => 0.02 * Math.sin(i + 1)));
   return m;
 }
 
@@ -27,7 +27,7 @@ describe('samples do not depend on the batch size', () => {
       for (const i of [0, 3]) {
         const one = noGrad(() => sampleAll(d, f, [1, 1, 8, 8], { sampler: 'ancestral', seed: 9, sampleStart: i }));
         let maxDiff = 0;
-        for (let j = 0; j < 64; j++) maxDiff = Math.max(maxDiff, Math.abs(one.storage[j] - big.storage[i * 64 + j]) / 2);
+        for (let j = 0; j < 64; j++) maxDiff = Math.max(maxDiff, Math.abs(one.dataSync()[j] - big.dataSync()[i * 64 + j]) / 2);
         assert.ok(maxDiff <= 1e-3, `sample ${i}: max difference ${maxDiff} on [0, 1]`);
       }
     }));
@@ -41,7 +41,7 @@ describe('samplers', () => {
       const steps: number[] = [];
       const x = noGrad(() => sampleAll(d, (xx, t) => m.forward(xx, t), [2, 1, 8, 8], { sampler: s, seed: 1, steps: 10, eta: 0.5, langevinSteps: 2 }, (st) => steps.push(st.step)));
       assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-      assert.ok(x.storage.every(Number.isFinite));
+      assert.ok(x.dataSync().every(Number.isFinite));
     });
 
   it('respacing keeps the first and last timestep and matches alphabar', () => {
@@ -67,7 +67,7 @@ describe('samplers', () => {
     const it2 = sample(d, f, [2, 1, 8, 8], opts, state);
     let r = noGrad(() => it2.next());
     while (!r.done) r = noGrad(() => it2.next());
-    assert.deepEqual(r.value.storage, full.storage);
+    assert.deepEqual(r.value.dataSync(), full.dataSync());
   });
 
 });

@@ -3,7 +3,8 @@ import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync
 import { createRequire } from 'node:module';
 import { freemem, totalmem } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Tensor, getBackend, noGrad } from '../engine/tensor.js';
+import { getBackend, noGrad } from '../engine/tensor.js';
+import { fromArray } from '../engine/ops.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, type DiffusionConfig, validateDiffusionConfig } from '../diffusion/gaussian.js';
 import { scaledBetaRange, type BetaSchedule } from '../diffusion/schedule.js';
 import { sample, samplerPlan, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
@@ -270,7 +271,7 @@ export function predictCommand(o: Opts): void {
   if (bad !== undefined) throw new Error(`--t: ${bad} is outside the model's timesteps [0, ${Tn - 1}]`);
   const t = Int32Array.from(ts.length === 1 ? new Array(shape[0]).fill(ts[0]) : ts);
   if (t.length !== shape[0]) throw new Error(`--t: ${t.length} timesteps for a batch of ${shape[0]}`);
-  const y = noGrad(() => model.forward(new Tensor(data, shape), t));
+  const y = noGrad(() => model.forward(fromArray(data, shape), t));
   const ys = y.dataSync();
   assertFinite(ys, 'predict');
   writeFileAtomic(o.output, serializeNpy(ys, y.shape));

@@ -1,5 +1,6 @@
 // Image datasets as bytes (uint8, [count, C, H, W]) and batches scaled to [-1, 1]. Pure: no file access.
-import { Tensor } from '../engine/tensor.js';
+import type { Tensor } from '../engine/tensor.js';
+import { fromArray } from '../engine/ops.js';
 
 export interface ImageDataset {
   name: string;
@@ -28,7 +29,7 @@ export function makeBatch(ds: ImageDataset, indices: ArrayLike<number>, flips?: 
         for (let w = 0; w < W; w++) out[dst + row + w] = ds.pixels[src + row + (flip ? W - 1 - w : w)] / 127.5 - 1;
       }
   }
-  return new Tensor(out, [indices.length, C, H, W]);
+  return fromArray(out, [indices.length, C, H, W]);
 }
 
 /** Pixel mean and standard deviation on [0, 1] (for checking a loader against published statistics). */

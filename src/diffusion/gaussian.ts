@@ -159,7 +159,7 @@ export class GaussianDiffusion {
     const p = this.pMeanVariance(modelOut, xt, t, clip);
     const dims = x0.shape.map((_, i) => i).slice(1);
     const isFirst = Float32Array.from(t, (v) => (v === 0 ? 1 : 0));
-    const m = new Tensor(isFirst, [t.length, ...dims.map(() => 1)]);
+    const m = T.fromArray(isFirst, [t.length, ...dims.map(() => 1)]);
     const kl = T.mul(T.mean(normalKl(q.mean, q.logVariance, p.mean, p.logVariance), dims), 1 / Math.LN2);
     if (!isFirst.some((v) => v === 1)) return kl;
     const nll = T.mul(T.mean(T.neg(discretizedGaussianLogLikelihood(x0, p.mean, T.mul(p.logVariance, 0.5))), dims), 1 / Math.LN2);

@@ -20,7 +20,7 @@ export function interpolate(d: GaussianDiffusion, model: DenoiseFn, x0a: Tensor,
     const tt = new Int32Array(1).fill(t);
     const xa = d.qSample(x0a, tt, noise), xb = d.qSample(x0b, tt, noise);
     // mixtures as a batch: x = xa + lambda (xb - xa), lambda per row
-    const lam = new Tensor(Float32Array.from(lambdas), [K, 1, 1, 1]);
+    const lam = T.fromArray(Float32Array.from(lambdas), [K, 1, 1, 1]);
     let x = T.add(xa, T.mul(lam, T.sub(xb, xa)));
     const ones = T.full([K, 1, 1, 1], 1);
     for (let s = t; s >= 0; s--) {

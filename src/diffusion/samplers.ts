@@ -87,7 +87,7 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
   const total = plan.length;
   if (resume && (resume.sampler !== opts.sampler || resume.total !== total || resume.seed !== opts.seed))
     throw new Error(`sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the request (${opts.sampler}, ${total} steps, seed ${opts.seed})`);
-  let x = resume ? new Tensor(resume.x.slice(), resume.shape) : initialNoise(shape, opts.seed, sampleStart);
+  let x = resume ? T.fromArray(resume.x, resume.shape) : initialNoise(shape, opts.seed, sampleStart);
   const B = shape[0];
   for (let done = resume ? resume.done : 0; done < total; done++) {
     const { i, t, prev } = plan[done];

@@ -1,11 +1,13 @@
 // The backend interface: every kernel the engine needs, forward and backward.
 //
-// Storage is a Float32Array: both backends compute on the CPU, kernels run in program order and return their
-// outputs at once. Tensor.data() is the asynchronous read a device backend will need; today the engine, the
-// optimiser and a few places above it (EMA weight swap, checkpoints, data batches) still use the arrays directly,
-// so a backend whose buffers live elsewhere cannot be plugged in yet.
+// A backend owns its memory. Storage is opaque above the backend: the engine passes handles from one kernel to
+// the next and never looks inside; values enter through upload() / write() and leave through read() (async, for
+// device backends) or readSync() (CPU backends only). Kernels are called in program order and return their outputs
+// as new handles (a device backend may enqueue the work and resolve read() after it).
+// The CPU backends implement Backend<Float32Array> (Float64Array for the float64 reference used in gradient checks).
 
-export type Storage = Float32Array;
+/** A backend's buffer handle. Nothing above src/engine and src/backends may look inside one. */
+export type Storage = unknown;
 
 /** Output size of a convolution along one axis: input h, kernel k, paddings p0 and p1, stride s. */
 export function convOutSize(h: number, k: number, p0: number, p1: number, s: number): number {
@@ -32,51 +34,68 @@ export interface AdamHyper {
   step: number; // 1-based, for bias correction
 }
 
-export interface Backend {
+/* eslint-disable @typescript-eslint/no-explicit-any */
+export interface Backend<S = any> {
   readonly name: string;
 
+  // Memory. A handle holds `size(x)` float values.
+  /** A new buffer holding a copy of values. */
+  upload(values: Float32Array): S;
+  /** A new buffer of n zeros. */
+  zeros(n: number): S;
+  size(x: S): number;
+  /** A copy of the values, when all work queued before has finished. */
+  read(x: S): Promise<Float32Array>;
+  /** The values now (CPU backends; the array may be the buffer itself: do not modify it). Device backends throw. */
+  readSync(x: S): Float32Array;
+  /** Overwrites the buffer's values in place. */
+  write(x: S, values: Float32Array): void;
+  copy(x: S): S;
+
   /** y[N,O,Ho,Wo] = conv(x[N,C,H,W], w[O,C,kh,kw]) + b[O] */
-  conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage;
+  conv2d(x: S, xs: number[], w: S, ws: number[], b: S | null, p: ConvParams): S;
   /** Gradients of conv2d: dx (when needDx), dw and db (when withBias). */
-  conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean): { dx: Storage | null; dw: Storage; db: Storage | null };
+  conv2dBackward(x: S, xs: number[], dy: S, w: S, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean): { dx: S | null; dw: S; db: S | null };
 
   /** out[b] = op(A[b]) op(B[b]), A as [batch, M, K] (or [batch, K, M] when transA), B as [batch, K, N] (or [batch, N, K]). */
-  matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage;
+  matmul(a: S, b: S, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): S;
 
   /** Elementwise with numpy broadcasting; shapes have equal rank (padded with leading 1s). */
-  binary(op: BinaryOp, a: Storage, as: number[], b: Storage, bs: number[], outShape: number[]): Storage;
+  binary(op: BinaryOp, a: S, as: number[], b: S, bs: number[], outShape: number[]): S;
   /** Sum x (shape xs) down to outShape (same rank, each dim equal to xs's or 1). */
-  reduceSum(x: Storage, xs: number[], outShape: number[]): Storage;
-  unary(op: UnaryOp, x: Storage): Storage;
+  reduceSum(x: S, xs: number[], outShape: number[]): S;
+  unary(op: UnaryOp, x: S): S;
   /** dL/dx for y = op(x). */
-  unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage;
+  unaryBackward(op: UnaryOp, x: S, y: S, dy: S): S;
   /** y = min(hi, max(lo, x)) (lo may be -Infinity, hi Infinity) */
-  clamp(x: Storage, lo: number, hi: number): Storage;
+  clamp(x: S, lo: number, hi: number): S;
   /** dx = dy where lo <= x <= hi, else 0 (PyTorch's clamp gradient) */
-  clampBackward(x: Storage, lo: number, hi: number, dy: Storage): Storage;
+  clampBackward(x: S, lo: number, hi: number, dy: S): S;
   /** y = alpha * x + beta */
-  affine(x: Storage, alpha: number, beta: number): Storage;
+  affine(x: S, alpha: number, beta: number): S;
 
-  groupNorm(x: Storage, xs: number[], gamma: Storage, beta: Storage, groups: number, eps: number, silu: boolean): { y: Storage; mean: Storage; rstd: Storage };
-  groupNormBackward(x: Storage, xs: number[], gamma: Storage, beta: Storage, mean: Storage, rstd: Storage, groups: number, silu: boolean, dy: Storage): { dx: Storage; dgamma: Storage; dbeta: Storage };
+  groupNorm(x: S, xs: number[], gamma: S, beta: S, groups: number, eps: number, silu: boolean): { y: S; mean: S; rstd: S };
+  groupNormBackward(x: S, xs: number[], gamma: S, beta: S, mean: S, rstd: S, groups: number, silu: boolean, dy: S): { dx: S; dgamma: S; dbeta: S };
 
   /** Softmax over rows of length cols. */
-  softmax(x: Storage, rows: number, cols: number): Storage;
-  softmaxBackward(y: Storage, dy: Storage, rows: number, cols: number): Storage;
+  softmax(x: S, rows: number, cols: number): S;
+  softmaxBackward(y: S, dy: S, rows: number, cols: number): S;
 
-  permute(x: Storage, xs: number[], perm: number[]): Storage;
+  permute(x: S, xs: number[], perm: number[]): S;
   /** Concatenate along axis 1 of [N, C_i, ...rest] tensors. */
-  concat(xs: Storage[], shapes: number[][]): Storage;
+  concat(xs: S[], shapes: number[][]): S;
   /** Slice channels [c0, c0 + c) of a [N, C, ...rest] tensor. */
-  sliceChannels(x: Storage, xs: number[], c0: number, c: number): Storage;
-  upsample2x(x: Storage, xs: number[]): Storage;
-  upsample2xBackward(dy: Storage, xs: number[]): Storage;
+  sliceChannels(x: S, xs: number[], c0: number, c: number): S;
+  upsample2x(x: S, xs: number[]): S;
+  upsample2xBackward(dy: S, xs: number[]): S;
 
   // Optimiser kernels, in place.
-  adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void;
-  emaUpdate(ema: Storage, p: Storage, decay: number): void;
-  sumSquares(x: Storage): number;
-  scaleInPlace(x: Storage, s: number): void;
+  adamStep(p: S, g: S, m: S, v: S, h: AdamHyper): void;
+  emaUpdate(ema: S, p: S, decay: number): void;
+  /** sum of x^2 as a 1-value buffer (stays on the device) */
+  sumSquares(x: S): S;
+  /** x *= s[0], s a 1-value buffer */
+  scaleInPlace(x: S, s: S): void;
   /** x += y */
-  addInPlace(x: Storage, y: Storage): void;
+  addInPlace(x: S, y: S): void;
 }

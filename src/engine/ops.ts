@@ -7,31 +7,35 @@ const be = getBackend;
 
 // ---------------------------------------------------------------- creation
 
+/** A tensor holding a copy of host values (uploaded to the backend). */
 export function tensor(values: ArrayLike<number>, shape: readonly number[], requiresGrad = false): Tensor {
   const n = shapeSize(shape);
   if (values.length !== n) throw new Error(`tensor: shape ${fmtShape(shape)} needs ${n} values, got ${values.length}`);
-  return new Tensor(Float32Array.from(values), shape, requiresGrad);
+  return new Tensor(be().upload(values instanceof Float32Array ? values : Float32Array.from(values)), shape, requiresGrad);
 }
 
+/** A tensor holding a copy of a Float32Array (the way host data enters the engine). */
+export const fromArray = (values: Float32Array, shape: readonly number[], requiresGrad = false): Tensor => tensor(values, shape, requiresGrad);
+
 export function zeros(shape: readonly number[], requiresGrad = false): Tensor {
-  return new Tensor(new Float32Array(shapeSize(shape)), shape, requiresGrad);
+  return new Tensor(be().zeros(shapeSize(shape)), shape, requiresGrad);
 }
 
 export function full(shape: readonly number[], value: number): Tensor {
-  return new Tensor(new Float32Array(shapeSize(shape)).fill(value), shape);
+  return new Tensor(be().upload(new Float32Array(shapeSize(shape)).fill(value)), shape);
 }
 
 /** Standard normal noise of `shape`; dimension 0 indexes samples, numbered from sampleStart. */
 export function randn(shape: readonly number[], key: RandomKey, sampleStart = 0): Tensor {
   const out = new Float32Array(shapeSize(shape));
   if (out.length) fillRandom(out, out.length / shape[0], key, sampleStart, 'normal');
-  return new Tensor(out, shape);
+  return new Tensor(be().upload(out), shape);
 }
 
 export function rand(shape: readonly number[], key: RandomKey, sampleStart = 0): Tensor {
   const out = new Float32Array(shapeSize(shape));
   if (out.length) fillRandom(out, out.length / shape[0], key, sampleStart, 'uniform');
-  return new Tensor(out, shape);
+  return new Tensor(be().upload(out), shape);
 }
 
 // ---------------------------------------------------------------- shape helpers
@@ -203,7 +207,7 @@ export function sum(x: Tensor, axes?: number[], keepDims = false): Tensor {
   const y = be().reduceSum(x.storage, x.shape, kept);
   const outShape = keepDims ? kept : x.shape.filter((_, i) => !ax.includes(i));
   return makeResult('sum', y, outShape, [x], (g) => [
-    new Tensor(be().binary('add', g.storage, kept, new Float32Array(x.size), x.shape, x.shape), x.shape),
+    new Tensor(be().binary('add', g.storage, kept, be().zeros(x.size), x.shape, x.shape), x.shape),
   ]);
 }
 
@@ -315,7 +319,7 @@ export function dropout(x: Tensor, p: number, key: RandomKey): Tensor {
   fillRandom(u, x.size / x.shape[0], key, 0, 'uniform');
   const scale = 1 / (1 - p);
   for (let i = 0; i < u.length; i++) u[i] = u[i] >= p ? scale : 0;
-  return mul(x, new Tensor(u, x.shape));
+  return mul(x, new Tensor(be().upload(u), x.shape));
 }
 
 /** Per-sample scalars: table[t[i]] for each i, as shape [B, 1, 1, 1] (float64 tables, rounded to float32 once). */
@@ -326,5 +330,5 @@ export function gatherTimesteps(table: Float64Array, t: Int32Array | number[], r
     if (!Number.isInteger(k) || k < 0 || k >= table.length) throw new Error(`gatherTimesteps: timestep ${k} outside [0, ${table.length - 1}]`);
     out[i] = table[k];
   }
-  return new Tensor(out, [t.length, ...new Array<number>(rank - 1).fill(1)]);
+  return new Tensor(be().upload(out), [t.length, ...new Array<number>(rank - 1).fill(1)]);
 }

@@ -1,6 +1,7 @@
 // Optimisation: Adam / AdamW with bias correction, global-norm gradient clipping, and an exponential moving average
-// of parameters. All updates run in place on the backend.
-import { Tensor, getBackend } from './tensor.js';
+// of parameters. All updates run in place on the backend; no value is read back.
+import * as T from './ops.js';
+import { Tensor, getBackend, noGrad, swapValues } from './tensor.js';
 
 export interface AdamOptions {
   lr: number;
@@ -13,8 +14,9 @@ export interface AdamOptions {
 
 export class Adam {
   readonly params: Tensor[];
-  readonly m: Float32Array[];
-  readonly v: Float32Array[];
+  /** first and second moments, one tensor per parameter */
+  readonly m: Tensor[];
+  readonly v: Tensor[];
   step = 0;
   lr: number;
   readonly beta1: number;
@@ -24,8 +26,8 @@ export class Adam {
 
   constructor(params: Tensor[], o: AdamOptions) {
     this.params = params;
-    this.m = params.map((p) => new Float32Array(p.size));
-    this.v = params.map((p) => new Float32Array(p.size));
+    this.m = params.map((p) => T.zeros(p.shape));
+    this.v = params.map((p) => T.zeros(p.shape));
     this.lr = o.lr;
     this.beta1 = o.beta1 ?? 0.9;
     this.beta2 = o.beta2 ?? 0.999;
@@ -38,7 +40,7 @@ export class Adam {
     this.step++;
     const h = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.step };
     this.params.forEach((p, i) => {
-      if (p.grad) getBackend().adamStep(p.storage, p.grad.storage, this.m[i], this.v[i], h);
+      if (p.grad) getBackend().adamStep(p.storage, p.grad.storage, this.m[i].storage, this.v[i].storage, h);
     });
   }
 
@@ -47,33 +49,47 @@ export class Adam {
   }
 }
 
-/** The global L2 norm of all gradients. */
-export function gradNorm(params: Tensor[]): number {
-  let s = 0;
-  for (const p of params) if (p.grad) s += getBackend().sumSquares(p.grad.storage);
-  return Math.sqrt(s);
+/** The global L2 norm of all gradients, as a 1-value tensor (on the device). */
+export function gradNorm(params: Tensor[]): Tensor {
+  return noGrad(() => {
+    let s: Tensor = T.zeros([1]);
+    for (const p of params) if (p.grad) s = T.add(s, new Tensor(getBackend().sumSquares(p.grad.storage), [1]));
+    return T.sqrt(s);
+  });
 }
 
-/** Scales all gradients so that their global norm is at most maxNorm; returns the norm before clipping. */
-export function clipGradNorm(params: Tensor[], maxNorm: number): number {
+/**
+ * Scales all gradients by min(1, maxNorm / (norm + 1e-6)), so that their global norm is at most maxNorm, without
+ * reading the norm back; returns the norm before clipping (a 1-value tensor).
+ */
+export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
   const norm = gradNorm(params);
-  if (norm > maxNorm) {
-    const s = maxNorm / (norm + 1e-6);
-    for (const p of params) if (p.grad) getBackend().scaleInPlace(p.grad.storage, s);
-  }
+  const factor = noGrad(() => T.clamp(T.div(T.full([1], maxNorm), T.add(norm, 1e-6)), 0, 1));
+  for (const p of params) if (p.grad) getBackend().scaleInPlace(p.grad.storage, factor.storage);
   return norm;
 }
 
 /** Exponential moving average of parameters: ema = decay * ema + (1 - decay) * param. */
 export class EMA {
-  readonly shadow: Float32Array[];
+  /** the averaged values, one tensor per parameter */
+  readonly shadow: Tensor[];
 
   constructor(params: Tensor[]) {
-    this.shadow = params.map((p) => p.storage.slice());
+    this.shadow = params.map((p) => new Tensor(getBackend().copy(p.storage), p.shape));
   }
 
   update(params: Tensor[], decay: number): void {
-    params.forEach((p, i) => getBackend().emaUpdate(this.shadow[i], p.storage, decay));
+    params.forEach((p, i) => getBackend().emaUpdate(this.shadow[i].storage, p.storage, decay));
+  }
+}
+
+/** Runs fn with the parameters' values swapped for `values` (the EMA weights for sampling), then swaps back. */
+export function withValues<R>(params: Tensor[], values: Tensor[], fn: () => R): R {
+  swapValues(params, values);
+  try {
+    return fn();
+  } finally {
+    swapValues(params, values);
   }
 }
 

@@ -22,6 +22,16 @@ export function getBackend(): Backend {
   return state.backend;
 }
 
+/** Swaps the values of two lists of tensors of equal shapes (the EMA weights in and out of a model), on the device. */
+export function swapValues(a: Tensor[], b: Tensor[]): void {
+  if (a.length !== b.length) throw new Error(`swapValues: ${a.length} tensors vs ${b.length}`);
+  a.forEach((x, i) => {
+    const y = b[i];
+    if (x.size !== y.size) throw new Error(`swapValues: tensor ${i} has ${x.size} values vs ${y.size}`);
+    [x.storage, y.storage] = [y.storage, x.storage];
+  });
+}
+
 export function setBackend(b: Backend): void {
   state.backend = b;
 }
@@ -59,18 +69,21 @@ export function fmtShape(shape: readonly number[]): string {
 export class Tensor {
   readonly shape: number[];
   readonly size: number;
+  /** The backend's buffer handle: engine-internal (code above src/engine uses data(), dataSync() and write()). */
   storage: Storage;
   readonly backend: Backend;
   requiresGrad: boolean;
   grad: Tensor | null = null;
   node: GradNode | null = null;
 
+  /** Wraps a backend buffer (engine-internal; elsewhere use ops.fromArray, which uploads host values). */
   constructor(storage: Storage, shape: readonly number[], requiresGrad = false, backend: Backend = getBackend()) {
     for (const d of shape)
       if (!Number.isInteger(d) || d < 0) throw new Error(`tensor: invalid shape ${fmtShape(shape)}`);
     const size = shapeSize(shape);
-    if (!(storage instanceof Float32Array) && !((storage as unknown) instanceof Float64Array)) throw new Error(`tensor: storage must be a Float32Array, got ${Object.prototype.toString.call(storage)}`);
-    if (storage.length !== size) throw new Error(`tensor: shape ${fmtShape(shape)} needs ${size} values, storage has ${storage.length}`);
+    if (storage instanceof Int32Array || storage instanceof Uint8Array || Array.isArray(storage)) throw new Error(`tensor: storage must be a backend buffer (a Float32Array on CPU backends), got ${Object.prototype.toString.call(storage)}; use ops.fromArray for host values`);
+    const n = backend.size(storage);
+    if (n !== size) throw new Error(`tensor: shape ${fmtShape(shape)} needs ${size} values, storage has ${n}`);
     this.shape = [...shape];
     this.size = size;
     this.storage = storage;
@@ -78,19 +91,25 @@ export class Tensor {
     this.requiresGrad = requiresGrad;
   }
 
-  /** Reads the values back to JavaScript (a copy). Async so that device backends can read back without blocking. */
+  /** Reads the values back to JavaScript (a copy), once the work that produces them has finished. */
   async data(): Promise<Float32Array> {
-    return this.storage.slice();
+    return this.backend.read(this.storage);
   }
 
-  /** Synchronous read, for CPU backends. */
+  /** Synchronous read for CPU backends (may be the buffer itself: treat it as read-only). Device backends throw. */
   dataSync(): Float32Array {
-    return this.storage;
+    return this.backend.readSync(this.storage);
+  }
+
+  /** Overwrites the values in place (weights loaded from a file, an initialisation). */
+  write(values: ArrayLike<number>): void {
+    if (values.length !== this.size) throw new Error(`write: ${values.length} values for a tensor of shape ${fmtShape(this.shape)}`);
+    this.backend.write(this.storage, values instanceof Float32Array ? values : Float32Array.from(values));
   }
 
   item(): number {
     if (this.size !== 1) throw new Error(`item: tensor of shape ${fmtShape(this.shape)} has ${this.size} values, expected 1`);
-    return this.storage[0];
+    return this.dataSync()[0];
   }
 
   /** A tensor sharing this one's values but cut off from the autodiff graph. */
@@ -121,7 +140,7 @@ export class Tensor {
       }
     }
     const grads = new Map<Tensor, Tensor>();
-    grads.set(this, seed ?? new Tensor(new Float32Array([1]), this.shape, false, this.backend));
+    grads.set(this, seed ?? new Tensor(this.backend.upload(Float32Array.of(1)), this.shape, false, this.backend));
     noGrad(() => {
       for (let k = order.length - 1; k >= 0; k--) {
         const t = order[k];
@@ -130,7 +149,7 @@ export class Tensor {
         if (!t.node) {
           if (t.requiresGrad) {
             if (t.grad) t.backend.addInPlace(t.grad.storage, g.storage);
-            else t.grad = new Tensor(g.storage.slice(), t.shape);
+            else t.grad = new Tensor(t.backend.copy(g.storage), t.shape);
           }
           continue;
         }
@@ -142,7 +161,7 @@ export class Tensor {
           if (gi.size !== inp.size) throw new Error(`backward of ${t.node!.op}: gradient ${fmtShape(gi.shape)} for input ${fmtShape(inp.shape)}`);
           const prev = grads.get(inp);
           if (prev) {
-            const sum = prev.storage.slice();
+            const sum = inp.backend.copy(prev.storage);
             inp.backend.addInPlace(sum, gi.storage);
             grads.set(inp, new Tensor(sum, inp.shape));
           } else grads.set(inp, gi);
@@ -156,8 +175,10 @@ export class Tensor {
 export function makeResult(op: string, storage: Storage, shape: readonly number[], inputs: Tensor[], backward: GradNode['backward']): Tensor {
   const out = new Tensor(storage, shape);
   if (state.checkNumerics) {
-    for (let i = 0; i < storage.length; i++)
-      if (!Number.isFinite(storage[i])) throw new Error(`check numerics: ${op} produced ${storage[i]} at index ${i} of output ${fmtShape(shape)}`);
+    // a readback per op: a debugging mode
+    const v = out.dataSync();
+    for (let i = 0; i < v.length; i++)
+      if (!Number.isFinite(v[i])) throw new Error(`check numerics: ${op} produced ${v[i]} at index ${i} of output ${fmtShape(shape)}`);
   }
   if (state.gradEnabled && inputs.some((t) => t.requiresGrad || t.node)) out.node = { op, inputs, backward };
   return out;

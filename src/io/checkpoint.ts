@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { type DiffusionConfig, PAPER_DIFFUSION } from '../diffusion/gaussian.js';
 import { BETA_SCHEDULES, type BetaSchedule, betaSchedule } from '../diffusion/schedule.js';
 import { UNet, type UNetConfig, validateConfig, withDefaults } from '../model/unet.js';
-import { fmtShape } from '../engine/tensor.js';
+import { type Tensor, fmtShape } from '../engine/tensor.js';
 import { type SafeTensor, parseSafetensors, serializeSafetensors } from './safetensors.js';
 import { readJson, writeFileAtomic } from './files.js';
 
@@ -144,7 +144,7 @@ export function loadWeights(model: UNet, weights: Map<string, SafeTensor>, file:
       throw new Error(`${file}: tensor "${name}" has shape ${fmtShape(w.shape)}, but config.json implies ${fmtShape(p.shape)}`);
     for (let i = 0; i < w.data.length; i++)
       if (!Number.isFinite(w.data[i])) throw new Error(`${file}: tensor "${name}" holds ${w.data[i]} at index ${i}; the weights are corrupt (a diverged run?)`);
-    p.storage.set(w.data);
+    p.write(w.data);
   }
   for (const name of weights.keys()) if (!model.params.has(name)) throw new Error(`${file}: unexpected tensor "${name}" (not part of the model described by config.json)`);
 }
@@ -156,9 +156,10 @@ export function loadModel(dir: string): { model: UNet; folder: ModelFolder } {
   return { model, folder };
 }
 
-export function weightsOf(model: UNet, values?: Float32Array[]): Map<string, SafeTensor> {
+/** The model's weights by name (or `values`, tensors in parameter order, such as the EMA copy), read back to the host. */
+export function weightsOf(model: UNet, values?: Tensor[]): Map<string, SafeTensor> {
   const out = new Map<string, SafeTensor>();
-  [...model.params.entries()].forEach(([name, p], i) => out.set(name, { shape: p.shape, data: values ? values[i] : p.storage }));
+  [...model.params.entries()].forEach(([name, p], i) => out.set(name, { shape: p.shape, data: (values ? values[i] : p).dataSync() }));
   return out;
 }
 

@@ -135,7 +135,7 @@ export function timestepEmbedding(t: Int32Array | number[], dim: number, shift: 
       out[b * dim + i] = Math.sin(arg);
       out[b * dim + half + i] = Math.cos(arg);
     }
-  return new Tensor(out, [t.length, dim]);
+  return T.fromArray(out, [t.length, dim]);
 }
 
 interface ParamSpec {
@@ -172,16 +172,17 @@ export class UNet {
   init(seed: number): this {
     this.specs.forEach((s, i) => {
       const p = this.params.get(s.name)!;
-      if (s.init === 'zero') p.storage.fill(0);
-      else if (s.init === 'one') p.storage.fill(1);
-      else {
+      const v = new Float32Array(p.size);
+      if (s.init === 'one') v.fill(1);
+      else if (s.init !== 'zero') {
         const scale = s.init === 'tiny' ? 1e-10 : 1;
         const recept = s.shape.length === 4 ? s.shape[2] * s.shape[3] : 1;
         const fanIn = s.shape[1] * recept, fanOut = s.shape[0] * recept;
         const limit = Math.sqrt((3 * scale) / ((fanIn + fanOut) / 2));
-        fillRandom(p.storage, p.size, streams.init(seed, i), 0, 'uniform');
-        for (let k = 0; k < p.size; k++) p.storage[k] = (2 * p.storage[k] - 1) * limit;
+        fillRandom(v, p.size, streams.init(seed, i), 0, 'uniform');
+        for (let k = 0; k < p.size; k++) v[k] = (2 * v[k] - 1) * limit;
       }
+      p.write(v);
     });
     return this;
   }

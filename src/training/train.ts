@@ -5,8 +5,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../engine/ops.js';
-import { noGrad } from '../engine/tensor.js';
-import { Adam, EMA, clipGradNorm, emaDecayAt } from '../engine/optim.js';
+import { type Tensor, noGrad } from '../engine/tensor.js';
+import { Adam, EMA, clipGradNorm, emaDecayAt, withValues } from '../engine/optim.js';
 import { fillRandom, randomIntegers, randomPermutation } from '../engine/random.js';
 import { streams } from '../engine/streams.js';
 import { type DiffusionConfig, GaussianDiffusion } from '../diffusion/gaussian.js';
@@ -182,10 +182,10 @@ export function restoreLatest(o: TrainOptions, st: TrainState, warn: (msg: strin
     const prev = savedOptions(dir, ck.saved);
     if (prev) checkResumeOptions(o, prev, o.outDir);
     [...st.model.params.values()].forEach((p, i) => {
-      p.storage.set(ck.values[i].raw);
-      st.ema.shadow[i].set(ck.values[i].ema);
-      st.adam.m[i].set(ck.values[i].m);
-      st.adam.v[i].set(ck.values[i].v);
+      p.write(ck.values[i].raw);
+      st.ema.shadow[i].write(ck.values[i].ema);
+      st.adam.m[i].write(ck.values[i].m);
+      st.adam.v[i].write(ck.values[i].v);
     });
     st.step = ck.saved.step;
     st.adam.step = ck.saved.adam_step;
@@ -268,7 +268,7 @@ export function saveCheckpoint(o: TrainOptions, st: TrainState): string {
     const opt: [string, SafeTensor][] = [];
     names.forEach((n, i) => {
       const shape = st.model.params.get(n)!.shape;
-      opt.push([`${n}.exp_avg`, { shape, data: st.adam.m[i] }], [`${n}.exp_avg_sq`, { shape, data: st.adam.v[i] }]);
+      opt.push([`${n}.exp_avg`, { shape, data: st.adam.m[i].dataSync() }], [`${n}.exp_avg_sq`, { shape, data: st.adam.v[i].dataSync() }]);
     });
     writeFileSync(join(tmp, 'optimizer.safetensors'), serializeSafetensors(opt));
     writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ step: st.step, adam_step: st.adam.step, seed: o.seed, options: { ...o, unet: undefined, diffusion: undefined, override: undefined } }, null, 2));
@@ -281,15 +281,8 @@ export function saveCheckpoint(o: TrainOptions, st: TrainState): string {
 }
 
 /** Runs fn with the model's parameters temporarily replaced by `values` (the EMA weights for sampling). */
-export function withWeights<R>(model: UNet, values: Float32Array[], fn: () => R): R {
-  const params = [...model.params.values()];
-  const saved = params.map((p) => p.storage);
-  params.forEach((p, i) => (p.storage = values[i]));
-  try {
-    return fn();
-  } finally {
-    params.forEach((p, i) => (p.storage = saved[i]));
-  }
+export function withWeights<R>(model: UNet, values: Tensor[], fn: () => R): R {
+  return withValues([...model.params.values()], values, fn);
 }
 
 export interface TrainCallbacks {
@@ -386,7 +379,7 @@ async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbac
         qN[q]++;
       }
     }
-    const gradNorm = clipGradNorm(params, o.gradClip);
+    const gradNorm = clipGradNorm(params, o.gradClip).item(); // one readback per step, for the log
     if (!Number.isFinite(lossSum) || !Number.isFinite(gradNorm))
       throw new Error(`training stopped at step ${s + 1}: ${!Number.isFinite(lossSum) ? `loss is ${lossSum}` : `gradient norm is ${gradNorm}`}; the last good checkpoint (step ${lastCheckpointStep}) in ${join(o.outDir, 'checkpoints')} is intact. Lower --lr or check the data.`);
     const lr = o.lr * Math.min(1, (s + 1) / Math.max(1, o.warmup));
@@ -430,7 +423,7 @@ export function writeSampleGrid(o: TrainOptions, st: TrainState, diffusion: Gaus
   const x = withWeights(st.model, st.ema.shadow, () =>
     noGrad(() => sampleAll(diffusion, (xx, tt) => st.model.forward(xx, tt), [n, o.unet.in_channels, S, S], { sampler: 'ancestral', steps: o.sampleSteps, seed: o.seed + 1 })),
   );
-  writePng(path, imageGrid(x.storage, x.shape, Math.ceil(Math.sqrt(n))));
+  writePng(path, imageGrid(x.dataSync(), x.shape, Math.ceil(Math.sqrt(n))));
 }
 
 /** loss.png: the training loss (grey: per step; blue: moving average over 100 steps), log scale. */

@@ -2,7 +2,10 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type Storage, type UnaryOp, convOutSize } from '../../engine/backend.js';
+import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type UnaryOp, convOutSize } from '../../engine/backend.js';
+
+/** This backend's buffers: Float32Arrays that the addon reads and writes in place. */
+type Storage = Float32Array;
 
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -38,7 +41,7 @@ export function loadAddon(): { addon: Addon | null; error: string } {
   return cached;
 }
 
-export class NativeBackend implements Backend {
+export class NativeBackend implements Backend<Storage> {
   readonly name = 'native';
   readonly info: { onednn: string; threads: number };
   private readonly a: Addon;
@@ -46,6 +49,29 @@ export class NativeBackend implements Backend {
   constructor(addon: Addon) {
     this.a = addon;
     this.info = addon.info();
+  }
+
+  upload(values: Float32Array): Storage {
+    return Float32Array.from(values);
+  }
+  zeros(n: number): Storage {
+    return new Float32Array(n);
+  }
+  size(x: Storage): number {
+    return x.length;
+  }
+  async read(x: Storage): Promise<Float32Array> {
+    return x.slice();
+  }
+  readSync(x: Storage): Float32Array {
+    return x;
+  }
+  write(x: Storage, values: Float32Array): void {
+    if (values.length !== x.length) throw new Error(`write: ${values.length} values for a buffer of ${x.length}`);
+    x.set(values);
+  }
+  copy(x: Storage): Storage {
+    return x.slice();
   }
 
   conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
@@ -153,11 +179,11 @@ export class NativeBackend implements Backend {
   emaUpdate(ema: Storage, p: Storage, decay: number): void {
     this.a.emaUpdate(ema, p, decay);
   }
-  sumSquares(x: Storage): number {
-    return this.a.sumSquares(x);
+  sumSquares(x: Storage): Storage {
+    return Float32Array.of(this.a.sumSquares(x));
   }
-  scaleInPlace(x: Storage, s: number): void {
-    this.a.scaleInPlace(x, s);
+  scaleInPlace(x: Storage, s: Storage): void {
+    this.a.scaleInPlace(x, s[0]);
   }
   addInPlace(x: Storage, y: Storage): void {
     this.a.addInPlace(x, y);

@@ -1,6 +1,9 @@
 // The reference backend: plain TypeScript loops, written to be obviously correct. It is the oracle that every
 // other backend is tested against, and the fallback when the native addon is not built.
-import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type Storage, type UnaryOp, convOutSize } from '../../engine/backend.js';
+import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type UnaryOp, convOutSize } from '../../engine/backend.js';
+
+/** This backend's buffers: plain arrays (Float64Array in the float64 variant, typed as Float32Array here). */
+type Storage = Float32Array;
 
 /** Strides of `shape` (row-major) with 0 for dimensions broadcast to `outShape`. */
 function broadcastStrides(shape: number[], outShape: number[]): number[] {
@@ -45,7 +48,7 @@ function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
 
-export class ReferenceBackend implements Backend {
+export class ReferenceBackend implements Backend<Storage> {
   readonly name: string;
   /** Float32Array normally; Float64Array for finite-difference gradient checks in double precision. */
   private readonly Arr: Float32ArrayConstructor | Float64ArrayConstructor;
@@ -53,6 +56,29 @@ export class ReferenceBackend implements Backend {
   constructor(precision: 'float32' | 'float64' = 'float32') {
     this.Arr = precision === 'float64' ? Float64Array : Float32Array;
     this.name = precision === 'float64' ? 'reference-f64' : 'reference';
+  }
+
+  upload(values: Float32Array): Storage {
+    return this.Arr.from(values) as Storage;
+  }
+  zeros(n: number): Storage {
+    return this.alloc(n);
+  }
+  size(x: Storage): number {
+    return x.length;
+  }
+  async read(x: Storage): Promise<Float32Array> {
+    return Float32Array.from(x);
+  }
+  readSync(x: Storage): Float32Array {
+    return x;
+  }
+  write(x: Storage, values: Float32Array): void {
+    if (values.length !== x.length) throw new Error(`write: ${values.length} values for a buffer of ${x.length}`);
+    x.set(values);
+  }
+  copy(x: Storage): Storage {
+    return x.slice();
   }
 
   private alloc(n: number): Storage {
@@ -416,14 +442,15 @@ export class ReferenceBackend implements Backend {
     for (let i = 0; i < p.length; i++) ema[i] = decay * ema[i] + (1 - decay) * p[i];
   }
 
-  sumSquares(x: Storage): number {
+  sumSquares(x: Storage): Storage {
     let s = 0;
     for (let i = 0; i < x.length; i++) s += x[i] * x[i];
-    return s;
+    return this.Arr.of(s) as Storage;
   }
 
-  scaleInPlace(x: Storage, s: number): void {
-    for (let i = 0; i < x.length; i++) x[i] *= s;
+  scaleInPlace(x: Storage, s: Storage): void {
+    const f = s[0];
+    for (let i = 0; i < x.length; i++) x[i] *= f;
   }
 
   addInPlace(x: Storage, y: Storage): void {
