@@ -296,9 +296,47 @@ def fidelity():
     save('fidelity.json', g)
 
 
+# ----------------------------------------------------------------- sample-quality metrics (pytorch-fid / KID / IS formulas, scipy)
+def metrics():
+    import scipy.linalg
+    real = det([60, 8], 40).numpy() + 0.3 * det([60, 8], 41).numpy() ** 2
+    fake = 1.2 * det([50, 8], 42).numpy() + 0.1
+    mu1, s1 = real.mean(0), np.cov(real, rowvar=False)
+    mu2, s2 = fake.mean(0), np.cov(fake, rowvar=False)
+    covmean, _ = scipy.linalg.sqrtm(s1.dot(s2), disp=False)  # pytorch-fid's calculate_frechet_distance
+    covmean = covmean.real
+    fd = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    fd_same = float(0.0)
+
+    def mmd(X, Y):  # unbiased MMD^2, kernel (x.y / d + 1)^3 (the KID paper's polynomial_mmd)
+        d = X.shape[1]
+        kxx, kyy, kxy = (X @ X.T / d + 1) ** 3, (Y @ Y.T / d + 1) ** 3, (X @ Y.T / d + 1) ** 3
+        m = X.shape[0]
+        return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / (m * m))
+
+    logits = 2 * det([40, 10], 43).numpy()
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    scores = []
+    for part in np.array_split(probs, 10):  # the Inception Score of Salimans et al., 10 splits
+        py = part.mean(0, keepdims=True)
+        scores.append(np.exp(np.mean(np.sum(part * (np.log(part) - np.log(py)), 1))))
+
+    def radii(A, k=3):
+        D = ((A[:, None, :] - A[None, :, :]) ** 2).sum(-1)
+        return np.sort(D, axis=1)[:, k]
+
+    fr = ((fake[:, None, :] - real[None, :, :]) ** 2).sum(-1)
+    precision = float((fr <= radii(real)[None, :]).any(1).mean())
+    recall = float((fr <= radii(fake)[:, None]).any(0).mean())
+    save('metrics.json', dict(real=real.reshape(-1).tolist(), fake=fake.reshape(-1).tolist(), d=8, mu_real=mu1.tolist(), sigma_real=s1.reshape(-1).tolist(),
+                              fd=fd, fd_same=fd_same, mmd=mmd(real[:50], fake), probs=probs.reshape(-1).tolist(), is_mean=float(np.mean(scores)), is_std=float(np.std(scores)),
+                              precision=precision, recall=recall))
+
+
 if __name__ == '__main__':
     torch.manual_seed(0)
     layers()
     diffusion()
     unet()
     fidelity()
+    metrics()

@@ -18,6 +18,11 @@ import { imageGrid, linePlot, writeImages, writePng } from '../io/png.js';
 import { parseNpy, serializeNpy } from '../io/npy.js';
 import { DEFAULT_TRAIN, train, type TrainOptions } from '../training/train.js';
 import { EXACT_HEAD, bitsPerDim } from '../eval/bpd.js';
+import { DIGITNET_CLASSES, DIGITNET_FEATURES, DigitNet } from '../eval/digitnet.js';
+import { type FeatureStats, featureStats, frechetDistance, inceptionScore, kernelInceptionDistance, precisionRecall } from '../eval/metrics.js';
+import { parseNpz, serializeNpz } from '../io/npz.js';
+import { parseSafetensors } from '../io/safetensors.js';
+import { fileURLToPath } from 'node:url';
 import { interpolate } from '../diffusion/interpolate.js';
 import { downloadDataset } from '../data/download.js';
 import { Progress } from './progress.js';
@@ -233,6 +238,105 @@ export function evalBpdCommand(o: Opts): void {
     writePng(o.rdPlot, linePlot([{ points: pts, color: [200, 40, 40] }]));
     console.error(`wrote ${o.rdPlot} (x: rate in bits/dim, y: RMSE on 0-255)`);
   }
+}
+
+// ---------------------------------------------------------------- sample quality on the digit network
+
+const DIGITNETS: Record<string, { file: string; data: string }> = {
+  mnist: { file: 'digitnet-mnist.safetensors', data: '../shared/data/mnist' },
+  fashion: { file: 'digitnet-fashion.safetensors', data: 'fashion-mnist' },
+};
+
+function loadDigitNet(spec: string): DigitNet {
+  const named = DIGITNETS[spec];
+  const file = named ? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'models', named.file) : spec;
+  if (!existsSync(file)) throw new Error(`--net ${spec}: ${file} not found (expected ${Object.keys(DIGITNETS).join(' or ')}, or a safetensors file)`);
+  return new DigitNet(parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors, file);
+}
+
+/** Images [n * 784] on [-1, 1] from a dataset spec, a PNG folder, a .npy, or a model folder (sampled). */
+function imageSet(spec: string, o: Opts, what: string): { images: Float32Array; n: number; name: string } {
+  if (spec.endsWith('.npy')) {
+    const { shape, data } = parseNpy(new Uint8Array(readFileSync(spec)), spec);
+    if (shape.length !== 4 || shape[1] !== 1 || shape[2] !== 28 || shape[3] !== 28) throw new Error(`${spec}: expected [N, 1, 28, 28] images on [-1, 1], got shape (${shape.join(', ')})`);
+    const n = Math.min(shape[0], o.num ?? shape[0]);
+    return { images: data.subarray(0, n * 784), n, name: spec };
+  }
+  if (existsSync(join(spec, 'config.json'))) {
+    const { model, diffusion, cfg } = loadForSampling(spec);
+    if (cfg.in_channels !== 1 || cfg.sample_size !== 28) throw new Error(`${what} ${spec}: the model makes ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size} images; the digit network needs 1x28x28`);
+    const n: number = o.num ?? 1000;
+    const sampler = o.sampler as SamplerName;
+    const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing });
+    const images = new Float32Array(n * 784);
+    const bar = new Progress(`sample ${sampler} ${plan.length} steps`, Math.ceil(n / o.batch) * plan.length, 0);
+    let done = 0;
+    for (let start = 0; start < n; start += o.batch) {
+      const B = Math.min(o.batch, n - start);
+      const it = sample(diffusion, (x, t) => model.forward(x, t), [B, 1, 28, 28], { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, sampleStart: start, eta: o.eta, clip: o.clip ?? diffusion.config.clipSample });
+      let r = it.next();
+      while (!r.done) {
+        bar.update(++done);
+        r = it.next();
+      }
+      const x = r.value.dataSync();
+      assertFinite(x, `${what} samples ${start}..${start + B - 1}`);
+      images.set(x, start * 784);
+    }
+    return { images, n, name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${o.seed})` };
+  }
+  const ds = loadDataset(spec, split(o.split ?? 'test'), { size: 28, channels: 1 });
+  if (ds.channels !== 1 || ds.height !== 28) throw new Error(`${what} ${spec}: images are ${ds.channels}x${ds.height}x${ds.width}; the digit network needs 1x28x28`);
+  const n = Math.min(ds.count, o.num ?? ds.count);
+  return { images: makeBatch(ds, Int32Array.from({ length: n }, (_, i) => i)).dataSync(), n, name: `${ds.name} (${n} images)` };
+}
+
+export function evalQualityCommand(o: Opts): void {
+  if (o.out) ensureWritableFile(o.out, '--out');
+  if (o.saveStats) ensureWritableFile(o.saveStats, '--save-stats');
+  const net = loadDigitNet(o.net);
+  const cand = imageSet(o.images, o, '--images');
+  const f = net.embed(cand.images, cand.n);
+  const d = DIGITNET_FEATURES;
+  const stats = featureStats(f.features, cand.n, d);
+  if (o.saveStats) writeFileAtomic(o.saveStats, serializeNpz({ mu: { shape: [d], data: stats.mu }, sigma: { shape: [d, d], data: stats.sigma } }));
+  let refStats: FeatureStats, refFeatures: Float32Array | null = null, refN = 0, refName: string;
+  const refSpec: string = o.ref ?? DIGITNETS[o.net]?.data;
+  if (!refSpec) throw new Error('--ref: give the reference set (a dataset, a PNG folder, a .npy or an .npz of statistics)');
+  if (refSpec.endsWith('.npz')) {
+    const z = parseNpz(new Uint8Array(readFileSync(refSpec)), refSpec);
+    const mu = z.get('mu'), sigma = z.get('sigma');
+    if (!mu || !sigma) throw new Error(`${refSpec}: expected arrays "mu" and "sigma" (pytorch-fid / TTUR statistics), found ${[...z.keys()].join(', ')}`);
+    if (mu.data.length !== d || sigma.data.length !== d * d) throw new Error(`${refSpec}: statistics of dimension ${mu.data.length}; the digit network's features have ${d}`);
+    refStats = { dim: d, n: 0, mu: mu.data, sigma: sigma.data };
+    refName = `${refSpec} (statistics only: no KID, precision or recall)`;
+  } else {
+    const ref = imageSet(refSpec, { ...o, num: o.refNum, split: o.refSplit }, '--ref');
+    refFeatures = net.embed(ref.images, ref.n).features;
+    refN = ref.n;
+    refStats = featureStats(refFeatures, refN, d);
+    refName = ref.name;
+  }
+  const result: Record<string, unknown> = { images: cand.name, reference: refName, net: o.net, fd: frechetDistance(stats, refStats) };
+  result.is = inceptionScore(f.probs, cand.n, DIGITNET_CLASSES, Math.min(10, cand.n));
+  if (refFeatures) {
+    result.kid = kernelInceptionDistance(refFeatures, refN, f.features, cand.n, d, o.kidSubsets, o.kidSize, o.seed);
+    if (o.prNum > 0) {
+      const m = Math.min(o.prNum, cand.n, refN);
+      result.precisionRecall = { ...precisionRecall(refFeatures.subarray(0, m * d), m, f.features.subarray(0, m * d), m, d, 3), images: m };
+    }
+  }
+  console.log(`images     ${cand.name}`);
+  console.log(`reference  ${refName}`);
+  console.log(`network    digit network "${o.net}" (${d}-d features; FD is FID's formula on these features, not on Inception-v3's)`);
+  console.log(`FD         ${(result.fd as number).toFixed(4)}`);
+  const k = result.kid as { mean: number; std: number; stderr: number; subsets: number; subsetSize: number } | undefined;
+  if (k) console.log(`KID        ${k.mean.toExponential(3)} +- ${k.stderr.toExponential(2)} (std ${k.std.toExponential(2)} over ${k.subsets} subsets of ${k.subsetSize})`);
+  const is = result.is as { mean: number; std: number };
+  console.log(`IS         ${is.mean.toFixed(3)} +- ${is.std.toFixed(3)} (10 splits, max 10 for 10 classes)`);
+  const pr = result.precisionRecall as { precision: number; recall: number; images: number } | undefined;
+  if (pr) console.log(`precision  ${pr.precision.toFixed(3)}   recall ${pr.recall.toFixed(3)} (k = 3, first ${pr.images} of each set)`);
+  if (o.out) writeFileAtomic(o.out, JSON.stringify(result, null, 2));
 }
 
 export function interpolateCommand(o: Opts): void {

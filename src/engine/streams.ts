@@ -29,6 +29,8 @@ export const PURPOSE = {
   bpdNoise: 9,
   /** interpolation: index 0 encodes, 1 + k is reverse step k */
   interpolate: 10,
+  /** sample-quality metrics: KID's subsets, index = 2 * subset + set */
+  metrics: 11,
 } as const;
 export type Purpose = keyof typeof PURPOSE;
 
@@ -61,4 +63,5 @@ export const streams = {
     key(seed, 'samplerNoise', check('sampler step', step, INDEX_BITS / SUB_BITS) * SUB_BITS + check('sampler sub-step', sub, SUB_BITS)),
   bpdNoise: (seed: number, t: number) => key(seed, 'bpdNoise', t),
   interpolate: (seed: number, index: number) => key(seed, 'interpolate', index),
+  metrics: (seed: number, index: number) => key(seed, 'metrics', index),
 };

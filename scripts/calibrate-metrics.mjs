@@ -1,0 +1,74 @@
+// Calibrates the digit network's metrics so that a number can be read (docs/metrics.md): real test images against
+// real training images at N = 1k, 5k, 10k (the floor), degraded test images (blurred, noised) and pure noise (the
+// ceiling). Prints a markdown table. Run after `npm run build`:
+//   node scripts/calibrate-metrics.mjs mnist ../shared/data/mnist
+//   node scripts/calibrate-metrics.mjs fashion fashion-mnist
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const lib = (p) => import(join(root, 'dist', 'src', p));
+const { useBackend } = await lib('backends/select.js');
+const { loadDataset } = await lib('data/load.js');
+const { makeBatch } = await lib('data/dataset.js');
+const { DigitNet, DIGITNET_FEATURES: D, DIGITNET_CLASSES } = await lib('eval/digitnet.js');
+const { featureStats, frechetDistance, kernelInceptionDistance, inceptionScore, precisionRecall } = await lib('eval/metrics.js');
+const { parseSafetensors } = await lib('io/safetensors.js');
+const { fillRandom } = await lib('engine/random.js');
+
+const [name = 'mnist', data = '../shared/data/mnist'] = process.argv.slice(2);
+useBackend();
+const file = join(root, 'models', `digitnet-${name}.safetensors`);
+const net = new DigitNet(parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors, file);
+const images = (split, n) => {
+  const ds = loadDataset(data, split);
+  return makeBatch(ds, Int32Array.from({ length: Math.min(n, ds.count) }, (_, i) => i)).dataSync().slice();
+};
+const train = net.embed(images('train', 10000), 10000);
+const testImages = images('test', 10000);
+const test = net.embed(testImages, 10000);
+
+function blur(x, n) {
+  // 3x3 box blur per image, edges clamped
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < n; i++)
+    for (let y = 0; y < 28; y++)
+      for (let c = 0; c < 28; c++) {
+        let s = 0;
+        for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) s += x[i * 784 + Math.min(27, Math.max(0, y + dy)) * 28 + Math.min(27, Math.max(0, c + dx))];
+        out[i * 784 + y * 28 + c] = s / 9;
+      }
+  return out;
+}
+function noisy(x, sigma, stream) {
+  const z = new Float32Array(x.length);
+  fillRandom(z, z.length, { seed: 99, stream }, 0, 'normal');
+  return x.map((v, i) => Math.max(-1, Math.min(1, v + sigma * z[i])));
+}
+
+const rows = [];
+function row(label, feats, probs, n, refN = 10000) {
+  const ref = train.features.subarray(0, refN * D);
+  const fd = frechetDistance(featureStats(feats.subarray(0, n * D), n, D), featureStats(ref, refN, D));
+  const kid = kernelInceptionDistance(ref, refN, feats, n, D, 50, Math.min(1000, n));
+  const is = inceptionScore(probs.subarray(0, n * DIGITNET_CLASSES), n, DIGITNET_CLASSES, 10);
+  const pr = precisionRecall(ref.subarray(0, 1000 * D), 1000, feats.subarray(0, 1000 * D), Math.min(1000, n), D);
+  rows.push(`| ${label} | ${n.toLocaleString()} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(3)} +- ${(kid.stderr * 1e3).toFixed(3)} | ${is.mean.toFixed(2)} | ${pr.precision.toFixed(3)} / ${pr.recall.toFixed(3)} |`);
+  console.error(rows[rows.length - 1]);
+}
+for (const n of [1000, 5000, 10000]) row(`real test vs real train (the floor)`, test.features, test.probs, n);
+const n = 1000;
+const b = net.embed(blur(testImages.subarray(0, n * 784), n), n);
+row('test images, 3x3 box blur', b.features, b.probs, n);
+for (const s of [0.1, 0.3]) {
+  const e = net.embed(noisy(testImages.subarray(0, n * 784), s, Math.round(s * 10)), n);
+  row(`test images + N(0, ${s}^2) noise (on [-1, 1])`, e.features, e.probs, n);
+}
+const z = new Float32Array(n * 784);
+fillRandom(z, z.length, { seed: 98, stream: 1 }, 0, 'normal');
+const pure = net.embed(z.map((v) => Math.max(-1, Math.min(1, v))), n);
+row('pure noise N(0, 1), clipped (the ceiling)', pure.features, pure.probs, n);
+console.log(`| set (against 10,000 training images) | N | FD | KID x 1e3 | IS | precision / recall (1,000 each) |`);
+console.log(`|---|---|---|---|---|---|`);
+for (const r of rows) console.log(r);

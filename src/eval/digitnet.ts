@@ -1,0 +1,55 @@
+// The digit feature network for sample-quality metrics on 28x28 data (scripts/train_digitnet.py trains it in
+// PyTorch; its weights ship in models/). conv 3x3 (1->32) + GroupNorm(8) + SiLU, conv 3x3 stride 2 (32->64) + GN +
+// SiLU, conv 3x3 stride 2 (64->128) + GN + SiLU; the mean over positions is the 128-d feature vector; a linear layer
+// gives 10 class logits. Runs on any backend. Pure: weights come in as a map of tensors.
+import * as T from '../engine/ops.js';
+import { type Tensor, fmtShape, noGrad } from '../engine/tensor.js';
+
+export const DIGITNET_SHAPES: Record<string, number[]> = {
+  'conv1.weight': [32, 1, 3, 3], 'conv1.bias': [32], 'norm1.weight': [32], 'norm1.bias': [32],
+  'conv2.weight': [64, 32, 3, 3], 'conv2.bias': [64], 'norm2.weight': [64], 'norm2.bias': [64],
+  'conv3.weight': [128, 64, 3, 3], 'conv3.bias': [128], 'norm3.weight': [128], 'norm3.bias': [128],
+  'fc.weight': [10, 128], 'fc.bias': [10],
+};
+export const DIGITNET_FEATURES = 128;
+export const DIGITNET_CLASSES = 10;
+
+export class DigitNet {
+  private readonly p = new Map<string, Tensor>();
+
+  /** weights: name -> values (checked against DIGITNET_SHAPES); `where` names the file in errors. */
+  constructor(weights: Map<string, { shape: number[]; data: Float32Array }>, where: string) {
+    for (const [name, shape] of Object.entries(DIGITNET_SHAPES)) {
+      const w = weights.get(name);
+      if (!w) throw new Error(`${where}: tensor "${name}" is missing (not a digit network file)`);
+      if (w.shape.join(',') !== shape.join(',')) throw new Error(`${where}: tensor "${name}" has shape ${fmtShape(w.shape)}, expected ${fmtShape(shape)}`);
+      this.p.set(name, T.fromArray(w.data, shape));
+    }
+  }
+
+  /** x: [N, 1, 28, 28] on [-1, 1] (the diffusion data scale). Returns features [N, 128] and logits [N, 10]. */
+  forward(x: Tensor): { features: Tensor; logits: Tensor } {
+    if (x.shape.length !== 4 || x.shape[1] !== 1 || x.shape[2] !== 28 || x.shape[3] !== 28) throw new Error(`digit network: input ${fmtShape(x.shape)} is not [N, 1, 28, 28]`);
+    const g = (k: string) => this.p.get(k)!;
+    const block = (h: Tensor, i: number, stride: number) =>
+      T.groupNorm(T.conv2d(h, g(`conv${i}.weight`), g(`conv${i}.bias`), { stride, padding: 1 }), g(`norm${i}.weight`), g(`norm${i}.bias`), 8, 1e-5, true);
+    const h = block(block(block(x, 1, 1), 2, 2), 3, 2);
+    const features = T.mean(h, [2, 3]);
+    return { features, logits: T.linear(features, g('fc.weight'), g('fc.bias')) };
+  }
+
+  /** Features and class probabilities of n images ([n * 784] on [-1, 1]), batch by batch, read back to the host. */
+  embed(images: Float32Array, n: number, batch = 256, onBatch?: (done: number) => void): { features: Float32Array; probs: Float32Array } {
+    const features = new Float32Array(n * DIGITNET_FEATURES), probs = new Float32Array(n * DIGITNET_CLASSES);
+    noGrad(() => {
+      for (let s = 0; s < n; s += batch) {
+        const b = Math.min(batch, n - s);
+        const { features: f, logits } = this.forward(T.fromArray(images.subarray(s * 784, (s + b) * 784), [b, 1, 28, 28]));
+        features.set(f.dataSync(), s * DIGITNET_FEATURES);
+        probs.set(T.softmax(logits).dataSync(), s * DIGITNET_CLASSES);
+        onBatch?.(s + b);
+      }
+    });
+    return { features, probs };
+  }
+}

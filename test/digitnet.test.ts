@@ -1,0 +1,57 @@
+// The digit feature network: the engine's forward pass equals the PyTorch network that trained it (features and
+// logits of test images, written by scripts/train_digitnet.py), on both backends; the CLI's quality command.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as T from '../src/engine/ops.js';
+import { DigitNet } from '../src/eval/digitnet.js';
+import { parseSafetensors } from '../src/io/safetensors.js';
+import { serializeNpy } from '../src/io/npy.js';
+import { parseNpz } from '../src/io/npz.js';
+import { ROOT, assertClose, native, reference, withBackend, writeTinyIdx } from './helpers.js';
+
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+for (const name of ['mnist', 'fashion'])
+  describe(`digit network (${name})`, () => {
+    const file = join(ROOT, 'models', `digitnet-${name}.safetensors`);
+    const G = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', `digitnet-${name}.json`), 'utf8'));
+    for (const be of [reference, ...(native ? [native] : [])])
+      it(`features and logits equal PyTorch's within 1e-4 (${be.name})`, () => withBackend(be, () => {
+        const net = new DigitNet(parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors, file);
+        const { features, logits } = net.forward(T.fromArray(Float32Array.from(G.x), [4, 1, 28, 28]));
+        assertClose(features.dataSync(), G.features, 1e-4, 1e-4, 'features');
+        assertClose(logits.dataSync(), G.logits, 1e-4, 1e-4, 'logits');
+      }));
+    it('classifies the held-out test set well (accuracy recorded at training)', () => assert.ok(G.accuracy > 0.9, `test accuracy ${G.accuracy}`));
+  });
+
+describe('ddpm eval quality', () => {
+  it('judges a .npy set against a dataset, writes statistics as .npz, and reads them back as the reference', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ddpm-quality-'));
+    const G = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', 'digitnet-mnist.json'), 'utf8'));
+    // 40 images: the 4 golden test digits, slightly perturbed
+    const x = new Float32Array(40 * 784);
+    for (let i = 0; i < 40; i++) for (let j = 0; j < 784; j++) x[i * 784 + j] = Math.max(-1, Math.min(1, G.x[(i % 4) * 784 + j] + 0.05 * Math.sin(i * 7 + j)));
+    writeFileSync(join(dir, 'x.npy'), serializeNpy(x, [40, 1, 28, 28]));
+    const r = spawnSync(process.execPath, [CLI, '--backend', 'reference', 'eval', 'quality', '--images', join(dir, 'x.npy'), '--ref', join(dir, 'x.npy'), '--kid-subsets', '5', '--kid-size', '20', '--pr-num', '20', '--save-stats', join(dir, 's.npz'), '--out', join(dir, 'r.json')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /FD +-?\d/);
+    const res = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
+    assert.ok(Math.abs(res.fd) < 1e-6, `a set against itself: FD ${res.fd}`);
+    assert.equal(res.precisionRecall.precision, 1);
+    const z = parseNpz(new Uint8Array(readFileSync(join(dir, 's.npz'))), 's.npz');
+    assert.deepEqual(z.get('mu')!.shape, [128]);
+    assert.deepEqual(z.get('sigma')!.shape, [128, 128]);
+    const r2 = spawnSync(process.execPath, [CLI, '--backend', 'reference', 'eval', 'quality', '--images', join(dir, 'x.npy'), '--ref', join(dir, 's.npz')], { encoding: 'utf8' });
+    assert.equal(r2.status, 0, r2.stderr);
+    assert.match(r2.stdout, /statistics only/);
+    const tiny = writeTinyIdx(dir);
+    const bad = spawnSync(process.execPath, [CLI, 'eval', 'quality', '--images', tiny], { encoding: 'utf8' });
+    assert.match(bad.stderr, /images are 1x8x8; the digit network needs 1x28x28/);
+    assert.match(spawnSync(process.execPath, [CLI, 'eval', 'fid'], { encoding: 'utf8' }).stderr, /Inception-v3 network of FID \/ IS is not implemented yet/);
+  });
+});
