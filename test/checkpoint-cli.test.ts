@@ -171,3 +171,15 @@ describe('CLI', () => {
     assert.ok(existsSync(join(dir, 'preview.png')));
   });
 });
+
+describe('float16 weights', () => {
+  it('float32 -> float16 rounds as IEEE (numpy float16 values) and reads back', async () => {
+    const { f32ToF16, serializeSafetensors, parseSafetensors } = await import('../src/io/safetensors.js');
+    const cases: [number, number][] = [[1, 0x3c00], [-2, 0xc000], [0.1, 0x2e66], [65504, 0x7bff], [70000, 0x7c00], [6e-8, 0x0001], [1e-8, 0], [0.333333, 0x3555], [Infinity, 0x7c00]];
+    for (const [x, h] of cases) assert.equal(f32ToF16(x), h, `${x}`);
+    assert.ok(Number.isNaN(parseSafetensors(serializeSafetensors([['n', { shape: [1], data: Float32Array.of(NaN) }]], undefined, 'F16'), 'x').tensors.get('n')!.data[0]));
+    const v = Float32Array.from({ length: 100 }, (_, i) => Math.sin(i) * 3);
+    const back = parseSafetensors(serializeSafetensors([['w', { shape: [100], data: v }]], undefined, 'F16'), 'x').tensors.get('w')!.data;
+    v.forEach((x, i) => assert.ok(Math.abs(back[i] - x) <= Math.abs(x) * 2 ** -11 + 1e-7, `${x} -> ${back[i]}`));
+  });
+});

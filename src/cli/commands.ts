@@ -133,8 +133,19 @@ export async function trainCommand(o: Opts): Promise<void> {
   console.error(`\ndone: step ${st.step}; model (EMA weights) in ${opts.outDir}, log ${join(opts.outDir, 'metrics.jsonl')}, curve ${join(opts.outDir, 'loss.png')}`);
 }
 
-function loadForSampling(dir: string) {
-  const { model, folder } = loadModel(dir);
+const MODELS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'models');
+
+/** A model folder, or the name of a model shipped with ddpm (models/NAME). */
+export function modelPath(spec: string): string {
+  if (existsSync(spec) || /[/\\.]/.test(spec)) return spec;
+  const shipped = join(MODELS_DIR, spec);
+  if (existsSync(join(shipped, 'config.json'))) return shipped;
+  const names = existsSync(MODELS_DIR) ? readdirSync(MODELS_DIR).filter((f) => existsSync(join(MODELS_DIR, f, 'config.json'))) : [];
+  throw new Error(`${spec}: model folder not found${names.length ? ` (shipped models: ${names.join(', ')})` : ''}`);
+}
+
+function loadForSampling(spec: string) {
+  const { model, folder } = loadModel(modelPath(spec));
   for (const w of folder.warnings) console.error(w);
   const diffusion = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
   return { model, diffusion, cfg: folder.unetConfig };
@@ -154,7 +165,7 @@ export function sampleCommand(o: Opts): void {
   const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: spacing });
   const clip: boolean = o.clip ?? diffusion.config.clipSample;
   const stepsLabel = `${o.steps ?? diffusion.numTimesteps}${spacing ? `-${spacing}` : ''}`.replace(/,/g, '_');
-  const out: string = o.out ?? join('samples', `${basename(resolve(o.model))}-${sampler}-${stepsLabel}-seed${o.seed}`);
+  const out: string = o.out ?? join('samples', `${basename(resolve(modelPath(o.model)))}-${sampler}-${stepsLabel}-seed${o.seed}`);
   ensureWritableDir(out, '--out');
   const old = readdirSync(out).filter((f) => OWN_SAMPLE_FILES.test(f));
   if (old.length && !o.overwrite) throw new Error(`--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose another --out`);
@@ -249,7 +260,7 @@ const DIGITNETS: Record<string, { file: string; data: string }> = {
 
 function loadDigitNet(spec: string): DigitNet {
   const named = DIGITNETS[spec];
-  const file = named ? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'models', named.file) : spec;
+  const file = named ? join(MODELS_DIR, named.file) : spec;
   if (!existsSync(file)) throw new Error(`--net ${spec}: ${file} not found (expected ${Object.keys(DIGITNETS).join(' or ')}, or a safetensors file)`);
   return new DigitNet(parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors, file);
 }
@@ -262,7 +273,7 @@ function imageSet(spec: string, o: Opts, what: string): { images: Float32Array; 
     const n = Math.min(shape[0], o.num ?? shape[0]);
     return { images: data.subarray(0, n * 784), n, name: spec };
   }
-  if (existsSync(join(spec, 'config.json'))) {
+  if (existsSync(join(spec, 'config.json')) || (!existsSync(spec) && existsSync(join(MODELS_DIR, spec, 'config.json')))) {
     const { model, diffusion, cfg } = loadForSampling(spec);
     if (cfg.in_channels !== 1 || cfg.sample_size !== 28) throw new Error(`${what} ${spec}: the model makes ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size} images; the digit network needs 1x28x28`);
     const n: number = o.num ?? 1000;
@@ -363,7 +374,7 @@ export function interpolateCommand(o: Opts): void {
 
 export function predictCommand(o: Opts): void {
   ensureWritableFile(o.output, '--output');
-  const { model, folder } = loadModel(o.model);
+  const { model, folder } = loadModel(modelPath(o.model));
   for (const w of folder.warnings) console.error(w);
   const Tn = folder.diffusion.config.timesteps;
   const { shape, data } = parseNpy(new Uint8Array(readFileSync(o.input)), o.input);
@@ -384,10 +395,10 @@ export function predictCommand(o: Opts): void {
 
 export function convertCommand(o: Opts): void {
   ensureWritableDir(o.out, '--out');
-  const { model, folder } = loadModel(o.model);
+  const { model, folder } = loadModel(modelPath(o.model));
   for (const w of folder.warnings) console.error(w);
-  writeModelFolder(o.out, folder.unetConfig, folder.diffusion.config, weightsOf(model));
-  console.error(`wrote ${o.out}`);
+  writeModelFolder(o.out, folder.unetConfig, folder.diffusion.config, weightsOf(model), o.float16 ? 'F16' : 'F32');
+  console.error(`wrote ${o.out}${o.float16 ? ' (float16 weights)' : ''}`);
 }
 
 /** The newest checkpoint of a run folder (dir/checkpoints/step-N), if any. */
@@ -406,7 +417,8 @@ export function infoCommand(o: Opts): void {
     console.log(`presets  ${Object.keys(PRESETS).map((k) => `${k} (${new UNet(PRESETS[k]()).parameterCount.toLocaleString()} params)`).join(', ')}`);
     return;
   }
-  const { model, folder } = loadModel(o.model);
+  const dir = modelPath(o.model);
+  const { model, folder } = loadModel(dir);
   for (const w of folder.warnings) console.error(w);
   const c = folder.unetConfig, d = folder.diffusion.config;
   console.log(`model    ${o.model}`);
@@ -414,8 +426,8 @@ export function infoCommand(o: Opts): void {
   console.log(`process  T=${d.timesteps} ${d.schedule} beta ${d.betaStart}..${d.betaEnd}, predicts ${d.prediction}, variance ${d.variance}, loss ${d.loss}, clip ${d.clipSample}`);
   const betas = folder.diffusion.betas;
   if (betas) console.log(`betas    trained_betas: ${betas.length} values, ${betas[0].toExponential(4)} .. ${betas[betas.length - 1].toExponential(4)} (used instead of the named schedule)`);
-  const ck = latestCheckpoint(o.model);
-  const stateFile = ck ? join(ck.path, 'trainer_state.json') : join(o.model, 'trainer_state.json');
+  const ck = latestCheckpoint(dir);
+  const stateFile = ck ? join(ck.path, 'trainer_state.json') : join(dir, 'trainer_state.json');
   if (existsSync(stateFile)) {
     const st = JSON.parse(readFileSync(stateFile, 'utf8')) as { step: number; options?: Record<string, unknown> };
     console.log(`training step ${st.step}${ck ? ` (latest checkpoint ${ck.path})` : ''}`);

@@ -70,7 +70,7 @@ program
 program
   .command('sample')
   .description('draw samples from a model folder; writes a PNG grid and single PNGs')
-  .requiredOption('--model <dir>', 'diffusers model folder')
+  .requiredOption('--model <dir>', 'diffusers model folder, or the name of a shipped model (mnist)')
   .option('--out <dir>', 'output folder (default: samples/<model>-<sampler>-<steps>-seed<seed>)')
   .option('--overwrite', 'replace the images of an earlier run in --out (only files this command writes are removed)', false)
   .option('-n, --num <n>', 'number of samples', int('-n', 1), 16)
@@ -163,6 +163,7 @@ program
   .description('rewrite a model folder as a flat diffusers folder with new attention names (float32 safetensors)')
   .requiredOption('--model <dir>', 'source model folder')
   .requiredOption('--out <dir>', 'destination folder')
+  .option('--float16', 'store the weights as float16 (half the size; read back as float32)', false)
   .action(cmd.convertCommand);
 
 program

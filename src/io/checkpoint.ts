@@ -163,10 +163,10 @@ export function weightsOf(model: UNet, values?: Tensor[]): Map<string, SafeTenso
   return out;
 }
 
-/** Writes a flat diffusers folder (each file atomically). */
-export function writeModelFolder(dir: string, unetConfig: UNetConfig, diffusion: DiffusionConfig, weights: Map<string, SafeTensor>): void {
+/** Writes a flat diffusers folder (each file atomically); dtype F16 halves the weights file (loaders read it as float32). */
+export function writeModelFolder(dir: string, unetConfig: UNetConfig, diffusion: DiffusionConfig, weights: Map<string, SafeTensor>, dtype: 'F32' | 'F16' = 'F32'): void {
   writeFileAtomic(join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'DDPMPipeline', _diffusers_version: '0.21.0', scheduler: ['diffusers', 'DDPMScheduler'], unet: ['diffusers', 'UNet2DModel'] }, null, 2));
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ _class_name: 'UNet2DModel', _diffusers_version: '0.21.0', ...unetConfig, act_fn: 'silu', center_input_sample: unetConfig.center_input_sample ?? false, mid_block_scale_factor: 1, time_embedding_type: 'positional' }, null, 2));
   writeFileAtomic(join(dir, 'scheduler_config.json'), JSON.stringify(schedulerConfig(diffusion), null, 2));
-  writeFileAtomic(join(dir, WEIGHTS_FILE), serializeSafetensors(weights, { format: 'pt' }));
+  writeFileAtomic(join(dir, WEIGHTS_FILE), serializeSafetensors(weights, { format: 'pt' }, dtype));
 }

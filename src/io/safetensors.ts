@@ -63,27 +63,55 @@ export function parseSafetensors(bytes: Uint8Array, file: string): { tensors: Ma
   return { tensors, metadata };
 }
 
-/** Serialises float32 tensors (in the given order) with optional string metadata. */
-export function serializeSafetensors(tensors: Map<string, SafeTensor> | [string, SafeTensor][], metadata?: Record<string, string>): Uint8Array {
+/** float32 to IEEE half, rounding to nearest even; out-of-range values become +-Infinity. */
+export function f32ToF16(x: number): number {
+  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  f[0] = x;
+  const b = u[0], sign = (b >>> 16) & 0x8000, e = (b >>> 23) & 0xff, m = b & 0x7fffff;
+  if (e === 0xff) return sign | 0x7c00 | (m ? 0x200 : 0);
+  const E = e - 127 + 15;
+  if (E >= 0x1f) return sign | 0x7c00;
+  if (E <= 0) {
+    if (E < -10) return sign;
+    const mm = m | 0x800000, shift = 14 - E;
+    let h = mm >>> shift;
+    const rem = mm & ((1 << shift) - 1), half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (E << 10) | (m >>> 13);
+  const rem = m & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+
+/**
+ * Serialises tensors (in the given order) with optional string metadata, as F32 (default) or F16 (half the size;
+ * readers convert back to float32).
+ */
+export function serializeSafetensors(tensors: Map<string, SafeTensor> | [string, SafeTensor][], metadata?: Record<string, string>, dtype: 'F32' | 'F16' = 'F32'): Uint8Array {
   const entries = tensors instanceof Map ? [...tensors.entries()] : tensors;
+  const size = dtype === 'F16' ? 2 : 4;
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let off = 0;
   for (const [name, t] of entries) {
-    const bytes = t.data.length * 4;
-    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [off, off + bytes] };
+    const bytes = t.data.length * size;
+    header[name] = { dtype, shape: t.shape, data_offsets: [off, off + bytes] };
     off += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8); // align the data to 8 bytes
   const hb = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + hb.length + off);
-  new DataView(out.buffer).setBigUint64(0, BigInt(hb.length), true);
+  const dv = new DataView(out.buffer);
+  dv.setBigUint64(0, BigInt(hb.length), true);
   out.set(hb, 8);
   let p = 8 + hb.length;
   for (const [, t] of entries) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.length * 4), p);
-    p += t.data.length * 4;
+    if (dtype === 'F32') out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.length * 4), p);
+    else for (let i = 0; i < t.data.length; i++) dv.setUint16(p + 2 * i, f32ToF16(t.data[i]), true);
+    p += t.data.length * size;
   }
   return out;
 }
