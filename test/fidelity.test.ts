@@ -5,11 +5,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor } from '../src/engine/tensor.js';
+import { Tensor, noGrad } from '../src/engine/tensor.js';
 import * as T from '../src/engine/ops.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, type Prediction, type VarianceType } from '../src/diffusion/gaussian.js';
 import { diffusersDdimTimesteps, spaceTimesteps, type TimestepSpacing } from '../src/diffusion/schedule.js';
-import { samplerPlan } from '../src/diffusion/samplers.js';
+import { sample, samplerPlan, type SamplerState } from '../src/diffusion/samplers.js';
 import { ROOT, assertClose, native, reference, withBackend } from './helpers.js';
 
 const G = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', 'fidelity.json'), 'utf8'));
@@ -79,4 +79,41 @@ describe('bound terms, learned-range and v-prediction steps (numpy goldens)', ()
       const vlb = new GaussianDiffusion({ ...PAPER_DIFFUSION, loss: 'vlb' }).trainingLosses(() => main, x0, tt, noise);
       assertClose(vlb.loss.dataSync(), V.losses[`t${t}`].vlb_fixedlarge, 1e-3, 2e-4, 'vlb');
     });
+});
+
+describe('few-step samplers against their update rules (numpy goldens)', () => {
+  const S = G.samplers;
+  const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, clipSample: false });
+  // the exact eps-model of N(0, s2) data
+  const model = (x: Tensor, t: Int32Array) => T.mul(x, T.gatherTimesteps(Float64Array.from(d.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab) / (ab * S.s2 + 1 - ab)), t));
+  const shape = [2, 1, 3, 3];
+  const exact = (S.xT as number[]).map((v) => (v * Math.sqrt(S.s2)) / Math.sqrt(d.tables.alphasCumprod[999] * S.s2 + 1 - d.tables.alphasCumprod[999]));
+  const err = (x: Float32Array) => Math.max(...Array.from(x, (v, i) => Math.abs(v - exact[i])));
+  const run = (sampler: 'dpm2m' | 'plms' | 'heun' | 'ddim', resumeAt?: number) => {
+    const it = sample(d, model, shape, { sampler, seed: 0, steps: S.steps }, { sampler, done: 0, total: S.steps, shape, seed: 0, sampleStart: 0, x: Float32Array.from(S.xT) });
+    let r = noGrad(() => it.next());
+    let state: SamplerState | undefined;
+    while (!r.done) {
+      state = r.value.state;
+      if (resumeAt !== undefined && state.done === resumeAt) break;
+      r = noGrad(() => it.next());
+    }
+    if (resumeAt === undefined) return (r.value as Tensor).dataSync();
+    // resume from a JSON round trip of the state (history included)
+    const saved = JSON.parse(JSON.stringify({ ...state!, x: Array.from(state!.x), history: state!.history?.map((h) => Array.from(h)) }));
+    const again = sample(d, model, shape, { sampler, seed: 0, steps: S.steps }, { ...saved, x: Float32Array.from(saved.x), history: saved.history?.map((h: number[]) => Float32Array.from(h)) });
+    let r2 = noGrad(() => again.next());
+    while (!r2.done) r2 = noGrad(() => again.next());
+    return r2.value.dataSync();
+  };
+  for (const sampler of ['dpm2m', 'plms', 'heun', 'ddim'] as const)
+    it(`${sampler}, ${S.steps} steps, equals the golden within 1e-5; resumed mid-way, the same`, () => {
+      const x = run(sampler);
+      assertClose(x, S.out[sampler], 1e-5, 1e-4, sampler);
+      assert.deepEqual(run(sampler, 4), x);
+    });
+  it('the higher-order samplers land closer to the exact ODE solution than DDIM', () => {
+    const e = Object.fromEntries((['dpm2m', 'plms', 'heun', 'ddim'] as const).map((s) => [s, err(Float32Array.from(S.out[s]))]));
+    for (const s of ['dpm2m', 'plms', 'heun']) assert.ok(e[s] < e.ddim, `${s} ${e[s]} vs ddim ${e.ddim}`);
+  });
 });

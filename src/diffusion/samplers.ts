@@ -8,8 +8,10 @@ import { streams } from '../engine/streams.js';
 import { type DenoiseFn, GaussianDiffusion } from './gaussian.js';
 import { type TimestepSpacing, diffusersDdimTimesteps, spaceTimesteps } from './schedule.js';
 
-export type SamplerName = 'ancestral' | 'ddim' | 'langevin' | 'pc';
-export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc'];
+export type SamplerName = 'ancestral' | 'ddim' | 'langevin' | 'pc' | 'dpm2m' | 'plms' | 'heun';
+export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc', 'dpm2m', 'plms', 'heun'];
+/** Network evaluations per reverse step (heun: 2, except the last step). */
+export const EVALS_PER_STEP: Record<SamplerName, number> = { ancestral: 1, ddim: 1, langevin: 4, pc: 2, dpm2m: 1, plms: 1, heun: 2 };
 
 export interface SampleOptions {
   sampler: SamplerName;
@@ -42,6 +44,10 @@ export interface SamplerState {
   seed: number;
   sampleStart: number;
   x: Float32Array;
+  /** multistep samplers (dpm2m, plms): the earlier predictions they combine, newest last */
+  history?: Float32Array[];
+  /** dpm2m: the previous step's lambda difference */
+  hPrev?: number;
 }
 
 export interface SamplerStep {
@@ -89,6 +95,9 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
     throw new Error(`sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the request (${opts.sampler}, ${total} steps, seed ${opts.seed})`);
   let x = resume ? T.fromArray(resume.x, resume.shape) : initialNoise(shape, opts.seed, sampleStart);
   const B = shape[0];
+  // multistep samplers: earlier x0 (dpm2m) or eps (plms) predictions, newest last
+  let history: Tensor[] = resume?.history?.map((h) => T.fromArray(h, shape)) ?? [];
+  let hPrev = resume?.hPrev ?? NaN;
   for (let done = resume ? resume.done : 0; done < total; done++) {
     const { i, t, prev } = plan[done];
     const tIdx = new Int32Array(B).fill(i); // index into the (respaced) process
@@ -109,9 +118,27 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
           ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, noise()));
           if (i > 0) ({ x } = langevinLevel(proc, model, x, new Int32Array(B).fill(i - 1), opts.langevinSteps ?? 1, opts.snr ?? 0.16, opts.seed, done, sampleStart, clip, true));
           break;
+        case 'dpm2m': {
+          const r = dpmSolver2mStep(diffusion, model, x, t, prev, clip, history.length ? history[history.length - 1] : null, hPrev);
+          ({ x, predX0 } = r);
+          history = [r.predX0];
+          hPrev = r.h;
+          break;
+        }
+        case 'plms': {
+          const r = plmsStep(diffusion, model, x, t, prev, clip, history);
+          ({ x, predX0 } = r);
+          history = [...history, r.eps].slice(-3);
+          break;
+        }
+        case 'heun':
+          ({ x, predX0 } = heunStep(diffusion, model, x, t, prev, clip));
+          break;
       }
     });
     const state: SamplerState = { sampler: opts.sampler, done: done + 1, total, shape: [...shape], seed: opts.seed, sampleStart, x: x.dataSync() };
+    if (history.length) state.history = history.map((h) => h.dataSync());
+    if (opts.sampler === 'dpm2m') state.hPrev = hPrev;
     yield { step: done + 1, total, t, x, predX0, state };
   }
   return x;
@@ -151,6 +178,78 @@ export function ddimStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor, t: 
   let x = T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma))));
   if (prev >= 0 && sigma > 0) x = T.add(x, T.mul(noise, sigma));
   return { x, predX0: p.predX0 };
+}
+
+/** The VP coefficients at model timestep t: alpha = sqrt(abar), sigma = sqrt(1 - abar); t = -1 is the end (1, 0). */
+function vp(d: GaussianDiffusion, t: number) {
+  const ab = t >= 0 ? d.tables.alphasCumprod[t] : 1;
+  return { alpha: Math.sqrt(ab), sigma: Math.sqrt(1 - ab), lambda: t >= 0 ? 0.5 * Math.log(ab / (1 - ab)) : Infinity };
+}
+
+/** x0 estimate of the model at timestep t (clipped when clip), and its eps. */
+function predict(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, clip: boolean) {
+  const tt = new Int32Array(x.shape[0]).fill(t);
+  const p = d.pMeanVariance(model(x, d.modelTimesteps(tt)), x, tt, clip);
+  return { x0: p.predX0, eps: d.predictEpsFromX0(x, tt, p.predX0) };
+}
+
+/**
+ * DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2, data prediction, multistep), from timestep t to prev, in
+ * lambda = log(alpha / sigma) with h = lambda_prev - lambda_t:
+ *   x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^{-h} - 1) D,
+ *   D = x0_t for the first step, else (1 + 1/(2r)) x0_t - 1/(2r) x0_before with r = h_before / h.
+ * The step to the end (prev = -1, sigma = 0) is first order and returns x0_t (lower_order_final).
+ */
+export function dpmSolver2mStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, prev: number, clip: boolean, x0Before: Tensor | null, hBefore: number) {
+  const { x0 } = predict(d, model, x, t, clip);
+  if (prev < 0) return { x: x0, predX0: x0, h: Infinity };
+  const cur = vp(d, t), nxt = vp(d, prev);
+  const h = nxt.lambda - cur.lambda;
+  let D = x0;
+  if (x0Before && Number.isFinite(hBefore)) {
+    const r = hBefore / h;
+    D = T.add(T.mul(x0, 1 + 1 / (2 * r)), T.mul(x0Before, -1 / (2 * r)));
+  }
+  return { x: T.add(T.mul(x, nxt.sigma / cur.sigma), T.mul(D, -nxt.alpha * Math.expm1(-h))), predX0: x0, h };
+}
+
+/**
+ * PLMS (Liu et al. 2022, pseudo linear multistep): the DDIM step (eta 0) taken with the Adams-Bashforth combination
+ * of the current and up to three earlier eps predictions, (55 e0 - 59 e1 + 37 e2 - 9 e3) / 24, with the lower-order
+ * formulas while fewer are known (e0; (3 e0 - e1) / 2; (23 e0 - 16 e1 + 5 e2) / 12).
+ */
+export function plmsStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, prev: number, clip: boolean, epsBefore: Tensor[]) {
+  const { x0, eps } = predict(d, model, x, t, clip);
+  const e = [eps, ...[...epsBefore].reverse()]; // e[0] newest
+  const COEF = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]][Math.min(3, e.length - 1)];
+  let ePrime = T.mul(e[0], COEF[0]);
+  for (let k = 1; k < COEF.length; k++) ePrime = T.add(ePrime, T.mul(e[k], COEF[k]));
+  const tt = new Int32Array(x.shape[0]).fill(t);
+  let x0p = d.predictX0FromEps(x, tt, ePrime);
+  if (clip) x0p = T.clamp(x0p, -1, 1);
+  const nxt = vp(d, prev);
+  const epsUsed = clip ? d.predictEpsFromX0(x, tt, x0p) : ePrime;
+  return { x: T.add(T.mul(x0p, nxt.alpha), T.mul(epsUsed, nxt.sigma)), predX0: x0, eps };
+}
+
+/**
+ * Heun's second-order method on the probability-flow ODE in the variables of EDM (Karras et al. 2022, Algorithm 1,
+ * deterministic): x~ = x / alpha, sigma~ = sigma / alpha, dx~/dsigma~ = (x~ - x0(x~)) / sigma~; an Euler step from t to
+ * prev, corrected by the slope at prev (one more network evaluation) unless prev is the end (sigma~ = 0).
+ */
+export function heunStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, prev: number, clip: boolean) {
+  const cur = vp(d, t), nxt = vp(d, prev);
+  const s0 = cur.sigma / cur.alpha, s1 = nxt.sigma / nxt.alpha;
+  const xs = T.mul(x, 1 / cur.alpha);
+  const { x0 } = predict(d, model, x, t, clip);
+  const d0 = T.mul(T.sub(xs, x0), 1 / s0);
+  let xsNext = T.add(xs, T.mul(d0, s1 - s0));
+  if (prev >= 0) {
+    const { x0: x0n } = predict(d, model, T.mul(xsNext, nxt.alpha), prev, clip);
+    const d1 = T.mul(T.sub(xsNext, x0n), 1 / s1);
+    xsNext = T.add(xs, T.mul(T.add(d0, d1), (s1 - s0) / 2));
+  }
+  return { x: T.mul(xsNext, nxt.alpha), predX0: x0 };
 }
 
 /**
