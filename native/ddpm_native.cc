@@ -946,6 +946,13 @@ Napi::Value AddInPlace(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setThreads(n): the OpenMP team size, shared by our loops and oneDNN (built on the same OpenMP runtime)
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  int64_t n = getInt(info, 0, "setThreads", "threads", 1, 4096);
+  omp_set_num_threads((int)n);
+  return info.Env().Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto v = dnnl::version();
   Napi::Object o = Napi::Object::New(info.Env());
@@ -1013,6 +1020,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("scaleInPlace", Napi::Function::New(env, ScaleInPlace));
   exports.Set("addInPlace", Napi::Function::New(env, AddInPlace));
   exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;
 }
 

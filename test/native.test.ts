@@ -54,3 +54,22 @@ describe('native build', () => {
     assert.equal(lax.status, 0);
   });
 });
+
+describe('native threads', { skip: NATIVE_SKIP }, () => {
+  const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+  const threads = (args: string[], env: Record<string, string>, pre: string[] = []) => {
+    const e = { ...process.env, ...env };
+    delete e.DDPM_THREADS;
+    delete e.OMP_NUM_THREADS;
+    const r = pre.length ? spawnSync(pre[0], [...pre.slice(1), process.execPath, CLI, ...args, 'info'], { encoding: 'utf8', env: { ...e, ...env } }) : spawnSync(process.execPath, [CLI, ...args, 'info'], { encoding: 'utf8', env: { ...e, ...env } });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(/backend +native (\{.*\})/.exec(r.stdout)![1]).threads;
+  };
+  it('follow --threads, then DDPM_THREADS, then the CPUs the process may use (affinity)', () => {
+    assert.equal(threads(['--threads', '1'], {}), 1);
+    assert.equal(threads([], { DDPM_THREADS: '1' }), 1);
+    if (spawnSync('taskset', ['-c', '0', 'true']).status === 0) assert.equal(threads([], {}, ['taskset', '-c', '0']), 1);
+    const bad = spawnSync(process.execPath, [CLI, 'info'], { encoding: 'utf8', env: { ...process.env, DDPM_THREADS: 'lots' } });
+    assert.match(bad.stderr, /DDPM_THREADS: expected a positive integer, got "lots"/);
+  });
+});

@@ -33,8 +33,9 @@ program
   .version(cmd.VERSION, '-V, --version', 'print the version of ddpm')
   .description('Denoising diffusion probabilistic models (Ho, Jain & Abbeel 2020): train, sample, evaluate')
   .option('--backend <name>', 'tensor backend: native or reference (default: native when built; env DDPM_BACKEND)')
+  .option('--threads <n>', 'CPU threads of the native backend (default: the CPUs this process may use; env DDPM_THREADS)', int('--threads', 1))
   .hook('preAction', (cmdObj) => {
-    useBackend(cmdObj.opts().backend);
+    useBackend(cmdObj.opts().backend, cmdObj.opts().threads);
   });
 
 program

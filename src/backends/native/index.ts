@@ -46,8 +46,10 @@ export class NativeBackend implements Backend<Storage> {
   readonly info: { onednn: string; threads: number };
   private readonly a: Addon;
 
-  constructor(addon: Addon) {
+  /** threads: the OpenMP team for our loops and oneDNN (default: what the caller computed, see select.ts). */
+  constructor(addon: Addon, threads?: number) {
     this.a = addon;
+    if (threads !== undefined) addon.setThreads(threads);
     this.info = addon.info();
   }
 
