@@ -21,6 +21,7 @@ import { EXACT_HEAD, bitsPerDim } from '../eval/bpd.js';
 import { DIGITNET_CLASSES, DIGITNET_FEATURES, DigitNet } from '../eval/digitnet.js';
 import { type FeatureStats, featureStats, frechetDistance, inceptionScore, kernelInceptionDistance, precisionRecall } from '../eval/metrics.js';
 import { parseNpz, serializeNpz } from '../io/npz.js';
+import { runReport } from '../eval/report.js';
 import { parseSafetensors } from '../io/safetensors.js';
 import { fileURLToPath } from 'node:url';
 import { interpolate } from '../diffusion/interpolate.js';
@@ -348,6 +349,13 @@ export function evalQualityCommand(o: Opts): void {
   const pr = result.precisionRecall as { precision: number; recall: number; images: number } | undefined;
   if (pr) console.log(`precision  ${pr.precision.toFixed(3)}   recall ${pr.recall.toFixed(3)} (k = 3, first ${pr.images} of each set)`);
   if (o.out) writeFileAtomic(o.out, JSON.stringify(result, null, 2));
+}
+
+export function reportCommand(run: string, o: Opts): void {
+  const out: string = o.out ?? join(run, 'report.html');
+  ensureWritableFile(out, '--out');
+  writeFileAtomic(out, runReport(run));
+  console.error(`wrote ${out}`);
 }
 
 export function interpolateCommand(o: Opts): void {

@@ -137,6 +137,13 @@ for (const name of ['fid', 'is', 'kid'])
     });
 
 program
+  .command('report')
+  .description('write one self-contained HTML page for a training run: loss curves, sample grids, bits/dim, quality')
+  .argument('<run>', 'run folder (the --out of ddpm train)')
+  .option('--out <file>', 'HTML file to write (default: RUN/report.html)')
+  .action(cmd.reportCommand);
+
+program
   .command('interpolate')
   .description('interpolate between two dataset images in latent space (paper Fig. 8): encode to x_t, mix, decode')
   .requiredOption('--model <dir>', 'diffusers model folder')

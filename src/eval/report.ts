@@ -1,0 +1,140 @@
+// `ddpm report RUN_DIR`: one self-contained HTML page for a training run (Node: reads the run folder). Charts are
+// inline SVG, images are data URIs, so the file can be mailed or archived alone. It shows what the run folder holds:
+// the loss curve (total and per quarter of the t range) and gradient norm from metrics.jsonl, the sample grids of
+// samples/step-*.png, bits/dim with its terms and the rate-distortion curve from any `ddpm eval bpd --out` JSON in
+// the folder, and sample quality (FD, KID, IS) from any `ddpm eval quality --out` JSON (and metrics.jsonl's
+// `quality` entries written by `train --eval-every`).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+
+interface Series {
+  label: string;
+  color: string;
+  points: [number, number][];
+}
+
+const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+const fmt = (v: number) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(2) : v.toPrecision(3));
+
+/** A line chart as inline SVG (log y when logY; points with y <= 0 are dropped there). */
+export function svgChart(title: string, series: Series[], o: { logY?: boolean; xLabel?: string; yLabel?: string; width?: number; height?: number } = {}): string {
+  const W = o.width ?? 640, H = o.height ?? 300, L = 70, R = 20, Tp = 30, B = 40;
+  const fy = (y: number) => (o.logY ? Math.log10(y) : y);
+  const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
+  if (!pts.length) return `<p class="empty">${esc(title)}: no data</p>`;
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => fy(p[1]));
+  let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  const px = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const py = (y: number) => H - B - ((fy(y) - y0) / (y1 - y0)) * (H - Tp - B);
+  const ticks = (a: number, b: number, n: number) => Array.from({ length: n + 1 }, (_, i) => a + ((b - a) * i) / n);
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">`;
+  svg += `<text x="${W / 2}" y="18" text-anchor="middle" class="t">${esc(title)}</text>`;
+  svg += `<rect x="${L}" y="${Tp}" width="${W - L - R}" height="${H - Tp - B}" fill="none" stroke="#999"/>`;
+  for (const v of ticks(y0, y1, 4)) {
+    const y = H - B - ((v - y0) / (y1 - y0)) * (H - Tp - B);
+    svg += `<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#eee"/><text x="${L - 4}" y="${y + 4}" text-anchor="end">${fmt(o.logY ? 10 ** v : v)}</text>`;
+  }
+  for (const v of ticks(x0, x1, 5)) svg += `<text x="${px(v)}" y="${H - B + 16}" text-anchor="middle">${fmt(v)}</text>`;
+  if (o.xLabel) svg += `<text x="${(W + L) / 2}" y="${H - 6}" text-anchor="middle">${esc(o.xLabel)}</text>`;
+  if (o.yLabel) svg += `<text x="14" y="${(H + Tp - B) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(H + Tp - B) / 2})">${esc(o.yLabel)}</text>`;
+  series.forEach((s, k) => {
+    const p = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
+    if (!p.length) return;
+    svg += `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`;
+    svg += `<text x="${L + 8}" y="${Tp + 16 + 14 * k}" fill="${s.color}">${esc(s.label)}</text>`;
+  });
+  return svg + '</svg>';
+}
+
+function movingAverage(points: [number, number][], k: number): [number, number][] {
+  const out: [number, number][] = [];
+  let acc = 0;
+  const q: number[] = [];
+  for (const [x, y] of points) {
+    q.push(y);
+    acc += y;
+    if (q.length > k) acc -= q.shift()!;
+    out.push([x, acc / q.length]);
+  }
+  return out;
+}
+
+/** Keeps at most n points (every k-th), so that long runs stay light. */
+const thin = (p: [number, number][], n = 1500) => (p.length <= n ? p : p.filter((_, i) => i % Math.ceil(p.length / n) === 0 || i === p.length - 1));
+
+function readJsonFiles(dir: string): { file: string; value: Record<string, unknown> }[] {
+  return readdirSync(dir).filter((f) => f.endsWith('.json') && !['config.json', 'scheduler_config.json', 'model_index.json'].includes(f)).flatMap((f) => {
+    try {
+      return [{ file: f, value: JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown> }];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** The report's HTML for the run folder dir. */
+export function runReport(dir: string): string {
+  if (!existsSync(dir)) throw new Error(`${dir}: run folder not found`);
+  const metricsPath = join(dir, 'metrics.jsonl');
+  const lines = existsSync(metricsPath) ? readFileSync(metricsPath, 'utf8').split('\n').filter(Boolean) : [];
+  const steps = lines.flatMap((l, i) => {
+    try {
+      return [JSON.parse(l) as { step: number; loss: number; loss_q?: (number | null)[]; grad_norm?: number; images_per_s?: number; time_s?: number; quality?: { fd: number; kid?: number } }];
+    } catch {
+      throw new Error(`${metricsPath}: line ${i + 1} is not valid JSON`);
+    }
+  });
+  const sections: string[] = [];
+  const title = `ddpm run ${basename(dir)}`;
+  // options of the newest checkpoint
+  const ckRoot = join(dir, 'checkpoints');
+  const ck = existsSync(ckRoot) ? readdirSync(ckRoot).filter((d) => /^step-\d+$/.test(d)).sort().pop() : undefined;
+  let summary = `<p>${steps.length ? `${steps[steps.length - 1].step.toLocaleString()} steps logged` : 'no metrics.jsonl'}${steps.length ? `, ${((steps[steps.length - 1].time_s ?? 0) / 60).toFixed(1)} minutes in the last session` : ''}.</p>`;
+  if (ck && existsSync(join(ckRoot, ck, 'trainer_state.json'))) {
+    const st = JSON.parse(readFileSync(join(ckRoot, ck, 'trainer_state.json'), 'utf8'));
+    summary += `<details><summary>options (${esc(ck)})</summary><pre>${esc(JSON.stringify(st.options ?? {}, null, 2))}</pre></details>`;
+  }
+  sections.push(`<h1>${esc(title)}</h1>${summary}`);
+
+  if (steps.length) {
+    const loss = steps.map((m) => [m.step, m.loss] as [number, number]);
+    const w = Math.max(1, Math.min(100, Math.floor(steps.length / 20)));
+    sections.push(`<h2>Training loss</h2>` + svgChart('loss per step (grey) and its moving average (blue)', [
+      { label: 'per step', color: '#bbb', points: thin(loss) },
+      { label: `moving average (${w} steps)`, color: '#1450c8', points: thin(movingAverage(loss, w)) },
+    ], { logY: true, xLabel: 'step', yLabel: 'loss' }));
+    const colors = ['#c81e1e', '#e08214', '#1a9850', '#1450c8'];
+    const quarter = [0, 1, 2, 3].map((q) => ({
+      label: `t in quarter ${q + 1} of [0, T)`, color: colors[q],
+      points: thin(movingAverage(steps.filter((m) => m.loss_q?.[q] != null).map((m) => [m.step, m.loss_q![q]!] as [number, number]), w)),
+    }));
+    sections.push(svgChart('L_simple by quarter of the t range (moving average)', quarter, { logY: true, xLabel: 'step', yLabel: 'mse' }));
+    const gn = steps.filter((m) => m.grad_norm !== undefined).map((m) => [m.step, m.grad_norm!] as [number, number]);
+    if (gn.length) sections.push(svgChart('gradient norm (before clipping)', [{ label: 'grad norm', color: '#7b3294', points: thin(movingAverage(gn, w)) }], { logY: true, xLabel: 'step' }));
+    const q = steps.filter((m) => m.quality);
+    if (q.length) sections.push(`<h2>Sample quality during training</h2>` + svgChart('FD on the digit network', [{ label: 'FD', color: '#c81e1e', points: q.map((m) => [m.step, m.quality!.fd]) }], { xLabel: 'step' }));
+  }
+
+  const sampleDir = join(dir, 'samples');
+  const grids = existsSync(sampleDir) ? readdirSync(sampleDir).filter((f) => /^step-\d+\.png$/.test(f)).sort() : [];
+  if (grids.length) {
+    const shown = grids.length <= 12 ? grids : grids.filter((_, i) => i % Math.ceil(grids.length / 12) === 0 || i === grids.length - 1);
+    sections.push(`<h2>Samples over training</h2><div class="grid">` + shown.map((f) => `<figure><img alt="${esc(f)}" src="data:image/png;base64,${readFileSync(join(sampleDir, f)).toString('base64')}"><figcaption>step ${Number(/\d+/.exec(f)![0]).toLocaleString()}</figcaption></figure>`).join('') + `</div>`);
+  }
+
+  for (const { file, value } of readJsonFiles(dir)) {
+    if (typeof value.total === 'number' && Array.isArray(value.terms)) {
+      const r = value as unknown as { total: number; prior: number; decoder: number; kl: number; images: number; clip?: boolean; terms: { t: number; bpd: number }[]; rateDistortion: { rate: number; rmse: number }[] };
+      sections.push(`<h2>Bits/dim (${esc(file)})</h2><table><tr><th>total</th><th>prior L_T</th><th>decoder L_0</th><th>KL sum</th><th>images</th><th>x0 clipped</th></tr><tr><td>${r.total.toFixed(4)}</td><td>${r.prior.toExponential(2)}</td><td>${r.decoder.toFixed(4)}</td><td>${r.kl.toFixed(4)}</td><td>${r.images}</td><td>${r.clip ?? '?'}</td></tr></table>`
+        + svgChart('bound term per t (bits/dim)', [{ label: 'L_t', color: '#1450c8', points: r.terms.map((x) => [x.t, x.bpd]) }], { logY: true, xLabel: 't' })
+        + svgChart('rate-distortion of the reverse chain (paper Fig. 5)', [{ label: 'RMSE (0-255) against rate', color: '#c81e1e', points: r.rateDistortion.map((x) => [x.rate, x.rmse] as [number, number]).sort((a, b) => a[0] - b[0]) }], { xLabel: 'rate (bits/dim)', yLabel: 'RMSE' }));
+    } else if (typeof value.fd === 'number') {
+      const k = value.kid as { mean: number; stderr: number } | undefined, is = value.is as { mean: number; std: number } | undefined;
+      sections.push(`<h2>Sample quality (${esc(file)})</h2><table><tr><th>images</th><th>reference</th><th>FD</th><th>KID</th><th>IS</th></tr><tr><td>${esc(String(value.images))}</td><td>${esc(String(value.reference))}</td><td>${(value.fd as number).toFixed(3)}</td><td>${k ? `${k.mean.toExponential(2)} &plusmn; ${k.stderr.toExponential(1)}` : '-'}</td><td>${is ? `${is.mean.toFixed(2)} &plusmn; ${is.std.toFixed(2)}` : '-'}</td></tr></table>`);
+    }
+  }
+  const css = 'body{font:14px system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}svg{display:block;margin:1em 0}svg text{font-size:11px;fill:#444}svg text.t{font-size:13px;fill:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}img{image-rendering:pixelated;width:180px}';
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${css}</style></head><body>${sections.join('\n')}</body></html>\n`;
+}
