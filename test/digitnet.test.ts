@@ -26,7 +26,7 @@ for (const name of ['mnist', 'fashion'])
         assertClose(features.dataSync(), G.features, 1e-4, 1e-4, 'features');
         assertClose(logits.dataSync(), G.logits, 1e-4, 1e-4, 'logits');
       }));
-    it('classifies the held-out test set well (accuracy recorded at training)', () => assert.ok(G.accuracy > 0.9, `test accuracy ${G.accuracy}`));
+    it('classifies the held-out test set well (accuracy recorded at training)', () => assert.ok(G.accuracy > (name === 'mnist' ? 0.97 : 0.85), `test accuracy ${G.accuracy}`));
   });
 
 describe('ddpm eval quality', () => {
@@ -41,7 +41,7 @@ describe('ddpm eval quality', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /FD +-?\d/);
     const res = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
-    assert.ok(Math.abs(res.fd) < 1e-6, `a set against itself: FD ${res.fd}`);
+    assert.ok(Math.abs(res.fd) < 1e-4, `a set against itself: FD ${res.fd}`);
     assert.equal(res.precisionRecall.precision, 1);
     const z = parseNpz(new Uint8Array(readFileSync(join(dir, 's.npz'))), 's.npz');
     assert.deepEqual(z.get('mu')!.shape, [128]);
