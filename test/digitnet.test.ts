@@ -11,7 +11,7 @@ import { DigitNet } from '../src/eval/digitnet.js';
 import { parseSafetensors } from '../src/io/safetensors.js';
 import { serializeNpy } from '../src/io/npy.js';
 import { parseNpz } from '../src/io/npz.js';
-import { ROOT, assertClose, native, reference, withBackend, writeTinyIdx } from './helpers.js';
+import { NATIVE_SKIP, ROOT, assertClose, native, reference, withBackend, writeTinyIdx } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
@@ -53,5 +53,19 @@ describe('ddpm eval quality', () => {
     const bad = spawnSync(process.execPath, [CLI, 'eval', 'quality', '--images', tiny], { encoding: 'utf8' });
     assert.match(bad.stderr, /images are 1x8x8; the digit network needs 1x28x28/);
     assert.match(spawnSync(process.execPath, [CLI, 'eval', 'fid'], { encoding: 'utf8' }).stderr, /Inception-v3 network of FID \/ IS is not implemented yet/);
+  });
+});
+
+describe('train --eval-every', { skip: NATIVE_SKIP }, () => {
+  it('logs FD and KID of the EMA weights into metrics.jsonl, and the report shows them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ddpm-evalevery-'));
+    const run = join(dir, 'run');
+    const r = spawnSync(process.execPath, [CLI, 'train', '--data', 'embedded', '--out', run, '--preset', 'mnist', '--steps', '2', '--batch', '2', '--eval-every', '2', '--eval-samples', '12'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /step 2: FD [\d.]+, KID/);
+    const last = JSON.parse(readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').pop()!);
+    assert.ok(last.quality.fd > 0 && Number.isFinite(last.quality.kid) && last.quality.samples === 12, JSON.stringify(last.quality));
+    const refused = spawnSync(process.execPath, [CLI, 'train', '--data', writeTinyIdx(dir), '--out', join(dir, 'x'), '--preset', 'tiny', '--eval-every', '2'], { encoding: 'utf8' });
+    assert.match(refused.stderr, /--eval-every: sample quality needs 1x28x28 images/);
   });
 });

@@ -101,6 +101,7 @@ export function trainOptionsFrom(o: Opts): TrainOptions {
     checkpointEvery: o.checkpointEvery, keepCheckpoints: o.keep, sampleEvery: o.sampleEvery, sampleSteps: o.sampleSteps,
     seed: o.seed, maxSeconds: o.maxMinutes !== undefined ? o.maxMinutes * 60 : undefined,
     override: o.override ? String(o.override).split(',').map((f: string) => f.trim().replace(/^--/, '')).filter(Boolean) : undefined,
+    evalEvery: o.evalEvery ?? 0,
   };
 }
 
@@ -114,11 +115,27 @@ export async function trainCommand(o: Opts): Promise<void> {
   const data = loadDataset(o.data, 'train', { size: opts.unet.sample_size, channels: opts.unet.in_channels as 1 | 3 });
   if (opts.batchSize > data.count) warn(`--batch ${opts.batchSize} is larger than the ${data.count} images of ${data.name}: every batch repeats images`);
   console.error(`ddpm train: ${data.count} images ${data.channels}x${data.height}x${data.width} from ${data.name}; preset ${o.preset} (${new UNet(opts.unet).parameterCount.toLocaleString()} parameters); backend ${getBackend().name}`);
+  let evaluate: ((sampleImages: (n: number) => Float32Array, step: number) => Record<string, number>) | undefined;
+  if (opts.evalEvery) {
+    if (opts.unet.in_channels !== 1 || opts.unet.sample_size !== 28) throw new Error(`--eval-every: sample quality needs 1x28x28 images (the digit network); preset ${o.preset} makes ${opts.unet.in_channels}x${opts.unet.sample_size}x${opts.unet.sample_size}`);
+    const net = loadDigitNet(o.evalNet ?? 'mnist');
+    const nRef = Math.min(2000, data.count);
+    const ref = net.embed(makeBatch(data, Int32Array.from({ length: nRef }, (_, i) => i)).dataSync(), nRef).features;
+    const refStats = featureStats(ref, nRef, DIGITNET_FEATURES);
+    const n: number = o.evalSamples ?? 256;
+    evaluate = (sampleImages) => {
+      const f = net.embed(sampleImages(n), n).features;
+      const kid = kernelInceptionDistance(ref, nRef, f, n, DIGITNET_FEATURES, 10, n);
+      return { fd: frechetDistance(featureStats(f, n, DIGITNET_FEATURES), refStats), kid: kid.mean, kid_stderr: kid.stderr, samples: n };
+    };
+  }
   const bar = new Progress('train', opts.steps, undefined, false, opts.maxSeconds);
   let ema = 0;
   const st = await train(opts, data, {
+    evaluate,
     onStep: (m) => {
       ema = ema ? 0.98 * ema + 0.02 * m.loss : m.loss;
+      if (m.quality) console.error(`\nstep ${m.step}: FD ${m.quality.fd.toFixed(3)}, KID ${m.quality.kid.toExponential(2)} (${m.quality.samples} DDIM-50 samples of the EMA weights against ${Math.min(2000, data.count)} training images)`);
       bar.update(m.step, `loss ${ema.toFixed(4)} ${m.images_per_s.toFixed(0)} img/s`);
     },
     onCheckpoint: (dir) => {

@@ -65,6 +65,9 @@ program
   .addOption(new Option('--loss <l>', 'training loss').choices(['simple', 'vlb', 'hybrid']).default('simple'))
   .option('--max-minutes <x>', 'stop (with a checkpoint) after this many minutes', num('--max-minutes', 0))
   .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .option('--eval-every <n>', 'steps between sample-quality checks (FD, KID of DDIM-50 samples of the EMA weights on the digit network; 1x28x28 models)', int('--eval-every', 1))
+  .option('--eval-samples <n>', 'samples per quality check', int('--eval-samples', 10), 256)
+  .option('--eval-net <name>', 'digit network for the quality checks: mnist or fashion', 'mnist')
   .option('--override <fields>', 'on resume, allow these options to differ from the saved run (comma-separated: lr, warmup, grad-clip, ema, ema-warmup, flip, dropout, batch, accumulate, seed)')
   .action(cmd.trainCommand);
 

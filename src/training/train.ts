@@ -41,6 +41,8 @@ export interface TrainOptions {
   maxSeconds?: number;
   /** Options (RESUME_FIELDS keys) allowed to differ from the saved run's when resuming. */
   override?: string[];
+  /** Steps between sample-quality evaluations (callbacks.evaluate; 0: never). */
+  evalEvery?: number;
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'outDir' | 'unet' | 'diffusion' | 'steps'> = {
@@ -58,6 +60,8 @@ export interface StepMetrics {
   ema_decay: number;
   images_per_s: number;
   time_s: number;
+  /** sample quality of the EMA weights at this step (train --eval-every) */
+  quality?: Record<string, number>;
 }
 
 export interface TrainState {
@@ -290,6 +294,8 @@ export interface TrainCallbacks {
   onCheckpoint?: (dir: string) => void;
   /** one-line notices: resuming, warnings, cleanup */
   log?: (msg: string) => void;
+  /** sample quality every evalEvery steps, given a sampler of the EMA model: n images [n, C, H, W] on [-1, 1] */
+  evaluate?: (sampleImages: (n: number) => Float32Array, step: number) => Record<string, number>;
 }
 
 function readMetrics(path: string, upTo: number): StepMetrics[] {
@@ -394,6 +400,11 @@ async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbac
       step: st.step, loss: lossSum, loss_q: qSum.map((v, i) => (qN[i] ? v / qN[i] : null)), grad_norm: gradNorm, lr, ema_decay: decay,
       images_per_s: (B * o.accumulate) / dt, time_s: (Date.now() - started) / 1000,
     };
+    if (o.evalEvery && cb.evaluate && st.step % o.evalEvery === 0) {
+      const sampleImages = (n: number) =>
+        withWeights(st.model, st.ema.shadow, () => noGrad(() => sampleAll(diffusion, (xx, tt) => st.model.forward(xx, tt), [n, C, S, S], { sampler: 'ddim', steps: 50, seed: o.seed + 1 }).dataSync().slice()));
+      m.quality = cb.evaluate(sampleImages, st.step);
+    }
     appendFileSync(metricsPath, JSON.stringify(m) + '\n');
     history.push(m);
     cb.onStep?.(m);
