@@ -15,15 +15,18 @@ const { makeBatch } = await lib('data/dataset.js');
 const { DigitNet, DIGITNET_FEATURES: D, DIGITNET_CLASSES } = await lib('eval/digitnet.js');
 const { featureStats, frechetDistance, kernelInceptionDistance, inceptionScore, precisionRecall } = await lib('eval/metrics.js');
 const { parseSafetensors } = await lib('io/safetensors.js');
-const { fillRandom } = await lib('engine/random.js');
+const { fillRandom, randomPermutation } = await lib('engine/random.js');
 
-const [name = 'mnist', data = '../shared/data/mnist'] = process.argv.slice(2);
+const [name = 'mnist', data = '../shared/data/mnist', ...samples] = process.argv.slice(2);
 useBackend();
 const file = join(root, 'models', `digitnet-${name}.safetensors`);
 const net = new DigitNet(parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors, file);
+// random subsets (a fixed seed): the published files are ordered (MNIST's test set puts its two halves, from
+// different writers, one after the other), so a prefix is not a fair sample
 const images = (split, n) => {
   const ds = loadDataset(data, split);
-  return makeBatch(ds, Int32Array.from({ length: Math.min(n, ds.count) }, (_, i) => i)).dataSync().slice();
+  const perm = randomPermutation(ds.count, { seed: 7, stream: split === 'train' ? 1 : 2 });
+  return makeBatch(ds, perm.subarray(0, Math.min(n, ds.count))).dataSync().slice();
 };
 const train = net.embed(images('train', 10000), 10000);
 const testImages = images('test', 10000);
@@ -51,10 +54,11 @@ const rows = [];
 function row(label, feats, probs, n, refN = 10000) {
   const ref = train.features.subarray(0, refN * D);
   const fd = frechetDistance(featureStats(feats.subarray(0, n * D), n, D), featureStats(ref, refN, D));
-  const kid = kernelInceptionDistance(ref, refN, feats, n, D, 50, Math.min(1000, n));
+  const kid = kernelInceptionDistance(ref, refN, feats, n, D, 20, Math.min(1000, n));
   const is = inceptionScore(probs.subarray(0, n * DIGITNET_CLASSES), n, DIGITNET_CLASSES, 10);
   const pr = precisionRecall(ref.subarray(0, 1000 * D), 1000, feats.subarray(0, 1000 * D), Math.min(1000, n), D);
   rows.push(`| ${label} | ${n.toLocaleString()} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(3)} +- ${(kid.stderr * 1e3).toFixed(3)} | ${is.mean.toFixed(2)} | ${pr.precision.toFixed(3)} / ${pr.recall.toFixed(3)} |`);
+  return fd;
   console.error(rows[rows.length - 1]);
 }
 for (const n of [1000, 5000, 10000]) row(`real test vs real train (the floor)`, test.features, test.probs, n);
@@ -69,6 +73,13 @@ const z = new Float32Array(n * 784);
 fillRandom(z, z.length, { seed: 98, stream: 1 }, 0, 'normal');
 const pure = net.embed(z.map((v) => Math.max(-1, Math.min(1, v))), n);
 row('pure noise N(0, 1), clipped (the ceiling)', pure.features, pure.probs, n);
+// optional: .npy files of model samples ([N, 1, 28, 28] on [-1, 1]) to place on the same scale
+const { parseNpy } = await lib('io/npy.js');
+for (const f of samples) {
+  const { shape, data: x } = parseNpy(new Uint8Array(readFileSync(f)), f);
+  const e = net.embed(x, shape[0]);
+  row(`samples: ${f}`, e.features, e.probs, shape[0]);
+}
 console.log(`| set (against 10,000 training images) | N | FD | KID x 1e3 | IS | precision / recall (1,000 each) |`);
 console.log(`|---|---|---|---|---|---|`);
 for (const r of rows) console.log(r);

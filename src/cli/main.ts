@@ -87,6 +87,7 @@ program
   .option('--clip', 'clip the x0 estimate to [-1, 1] (default: the model folder\'s clip_sample)')
   .option('--no-clip', 'do not clip the x0 estimate')
   .option('--strip', 'also write a denoising strip (x0 estimates along the chain)', false)
+  .option('--npy', 'also write all samples as samples.npy ([N, C, H, W] on [-1, 1], for eval quality)', false)
   .action(cmd.sampleCommand);
 
 const evalCmd = program.command('eval').description('evaluate a model');
