@@ -40,7 +40,10 @@ const cases: Case[] = [
   { name: 'square', shapes: [[4, 9]], fn: ([x]) => T.square(x) },
   { name: 'tanh', shapes: [[4, 9]], fn: ([x]) => T.tanh(x) },
   { name: 'affine + reshape', shapes: [[4, 9]], fn: ([x]) => T.reshape(T.affine(x, 2.5, -1), [6, 6]) },
-  { name: 'normal cdf (forward)', shapes: [[5, 7]], fn: ([x]) => T.mul(T.normalCdf(x.detach()), x) },
+  { name: 'normal cdf', shapes: [[5, 7]], fn: ([x]) => T.normalCdf(x) },
+  { name: 'clamp', shapes: [[6, 7]], fn: ([x]) => T.clamp(x, -0.5, 0.7) },
+  { name: 'clamp below only', shapes: [[6, 7]], fn: ([x]) => T.clamp(x, -0.2, Infinity) },
+  { name: 'full sum of a large tensor (split across threads)', shapes: [[70000]], fn: ([x]) => T.sum(x) },
 ];
 
 describe('native backend equals reference', { skip: NATIVE_SKIP }, () => {

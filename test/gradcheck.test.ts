@@ -55,6 +55,7 @@ describe('gradients equal finite differences (float64)', () => {
   gradCheck('log, sqrt', [[2, 5]], ([x]) => T.add(T.log(x), T.sqrt(x)), true);
   gradCheck('broadcast add, sub, mul, div', [[2, 3, 2], [3, 1], [1, 2]], ([a, b, c]) => T.div(T.mul(T.sub(T.add(a, b), c), b), T.affine(T.square(c), 1, 1)));
   gradCheck('concat, upsample, permute, reshape', [[1, 2, 2, 2], [1, 1, 2, 2]], ([a, b]) => T.reshape(T.permute(T.upsample2x(T.concat([a, b])), [0, 2, 3, 1]), [-1]));
+  gradCheck('normal cdf and clamp', [[3, 4]], ([x]) => T.add(T.normalCdf(x), T.mul(T.clamp(x, -0.5, 0.5), x)));
   gradCheck('slice channels', [[2, 5, 2, 2]], ([x]) => T.mul(T.sliceChannels(x, 1, 3), T.sliceChannels(x, 2, 3)));
   gradCheck('sum and mean over axes', [[2, 3, 4]], ([x]) => T.add(T.sum(x, [1], true), T.mean(x, [0, 2], true)));
   gradCheck('U-Net (tiny) input gradient', [[1, 1, 8, 8]], ([x]) => {

@@ -132,19 +132,20 @@ export function frechetDistance(a: FeatureStats, b: FeatureStats): number {
 export function polynomialMmd(x: ArrayLike<number>, y: ArrayLike<number>, m: number, d: number): number {
   const k = (A: ArrayLike<number>, i: number, B: ArrayLike<number>, j: number) => {
     let s = 0;
-    for (let c = 0; c < d; c++) s += A[i * d + c] * B[j * d + c];
+    const a = i * d, b = j * d;
+    for (let c = 0; c < d; c++) s += A[a + c] * B[b + c];
     return (s / d + 1) ** 3;
   };
   let xx = 0, yy = 0, xy = 0;
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < m; j++) {
-      if (i !== j) {
-        xx += k(x, i, x, j);
-        yy += k(y, i, y, j);
-      }
-      xy += k(x, i, y, j);
+  for (let i = 0; i < m; i++) {
+    for (let j = i + 1; j < m; j++) {
+      xx += k(x, i, x, j);
+      yy += k(y, i, y, j);
     }
-  return xx / (m * (m - 1)) + yy / (m * (m - 1)) - (2 * xy) / (m * m);
+    for (let j = 0; j < m; j++) xy += k(x, i, y, j);
+  }
+  // the off-diagonal sums count each pair twice
+  return (2 * xx) / (m * (m - 1)) + (2 * yy) / (m * (m - 1)) - (2 * xy) / (m * m);
 }
 
 /**
