@@ -3,6 +3,7 @@
 export * from './engine/tensor.js';
 export * as ops from './engine/ops.js';
 export * from './engine/random.js';
+export * from './engine/streams.js';
 export * from './engine/optim.js';
 export type { Backend, Storage, ConvParams } from './engine/backend.js';
 export { ReferenceBackend } from './backends/reference/index.js';
@@ -22,3 +23,7 @@ export * from './io/npy.js';
 export { imageGrid, writePng, writeImages, linePlot } from './io/png.js';
 export * from './training/train.js';
 export * from './eval/bpd.js';
+export * from './eval/metrics.js';
+export * from './eval/digitnet.js';
+export { runReport } from './eval/report.js';
+export { parseNpz, serializeNpz } from './io/npz.js';
