@@ -866,6 +866,38 @@ Napi::Value Upsample2x(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// pool2d(kind, x, xs, k, stride, pad, y): kind 0 max, 1 average counting padding, 2 average over valid positions
+Napi::Value Pool2d(const Napi::CallbackInfo& info) {
+  const char* fn = "pool2d";
+  int64_t kind = getInt(info, 0, fn, "kind", 0, 2);
+  Dims xs = getDims(info, 2, fn, "input shape", 4);
+  int64_t k = getInt(info, 3, fn, "kernel", 1, 64), st = getInt(info, 4, fn, "stride", 1, 64), pad = getInt(info, 5, fn, "padding", 0, k - 1);
+  int64_t NC = xs[0] * xs[1], H = xs[2], W = xs[3];
+  if (H + 2 * pad < k || W + 2 * pad < k) fail(info.Env(), fn, "input " + dimsStr(xs) + " is smaller than the window");
+  int64_t Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
+  Buf x = getBuf(info, 1, fn, "input", prod(xs)), y = getBuf(info, 6, fn, "out", checkedSize(info, fn, (double)NC, (double)Ho, (double)Wo));
+#pragma omp parallel for schedule(static) if (y.n > kParallelMin)
+  for (int64_t nc = 0; nc < NC; nc++)
+    for (int64_t oh = 0; oh < Ho; oh++)
+      for (int64_t ow = 0; ow < Wo; ow++) {
+        float acc = kind == 0 ? -INFINITY : 0.f;
+        int64_t n = 0;
+        for (int64_t i = 0; i < k; i++) {
+          int64_t h = oh * st - pad + i;
+          if (h < 0 || h >= H) continue;
+          for (int64_t j = 0; j < k; j++) {
+            int64_t w = ow * st - pad + j;
+            if (w < 0 || w >= W) continue;
+            float v = x.p[(nc * H + h) * W + w];
+            acc = kind == 0 ? std::max(acc, v) : acc + v;
+            n++;
+          }
+        }
+        y.p[(nc * Ho + oh) * Wo + ow] = kind == 0 ? acc : acc / (float)(kind == 1 ? k * k : n);
+      }
+  return info.Env().Undefined();
+}
+
 Napi::Value Upsample2xBackward(const Napi::CallbackInfo& info) {
   const char* fn = "upsample2xBackward";
   Dims xs = getDims(info, 1, fn, "input shape", 4);
@@ -1014,6 +1046,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sliceChannels", Napi::Function::New(env, SliceChannels));
   exports.Set("upsample2x", Napi::Function::New(env, Upsample2x));
   exports.Set("upsample2xBackward", Napi::Function::New(env, Upsample2xBackward));
+  exports.Set("pool2d", Napi::Function::New(env, Pool2d));
   exports.Set("adamStep", Napi::Function::New(env, AdamStep));
   exports.Set("emaUpdate", Napi::Function::New(env, EmaUpdate));
   exports.Set("sumSquares", Napi::Function::New(env, SumSquares));

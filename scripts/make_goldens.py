@@ -351,6 +351,19 @@ def fidelity():
     save('fidelity.json', g)
 
 
+# ----------------------------------------------------------------- pooling and resizing of the FID network (PyTorch)
+def pooling():
+    x = det([2, 3, 9, 8], 60)
+    g = dict(x=lst(x), xshape=[2, 3, 9, 8])
+    g['max_k3_s2'] = lst(F.max_pool2d(x, 3, stride=2))
+    g['max_k3_s1_p1'] = lst(F.max_pool2d(x, 3, stride=1, padding=1))
+    g['avg_k3_s1_p1_nopad'] = lst(F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False))
+    g['avg_k3_s1_p1_pad'] = lst(F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True))
+    g['bilinear_13x11'] = lst(F.interpolate(x, size=(13, 11), mode='bilinear', align_corners=False))
+    g['bilinear_5x4'] = lst(F.interpolate(x, size=(5, 4), mode='bilinear', align_corners=False))
+    save('pooling.json', g)
+
+
 # ----------------------------------------------------------------- sample-quality metrics (pytorch-fid / KID / IS formulas, scipy)
 def metrics():
     import scipy.linalg
@@ -383,7 +396,12 @@ def metrics():
     fr = ((fake[:, None, :] - real[None, :, :]) ** 2).sum(-1)
     precision = float((fr <= radii(real)[None, :]).any(1).mean())
     recall = float((fr <= radii(fake)[:, None]).any(0).mean())
-    save('metrics.json', dict(real=real.reshape(-1).tolist(), fake=fake.reshape(-1).tolist(), d=8, mu_real=mu1.tolist(), sigma_real=s1.reshape(-1).tolist(),
+    # fewer samples than dimensions: singular covariances (pytorch-fid still takes sqrtm's real part)
+    r2, f2 = det([20, 40], 44).numpy() ** 3, 0.8 * det([25, 40], 45).numpy()
+    c1, c2 = np.cov(r2, rowvar=False), np.cov(f2, rowvar=False)
+    cm, _ = scipy.linalg.sqrtm(c1.dot(c2), disp=False)
+    fd_low = float(((r2.mean(0) - f2.mean(0)) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.trace(cm.real))
+    save('metrics.json', dict(fd_low=fd_low, real2=r2.reshape(-1).tolist(), fake2=f2.reshape(-1).tolist(), real=real.reshape(-1).tolist(), fake=fake.reshape(-1).tolist(), d=8, mu_real=mu1.tolist(), sigma_real=s1.reshape(-1).tolist(),
                               fd=fd, fd_same=fd_same, mmd=mmd(real[:50], fake), probs=probs.reshape(-1).tolist(), is_mean=float(np.mean(scores)), is_std=float(np.std(scores)),
                               precision=precision, recall=recall))
 
@@ -395,3 +413,4 @@ if __name__ == '__main__':
     unet()
     fidelity()
     metrics()
+    pooling()

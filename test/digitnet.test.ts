@@ -52,7 +52,7 @@ describe('ddpm eval quality', () => {
     const tiny = writeTinyIdx(dir);
     const bad = spawnSync(process.execPath, [CLI, 'eval', 'quality', '--images', tiny], { encoding: 'utf8' });
     assert.match(bad.stderr, /images are 1x8x8; the digit network needs 1x28x28/);
-    assert.match(spawnSync(process.execPath, [CLI, 'eval', 'fid'], { encoding: 'utf8' }).stderr, /Inception-v3 network of FID \/ IS is not implemented yet/);
+    assert.match(spawnSync(process.execPath, [CLI, 'eval', 'fid', '--images', tiny], { encoding: 'utf8' }).stderr, /eval fid: pass --inception FILE/);
   });
 });
 

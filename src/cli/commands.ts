@@ -18,7 +18,8 @@ import { imageGrid, linePlot, writeImages, writePng } from '../io/png.js';
 import { parseNpy, serializeNpy } from '../io/npy.js';
 import { DEFAULT_TRAIN, train, type TrainOptions } from '../training/train.js';
 import { EXACT_HEAD, bitsPerDim } from '../eval/bpd.js';
-import { DIGITNET_CLASSES, DIGITNET_FEATURES, DigitNet } from '../eval/digitnet.js';
+import { DIGITNET_FEATURES, DigitNet } from '../eval/digitnet.js';
+import { INCEPTION_FEATURES, InceptionV3 } from '../eval/inception.js';
 import { type FeatureStats, featureStats, frechetDistance, inceptionScore, kernelInceptionDistance, precisionRecall } from '../eval/metrics.js';
 import { parseNpz, serializeNpz } from '../io/npz.js';
 import { runReport } from '../eval/report.js';
@@ -284,26 +285,69 @@ function loadDigitNet(spec: string): DigitNet {
   return new DigitNet(parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors, file);
 }
 
-/** Images [n * 784] on [-1, 1] from a dataset spec, a PNG folder, a .npy, or a model folder (sampled). */
-function imageSet(spec: string, o: Opts, what: string): { images: Float32Array; n: number; name: string } {
+/** A feature network for the quality metrics: the digit network (1x28x28) or Inception-v3 (any size, 3 channels). */
+interface Extractor {
+  label: string;
+  dim: number;
+  /** the image shape it takes ([C, H, W]; null: any H x W) */
+  channels: number;
+  size: number | null;
+  embed(images: Float32Array, n: number, hw: [number, number]): { features: Float32Array; probs: Float32Array | null };
+}
+
+function extractor(o: Opts): Extractor {
+  if (o.inception) {
+    if (!existsSync(o.inception)) throw new Error(`--inception ${o.inception}: file not found (pytorch-fid's weights as safetensors, see docs/metrics.md)`);
+    const net = new InceptionV3(parseSafetensors(new Uint8Array(readFileSync(o.inception)), o.inception).tensors, o.inception);
+    return {
+      label: `Inception-v3 (pytorch-fid's FID network, ${o.inception}; images resized to 299 bilinearly)`, dim: INCEPTION_FEATURES, channels: 3, size: null,
+      embed: (images, n, hw) => {
+        const bar = new Progress('inception features', n, 0);
+        return net.embed(images, n, hw, 16, 299, (d) => bar.update(d));
+      },
+    };
+  }
+  const net = loadDigitNet(o.net);
+  return {
+    label: `digit network "${o.net}" (${DIGITNET_FEATURES}-d features; FD is FID's formula on these features, not on Inception-v3's)`,
+    dim: DIGITNET_FEATURES, channels: 1, size: 28, embed: (images, n) => net.embed(images, n),
+  };
+}
+
+/** Gray images become RGB for Inception (as pytorch-fid's loader converts them). */
+function toChannels(x: Float32Array, n: number, c: number, hw: number, want: number): Float32Array {
+  if (c === want) return x;
+  if (c !== 1 || want !== 3) throw new Error(`images have ${c} channels; the feature network needs ${want}`);
+  const out = new Float32Array(n * 3 * hw);
+  for (let i = 0; i < n; i++) for (let k = 0; k < 3; k++) out.set(x.subarray(i * hw, (i + 1) * hw), (i * 3 + k) * hw);
+  return out;
+}
+
+/** Images on [-1, 1] from a dataset spec, a PNG folder, a .npy, or a model folder (sampled), in the extractor's channels. */
+function imageSet(spec: string, o: Opts, what: string, ex: Extractor): { images: Float32Array; n: number; hw: [number, number]; name: string } {
+  const fits = (c: number, h: number, w: number) => {
+    if (ex.size !== null && (h !== ex.size || w !== ex.size || c !== ex.channels)) throw new Error(`${what} ${spec}: images are ${c}x${h}x${w}; the ${ex.channels === 1 ? 'digit network' : 'feature network'} needs ${ex.channels}x${ex.size}x${ex.size}${ex.channels === 1 ? ' (use --inception for other images)' : ''}`);
+  };
   if (spec.endsWith('.npy')) {
     const { shape, data } = parseNpy(new Uint8Array(readFileSync(spec)), spec);
-    if (shape.length !== 4 || shape[1] !== 1 || shape[2] !== 28 || shape[3] !== 28) throw new Error(`${spec}: expected [N, 1, 28, 28] images on [-1, 1], got shape (${shape.join(', ')})`);
-    const n = Math.min(shape[0], o.num ?? shape[0]);
-    return { images: data.subarray(0, n * 784), n, name: spec };
+    if (shape.length !== 4) throw new Error(`${spec}: expected [N, C, H, W] images on [-1, 1], got shape (${shape.join(', ')})`);
+    fits(shape[1], shape[2], shape[3]);
+    const n = Math.min(shape[0], o.num ?? shape[0]), hw = shape[2] * shape[3];
+    return { images: toChannels(data.subarray(0, n * shape[1] * hw), n, shape[1], hw, ex.channels), n, hw: [shape[2], shape[3]], name: spec };
   }
   if (existsSync(join(spec, 'config.json')) || (!existsSync(spec) && existsSync(join(MODELS_DIR, spec, 'config.json')))) {
     const { model, diffusion, cfg } = loadForSampling(spec);
-    if (cfg.in_channels !== 1 || cfg.sample_size !== 28) throw new Error(`${what} ${spec}: the model makes ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size} images; the digit network needs 1x28x28`);
+    const C = cfg.in_channels, S = cfg.sample_size;
+    fits(C, S, S);
     const n: number = o.num ?? 1000;
     const sampler = o.sampler as SamplerName;
     const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing });
-    const images = new Float32Array(n * 784);
+    const images = new Float32Array(n * C * S * S);
     const bar = new Progress(`sample ${sampler} ${plan.length} steps`, Math.ceil(n / o.batch) * plan.length, 0);
     let done = 0;
     for (let start = 0; start < n; start += o.batch) {
       const B = Math.min(o.batch, n - start);
-      const it = sample(diffusion, (x, t) => model.forward(x, t), [B, 1, 28, 28], { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, sampleStart: start, eta: o.eta, clip: o.clip ?? diffusion.config.clipSample });
+      const it = sample(diffusion, (x, t) => model.forward(x, t), [B, C, S, S], { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, sampleStart: start, eta: o.eta, clip: o.clip ?? diffusion.config.clipSample });
       let r = it.next();
       while (!r.done) {
         bar.update(++done);
@@ -311,44 +355,46 @@ function imageSet(spec: string, o: Opts, what: string): { images: Float32Array; 
       }
       const x = r.value.dataSync();
       assertFinite(x, `${what} samples ${start}..${start + B - 1}`);
-      images.set(x, start * 784);
+      images.set(x, start * C * S * S);
     }
-    return { images, n, name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${o.seed})` };
+    return { images: toChannels(images, n, C, S * S, ex.channels), n, hw: [S, S], name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${o.seed})` };
   }
-  const ds = loadDataset(spec, split(o.split ?? 'test'), { size: 28, channels: 1 });
-  if (ds.channels !== 1 || ds.height !== 28) throw new Error(`${what} ${spec}: images are ${ds.channels}x${ds.height}x${ds.width}; the digit network needs 1x28x28`);
+  const ds = loadDataset(spec, split(o.split ?? 'test'), { size: ex.size ?? 299, channels: ex.channels as 1 | 3 });
+  fits(ds.channels, ds.height, ds.width);
   const n = Math.min(ds.count, o.num ?? ds.count);
-  return { images: makeBatch(ds, Int32Array.from({ length: n }, (_, i) => i)).dataSync(), n, name: `${ds.name} (${n} images)` };
+  const x = makeBatch(ds, Int32Array.from({ length: n }, (_, i) => i)).dataSync();
+  return { images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels), n, hw: [ds.height, ds.width], name: `${ds.name} (${n} images)` };
 }
 
 export function evalQualityCommand(o: Opts): void {
   if (o.out) ensureWritableFile(o.out, '--out');
   if (o.saveStats) ensureWritableFile(o.saveStats, '--save-stats');
-  const net = loadDigitNet(o.net);
-  const cand = imageSet(o.images, o, '--images');
-  const f = net.embed(cand.images, cand.n);
-  const d = DIGITNET_FEATURES;
+  const ex = extractor(o);
+  const cand = imageSet(o.images, o, '--images', ex);
+  const f = ex.embed(cand.images, cand.n, cand.hw);
+  const d = ex.dim;
   const stats = featureStats(f.features, cand.n, d);
   if (o.saveStats) writeFileAtomic(o.saveStats, serializeNpz({ mu: { shape: [d], data: stats.mu }, sigma: { shape: [d, d], data: stats.sigma } }));
   let refStats: FeatureStats, refFeatures: Float32Array | null = null, refN = 0, refName: string;
-  const refSpec: string = o.ref ?? DIGITNETS[o.net]?.data;
+  const refSpec: string | undefined = o.ref ?? (o.inception ? undefined : DIGITNETS[o.net]?.data);
   if (!refSpec) throw new Error('--ref: give the reference set (a dataset, a PNG folder, a .npy or an .npz of statistics)');
   if (refSpec.endsWith('.npz')) {
     const z = parseNpz(new Uint8Array(readFileSync(refSpec)), refSpec);
     const mu = z.get('mu'), sigma = z.get('sigma');
     if (!mu || !sigma) throw new Error(`${refSpec}: expected arrays "mu" and "sigma" (pytorch-fid / TTUR statistics), found ${[...z.keys()].join(', ')}`);
-    if (mu.data.length !== d || sigma.data.length !== d * d) throw new Error(`${refSpec}: statistics of dimension ${mu.data.length}; the digit network's features have ${d}`);
+    if (mu.data.length !== d || sigma.data.length !== d * d) throw new Error(`${refSpec}: statistics of dimension ${mu.data.length}; the feature network gives ${d}`);
     refStats = { dim: d, n: 0, mu: mu.data, sigma: sigma.data };
     refName = `${refSpec} (statistics only: no KID, precision or recall)`;
   } else {
-    const ref = imageSet(refSpec, { ...o, num: o.refNum, split: o.refSplit }, '--ref');
-    refFeatures = net.embed(ref.images, ref.n).features;
+    const ref = imageSet(refSpec, { ...o, num: o.refNum, split: o.refSplit }, '--ref', ex);
+    refFeatures = ex.embed(ref.images, ref.n, ref.hw).features;
     refN = ref.n;
     refStats = featureStats(refFeatures, refN, d);
     refName = ref.name;
   }
-  const result: Record<string, unknown> = { images: cand.name, reference: refName, net: o.net, fd: frechetDistance(stats, refStats) };
-  result.is = inceptionScore(f.probs, cand.n, DIGITNET_CLASSES, Math.min(10, cand.n));
+  const fdName = o.inception ? 'FID' : 'FD';
+  const result: Record<string, unknown> = { images: cand.name, reference: refName, net: o.inception ? 'inception-v3' : o.net, fd: frechetDistance(stats, refStats) };
+  if (f.probs) result.is = inceptionScore(f.probs, cand.n, f.probs.length / cand.n, Math.min(10, cand.n));
   if (refFeatures) {
     result.kid = kernelInceptionDistance(refFeatures, refN, f.features, cand.n, d, o.kidSubsets, o.kidSize, o.seed);
     if (o.prNum > 0) {
@@ -358,12 +404,13 @@ export function evalQualityCommand(o: Opts): void {
   }
   console.log(`images     ${cand.name}`);
   console.log(`reference  ${refName}`);
-  console.log(`network    digit network "${o.net}" (${d}-d features; FD is FID's formula on these features, not on Inception-v3's)`);
-  console.log(`FD         ${(result.fd as number).toFixed(4)}`);
+  console.log(`network    ${ex.label}`);
+  console.log(`${fdName.padEnd(10)} ${(result.fd as number).toFixed(4)}`);
   const k = result.kid as { mean: number; std: number; stderr: number; subsets: number; subsetSize: number } | undefined;
   if (k) console.log(`KID        ${k.mean.toExponential(3)} +- ${k.stderr.toExponential(2)} (std ${k.std.toExponential(2)} over ${k.subsets} subsets of ${k.subsetSize})`);
-  const is = result.is as { mean: number; std: number };
-  console.log(`IS         ${is.mean.toFixed(3)} +- ${is.std.toFixed(3)} (10 splits, max 10 for 10 classes)`);
+  const is = result.is as { mean: number; std: number } | undefined;
+  if (is) console.log(`IS         ${is.mean.toFixed(3)} +- ${is.std.toFixed(3)} (10 splits)`);
+  else console.log('IS         - (the Inception weights have no fc layer)');
   const pr = result.precisionRecall as { precision: number; recall: number; images: number } | undefined;
   if (pr) console.log(`precision  ${pr.precision.toFixed(3)}   recall ${pr.recall.toFixed(3)} (k = 3, first ${pr.images} of each set)`);
   if (o.out) writeFileAtomic(o.out, JSON.stringify(result, null, 2));

@@ -106,38 +106,39 @@ evalCmd
   .option('--rd-plot <file>', 'write the rate-distortion curve (paper Fig. 5) as PNG')
   .action(cmd.evalBpdCommand);
 
-evalCmd
-  .command('quality')
-  .description('sample quality on the digit network (28x28): Frechet distance (FID\'s formula), KID, Inception Score, precision/recall')
-  .requiredOption('--images <spec>', 'images to judge: a model folder (sampled here), a dataset, a PNG folder, or a .npy [N,1,28,28] on [-1, 1]')
-  .option('--ref <spec>', 'reference: a dataset, PNG folder, .npy, or .npz with mu and sigma (default: the network\'s dataset)')
-  .option('--net <name>', 'feature network: mnist, fashion, or a safetensors file', 'mnist')
-  .option('-n, --num <n>', 'images to judge (samples to draw from a model; default 1000 for a model, all for a dataset)', int('-n', 2))
-  .option('--ref-num <n>', 'reference images to use (default: all)', int('--ref-num', 2))
-  .option('--split <s>', 'split of a dataset given to --images', 'test')
-  .option('--ref-split <s>', 'split of the reference dataset', 'train')
-  .addOption(new Option('--sampler <name>', 'sampler (model folders)').choices(['ancestral', 'ddim', 'langevin', 'pc', 'dpm2m', 'plms', 'heun']).default('ancestral'))
-  .option('--steps <spec>', 'reverse steps (as for sample)', stepsSpec)
-  .addOption(new Option('--timestep-spacing <s>', 'ddim only: diffusers\' layout').choices(['leading', 'trailing', 'linspace']))
-  .option('--eta <x>', 'DDIM eta', num('--eta', 0))
-  .option('--clip', 'clip the x0 estimate (default: the model folder\'s clip_sample)')
-  .option('--no-clip', 'do not clip the x0 estimate')
-  .option('--batch <n>', 'sampling batch size', int('--batch', 1), 64)
-  .option('--seed <n>', 'random seed (samples, KID subsets)', int('--seed', 0), 0)
-  .option('--kid-subsets <n>', 'KID subsets', int('--kid-subsets', 1), 100)
-  .option('--kid-size <n>', 'KID subset size', int('--kid-size', 2), 1000)
-  .option('--pr-num <n>', 'images per set for precision/recall (quadratic cost; 0: skip)', int('--pr-num', 0), 1000)
-  .option('--save-stats <file>', 'write the judged images\' feature statistics as .npz (mu, sigma)')
-  .option('--out <file>', 'write the results as JSON')
+function qualityOptions(c: Command, inception: boolean): Command {
+  return c
+    .requiredOption('--images <spec>', 'images to judge: a model folder or shipped model name (sampled here), a dataset, a PNG folder, or a .npy [N,C,H,W] on [-1, 1]')
+    .option('--ref <spec>', `reference: a dataset, PNG folder, .npy, or .npz with mu and sigma (pytorch-fid / TTUR statistics)${inception ? '' : ' (default: the network\'s dataset)'}`)
+    .option('--net <name>', 'digit feature network: mnist, fashion, or a safetensors file (28x28 images)', 'mnist')
+    .option(inception ? '--inception <file>' : '--inception <file>', 'Inception-v3 weights (pytorch-fid\'s, as safetensors): FID / IS / KID on Inception features instead of the digit network')
+    .option('-n, --num <n>', 'images to judge (samples to draw from a model; default 1000 for a model, all for a dataset)', int('-n', 2))
+    .option('--ref-num <n>', 'reference images to use (default: all)', int('--ref-num', 2))
+    .option('--split <s>', 'split of a dataset given to --images', 'test')
+    .option('--ref-split <s>', 'split of the reference dataset', 'train')
+    .addOption(new Option('--sampler <name>', 'sampler (model folders)').choices(['ancestral', 'ddim', 'langevin', 'pc', 'dpm2m', 'plms', 'heun']).default('ancestral'))
+    .option('--steps <spec>', 'reverse steps (as for sample)', stepsSpec)
+    .addOption(new Option('--timestep-spacing <s>', 'ddim only: diffusers\' layout').choices(['leading', 'trailing', 'linspace']))
+    .option('--eta <x>', 'DDIM eta', num('--eta', 0))
+    .option('--clip', 'clip the x0 estimate (default: the model folder\'s clip_sample)')
+    .option('--no-clip', 'do not clip the x0 estimate')
+    .option('--batch <n>', 'sampling batch size', int('--batch', 1), 64)
+    .option('--seed <n>', 'random seed (samples, KID subsets)', int('--seed', 0), 0)
+    .option('--kid-subsets <n>', 'KID subsets', int('--kid-subsets', 1), 100)
+    .option('--kid-size <n>', 'KID subset size', int('--kid-size', 2), 1000)
+    .option('--pr-num <n>', 'images per set for precision/recall (quadratic cost; 0: skip)', int('--pr-num', 0), 1000)
+    .option('--save-stats <file>', 'write the judged images\' feature statistics as .npz (mu, sigma)')
+    .option('--out <file>', 'write the results as JSON');
+}
+
+qualityOptions(evalCmd.command('quality').description('sample quality: Frechet distance, KID, Inception Score, precision/recall, on the digit network (28x28) or on Inception-v3 with --inception'), false)
   .action(cmd.evalQualityCommand);
 
 for (const name of ['fid', 'is', 'kid'])
-  evalCmd
-    .command(name)
-    .description(`not available yet: ${name.toUpperCase()} on Inception-v3 (use \`ddpm eval quality\` for 28x28 data)`)
-    .allowUnknownOption()
-    .action(() => {
-      throw new Error(`eval ${name}: the Inception-v3 network of FID / IS is not implemented yet; \`ddpm eval quality\` gives FD, KID and IS on the digit network for 28x28 data`);
+  qualityOptions(evalCmd.command(name).description(`${name.toUpperCase()} on Inception-v3 (needs --inception FILE); prints FID, KID, IS and precision/recall together`), true)
+    .action((o) => {
+      if (!o.inception) throw new Error(`eval ${name}: pass --inception FILE (pytorch-fid's Inception-v3 weights as safetensors; docs/metrics.md says how to make it), or use \`ddpm eval quality\` for 28x28 data`);
+      cmd.evalQualityCommand(o);
     });
 
 program

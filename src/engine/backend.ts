@@ -88,6 +88,11 @@ export interface Backend<S = any> {
   sliceChannels(x: S, xs: number[], c0: number, c: number): S;
   upsample2x(x: S, xs: number[]): S;
   upsample2xBackward(dy: S, xs: number[]): S;
+  /**
+   * k x k pooling of [N, C, H, W] with stride and symmetric zero padding (forward only: the FID network). max; or
+   * average over the window, counting padded positions when countPad (PyTorch's count_include_pad).
+   */
+  pool2d(kind: 'max' | 'avg', x: S, xs: number[], k: number, stride: number, pad: number, countPad: boolean): S;
 
   // Optimiser kernels, in place.
   adamStep(p: S, g: S, m: S, v: S, h: AdamHyper): void;

@@ -198,6 +198,22 @@ export function upsample2x(x: Tensor): Tensor {
   return makeResult('upsample2x', y, [N, C, 2 * H, 2 * W], [x], (g) => [new Tensor(be().upsample2xBackward(g.storage, x.shape), x.shape)]);
 }
 
+/**
+ * k x k max or average pooling of [N, C, H, W] (stride, symmetric padding; average over valid positions unless
+ * countPad). Forward only (the FID network): its backward throws.
+ */
+export function pool2d(kind: 'max' | 'avg', x: Tensor, k: number, stride: number, pad = 0, countPad = false): Tensor {
+  if (x.shape.length !== 4) throw new Error(`pool2d: expected [N,C,H,W], got ${fmtShape(x.shape)}`);
+  if (!(Number.isInteger(k) && k >= 1 && Number.isInteger(stride) && stride >= 1 && Number.isInteger(pad) && pad >= 0 && pad < k)) throw new Error(`pool2d: invalid kernel ${k}, stride ${stride} or padding ${pad}`);
+  const [N, C, H, W] = x.shape;
+  if (H + 2 * pad < k || W + 2 * pad < k) throw new Error(`pool2d: input ${fmtShape(x.shape)} is smaller than the ${k}x${k} window`);
+  const Ho = Math.floor((H + 2 * pad - k) / stride) + 1, Wo = Math.floor((W + 2 * pad - k) / stride) + 1;
+  const y = be().pool2d(kind, x.storage, x.shape, k, stride, pad, countPad);
+  return makeResult(`${kind}Pool2d`, y, [N, C, Ho, Wo], [x], () => {
+    throw new Error(`${kind}Pool2d: forward only (used by the FID network)`);
+  });
+}
+
 // ---------------------------------------------------------------- reductions
 
 /** Sum over `axes` (all when omitted). */

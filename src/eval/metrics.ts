@@ -13,6 +13,8 @@ export interface FeatureStats {
   mu: Float64Array;
   /** d x d, row-major, unbiased (n - 1), as numpy's np.cov(rowvar=False) */
   sigma: Float64Array;
+  /** the centered features (n x d), kept when n <= d: sigma's rank is then below d, and FD uses them exactly */
+  centered?: Float64Array;
 }
 
 /** feats: n rows of d values. */
@@ -39,7 +41,137 @@ export function featureStats(feats: ArrayLike<number>, n: number, d: number): Fe
       sigma[a * d + b] = v;
       sigma[b * d + a] = v;
     }
-  return { dim: d, n, mu, sigma };
+  let centered: Float64Array | undefined;
+  if (n <= d) {
+    centered = new Float64Array(n * d);
+    for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) centered[i * d + j] = feats[i * d + j] - mu[j];
+  }
+  return { dim: d, n, mu, sigma, centered };
+}
+
+/**
+ * Eigenvalues of a symmetric d x d matrix (row-major; not modified): Householder reduction to tridiagonal form,
+ * then the implicit QL method (EISPACK's tred1 / tql1). O(d^3) with small constants; for d = 2048 about 10^10 steps.
+ */
+export function symmetricEigenvalues(m: Float64Array, n: number): Float64Array {
+  const a = Float64Array.from(m);
+  const d = new Float64Array(n), e = new Float64Array(n);
+  for (let i = n - 1; i > 0; i--) {
+    const l = i - 1;
+    let h = 0;
+    if (l > 0) {
+      let scale = 0;
+      for (let k = 0; k <= l; k++) scale += Math.abs(a[i * n + k]);
+      if (scale === 0) e[i] = a[i * n + l];
+      else {
+        for (let k = 0; k <= l; k++) {
+          a[i * n + k] /= scale;
+          h += a[i * n + k] * a[i * n + k];
+        }
+        let f = a[i * n + l];
+        let g = f >= 0 ? -Math.sqrt(h) : Math.sqrt(h);
+        e[i] = scale * g;
+        h -= f * g;
+        a[i * n + l] = f - g;
+        f = 0;
+        for (let j = 0; j <= l; j++) {
+          g = 0;
+          for (let k = 0; k <= j; k++) g += a[j * n + k] * a[i * n + k];
+          for (let k = j + 1; k <= l; k++) g += a[k * n + j] * a[i * n + k];
+          e[j] = g / h;
+          f += e[j] * a[i * n + j];
+        }
+        const hh = f / (h + h);
+        for (let j = 0; j <= l; j++) {
+          f = a[i * n + j];
+          e[j] = g = e[j] - hh * f;
+          for (let k = 0; k <= j; k++) a[j * n + k] -= f * e[k] + g * a[i * n + k];
+        }
+      }
+    } else e[i] = a[i * n + l];
+  }
+  for (let i = 0; i < n; i++) d[i] = a[i * n + i];
+  for (let i = 1; i < n; i++) e[i - 1] = e[i];
+  e[n - 1] = 0;
+  for (let l = 0; l < n; l++) {
+    let iter = 0, m: number;
+    do {
+      for (m = l; m < n - 1; m++) {
+        const dd = Math.abs(d[m]) + Math.abs(d[m + 1]);
+        if (Math.abs(e[m]) <= Number.EPSILON * dd) break;
+      }
+      if (m !== l) {
+        if (iter++ === 60) throw new Error('symmetricEigenvalues: no convergence');
+        let g = (d[l + 1] - d[l]) / (2 * e[l]);
+        let r = Math.hypot(g, 1);
+        g = d[m] - d[l] + e[l] / (g + (g >= 0 ? Math.abs(r) : -Math.abs(r)));
+        let s = 1, c = 1, p = 0, i: number;
+        for (i = m - 1; i >= l; i--) {
+          const f = s * e[i], b = c * e[i];
+          e[i + 1] = r = Math.hypot(f, g);
+          if (r === 0) {
+            d[i + 1] -= p;
+            e[m] = 0;
+            break;
+          }
+          s = f / r;
+          c = g / r;
+          g = d[i + 1] - p;
+          r = (d[i] - g) * s + 2 * c * b;
+          d[i + 1] = g + (p = s * r);
+          g = c * r - b;
+        }
+        if (r === 0 && i >= l) continue;
+        d[l] -= p;
+        e[l] = g;
+        e[m] = 0;
+      }
+    } while (m !== l);
+  }
+  return d;
+}
+
+/** tr(sqrt(S A^T A / (n - 1))) for centered rows A (n x d): the eigenvalues of A S A^T / (n - 1), an n x n matrix. */
+function traceSqrtLowRank(s: Float64Array, A: Float64Array, n: number, d: number): number {
+  const AS = new Float64Array(n * d);
+  for (let i = 0; i < n; i++)
+    for (let k = 0; k < d; k++) {
+      const v = A[i * d + k];
+      if (v === 0) continue;
+      for (let j = 0; j < d; j++) AS[i * d + j] += v * s[k * d + j];
+    }
+  const M = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = i; j < n; j++) {
+      let v = 0;
+      for (let k = 0; k < d; k++) v += AS[i * d + k] * A[j * d + k];
+      M[i * n + j] = M[j * n + i] = v / (n - 1);
+    }
+  return symmetricEigenvalues(M, n).reduce((acc, v) => acc + Math.sqrt(Math.max(0, v)), 0);
+}
+
+/** Lower Cholesky factor of s + jitter I, raising the jitter from 1e-12 of the mean diagonal until it succeeds. */
+function cholesky(s: Float64Array, d: number): Float64Array {
+  let mean = 0;
+  for (let i = 0; i < d; i++) mean += s[i * d + i] / d;
+  for (let jitter = 0; ; jitter = jitter ? jitter * 100 : 1e-12 * (mean || 1)) {
+    const L = new Float64Array(d * d);
+    let ok = true;
+    for (let i = 0; i < d && ok; i++)
+      for (let j = 0; j <= i; j++) {
+        let v = s[i * d + j] + (i === j ? jitter : 0);
+        for (let k = 0; k < j; k++) v -= L[i * d + k] * L[j * d + k];
+        if (i === j) {
+          if (!(v > 0)) {
+            ok = false;
+            break;
+          }
+          L[i * d + i] = Math.sqrt(v);
+        } else L[i * d + j] = v / L[j * d + j];
+      }
+    if (ok) return L;
+    if (jitter > mean) throw new Error('frechetDistance: a covariance matrix is not positive semi-definite');
+  }
 }
 
 /**
@@ -99,24 +231,35 @@ function matmulSq(a: Float64Array, b: Float64Array, d: number): Float64Array {
 }
 
 /**
- * tr(sqrtm(S1 S2)) for symmetric positive semi-definite S1, S2: the eigenvalues of S1 S2 are those of the symmetric
- * sqrt(S1) S2 sqrt(S1), so the trace is the sum of their square roots (tiny negative round-off clipped to 0).
+ * tr(sqrtm(S1 S2)) for symmetric positive semi-definite S1, S2: the sum of the square roots of the eigenvalues of
+ * S1 S2, which are those of the symmetric L^T S2 L with S1 = L L^T (Cholesky; a tiny jitter when S1 is singular).
  */
 export function traceSqrtProduct(s1: Float64Array, s2: Float64Array, d: number): number {
-  const e = symmetricEigen(s1, d);
-  const root = new Float64Array(d * d);
+  const L = cholesky(s1, d);
+  // T = S2 L, then M = L^T T (L lower triangular)
+  const T = new Float64Array(d * d);
   for (let i = 0; i < d; i++)
-    for (let j = 0; j < d; j++) {
-      let v = 0;
-      for (let k = 0; k < d; k++) v += e.vectors[i * d + k] * Math.sqrt(Math.max(0, e.values[k])) * e.vectors[j * d + k];
-      root[i * d + j] = v;
+    for (let k = 0; k < d; k++) {
+      const v = s2[i * d + k];
+      if (v === 0) continue;
+      for (let j = 0; j <= k; j++) T[i * d + j] += v * L[k * d + j];
     }
-  const m = matmulSq(matmulSq(root, s2, d), root, d);
-  for (let i = 0; i < d; i++) for (let j = i + 1; j < d; j++) m[i * d + j] = m[j * d + i] = 0.5 * (m[i * d + j] + m[j * d + i]);
-  return symmetricEigen(m, d).values.reduce((acc, v) => acc + Math.sqrt(Math.max(0, v)), 0);
+  const M = new Float64Array(d * d);
+  for (let k = 0; k < d; k++)
+    for (let i = 0; i <= k; i++) {
+      const l = L[k * d + i];
+      if (l === 0) continue;
+      for (let j = 0; j < d; j++) M[i * d + j] += l * T[k * d + j];
+    }
+  for (let i = 0; i < d; i++) for (let j = i + 1; j < d; j++) M[i * d + j] = M[j * d + i] = 0.5 * (M[i * d + j] + M[j * d + i]);
+  return symmetricEigenvalues(M, d).reduce((acc, v) => acc + Math.sqrt(Math.max(0, v)), 0);
 }
 
-/** The Frechet distance between two Gaussians: |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr(sqrtm(S1 S2)) (FID's formula). */
+/**
+ * The Frechet distance between two Gaussians: |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr(sqrtm(S1 S2)) (FID's formula,
+ * as pytorch-fid's calculate_frechet_distance). When one side kept its centered features (n <= d, so its covariance
+ * is singular), the trace term is computed exactly in n dimensions.
+ */
 export function frechetDistance(a: FeatureStats, b: FeatureStats): number {
   if (a.dim !== b.dim) throw new Error(`frechetDistance: feature dimensions differ (${a.dim} vs ${b.dim})`);
   const d = a.dim;
@@ -125,7 +268,9 @@ export function frechetDistance(a: FeatureStats, b: FeatureStats): number {
     diff += (a.mu[j] - b.mu[j]) ** 2;
     tr += a.sigma[j * d + j] + b.sigma[j * d + j];
   }
-  return diff + tr - 2 * traceSqrtProduct(a.sigma, b.sigma, d);
+  const low = [a, b].filter((x) => x.centered).sort((x, y) => x.n - y.n)[0];
+  const cross = low ? traceSqrtLowRank(low === a ? b.sigma : a.sigma, low.centered!, low.n, d) : traceSqrtProduct(a.sigma, b.sigma, d);
+  return diff + tr - 2 * cross;
 }
 
 /** Unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3 between row sets X (m x d) and Y (m x d). */

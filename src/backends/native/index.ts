@@ -170,6 +170,12 @@ export class NativeBackend implements Backend<Storage> {
     this.a.upsample2x(x, xs, y);
     return y;
   }
+  pool2d(kind: 'max' | 'avg', x: Storage, xs: number[], k: number, stride: number, pad: number, countPad: boolean): Storage {
+    const Ho = convOutSize(xs[2], k, pad, pad, stride), Wo = convOutSize(xs[3], k, pad, pad, stride);
+    const y = new Float32Array(xs[0] * xs[1] * Ho * Wo);
+    this.a.pool2d(kind === 'max' ? 0 : countPad ? 1 : 2, x, xs, k, stride, pad, y);
+    return y;
+  }
   upsample2xBackward(dy: Storage, xs: number[]): Storage {
     const dx = new Float32Array(prodOf(xs));
     this.a.upsample2xBackward(dy, xs, dx);

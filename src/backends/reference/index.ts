@@ -413,6 +413,27 @@ export class ReferenceBackend implements Backend<Storage> {
     return y;
   }
 
+  pool2d(kind: 'max' | 'avg', x: Storage, xs: number[], k: number, stride: number, pad: number, countPad: boolean): Storage {
+    const [N, C, H, W] = xs;
+    const Ho = convOutSize(H, k, pad, pad, stride), Wo = convOutSize(W, k, pad, pad, stride);
+    const y = this.alloc(N * C * Ho * Wo);
+    for (let nc = 0; nc < N * C; nc++)
+      for (let oh = 0; oh < Ho; oh++)
+        for (let ow = 0; ow < Wo; ow++) {
+          let acc = kind === 'max' ? -Infinity : 0, n = 0;
+          for (let i = 0; i < k; i++)
+            for (let j = 0; j < k; j++) {
+              const h = oh * stride - pad + i, w = ow * stride - pad + j;
+              if (h < 0 || h >= H || w < 0 || w >= W) continue;
+              const v = x[(nc * H + h) * W + w];
+              acc = kind === 'max' ? Math.max(acc, v) : acc + v;
+              n++;
+            }
+          y[(nc * Ho + oh) * Wo + ow] = kind === 'max' ? acc : acc / (countPad ? k * k : n);
+        }
+    return y;
+  }
+
   upsample2xBackward(dy: Storage, xs: number[]): Storage {
     const [N, C, H, W] = xs;
     const dx = this.alloc(N * C * H * W);
