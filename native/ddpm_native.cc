@@ -985,9 +985,25 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// cpuHasV3(): whether this CPU runs x86-64-v3 code (AVX2, FMA, BMI2...), the level of the second build of this file
+Napi::Value CpuHasV3(const Napi::CallbackInfo& info) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("avx");
+#else
+  bool ok = false;
+#endif
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto v = dnnl::version();
   Napi::Object o = Napi::Object::New(info.Env());
+#ifdef DDPM_LEVEL_V3
+  o.Set("build", "x86-64-v3");
+#else
+  o.Set("build", "baseline");
+#endif
   o.Set("convCacheEntries", (double)conv_cache.map.size());
   o.Set("convCacheLimit", (double)conv_cache.limit());
   o.Set("onednn", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
@@ -1053,6 +1069,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("scaleInPlace", Napi::Function::New(env, ScaleInPlace));
   exports.Set("addInPlace", Napi::Function::New(env, AddInPlace));
   exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("cpuHasV3", Napi::Function::New(env, CpuHasV3));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;
 }

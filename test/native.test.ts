@@ -73,3 +73,24 @@ describe('native threads', { skip: NATIVE_SKIP }, () => {
     assert.match(bad.stderr, /DDPM_THREADS: expected a positive integer, got "lots"/);
   });
 });
+
+describe('native builds', { skip: NATIVE_SKIP }, () => {
+  it('the baseline build and the x86-64-v3 build (chosen by CPU) compute the same', () => {
+    const script = `
+      import { NativeBackend, loadAddon } from ${JSON.stringify(join(ROOT, 'dist/src/backends/native/index.js'))};
+      const a = loadAddon().addon, b = new NativeBackend(a, 1);
+      const x = Float32Array.from({ length: 2 * 8 * 9 * 9 }, (_, i) => Math.sin(i * 0.37) * 3);
+      const g = Float32Array.from({ length: 8 }, (_, i) => 1 + i / 10), be = Float32Array.from({ length: 8 }, (_, i) => i / 20 - 0.2);
+      const y = b.groupNorm(x, [2, 8, 9, 9], g, be, 4, 1e-6, true).y;
+      const s = b.softmax(x, 16, 81), e = b.unary('exp', x);
+      console.log(JSON.stringify({ build: a.info().build, y: Array.from(y), s: Array.from(s), e: Array.from(e) }));`;
+    const run = (env: string) => {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DDPM_NATIVE_BUILD: env } });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout);
+    };
+    const base = run('baseline'), best = run('');
+    assert.equal(base.build, 'baseline');
+    for (const k of ['y', 's', 'e']) base[k].forEach((v: number, i: number) => assert.ok(Math.abs(v - best[k][i]) <= 1e-5 * Math.max(1, Math.abs(v)), `${k}[${i}]: ${v} vs ${best[k][i]} (${best.build})`));
+  });
+});

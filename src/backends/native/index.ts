@@ -1,4 +1,5 @@
 // The native backend: the N-API addon built from native/ddpm_native.cc on oneDNN. Node-only.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -19,23 +20,40 @@ const convArr = (p: ConvParams) => [p.stride, p.padTop, p.padBottom, p.padLeft, 
 
 let cached: { addon: Addon | null; error: string } | null = null;
 
-/** Loads the addon once; returns null (with the reason) when it was not built. */
+/**
+ * Loads the addon once; returns null (with the reason) when it was not built. On x86-64 the addon is built twice:
+ * for the baseline (runs anywhere) and for x86-64-v3 (AVX2, FMA), and the second is used when the CPU has those
+ * (our own loops run about twice as fast there; oneDNN picks its kernels at run time either way). DDPM_NATIVE_BUILD
+ * =baseline forces the first.
+ */
 export function loadAddon(): { addon: Addon | null; error: string } {
   if (cached) return cached;
   const here = dirname(fileURLToPath(import.meta.url));
   // dist/src/backends/native -> repository root
   const root = join(here, '..', '..', '..', '..');
   const require = createRequire(import.meta.url);
-  const candidates = [join(root, 'build', 'Release', 'ddpm_native.node'), join(root, 'build', 'Debug', 'ddpm_native.node')];
+  const at = (name: string) => [join(root, 'build', 'Release', name), join(root, 'build', 'Debug', name)];
   let error = '';
-  for (const c of candidates) {
+  for (const c of at('ddpm_native.node')) {
+    let base: Addon;
     try {
-      cached = { addon: require(c) as Addon, error: '' };
-      return cached;
+      base = require(c) as Addon;
     } catch (e) {
       // report the first failure (the release build), not the fallback's
       error ||= (e as Error).message.split('\n')[0];
+      continue;
     }
+    const v3 = c.replace('ddpm_native.node', 'ddpm_native_v3.node');
+    if (process.env.DDPM_NATIVE_BUILD !== 'baseline' && base.cpuHasV3?.() && existsSync(v3)) {
+      try {
+        cached = { addon: require(v3) as Addon, error: '' };
+        return cached;
+      } catch {
+        // fall back to the baseline build
+      }
+    }
+    cached = { addon: base, error: '' };
+    return cached;
   }
   cached = { addon: null, error };
   return cached;
