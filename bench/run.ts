@@ -7,7 +7,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import * as T from '../src/engine/ops.js';
-import { Tensor, noGrad } from '../src/engine/tensor.js';
+import { Tensor, getBackend, noGrad, setBackend } from '../src/engine/tensor.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { Adam } from '../src/engine/optim.js';
 import { fillRandom } from '../src/engine/random.js';
 import { useBackend } from '../src/backends/select.js';
@@ -40,12 +41,47 @@ interface Workload {
   build: () => () => void;
 }
 
+/**
+ * FLOPs of the convolutions and matrix products of one U-Net forward pass, counted by running it once through a
+ * counting wrapper of the backend (2 per multiply-add).
+ */
+function unetForwardGflop(preset: 'cifar10' | 'mnist', B: number): number {
+  const be = getBackend();
+  let flop = 0;
+  const counting = new Proxy(be, {
+    get(target, prop, recv) {
+      const f = Reflect.get(target, prop, recv);
+      if (prop === 'conv2d')
+        return (x: unknown, xs: number[], w: unknown, ws: number[], b: unknown, p: { stride: number; padTop: number; padBottom: number; padLeft: number; padRight: number }) => {
+          const ho = Math.floor((xs[2] + p.padTop + p.padBottom - ws[2]) / p.stride) + 1, wo = Math.floor((xs[3] + p.padLeft + p.padRight - ws[3]) / p.stride) + 1;
+          flop += 2 * xs[0] * ws[0] * ho * wo * ws[1] * ws[2] * ws[3];
+          return f.call(target, x, xs, w, ws, b, p);
+        };
+      if (prop === 'matmul')
+        return (a: unknown, b: unknown, batch: number, m: number, k: number, n: number, ta: boolean, tb: boolean) => {
+          flop += 2 * batch * m * k * n;
+          return f.call(target, a, b, batch, m, k, n, ta, tb);
+        };
+      return typeof f === 'function' ? f.bind(target) : f;
+    },
+  });
+  const cfg = PRESETS[preset]();
+  const m = new UNet(cfg).init(0);
+  setBackend(counting);
+  try {
+    noGrad(() => m.forward(rnd([B, cfg.in_channels, cfg.sample_size, cfg.sample_size]), new Int32Array(B).fill(1)));
+  } finally {
+    setBackend(be);
+  }
+  return flop / 1e9;
+}
+
 function unetWorkload(preset: 'cifar10' | 'mnist', mode: 'train' | 'sample', B: number, iters: number): Workload {
   const cfg = PRESETS[preset]();
   return {
     name: `U-${preset}-${mode}-${B}`,
     what: `U-Net ${preset} ${mode === 'train' ? 'training step (fwd+bwd+Adam)' : 'sampling step (fwd)'}, batch ${B}`,
-    gflop: 0,
+    gflop: -1, // counted when the backend is installed (forward; x3 for a training step)
     iters,
     build: () => {
       const m = new UNet(cfg).init(0);
@@ -141,8 +177,18 @@ async function main() {
     return { best: Math.min(nchw, cl), layout: nchw <= cl ? 'NCHW' : 'channels_last' };
   };
   console.error(`backend ${backend.name}, ${rounds} paired rounds, ${cpus().length} cores (${cpus()[0].model})`);
+  // the CPU's peak, as an assumption stated in full: threads x clock x FLOPs per cycle of its widest FMA
+  const avx512 = / avx512f /.test(existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '');
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const mhz = cpus()[0].speed || Math.round(Number(/cpu MHz\s*:\s*([\d.]+)/.exec(cpuinfo)?.[1] ?? 0)), threads = (backend as { info?: { threads?: number } }).info?.threads ?? cpus().length;
+  const perCycle = avx512 ? 64 : 32; // two FMA units x 16 (AVX-512) or 8 (AVX2) float lanes x 2 FLOPs
+  console.log(`peak (assumed): ${threads} threads x ${mhz} MHz x ${perCycle} FLOP/cycle (two ${avx512 ? '512' : '256'}-bit FMA units) = ${((threads * mhz * perCycle) / 1000).toFixed(0)} GFLOP/s; the clock under load may be higher (turbo), so sgemm (W3) is the practical ceiling`);
   for (const w of WORKLOADS) {
     if (only && !only.some((o) => w.name.startsWith(o))) continue;
+    if (w.gflop < 0) {
+      const [, preset, mode, b] = w.name.split('-');
+      w.gflop = unetForwardGflop(preset as 'cifar10' | 'mnist', Number(b)) * (mode === 'train' ? 3 : 1);
+    }
     const fn = w.build();
     const ours: number[] = [], theirs: number[] = [], ratios: number[] = [];
     let layout = '';
