@@ -1,4 +1,4 @@
-// `npm run bench:quality -- MODEL [N]`: sample quality against the number of network evaluations for each sampler,
+// `npm run bench:quality -- MODEL [N] [samplers|--full]`: sample quality against the number of network evaluations for each sampler,
 // on the digit network (FD and KID against 10,000 training images of the network's dataset), with the time each
 // took, as a markdown table for docs. Samples are drawn with seed 0 in batches of 100 (batch-invariant).
 import { readFileSync } from 'node:fs';
@@ -29,10 +29,12 @@ const refN = 10000;
 const ref = net.embed(makeBatch(train, randomPermutation(train.count, { seed: 7, stream: 1 }).subarray(0, refN)).dataSync().slice(), refN).features;
 const refStats = featureStats(ref, refN, D);
 
-const runs: [SamplerName, string][] = [
+const full = process.argv.includes('--full');
+const runs: [SamplerName, string][] = ([
   ['dpm2m', '10'], ['dpm2m', '20'], ['heun', '10'], ['heun', '20'], ['plms', '10'], ['plms', '20'],
-  ['ddim', '10'], ['ddim', '20'], ['ddim', '50'], ['ddim', '100'], ['ancestral', '100'], ['ancestral', '250'], ['ancestral', '1000'],
-].filter(([s]) => !only || only.split(',').includes(s)) as [SamplerName, string][];
+  ['ddim', '10'], ['ddim', '20'], ['ddim', '50'], ['ancestral', '100'],
+  ...(full ? [['ddim', '100'], ['ancestral', '250'], ['ancestral', '1000']] : []),
+] as [SamplerName, string][]).filter(([s]) => !only || only === '--full' || only.split(',').includes(s));
 
 console.log(`| sampler | steps | network evaluations | FD | KID x 1e3 | seconds for ${N} |`);
 console.log('|---|---|---|---|---|---|');
