@@ -183,3 +183,18 @@ describe('float16 weights', () => {
     v.forEach((x, i) => assert.ok(Math.abs(back[i] - x) <= Math.abs(x) * 2 ** -11 + 1e-7, `${x} -> ${back[i]}`));
   });
 });
+
+describe('learned-variance folders', () => {
+  it('a folder with variance_type learned_range and no ddpm_loss loads (as hybrid) and samples', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ddpm-learned-'));
+    const cfg = { ...PRESETS.tiny(), out_channels: 2 };
+    writeModelFolder(dir, cfg, { ...PAPER_DIFFUSION, variance: 'learnedrange', loss: 'hybrid', timesteps: 20, betaEnd: 0.5 }, weightsOf(new UNet(cfg).init(2)));
+    const sched = JSON.parse(readFileSync(join(dir, 'scheduler_config.json'), 'utf8'));
+    delete sched.ddpm_loss;
+    writeFileSync(join(dir, 'scheduler_config.json'), JSON.stringify(sched));
+    const f = readModelFolder(dir);
+    assert.equal(f.diffusion.config.loss, 'hybrid');
+    const r = spawnSync(process.execPath, [CLI, '--backend', 'reference', 'sample', '--model', dir, '-n', '2', '--steps', '5', '--out', join(dir, 's')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  });
+});

@@ -57,8 +57,11 @@ describe('training losses', () => {
   });
 
   it('hybrid without a learned variance, and a learned variance with L_simple only, are refused', () => {
-    assert.throws(() => makeDiffusion({ loss: 'hybrid' }), /loss "hybrid" needs variance "learnedrange".*got variance "fixedlarge"/);
-    assert.throws(() => makeDiffusion({ loss: 'simple', variance: 'learnedrange' }), /would never train the variance/);
+    const out = () => T.zeros([2, 1, 4, 4]);
+    assert.throws(() => makeDiffusion({ loss: 'hybrid' }).trainingLosses(out, x0(), t, noise()), /loss "hybrid" needs variance "learnedrange".*got variance "fixedlarge"/);
+    assert.throws(() => makeDiffusion({ loss: 'simple', variance: 'learnedrange' }).trainingLosses(out, x0(), t, noise()), /would never train the variance/);
+    // sampling from such a process is fine: the loss only matters for training
+    assert.doesNotThrow(() => makeDiffusion({ loss: 'simple', variance: 'learnedrange' }).pMeanVariance(T.zeros([2, 2, 4, 4]), x0(), t, true));
   });
 
   it('the true bound (vlb) trains a fixed-variance model, the decoder term L_0 included', () => {

@@ -39,7 +39,6 @@ export class GaussianDiffusion {
     this.config = config;
     this.tables = makeTables(betas ?? betaSchedule(config.schedule, config.timesteps, config.betaStart, config.betaEnd));
     this.timestepMap = timestepMap ?? Int32Array.from({ length: this.tables.T }, (_, i) => i);
-    validateDiffusionConfig(config);
   }
 
   get numTimesteps(): number {
@@ -185,6 +184,7 @@ export class GaussianDiffusion {
    * mse is always L_simple per sample (for logging).
    */
   trainingLosses(model: DenoiseFn, x0: Tensor, t: Int32Array, noise: Tensor): { loss: Tensor; mse: Tensor } {
+    validateDiffusionConfig(this.config);
     const xt = this.qSample(x0, t, noise);
     const out = model(xt, this.modelTimesteps(t));
     const C = x0.shape[1];
@@ -205,7 +205,7 @@ export class GaussianDiffusion {
   }
 }
 
-/** Checks that loss and variance go together as in the official code; throws naming both otherwise. */
+/** Checks (for training) that loss and variance go together as in the official code; throws naming both otherwise. */
 export function validateDiffusionConfig(c: DiffusionConfig): void {
   if (c.loss === 'hybrid' && c.variance !== 'learnedrange')
     throw new Error(`diffusion: loss "hybrid" needs variance "learnedrange" (with a fixed variance the official code has no bound term to add; use loss "simple", or "vlb" to train the mean through the bound), got variance "${c.variance}"`);

@@ -85,7 +85,8 @@ export function diffusionFromScheduler(raw: Record<string, unknown>, file: strin
     variance: variance as DiffusionConfig['variance'],
     prediction: prediction as DiffusionConfig['prediction'],
     clipSample: (raw.clip_sample as boolean) ?? true,
-    loss: ((raw.ddpm_loss as string) ?? 'simple') as DiffusionConfig['loss'],
+    // a learned variance is trained with the hybrid loss unless the folder says otherwise (improved-diffusion's default)
+    loss: ((raw.ddpm_loss as string) ?? (variance === 'learnedrange' ? 'hybrid' : 'simple')) as DiffusionConfig['loss'],
   };
   if (typeof config.clipSample !== 'boolean') throw bad('clip_sample', `must be true or false, got ${JSON.stringify(raw.clip_sample)}`);
   if (!['simple', 'vlb', 'hybrid'].includes(config.loss)) throw bad('ddpm_loss', `${JSON.stringify(raw.ddpm_loss)} is not one of simple, vlb, hybrid`);
