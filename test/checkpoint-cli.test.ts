@@ -159,6 +159,11 @@ describe('CLI', () => {
     const r = run('demo', '--out', out, '--minutes', '0.1');
     assert.equal(r.status, 0, r.stderr);
     for (const f of ['samples/grid.png', 'samples/strip.png', 'loss.png', WEIGHTS_FILE, 'metrics.jsonl']) assert.ok(existsSync(join(out, f)), f);
+    // the shipped model answers to its name and gives the demo's first grid
+    if (existsSync(join(ROOT, 'models', 'mnist', 'config.json'))) {
+      assert.ok(existsSync(join(out, 'shipped', 'grid.png')), 'the shipped model sampled first');
+      assert.match(r.stderr, /sampling 16 digits from the shipped mnist model/);
+    }
   });
 
   it('data prints statistics and writes a preview', () => {
