@@ -31,7 +31,7 @@ const refStats = featureStats(ref, refN, D);
 
 const full = process.argv.includes('--full');
 const runs: [SamplerName, string][] = ([
-  ['dpm2m', '10'], ['dpm2m', '20'], ['heun', '10'], ['heun', '20'], ['plms', '10'], ['plms', '20'],
+  ['dpm2m', '10'], ['dpm2m', '20'], ['dpm3m', '10'], ['dpm3m', '20'], ['heun', '10'], ['heun', '20'], ['plms', '10'], ['plms', '20'],
   ['ddim', '10'], ['ddim', '20'], ['ddim', '50'], ['ancestral', '100'],
   ...(full ? [['ddim', '100'], ['ancestral', '250'], ['ancestral', '1000']] : []),
 ] as [SamplerName, string][]).filter(([s]) => !only || only === '--full' || only.split(',').includes(s));

@@ -73,6 +73,6 @@ describe('training', () => {
     assert.notEqual(r2.status, 0);
     assert.match(r2.stderr, /missing: model folder not found/);
     const r3 = spawnSync(process.execPath, [CLI, 'sample', '--model', 'x', '--sampler', 'euler'], { encoding: 'utf8' });
-    assert.match(r3.stderr, /argument 'euler' is invalid. Allowed choices are ancestral, ddim, langevin, pc, dpm2m, plms, heun/);
+    assert.match(r3.stderr, /argument 'euler' is invalid. Allowed choices are ancestral, ddim, langevin, pc, dpm2m, dpm3m, plms, heun/);
   });
 });

@@ -8,10 +8,10 @@ import { streams } from '../engine/streams.js';
 import { type DenoiseFn, GaussianDiffusion } from './gaussian.js';
 import { type TimestepSpacing, diffusersDdimTimesteps, spaceTimesteps } from './schedule.js';
 
-export type SamplerName = 'ancestral' | 'ddim' | 'langevin' | 'pc' | 'dpm2m' | 'plms' | 'heun';
-export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc', 'dpm2m', 'plms', 'heun'];
+export type SamplerName = 'ancestral' | 'ddim' | 'langevin' | 'pc' | 'dpm2m' | 'dpm3m' | 'plms' | 'heun';
+export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc', 'dpm2m', 'dpm3m', 'plms', 'heun'];
 /** Network evaluations per reverse step (heun: 2, except the last step). */
-export const EVALS_PER_STEP: Record<SamplerName, number> = { ancestral: 1, ddim: 1, langevin: 4, pc: 2, dpm2m: 1, plms: 1, heun: 2 };
+export const EVALS_PER_STEP: Record<SamplerName, number> = { ancestral: 1, ddim: 1, langevin: 4, pc: 2, dpm2m: 1, dpm3m: 1, plms: 1, heun: 2 };
 
 export interface SampleOptions {
   sampler: SamplerName;
@@ -46,8 +46,9 @@ export interface SamplerState {
   x: Float32Array;
   /** multistep samplers (dpm2m, plms): the earlier predictions they combine, newest last */
   history?: Float32Array[];
-  /** dpm2m: the previous step's lambda difference */
+  /** dpm2m / dpm3m: the previous steps' lambda differences, newest last */
   hPrev?: number;
+  hHistory?: number[];
 }
 
 export interface SamplerStep {
@@ -98,6 +99,7 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
   // multistep samplers: earlier x0 (dpm2m) or eps (plms) predictions, newest last
   let history: Tensor[] = resume?.history?.map((h) => T.fromArray(h, shape)) ?? [];
   let hPrev = resume?.hPrev ?? NaN;
+  let hHistory: number[] = resume?.hHistory ?? [];
   for (let done = resume ? resume.done : 0; done < total; done++) {
     const { i, t, prev } = plan[done];
     const tIdx = new Int32Array(B).fill(i); // index into the (respaced) process
@@ -125,6 +127,13 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
           hPrev = r.h;
           break;
         }
+        case 'dpm3m': {
+          const r = dpmSolver3mStep(diffusion, model, x, t, prev, clip, history, hHistory);
+          ({ x, predX0 } = r);
+          history = [...history, r.predX0].slice(-2);
+          hHistory = [...hHistory, r.h].slice(-2);
+          break;
+        }
         case 'plms': {
           const r = plmsStep(diffusion, model, x, t, prev, clip, history);
           ({ x, predX0 } = r);
@@ -139,6 +148,7 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
     const state: SamplerState = { sampler: opts.sampler, done: done + 1, total, shape: [...shape], seed: opts.seed, sampleStart, x: x.dataSync() };
     if (history.length) state.history = history.map((h) => h.dataSync());
     if (opts.sampler === 'dpm2m') state.hPrev = hPrev;
+    if (opts.sampler === 'dpm3m') state.hHistory = [...hHistory];
     yield { step: done + 1, total, t, x, predX0, state };
   }
   return x;
@@ -211,6 +221,39 @@ export function dpmSolver2mStep(d: GaussianDiffusion, model: DenoiseFn, x: Tenso
     D = T.add(T.mul(x0, 1 + 1 / (2 * r)), T.mul(x0Before, -1 / (2 * r)));
   }
   return { x: T.add(T.mul(x, nxt.sigma / cur.sigma), T.mul(D, -nxt.alpha * Math.expm1(-h))), predX0: x0, h };
+}
+
+/**
+ * DPM-Solver++(3M) (Lu et al. 2022, third-order multistep, data prediction; the update of diffusers'
+ * multistep_dpm_solver_third_order_update): with m0, m1, m2 the newest x0 predictions, h = lambda_prev - lambda_t,
+ * r0 = h_0 / h, r1 = h_1 / h (the earlier steps' differences), D1_0 = (m0 - m1) / r0, D1_1 = (m1 - m2) / r1,
+ * D1 = D1_0 + r0 / (r0 + r1) (D1_0 - D1_1), D2 = (D1_0 - D1_1) / (r0 + r1):
+ *   x_prev = (sigma_prev / sigma_t) x - alpha_prev (e^{-h} - 1) m0 + alpha_prev ((e^{-h} - 1) / h + 1) D1
+ *            - alpha_prev ((e^{-h} - 1 + h) / h^2 - 1/2) D2.
+ * Lower orders while fewer predictions are known (the first step is first order, the second is 2M), and the step to
+ * the end (sigma = 0) returns m0.
+ */
+export function dpmSolver3mStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, prev: number, clip: boolean, x0Before: Tensor[], hBefore: number[]) {
+  const { x0 } = predict(d, model, x, t, clip);
+  if (prev < 0) return { x: x0, predX0: x0, h: Infinity };
+  const cur = vp(d, t), nxt = vp(d, prev);
+  const h = nxt.lambda - cur.lambda;
+  const em1 = Math.expm1(-h);
+  let out = T.add(T.mul(x, nxt.sigma / cur.sigma), T.mul(x0, -nxt.alpha * em1));
+  if (x0Before.length === 1 || (x0Before.length >= 2 && !Number.isFinite(hBefore[0]))) {
+    // second order (2M): - alpha (e^{-h} - 1) / 2 * D1, D1 = (m0 - m1) / r0
+    const r0 = hBefore[hBefore.length - 1] / h;
+    out = T.add(out, T.mul(T.sub(x0, x0Before[x0Before.length - 1]), (-0.5 * nxt.alpha * em1) / r0));
+  } else if (x0Before.length >= 2) {
+    const [m2, m1] = x0Before.slice(-2);
+    const r0 = hBefore[hBefore.length - 1] / h, r1 = hBefore[hBefore.length - 2] / h;
+    const d10 = T.mul(T.sub(x0, m1), 1 / r0), d11 = T.mul(T.sub(m1, m2), 1 / r1);
+    const diff = T.sub(d10, d11);
+    const D1 = T.add(d10, T.mul(diff, r0 / (r0 + r1))), D2 = T.mul(diff, 1 / (r0 + r1));
+    out = T.add(out, T.mul(D1, nxt.alpha * (em1 / h + 1)));
+    out = T.add(out, T.mul(D2, -nxt.alpha * ((em1 + h) / (h * h) - 0.5)));
+  }
+  return { x: out, predX0: x0, h };
 }
 
 /**
