@@ -204,6 +204,9 @@ describe('model folders and inputs', () => {
     const clipped = variant('clipped', (_, s) => (s.clip_sample = true));
     assert.match(run('sample', '--model', clipped, '-n', '1', '--steps', '4', '--out', join(dir, 's3')).stderr, /clip on/);
     assert.match(run('sample', '--model', clipped, '-n', '1', '--steps', '4', '--no-clip', '--out', join(dir, 's4')).stderr, /clip off/);
+    // the ODE solvers do not clip unless asked, as diffusers' DPM-Solver / PNDM schedulers
+    assert.match(run('sample', '--model', clipped, '-n', '1', '--steps', '4', '--sampler', 'dpm2m', '--out', join(dir, 's5')).stderr, /dpm2m, 4 steps, clip off/);
+    assert.match(run('sample', '--model', clipped, '-n', '1', '--steps', '4', '--sampler', 'heun', '--clip', '--out', join(dir, 's6')).stderr, /clip on/);
   });
 
   it('inputs are parsed strictly and checked before the work', () => {

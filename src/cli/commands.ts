@@ -7,7 +7,7 @@ import { getBackend, noGrad } from '../engine/tensor.js';
 import { fromArray } from '../engine/ops.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, type DiffusionConfig, validateDiffusionConfig } from '../diffusion/gaussian.js';
 import { scaledBetaRange, type BetaSchedule } from '../diffusion/schedule.js';
-import { sample, samplerPlan, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
+import { defaultClip, sample, samplerPlan, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
 import type { TimestepSpacing } from '../diffusion/schedule.js';
 import { PRESETS, UNet, trainingMemoryBytes } from '../model/unet.js';
 import { makeBatch, pixelStats } from '../data/dataset.js';
@@ -182,7 +182,7 @@ export function sampleCommand(o: Opts): void {
   if (o.eta !== undefined && sampler !== 'ddim') warn(`--eta applies to the ddim sampler only; the ${sampler} sampler ignores it`);
   // validates --steps and --timestep-spacing before any work
   const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: spacing });
-  const clip: boolean = o.clip ?? diffusion.config.clipSample;
+  const clip: boolean = o.clip ?? defaultClip(sampler, diffusion);
   const stepsLabel = `${o.steps ?? diffusion.numTimesteps}${spacing ? `-${spacing}` : ''}`.replace(/,/g, '_');
   const out: string = o.out ?? join('samples', `${basename(resolve(modelPath(o.model)))}-${sampler}-${stepsLabel}-seed${o.seed}`);
   ensureWritableDir(out, '--out');
@@ -347,7 +347,7 @@ function imageSet(spec: string, o: Opts, what: string, ex: Extractor): { images:
     let done = 0;
     for (let start = 0; start < n; start += o.batch) {
       const B = Math.min(o.batch, n - start);
-      const it = sample(diffusion, (x, t) => model.forward(x, t), [B, C, S, S], { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, sampleStart: start, eta: o.eta, clip: o.clip ?? diffusion.config.clipSample });
+      const it = sample(diffusion, (x, t) => model.forward(x, t), [B, C, S, S], { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, sampleStart: start, eta: o.eta, clip: o.clip ?? defaultClip(sampler, diffusion) });
       let r = it.next();
       while (!r.done) {
         bar.update(++done);

@@ -84,7 +84,7 @@ program
   .addOption(new Option('--timestep-spacing <s>', 'ddim only: lay out --steps as diffusers\' DDIMScheduler does').choices(['leading', 'trailing', 'linspace']))
   .option('--eta <x>', 'DDIM eta (default 0)', num('--eta', 0))
   .option('--seed <n>', 'random seed', int('--seed', 0), 0)
-  .option('--clip', 'clip the x0 estimate to [-1, 1] (default: the model folder\'s clip_sample)')
+  .option('--clip', 'clip the x0 estimate to [-1, 1] (default: the folder\'s clip_sample for ancestral/ddim/langevin/pc; off for the ODE solvers, as diffusers)')
   .option('--no-clip', 'do not clip the x0 estimate')
   .option('--strip', 'also write a denoising strip (x0 estimates along the chain)', false)
   .option('--npy', 'also write all samples as samples.npy ([N, C, H, W] on [-1, 1], for eval quality)', false)

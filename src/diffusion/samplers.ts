@@ -27,7 +27,7 @@ export interface SampleOptions {
   sampleStart?: number;
   /** DDIM's eta (0: deterministic). */
   eta?: number;
-  /** Clip the x0 estimate to [-1, 1] as the official code does. */
+  /** Clip the x0 estimate to [-1, 1] (default: defaultClip, the convention of the sampler's reference code). */
   clip?: boolean;
   /** Langevin / corrector steps per noise level and signal-to-noise ratio for the step size. */
   langevinSteps?: number;
@@ -62,6 +62,15 @@ export interface SamplerStep {
   state: SamplerState;
 }
 
+/**
+ * Whether a sampler clips the x0 estimate unless told: the samplers of the DDPM lineage (ancestral, DDIM, Langevin,
+ * PC) follow the model's clip_sample, as diffusers' DDPMScheduler and DDIMScheduler do; the ODE solvers (DPM-Solver++,
+ * PLMS, Heun) do not clip, as diffusers' DPMSolverMultistepScheduler, PNDMScheduler and the EDM sampler do not.
+ */
+export function defaultClip(sampler: SamplerName, diffusion: GaussianDiffusion): boolean {
+  return ['ancestral', 'ddim', 'langevin', 'pc'].includes(sampler) ? diffusion.config.clipSample : false;
+}
+
 /** x_T ~ N(0, I), drawn per sample. */
 export function initialNoise(shape: number[], seed: number, sampleStart = 0): Tensor {
   return T.randn(shape, streams.samplerInit(seed), sampleStart);
@@ -88,7 +97,7 @@ export function samplerPlan(diffusion: GaussianDiffusion, opts: Pick<SampleOptio
 /** Runs a sampler; pass `resume` to continue a saved state. */
 export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: number[], opts: SampleOptions, resume?: SamplerState): Generator<SamplerStep, Tensor> {
   const sampleStart = opts.sampleStart ?? 0;
-  const clip = opts.clip ?? diffusion.config.clipSample;
+  const clip = opts.clip ?? defaultClip(opts.sampler, diffusion);
   if (!SAMPLERS.includes(opts.sampler)) throw new Error(`sample: unknown sampler "${opts.sampler}" (expected one of ${SAMPLERS.join(', ')})`);
   const { plan, proc } = samplerPlan(diffusion, opts);
   const total = plan.length;
