@@ -87,6 +87,26 @@ def layers():
 
 
 # ----------------------------------------------------------------- diffusion math (numpy, after diffusion_utils_2.py)
+def approx_cdf(x):
+    return 0.5 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def kl(m1, lv1, m2, lv2):
+    return 0.5 * (-1.0 + lv2 - lv1 + np.exp(lv1 - lv2) + (m1 - m2) ** 2 * np.exp(-lv2))
+
+
+def dec_ll(x, means, log_scales):
+    """Discretized Gaussian log-likelihood of data on 256 levels (diffusion_utils_2.py's formula)."""
+    centered = x - means
+    inv = np.exp(-log_scales)
+    cdf_plus = approx_cdf(inv * (centered + 1 / 255.))
+    cdf_min = approx_cdf(inv * (centered - 1 / 255.))
+    log_cdf_plus = np.log(np.maximum(cdf_plus, 1e-12))
+    log_one_minus_cdf_min = np.log(np.maximum(1 - cdf_min, 1e-12))
+    delta = cdf_plus - cdf_min
+    return np.where(x < -0.999, log_cdf_plus, np.where(x > 0.999, log_one_minus_cdf_min, np.log(np.maximum(delta, 1e-12))))
+
+
 def diffusion():
     T = 1000
     betas = np.linspace(1e-4, 0.02, T, dtype=np.float64)
@@ -131,22 +151,6 @@ def diffusion():
     # KL term and decoder term (bits/dim per sample), eps-model with fixedlarge variance, no clipping
     x0 = np.round((det(shape, 23).numpy() * 0.5 + 0.5) * 255) / 127.5 - 1
     noise = det(shape, 24).numpy()
-
-    def approx_cdf(x):
-        return 0.5 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
-
-    def kl(m1, lv1, m2, lv2):
-        return 0.5 * (-1.0 + lv2 - lv1 + np.exp(lv1 - lv2) + (m1 - m2) ** 2 * np.exp(-lv2))
-
-    def dec_ll(x, means, log_scales):
-        centered = x - means
-        inv = np.exp(-log_scales)
-        cdf_plus = approx_cdf(inv * (centered + 1 / 255.))
-        cdf_min = approx_cdf(inv * (centered - 1 / 255.))
-        log_cdf_plus = np.log(np.maximum(cdf_plus, 1e-12))
-        log_one_minus_cdf_min = np.log(np.maximum(1 - cdf_min, 1e-12))
-        delta = cdf_plus - cdf_min
-        return np.where(x < -0.999, log_cdf_plus, np.where(x > 0.999, log_one_minus_cdf_min, np.log(np.maximum(delta, 1e-12))))
 
     terms = {}
     for t in (0, 1, 300, 999):
@@ -240,21 +244,6 @@ def fidelity():
     for spec in ('10,15,20', 'ddim50', 'ddim25', '3,1,200'):
         g['respacing'][spec] = space_timesteps(T, spec)
     g['ddim_spacing'] = {f'{sp}_{n}': diffusers_ddim(T, n, sp) for sp in ('leading', 'trailing', 'linspace') for n in (7, 25, 50, 100, 250)}
-
-    def approx_cdf(x):
-        return 0.5 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
-
-    def kl(m1, lv1, m2, lv2):
-        return 0.5 * (-1.0 + lv2 - lv1 + np.exp(lv1 - lv2) + (m1 - m2) ** 2 * np.exp(-lv2))
-
-    def dec_ll(x, means, log_scales):
-        centered = x - means
-        inv = np.exp(-log_scales)
-        cdf_plus = approx_cdf(inv * (centered + 1 / 255.))
-        cdf_min = approx_cdf(inv * (centered - 1 / 255.))
-        lp = np.log(np.maximum(cdf_plus, 1e-12))
-        lm = np.log(np.maximum(1 - cdf_min, 1e-12))
-        return np.where(x < -0.999, lp, np.where(x > 0.999, lm, np.log(np.maximum(cdf_plus - cdf_min, 1e-12))))
 
     shape = [2, 1, 3, 3]
     x0 = np.round((det(shape, 30).numpy() * 0.5 + 0.5) * 255) / 127.5 - 1

@@ -22,6 +22,7 @@ export * from './io/npy.js';
 export * from './eval/bpd.js';
 export * from './eval/metrics.js';
 export * from './eval/digitnet.js';
+export * from './eval/inception.js';
 
 /** Installs the plain-TypeScript backend (the one that runs everywhere); returns it. */
 export function useReferenceBackend(): ReferenceBackend {

@@ -7,7 +7,7 @@ import { getBackend, noGrad } from '../engine/tensor.js';
 import { fromArray } from '../engine/ops.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, type DiffusionConfig, validateDiffusionConfig } from '../diffusion/gaussian.js';
 import { scaledBetaRange, type BetaSchedule } from '../diffusion/schedule.js';
-import { defaultClip, sample, samplerPlan, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
+import { defaultClip, sample, samplerPlan, type SampleOptions, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
 import type { TimestepSpacing } from '../diffusion/schedule.js';
 import { PRESETS, UNet, trainingMemoryBytes } from '../model/unet.js';
 import { makeBatch, pixelStats } from '../data/dataset.js';
@@ -170,6 +170,32 @@ function loadForSampling(spec: string) {
   return { model, diffusion, cfg: folder.unetConfig };
 }
 
+/**
+ * Draws shape[0] samples in batches (sample i gets the same noise in any batch), with a progress bar; onStep sees
+ * every step of every batch. Fails, naming the images, when the model produces non-finite values.
+ */
+function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[], batch: number, opts: Omit<SampleOptions, 'sampleStart'>, label: string, what: string, onStep?: (st: SamplerStep, start: number, B: number) => void): Float32Array {
+  const [n, ...per] = shape;
+  const size = per.reduce((a, b) => a * b, 1);
+  const all = new Float32Array(n * size);
+  const bar = new Progress(label, Math.ceil(n / batch) * samplerPlan(diffusion, opts).plan.length, 0);
+  let done = 0;
+  for (let start = 0; start < n; start += batch) {
+    const B = Math.min(batch, n - start);
+    const it = sample(diffusion, (x, t) => model.forward(x, t), [B, ...per], { ...opts, sampleStart: start });
+    let r = it.next();
+    while (!r.done) {
+      onStep?.(r.value, start, B);
+      bar.update(++done);
+      r = it.next();
+    }
+    const x = r.value.dataSync();
+    assertFinite(x, `${what} (images ${start}..${start + B - 1})`);
+    all.set(x, start * size);
+  }
+  return all;
+}
+
 const OWN_SAMPLE_FILES = /^(sample-\d+\.png|grid\.png|strip\.png|samples\.npy)$/;
 
 export function sampleCommand(o: Opts): void {
@@ -189,26 +215,11 @@ export function sampleCommand(o: Opts): void {
   const old = readdirSync(out).filter((f) => OWN_SAMPLE_FILES.test(f));
   if (old.length && !o.overwrite) throw new Error(`--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose another --out`);
   for (const f of old) rmSync(join(out, f));
-  const all = new Float32Array(n * C * S * S);
-  const bar = new Progress(`sample ${sampler}`, Math.ceil(n / o.batch) * plan.length, 0);
   const stripRows: Float32Array[] = [];
-  let done = 0;
-  for (let start = 0; start < n; start += o.batch) {
-    const B = Math.min(o.batch, n - start);
-    const it = sample(diffusion, (x, t) => model.forward(x, t), [B, C, S, S], { sampler, steps: o.steps, timestepSpacing: spacing, seed: o.seed, sampleStart: start, eta: o.eta, clip });
-    let r = it.next();
-    let last: SamplerStep | undefined;
-    while (!r.done) {
-      last = r.value;
-      if (o.strip && start === 0 && (last.step % Math.max(1, Math.floor(last.total / 10)) === 0 || last.step === last.total))
-        stripRows.push(last.predX0.dataSync().slice(0, Math.min(B, 8) * C * S * S));
-      bar.update(++done);
-      r = it.next();
-    }
-    const x = r.value.dataSync();
-    assertFinite(x, `sample (images ${start}..${start + B - 1})`);
-    all.set(x, start * C * S * S);
-  }
+  const all = drawSamples(model, diffusion, [n, C, S, S], o.batch, { sampler, steps: o.steps, timestepSpacing: spacing, seed: o.seed, eta: o.eta, clip }, `sample ${sampler}`, 'sample', (st, start, B) => {
+    if (o.strip && start === 0 && (st.step % Math.max(1, Math.floor(st.total / 10)) === 0 || st.step === st.total))
+      stripRows.push(st.predX0.dataSync().slice(0, Math.min(B, 8) * C * S * S));
+  });
   writePng(join(out, 'grid.png'), imageGrid(all, [n, C, S, S], Math.ceil(Math.sqrt(n))));
   writeImages(all, [n, C, S, S], (i) => join(out, `sample-${String(i).padStart(5, '0')}.png`));
   if (o.npy) writeFileAtomic(join(out, 'samples.npy'), serializeNpy(all, [n, C, S, S]));
@@ -342,21 +353,7 @@ function imageSet(spec: string, o: Opts, what: string, ex: Extractor): { images:
     const n: number = o.num ?? 1000;
     const sampler = o.sampler as SamplerName;
     const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing });
-    const images = new Float32Array(n * C * S * S);
-    const bar = new Progress(`sample ${sampler} ${plan.length} steps`, Math.ceil(n / o.batch) * plan.length, 0);
-    let done = 0;
-    for (let start = 0; start < n; start += o.batch) {
-      const B = Math.min(o.batch, n - start);
-      const it = sample(diffusion, (x, t) => model.forward(x, t), [B, C, S, S], { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, sampleStart: start, eta: o.eta, clip: o.clip ?? defaultClip(sampler, diffusion) });
-      let r = it.next();
-      while (!r.done) {
-        bar.update(++done);
-        r = it.next();
-      }
-      const x = r.value.dataSync();
-      assertFinite(x, `${what} samples ${start}..${start + B - 1}`);
-      images.set(x, start * C * S * S);
-    }
+    const images = drawSamples(model, diffusion, [n, C, S, S], o.batch, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, eta: o.eta, clip: o.clip ?? defaultClip(sampler, diffusion) }, `sample ${sampler} ${plan.length} steps`, `${what} samples`);
     return { images: toChannels(images, n, C, S * S, ex.channels), n, hw: [S, S], name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${o.seed})` };
   }
   const ds = loadDataset(spec, split(o.split ?? 'test'), { size: ex.size ?? 299, channels: ex.channels as 1 | 3 });
