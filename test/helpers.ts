@@ -65,12 +65,23 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
 /** Runs fn(inputs) on a backend and returns the output values and the gradients of sum(output * probe) w.r.t. inputs. */
 export function runWithGrads(b: Backend, inputs: { values: Float32Array; shape: number[] }[], fn: (xs: Tensor[]) => Tensor, probe?: Float32Array) {
   return withBackend(b, () => {
-    const xs = inputs.map((i) => new Tensor(i.values.slice(), i.shape, true));
-    const y = fn(xs);
-    const p = probe ?? randValues(y.size);
-    y.backward(new Tensor(p, y.shape));
+    const { y, xs, p } = forwardBackward(b, inputs, fn, probe);
     return { y: y.dataSync().slice(), grads: xs.map((x) => (x.grad ? x.grad.dataSync().slice() : new Float32Array(x.size))), probe: p };
   });
+}
+
+/** runWithGrads for any backend, device ones included (values read back with the async read). */
+export async function runWithGradsAsync(b: Backend, inputs: { values: Float32Array; shape: number[] }[], fn: (xs: Tensor[]) => Tensor, probe?: Float32Array) {
+  const { y, xs, p } = withBackend(b, () => forwardBackward(b, inputs, fn, probe));
+  return { y: await y.data(), grads: await Promise.all(xs.map((x) => (x.grad ? x.grad.data() : new Float32Array(x.size)))), probe: p };
+}
+
+function forwardBackward(b: Backend, inputs: { values: Float32Array; shape: number[] }[], fn: (xs: Tensor[]) => Tensor, probe?: Float32Array) {
+  const xs = inputs.map((i) => new Tensor(b.upload(i.values), i.shape, true));
+  const y = fn(xs);
+  const p = probe ?? randValues(y.size);
+  y.backward(new Tensor(b.upload(p), y.shape));
+  return { y, xs, p };
 }
 
 /** An IDX file of n 8x8 images: blobs at varying positions. */

@@ -1,13 +1,15 @@
 // Backend selection (Node-only): native when the addon is built, else reference. DDPM_BACKEND or an explicit
-// name overrides the choice.
-import { readFileSync } from 'node:fs';
+// name overrides the choice; `webgpu` (useBackendAsync) runs the WebGPU backend through the `webgpu` package (Dawn).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Backend } from '../engine/backend.js';
 import { setBackend } from '../engine/tensor.js';
 import { ReferenceBackend } from './reference/index.js';
 import { NativeBackend, loadAddon } from './native/index.js';
+import { type WebGPUBackend, createWebGPUBackend } from './webgpu/index.js';
 
-export type BackendName = 'native' | 'reference';
+export type BackendName = 'native' | 'reference' | 'webgpu';
+const NAMES = ['native', 'reference', 'webgpu'];
 
 let warned = false;
 
@@ -32,7 +34,7 @@ export function defaultThreads(): number {
   return Math.max(1, n);
 }
 
-export function createBackend(name: BackendName, threads?: number): Backend {
+export function createBackend(name: 'native' | 'reference', threads?: number): Backend {
   if (name === 'reference') return new ReferenceBackend();
   const { addon, error } = loadAddon();
   if (!addon) throw new Error(`backend native: the addon is not available (${error}); install libdnnl-dev and run \`npm rebuild\``);
@@ -42,10 +44,10 @@ export function createBackend(name: BackendName, threads?: number): Backend {
 /** Chooses and installs the engine's backend; returns it. */
 export function useBackend(name?: string, threads?: number): Backend {
   const want = name ?? process.env.DDPM_BACKEND;
-  if (want !== undefined && want !== 'native' && want !== 'reference')
-    throw new Error(`backend: unknown backend "${want}" (expected "native" or "reference")`);
+  if (want !== undefined && !NAMES.includes(want)) throw new Error(`backend: unknown backend "${want}" (expected native, reference or webgpu)`);
+  if (want === 'webgpu') throw new Error('backend webgpu: the device is created asynchronously; use useBackendAsync("webgpu")');
   let b: Backend;
-  if (want) b = createBackend(want, threads);
+  if (want) b = createBackend(want as 'native' | 'reference', threads);
   else if (loadAddon().addon) b = createBackend('native', threads);
   else if (process.env.DDPM_REQUIRE_NATIVE === '1') {
     throw new Error(`backend: DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error || 'not built'}); install libdnnl-dev and run \`npm rebuild\``);
@@ -54,6 +56,48 @@ export function useBackend(name?: string, threads?: number): Backend {
     warned = true;
     b = new ReferenceBackend();
   }
+  setBackend(b);
+  return b;
+}
+
+/** Chromium's SwiftShader Vulkan driver (Debian's chromium package), used when no system Vulkan driver is installed. */
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+/**
+ * A WebGPU backend in Node through the `webgpu` package (Dawn, Vulkan). Needs the Vulkan loader (libvulkan1) and a
+ * driver: a GPU's, or chromium's SwiftShader (used when VK_ICD_FILENAMES is unset and the system's drivers give no
+ * adapter).
+ */
+export async function createNodeWebGPU(): Promise<WebGPUBackend> {
+  let mod: { create: (flags: string[]) => GPU };
+  try {
+    mod = (await import('webgpu')) as unknown as typeof mod;
+  } catch (e) {
+    throw new Error(`backend webgpu: the \`webgpu\` package is not installed (npm install webgpu): ${(e as Error).message}`);
+  }
+  const icdDir = '/usr/share/vulkan/icd.d';
+  const systemIcds = existsSync(icdDir) ? readdirSync(icdDir).filter((f) => f.endsWith('.json')) : [];
+  const swiftshader = !process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD);
+  if (swiftshader && !systemIcds.length) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  const hint = 'in Node it needs the Vulkan loader and a driver: a GPU\'s, or chromium\'s SwiftShader (apt-get install -y libvulkan1 chromium)';
+  try {
+    return await createWebGPUBackend(mod.create([]));
+  } catch (e) {
+    if (!swiftshader || process.env.VK_ICD_FILENAMES === SWIFTSHADER_ICD) throw new Error(`backend webgpu: ${(e as Error).message}; ${hint}`);
+  }
+  // the system's drivers gave no adapter Dawn accepts (Mesa's lavapipe lacks features it needs): try SwiftShader
+  process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  try {
+    return await createWebGPUBackend(mod.create([]));
+  } catch (e) {
+    throw new Error(`backend webgpu: ${(e as Error).message}; ${hint}`);
+  }
+}
+
+/** useBackend, and also `webgpu` (its device is created asynchronously). */
+export async function useBackendAsync(name?: string, threads?: number): Promise<Backend> {
+  if ((name ?? process.env.DDPM_BACKEND) !== 'webgpu') return useBackend(name, threads);
+  const b = await createNodeWebGPU();
   setBackend(b);
   return b;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `ddpm` command line.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { useBackend } from '../backends/select.js';
+import { useBackendAsync } from '../backends/select.js';
 import * as cmd from './commands.js';
 
 // Numbers are parsed strictly: "", " ", "5," and "0x10" are refused (Number() would accept some of them).
@@ -32,10 +32,10 @@ program
   .name('ddpm')
   .version(cmd.VERSION, '-V, --version', 'print the version of ddpm')
   .description('Denoising diffusion probabilistic models (Ho, Jain & Abbeel 2020): train, sample, evaluate')
-  .option('--backend <name>', 'tensor backend: native or reference (default: native when built; env DDPM_BACKEND)')
+  .option('--backend <name>', 'tensor backend: native, reference or webgpu (default: native when built; env DDPM_BACKEND)')
   .option('--threads <n>', 'CPU threads of the native backend (default: the CPUs this process may use; env DDPM_THREADS)', int('--threads', 1))
-  .hook('preAction', (cmdObj) => {
-    useBackend(cmdObj.opts().backend, cmdObj.opts().threads);
+  .hook('preAction', async (cmdObj) => {
+    await useBackendAsync(cmdObj.opts().backend, cmdObj.opts().threads);
   });
 
 program
