@@ -1,8 +1,11 @@
-// The ddpm library API for browsers (and any JavaScript runtime without Node): the engine, the reference backend,
-// the paper's math and samplers, the U-Net, pure file formats (safetensors, .npy), dataset batches, bits/dim and the
-// sample-quality metrics. Nothing here imports from Node; package.json maps the "browser" condition to this file.
+// The ddpm library API for browsers (and any JavaScript runtime without Node): the engine, the reference and WebGPU
+// backends, the paper's math and samplers, the U-Net, pure file formats (safetensors, .npy, diffusers folders),
+// dataset batches, bits/dim and the sample-quality metrics. Nothing here imports from Node; package.json maps the
+// "browser" condition to this file.
+import type { Backend } from './engine/backend.js';
 import { setBackend } from './engine/tensor.js';
 import { ReferenceBackend } from './backends/reference/index.js';
+import { WebGPUBackend, createWebGPUBackend } from './backends/webgpu/index.js';
 
 export * from './engine/tensor.js';
 export * as ops from './engine/ops.js';
@@ -11,6 +14,7 @@ export * from './engine/streams.js';
 export * from './engine/optim.js';
 export type { Backend, Storage, ConvParams } from './engine/backend.js';
 export { ReferenceBackend } from './backends/reference/index.js';
+export { WebGPUBackend, createWebGPUBackend } from './backends/webgpu/index.js';
 export * from './diffusion/schedule.js';
 export * from './diffusion/gaussian.js';
 export * from './diffusion/samplers.js';
@@ -19,6 +23,7 @@ export * from './model/unet.js';
 export * from './data/dataset.js';
 export * from './io/safetensors.js';
 export * from './io/npy.js';
+export * from './io/diffusers.js';
 export * from './eval/bpd.js';
 export * from './eval/metrics.js';
 export * from './eval/digitnet.js';
@@ -29,4 +34,24 @@ export function useReferenceBackend(): ReferenceBackend {
   const b = new ReferenceBackend();
   setBackend(b);
   return b;
+}
+
+/** Installs the WebGPU backend on navigator.gpu (or the GPU object given); returns it. Throws where WebGPU is missing. */
+export async function useWebGPUBackend(gpu?: GPU): Promise<WebGPUBackend> {
+  const g = gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!g) throw new Error('webgpu: this browser has no WebGPU (navigator.gpu is undefined)');
+  const b = await createWebGPUBackend(g);
+  setBackend(b);
+  return b;
+}
+
+/** The fastest backend this page can have: WebGPU, else the reference backend. Returns it and why others were passed over. */
+export async function useBestBackend(): Promise<{ backend: Backend; notes: string[] }> {
+  const notes: string[] = [];
+  try {
+    return { backend: await useWebGPUBackend(), notes };
+  } catch (e) {
+    notes.push((e as Error).message);
+  }
+  return { backend: useReferenceBackend(), notes };
 }

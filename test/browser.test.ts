@@ -1,5 +1,6 @@
 // The browser entry: it bundles for the browser with nothing from Node (esbuild, platform browser), and in headless
-// Chromium it samples from a U-Net with the reference backend, equal to the same run in Node.
+// Chromium it samples from a U-Net with the reference backend, equal to the same run in Node; with WebGPU (on
+// Chromium's SwiftShader) it samples the shipped MNIST model equal to Node's native backend, and trains in the tab.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -11,7 +12,8 @@ import { noGrad, setBackend } from '../src/engine/tensor.js';
 import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
 import { sampleAll } from '../src/diffusion/samplers.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
-import { ROOT, reference } from './helpers.js';
+import { loadModel } from '../src/io/checkpoint.js';
+import { ROOT, native, reference } from './helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const NO_BROWSER = existsSync(CHROMIUM) || process.env.DDPM_REQUIRE_BROWSER === '1' ? false : `${CHROMIUM} is absent (apt-get install -y chromium)`;
@@ -35,36 +37,106 @@ describe('browser entry', () => {
     assert.ok(readFileSync(bundle).length < 400_000);
   });
 
-  it('samples in headless Chromium equal to Node on the same seed', { skip: NO_BROWSER }, async () => {
+  /** Serves the bundle, the shipped models and a page running `script` (an async function body given `lib`); returns its result. */
+  async function inChromium(script: string, flags: string[] = []): Promise<unknown> {
     if (!existsSync(bundle)) await build({ entryPoints: [join(ROOT, 'dist', 'src', 'browser.js')], bundle: true, platform: 'browser', format: 'esm', outfile: bundle, logLevel: 'silent' });
-    setBackend(reference);
-    const model = new UNet(PRESETS.tiny()).init(1);
-    const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
-    const ours = noGrad(() => sampleAll(d, (xx, t) => model.forward(xx, t), [2, 1, 8, 8], { sampler: 'ddim', steps: 5, seed: 0 })).dataSync();
     const page = `<!doctype html><meta charset="utf-8"><title>ddpm</title><script type="module">
       import * as lib from './ddpm.js';
-      window.result = (async () => { ${RUN} })();</script>`;
+      window.result = (async () => { ${script} })();</script>`;
     const server = createServer((req, res) => {
+      const m = /^\/models\/([\w-]+)\/([\w.-]+)$/.exec(req.url ?? '');
       if (req.url === '/ddpm.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(readFileSync(bundle));
-      else res.writeHead(200, { 'content-type': 'text/html' }).end(page);
+      else if (m && existsSync(join(ROOT, 'models', m[1], m[2]))) res.writeHead(200).end(readFileSync(join(ROOT, 'models', m[1], m[2])));
+      else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html' }).end(page);
+      else res.writeHead(404).end();
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', ...flags] });
     try {
       const p = await browser.newPage();
       const errors: string[] = [];
       p.on('pageerror', (e) => errors.push(e.message));
+      // 127.0.0.1 is a secure context, which WebGPU needs
       await p.goto(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
-      const theirs = (await p.evaluate('window.result')) as number[];
+      const result = await p.evaluate('window.result');
       assert.deepEqual(errors, []);
-      assert.equal(theirs.length, ours.length);
-      let worst = 0;
-      theirs.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - ours[i]))));
-      assert.ok(worst < 1e-4, `browser vs Node: max difference ${worst}`);
+      return result;
     } finally {
       await browser.close();
       server.close();
     }
+  }
+
+  function assertNear(theirs: number[], ours: ArrayLike<number>, tol: number, what: string): void {
+    assert.equal(theirs.length, ours.length);
+    let worst = 0;
+    theirs.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - ours[i]))));
+    assert.ok(worst < tol, `${what}: max difference ${worst}`);
+  }
+
+  it('samples in headless Chromium equal to Node on the same seed', { skip: NO_BROWSER }, async () => {
+    setBackend(reference);
+    const model = new UNet(PRESETS.tiny()).init(1);
+    const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
+    const ours = noGrad(() => sampleAll(d, (xx, t) => model.forward(xx, t), [2, 1, 8, 8], { sampler: 'ddim', steps: 5, seed: 0 })).dataSync();
+    assertNear((await inChromium(RUN)) as number[], ours, 1e-4, 'browser vs Node');
+  });
+
+  const WEBGPU = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'];
+
+  it('WebGPU in Chromium: the shipped MNIST model samples (4 images, seed 0) equal to Node native within 1e-3', { skip: NO_BROWSER }, async () => {
+    const opts = { sampler: 'ddim' as const, steps: 5, seed: 0 };
+    const theirs = (await inChromium(`
+      const backend = await lib.useWebGPUBackend();
+      const get = (f) => fetch('/models/mnist/' + f);
+      const folder = lib.parseModelFolder({ config: await (await get('config.json')).json(), scheduler: await (await get('scheduler_config.json')).json(),
+        weights: new Uint8Array(await (await get('diffusion_pytorch_model.safetensors')).arrayBuffer()) },
+        { dir: 'mnist', config: 'config.json', scheduler: 'scheduler_config.json', weights: 'diffusion_pytorch_model.safetensors' });
+      const model = new lib.UNet(folder.unetConfig);
+      lib.loadWeights(model, folder.weights, 'mnist');
+      const d = new lib.GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
+      const x = lib.noGrad(() => lib.sampleAll(d, (xx, t) => model.forward(xx, t), [4, 1, 28, 28], ${JSON.stringify(opts)}));
+      return { backend: backend.name, x: Array.from(await x.data()) };`, WEBGPU)) as { backend: string; x: number[] };
+    assert.equal(theirs.backend, 'webgpu');
+    setBackend(native ?? reference);
+    try {
+      const { model, folder } = loadModel(join(ROOT, 'models', 'mnist'));
+      const d = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
+      const ours = noGrad(() => sampleAll(d, (xx, t) => model.forward(xx, t), [4, 1, 28, 28], opts)).dataSync();
+      assertNear(theirs.x, ours, 1e-3, 'WebGPU in Chromium vs Node native');
+    } finally {
+      setBackend(reference);
+    }
+  });
+
+  it('WebGPU in Chromium: the tiny preset trains in the tab and its loss falls', { skip: NO_BROWSER }, async () => {
+    // 16 Adam steps on one batch of 8 blobs (Algorithm 1 with a fixed batch): the loss of the last 4 steps is below the first 4
+    const losses = (await inChromium(`
+      await lib.useWebGPUBackend();
+      const model = new lib.UNet(lib.PRESETS.tiny()).init(0);
+      const params = [...model.params.values()];
+      const adam = new lib.Adam(params, { lr: 3e-3 });
+      const d = new lib.GaussianDiffusion({ ...lib.PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
+      const img = new Float32Array(8 * 64);
+      for (let i = 0; i < 8; i++) for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++)
+        img[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2) * 2) ** 2 <= 3 ? 1 : -1;
+      const x0 = lib.ops.fromArray(img, [8, 1, 8, 8]);
+      const out = [];
+      for (let s = 0; s < 16; s++) {
+        const t = lib.randomIntegers(8, 0, 99, lib.streams.timesteps(0, s));
+        const noise = lib.ops.randn([8, 1, 8, 8], lib.streams.trainNoise(0, s));
+        const { loss } = d.trainingLosses((x, tt) => model.forward(x, tt), x0, t, noise);
+        const total = lib.ops.mean(loss);
+        total.backward();
+        lib.clipGradNorm(params, 1);
+        adam.update();
+        adam.zeroGrad();
+        out.push((await total.data())[0]);
+      }
+      return out;`, WEBGPU)) as number[];
+    assert.equal(losses.length, 16);
+    const mean = (a: number[]) => a.reduce((p, q) => p + q, 0) / a.length;
+    assert.ok(mean(losses.slice(-4)) < 0.7 * mean(losses.slice(0, 4)), `loss ${losses.map((l) => l.toFixed(3)).join(' ')}`);
   });
 });

@@ -8,18 +8,18 @@ import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { UNet, PRESETS } from '../src/model/unet.js';
 import { PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
-import { loadModel, readModelFolder, weightsOf, writeModelFolder, WEIGHTS_FILE } from '../src/io/checkpoint.js';
+import { loadModel, readModelFolder, writeModelFolder, WEIGHTS_FILE } from '../src/io/checkpoint.js';
 import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
 import { parseNpy, serializeNpy } from '../src/io/npy.js';
 import { noGrad, Tensor } from '../src/engine/tensor.js';
-import { HAS_SHARED, ROOT, SHARED, writeTinyIdx } from './helpers.js';
+import { HAS_SHARED, ROOT, SHARED, writeTinyIdx, hostWeights } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
 
 function tinyFolder(dir: string) {
   const m = new UNet(PRESETS.tiny()).init(5);
-  writeModelFolder(dir, PRESETS.tiny(), { ...PAPER_DIFFUSION, timesteps: 50, betaEnd: 0.4 }, weightsOf(m));
+  writeModelFolder(dir, PRESETS.tiny(), { ...PAPER_DIFFUSION, timesteps: 50, betaEnd: 0.4 }, hostWeights(m));
   return m;
 }
 
@@ -66,7 +66,7 @@ describe('diffusers model folders', () => {
   it('schedules diffusers lacks travel as trained_betas', () => {
     const d = join(dir, 'jsd');
     const m = new UNet(PRESETS.tiny());
-    writeModelFolder(d, PRESETS.tiny(), { ...PAPER_DIFFUSION, schedule: 'jsd', timesteps: 10 }, weightsOf(m));
+    writeModelFolder(d, PRESETS.tiny(), { ...PAPER_DIFFUSION, schedule: 'jsd', timesteps: 10 }, hostWeights(m));
     const cfg = JSON.parse(readFileSync(join(d, 'scheduler_config.json'), 'utf8'));
     assert.equal(cfg.trained_betas.length, 10);
     assert.equal(readModelFolder(d).diffusion.betas!.length, 10);
@@ -193,7 +193,7 @@ describe('learned-variance folders', () => {
   it('a folder with variance_type learned_range and no ddpm_loss loads (as hybrid) and samples', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ddpm-learned-'));
     const cfg = { ...PRESETS.tiny(), out_channels: 2 };
-    writeModelFolder(dir, cfg, { ...PAPER_DIFFUSION, variance: 'learnedrange', loss: 'hybrid', timesteps: 20, betaEnd: 0.5 }, weightsOf(new UNet(cfg).init(2)));
+    writeModelFolder(dir, cfg, { ...PAPER_DIFFUSION, variance: 'learnedrange', loss: 'hybrid', timesteps: 20, betaEnd: 0.5 }, hostWeights(new UNet(cfg).init(2)));
     const sched = JSON.parse(readFileSync(join(dir, 'scheduler_config.json'), 'utf8'));
     delete sched.ddpm_loss;
     writeFileSync(join(dir, 'scheduler_config.json'), JSON.stringify(sched));

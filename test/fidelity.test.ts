@@ -89,12 +89,12 @@ describe('few-step samplers against their update rules (numpy goldens)', () => {
   const shape = [2, 1, 3, 3];
   const exact = (S.xT as number[]).map((v) => (v * Math.sqrt(S.s2)) / Math.sqrt(d.tables.alphasCumprod[999] * S.s2 + 1 - d.tables.alphasCumprod[999]));
   const err = (x: Float32Array) => Math.max(...Array.from(x, (v, i) => Math.abs(v - exact[i])));
-  const run = (sampler: 'dpm2m' | 'dpm3m' | 'plms' | 'heun' | 'ddim', resumeAt?: number) => {
+  const run = async (sampler: 'dpm2m' | 'dpm3m' | 'plms' | 'heun' | 'ddim', resumeAt?: number) => {
     const it = sample(d, model, shape, { sampler, seed: 0, steps: S.steps }, { sampler, done: 0, total: S.steps, shape, seed: 0, sampleStart: 0, x: Float32Array.from(S.xT) });
     let r = noGrad(() => it.next());
     let state: SamplerState | undefined;
     while (!r.done) {
-      state = r.value.state;
+      state = await r.value.saveState();
       if (resumeAt !== undefined && state.done === resumeAt) break;
       r = noGrad(() => it.next());
     }
@@ -107,10 +107,10 @@ describe('few-step samplers against their update rules (numpy goldens)', () => {
     return r2.value.dataSync();
   };
   for (const sampler of ['dpm2m', 'dpm3m', 'plms', 'heun', 'ddim'] as const)
-    it(`${sampler}, ${S.steps} steps, equals the golden within 1e-5; resumed mid-way, the same`, () => {
-      const x = run(sampler);
+    it(`${sampler}, ${S.steps} steps, equals the golden within 1e-5; resumed mid-way, the same`, async () => {
+      const x = await run(sampler);
       assertClose(x, S.out[sampler], 1e-5, 1e-4, sampler);
-      assert.deepEqual(run(sampler, 4), x);
+      assert.deepEqual(await run(sampler, 4), x);
     });
   it('the higher-order samplers land closer to the exact ODE solution than DDIM', () => {
     const e = Object.fromEntries((['dpm2m', 'dpm3m', 'plms', 'heun', 'ddim'] as const).map((s) => [s, err(Float32Array.from(S.out[s]))]));

@@ -5,6 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tensor, setBackend, getBackend } from '../src/engine/tensor.js';
 import type { Backend } from '../src/engine/backend.js';
+import type { UNet } from '../src/model/unet.js';
+import type { SafeTensor } from '../src/io/safetensors.js';
 import { fillRandom } from '../src/engine/random.js';
 import { ReferenceBackend } from '../src/backends/reference/index.js';
 import { NativeBackend, loadAddon } from '../src/backends/native/index.js';
@@ -82,6 +84,11 @@ function forwardBackward(b: Backend, inputs: { values: Float32Array; shape: numb
   const p = probe ?? randValues(y.size);
   y.backward(new Tensor(b.upload(p), y.shape));
   return { y, xs, p };
+}
+
+/** A model's weights by name, read synchronously (CPU backends; weightsOf is the async read for any backend). */
+export function hostWeights(model: UNet): Map<string, SafeTensor> {
+  return new Map([...model.params.entries()].map(([name, p]) => [name, { shape: p.shape, data: p.dataSync() }]));
 }
 
 /** An IDX file of n 8x8 images: blobs at varying positions. */

@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UNet, PRESETS } from '../src/model/unet.js';
 import { PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
-import { weightsOf, writeModelFolder, WEIGHTS_FILE } from '../src/io/checkpoint.js';
+import { writeModelFolder, WEIGHTS_FILE } from '../src/io/checkpoint.js';
 import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
 import { serializeNpy } from '../src/io/npy.js';
 import { loadDataset } from '../src/data/load.js';
-import { ROOT, writeTinyIdx } from './helpers.js';
+import { ROOT, writeTinyIdx, hostWeights } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [CLI, '--backend', 'reference', ...args], { encoding: 'utf8' });
@@ -141,7 +141,7 @@ describe('the run folder', () => {
 describe('model folders and inputs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ddpm-inputs-'));
   const model = join(dir, 'model');
-  writeModelFolder(model, PRESETS.tiny(), { ...PAPER_DIFFUSION, timesteps: 20, betaEnd: 0.5, clipSample: false }, weightsOf(new UNet(PRESETS.tiny()).init(3)));
+  writeModelFolder(model, PRESETS.tiny(), { ...PAPER_DIFFUSION, timesteps: 20, betaEnd: 0.5, clipSample: false }, hostWeights(new UNet(PRESETS.tiny()).init(3)));
 
   const variant = (name: string, edit: (cfg: Record<string, unknown>, sched: Record<string, unknown>) => void) => {
     const d = join(dir, name);
@@ -240,7 +240,7 @@ describe('model folders and inputs', () => {
     assert.equal(v.status, 0);
     assert.equal(v.stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
     const jsd = join(dir, 'jsd');
-    writeModelFolder(jsd, PRESETS.tiny(), { ...PAPER_DIFFUSION, schedule: 'jsd', timesteps: 10 }, weightsOf(new UNet(PRESETS.tiny())));
+    writeModelFolder(jsd, PRESETS.tiny(), { ...PAPER_DIFFUSION, schedule: 'jsd', timesteps: 10 }, hostWeights(new UNet(PRESETS.tiny())));
     assert.match(run('info', '--model', jsd).stdout, /betas +trained_betas: 10 values/);
     const data = writeTinyIdx(dir, 8);
     const out = join(dir, 'inforun');

@@ -54,14 +54,14 @@ describe('samplers', () => {
     use.forEach((t, i) => assert.ok(Math.abs(r.tables.alphasCumprod[i] - full.tables.alphasCumprod[t]) < 1e-12));
   });
 
-  it('a run saved mid-way and resumed equals an uninterrupted run', () => {
+  it('a run saved mid-way and resumed equals an uninterrupted run', async () => {
     const m = tinyModel();
     const f = (xx: Parameters<typeof m.forward>[0], t: Int32Array) => m.forward(xx, t);
     const opts = { sampler: 'ancestral' as const, seed: 4, steps: 12 };
     const full = noGrad(() => sampleAll(d, f, [2, 1, 8, 8], opts));
     let saved: SamplerState | undefined;
     const it1 = sample(d, f, [2, 1, 8, 8], opts);
-    for (let k = 0; k < 5; k++) saved = (noGrad(() => it1.next()).value as { state: SamplerState }).state; // cancel after 5 steps
+    for (let k = 0; k < 5; k++) saved = await (noGrad(() => it1.next()).value as { saveState: () => Promise<SamplerState> }).saveState(); // cancel after 5 steps
     const state = JSON.parse(JSON.stringify({ ...saved!, x: Array.from(saved!.x) }));
     state.x = Float32Array.from(state.x);
     const it2 = sample(d, f, [2, 1, 8, 8], opts, state);

@@ -3,8 +3,20 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Backend } from '../src/engine/backend.js';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createNodeWebGPU } from '../src/backends/select.js';
-import { assertClose, native, randValues, reference, runWithGradsAsync } from './helpers.js';
+import * as T from '../src/engine/ops.js';
+import { getBackend, setBackend } from '../src/engine/tensor.js';
+import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
+import { PRESETS, UNet } from '../src/model/unet.js';
+import { weightsOf } from '../src/io/checkpoint.js';
+import { trainOptionsFrom } from '../src/cli/commands.js';
+import { train } from '../src/training/train.js';
+import { loadDataset } from '../src/data/load.js';
+import { streams } from '../src/engine/streams.js';
+import { assertClose, native, randValues, reference, runWithGradsAsync, writeTinyIdx } from './helpers.js';
 import { OP_CASES, caseInputs } from './op-cases.js';
 
 // CI sets DDPM_REQUIRE_WEBGPU=1: a WebGPU device that cannot be created then fails the file instead of skipping it.
@@ -62,6 +74,54 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
       const [g, r] = await both([2 * 3 * 9 * 8], (b, [x]) => [b.pool2d(kind, x, xs, k, s, p, cp)]);
       close(g, r, `pool2d ${kind} k${k} s${s} p${p}${cp ? ' countPad' : ''}`);
     }
+  });
+
+  const oracle = native ?? reference;
+
+  it('the tiny U-Net training loss and every parameter gradient equal native within 1e-4', async () => {
+    const cfg = { ...PRESETS.tiny(), dropout: 0.1 };
+    const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100 });
+    const x0 = randValues(4 * 64), t = Int32Array.from([0, 17, 50, 99]);
+    const step = async (b: Backend) => {
+      const prev = getBackend();
+      setBackend(b);
+      try {
+        const model = new UNet(cfg).init(3);
+        const noise = T.randn([4, 1, 8, 8], streams.trainNoise(0, 0));
+        const { loss } = d.trainingLosses((x, tt) => model.forward(x, tt, { dropout: { seed: 0, micro: 0 } }), T.fromArray(x0, [4, 1, 8, 8]), t, noise);
+        const total = T.mean(loss);
+        total.backward();
+        return { loss: await total.data(), grads: await Promise.all([...model.params.values()].map((p) => p.grad!.data())), names: [...model.params.keys()] };
+      } finally {
+        setBackend(prev);
+      }
+    };
+    const [g, r] = [await step(gpu!), await step(oracle)];
+    assertClose(g.loss, r.loss, 1e-5, 1e-4, 'loss');
+    r.grads.forEach((v, i) => assertClose(g.grads[i], v, 1e-4, 1e-4, `gradient of ${r.names[i]}`));
+  });
+
+  it('train() runs on webgpu: three steps give the losses and gradient norms of native', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ddpm-webgpu-'));
+    const data = loadDataset(writeTinyIdx(dir, 16));
+    const run = async (b: Backend, name: string) => {
+      const prev = getBackend();
+      setBackend(b);
+      try {
+        const out = join(dir, name);
+        const st = await train(trainOptionsFrom({ out, preset: 'tiny', steps: 3, batch: 4, lr: 1e-3, warmup: 0, gradClip: 1, ema: 0.9, accumulate: 1, checkpointEvery: 3, keep: 1, sampleEvery: 0, sampleSteps: 10, seed: 0 }), data);
+        const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+        return { metrics, weights: await weightsOf(st.model) };
+      } finally {
+        setBackend(prev);
+      }
+    };
+    const g = await run(gpu!, 'gpu'), r = await run(oracle, 'cpu');
+    assert.equal(g.metrics.length, 3);
+    g.metrics.forEach((m, i) => {
+      assertClose([m.loss, m.grad_norm], [r.metrics[i].loss, r.metrics[i].grad_norm], 1e-4, 1e-3, `step ${i + 1} loss and gradient norm`);
+      assertClose(m.loss_q.map((v: number | null) => v ?? 0), r.metrics[i].loss_q.map((v: number | null) => v ?? 0), 1e-4, 1e-3, `step ${i + 1} loss per quarter`);
+    });
   });
 
   it('readSync refuses, naming the async read', () => {

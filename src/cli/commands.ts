@@ -3,7 +3,7 @@ import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync
 import { createRequire } from 'node:module';
 import { freemem, totalmem } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { getBackend, noGrad } from '../engine/tensor.js';
+import { type Tensor, getBackend, noGrad } from '../engine/tensor.js';
 import { fromArray } from '../engine/ops.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, type DiffusionConfig, validateDiffusionConfig } from '../diffusion/gaussian.js';
 import { scaledBetaRange, type BetaSchedule } from '../diffusion/schedule.js';
@@ -116,7 +116,7 @@ export async function trainCommand(o: Opts): Promise<void> {
   const data = loadDataset(o.data, 'train', { size: opts.unet.sample_size, channels: opts.unet.in_channels as 1 | 3 });
   if (opts.batchSize > data.count) warn(`--batch ${opts.batchSize} is larger than the ${data.count} images of ${data.name}: every batch repeats images`);
   console.error(`ddpm train: ${data.count} images ${data.channels}x${data.height}x${data.width} from ${data.name}; preset ${o.preset} (${new UNet(opts.unet).parameterCount.toLocaleString()} parameters); backend ${getBackend().name}`);
-  let evaluate: ((sampleImages: (n: number) => Float32Array, step: number) => Record<string, number>) | undefined;
+  let evaluate: ((sampleImages: (n: number) => Promise<Float32Array>, step: number) => Promise<Record<string, number>>) | undefined;
   if (opts.evalEvery) {
     if (opts.unet.in_channels !== 1 || opts.unet.sample_size !== 28) throw new Error(`--eval-every: sample quality needs 1x28x28 images (the digit network); preset ${o.preset} makes ${opts.unet.in_channels}x${opts.unet.sample_size}x${opts.unet.sample_size}`);
     const net = loadDigitNet(o.evalNet ?? 'mnist');
@@ -124,8 +124,8 @@ export async function trainCommand(o: Opts): Promise<void> {
     const ref = net.embed(makeBatch(data, Int32Array.from({ length: nRef }, (_, i) => i)).dataSync(), nRef).features;
     const refStats = featureStats(ref, nRef, DIGITNET_FEATURES);
     const n: number = o.evalSamples ?? 256;
-    evaluate = (sampleImages) => {
-      const f = net.embed(sampleImages(n), n).features;
+    evaluate = async (sampleImages) => {
+      const f = net.embed(await sampleImages(n), n).features;
       const kid = kernelInceptionDistance(ref, nRef, f, n, DIGITNET_FEATURES, 10, n);
       return { fd: frechetDistance(featureStats(f, n, DIGITNET_FEATURES), refStats), kid: kid.mean, kid_stderr: kid.stderr, samples: n };
     };
@@ -174,7 +174,7 @@ function loadForSampling(spec: string) {
  * Draws shape[0] samples in batches (sample i gets the same noise in any batch), with a progress bar; onStep sees
  * every step of every batch. Fails, naming the images, when the model produces non-finite values.
  */
-function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[], batch: number, opts: Omit<SampleOptions, 'sampleStart'>, label: string, what: string, onStep?: (st: SamplerStep, start: number, B: number) => void): Float32Array {
+async function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[], batch: number, opts: Omit<SampleOptions, 'sampleStart'>, label: string, what: string, onStep?: (st: SamplerStep, start: number, B: number) => void): Promise<Float32Array> {
   const [n, ...per] = shape;
   const size = per.reduce((a, b) => a * b, 1);
   const all = new Float32Array(n * size);
@@ -189,7 +189,7 @@ function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[],
       bar.update(++done);
       r = it.next();
     }
-    const x = r.value.dataSync();
+    const x = await r.value.data();
     assertFinite(x, `${what} (images ${start}..${start + B - 1})`);
     all.set(x, start * size);
   }
@@ -198,7 +198,7 @@ function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[],
 
 const OWN_SAMPLE_FILES = /^(sample-\d+\.png|grid\.png|strip\.png|samples\.npy)$/;
 
-export function sampleCommand(o: Opts): void {
+export async function sampleCommand(o: Opts): Promise<void> {
   const { model, diffusion, cfg } = loadForSampling(o.model);
   const n: number = o.num, S = cfg.sample_size, C = cfg.in_channels;
   const bytes = n * C * S * S * 4 * 2;
@@ -215,11 +215,12 @@ export function sampleCommand(o: Opts): void {
   const old = readdirSync(out).filter((f) => OWN_SAMPLE_FILES.test(f));
   if (old.length && !o.overwrite) throw new Error(`--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose another --out`);
   for (const f of old) rmSync(join(out, f));
-  const stripRows: Float32Array[] = [];
-  const all = drawSamples(model, diffusion, [n, C, S, S], o.batch, { sampler, steps: o.steps, timestepSpacing: spacing, seed: o.seed, eta: o.eta, clip }, `sample ${sampler}`, 'sample', (st, start, B) => {
+  const stripTensors: Tensor[] = [];
+  const all = await drawSamples(model, diffusion, [n, C, S, S], o.batch, { sampler, steps: o.steps, timestepSpacing: spacing, seed: o.seed, eta: o.eta, clip }, `sample ${sampler}`, 'sample', (st, start, B) => {
     if (o.strip && start === 0 && (st.step % Math.max(1, Math.floor(st.total / 10)) === 0 || st.step === st.total))
-      stripRows.push(st.predX0.dataSync().slice(0, Math.min(B, 8) * C * S * S));
+      stripTensors.push(st.predX0);
   });
+  const stripRows = await Promise.all(stripTensors.map(async (x) => (await x.data()).slice(0, Math.min(x.shape[0], 8) * C * S * S)));
   writePng(join(out, 'grid.png'), imageGrid(all, [n, C, S, S], Math.ceil(Math.sqrt(n))));
   writeImages(all, [n, C, S, S], (i) => join(out, `sample-${String(i).padStart(5, '0')}.png`));
   if (o.npy) writeFileAtomic(join(out, 'samples.npy'), serializeNpy(all, [n, C, S, S]));
@@ -335,7 +336,7 @@ function toChannels(x: Float32Array, n: number, c: number, hw: number, want: num
 }
 
 /** Images on [-1, 1] from a dataset spec, a PNG folder, a .npy, or a model folder (sampled), in the extractor's channels. */
-function imageSet(spec: string, o: Opts, what: string, ex: Extractor): { images: Float32Array; n: number; hw: [number, number]; name: string } {
+async function imageSet(spec: string, o: Opts, what: string, ex: Extractor): Promise<{ images: Float32Array; n: number; hw: [number, number]; name: string }> {
   const fits = (c: number, h: number, w: number) => {
     if (ex.size !== null && (h !== ex.size || w !== ex.size || c !== ex.channels)) throw new Error(`${what} ${spec}: images are ${c}x${h}x${w}; the ${ex.channels === 1 ? 'digit network' : 'feature network'} needs ${ex.channels}x${ex.size}x${ex.size}${ex.channels === 1 ? ' (use --inception for other images)' : ''}`);
   };
@@ -353,7 +354,7 @@ function imageSet(spec: string, o: Opts, what: string, ex: Extractor): { images:
     const n: number = o.num ?? 1000;
     const sampler = o.sampler as SamplerName;
     const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing });
-    const images = drawSamples(model, diffusion, [n, C, S, S], o.batch, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, eta: o.eta, clip: o.clip ?? defaultClip(sampler, diffusion) }, `sample ${sampler} ${plan.length} steps`, `${what} samples`);
+    const images = await drawSamples(model, diffusion, [n, C, S, S], o.batch, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, eta: o.eta, clip: o.clip ?? defaultClip(sampler, diffusion) }, `sample ${sampler} ${plan.length} steps`, `${what} samples`);
     return { images: toChannels(images, n, C, S * S, ex.channels), n, hw: [S, S], name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${o.seed})` };
   }
   const ds = loadDataset(spec, split(o.split ?? 'test'), { size: ex.size ?? 299, channels: ex.channels as 1 | 3 });
@@ -363,11 +364,11 @@ function imageSet(spec: string, o: Opts, what: string, ex: Extractor): { images:
   return { images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels), n, hw: [ds.height, ds.width], name: `${ds.name} (${n} images)` };
 }
 
-export function evalQualityCommand(o: Opts): void {
+export async function evalQualityCommand(o: Opts): Promise<void> {
   if (o.out) ensureWritableFile(o.out, '--out');
   if (o.saveStats) ensureWritableFile(o.saveStats, '--save-stats');
   const ex = extractor(o);
-  const cand = imageSet(o.images, o, '--images', ex);
+  const cand = await imageSet(o.images, o, '--images', ex);
   const f = ex.embed(cand.images, cand.n, cand.hw);
   const d = ex.dim;
   const stats = featureStats(f.features, cand.n, d);
@@ -383,7 +384,7 @@ export function evalQualityCommand(o: Opts): void {
     refStats = { dim: d, n: 0, mu: mu.data, sigma: sigma.data };
     refName = `${refSpec} (statistics only: no KID, precision or recall)`;
   } else {
-    const ref = imageSet(refSpec, { ...o, num: o.refNum, split: o.refSplit }, '--ref', ex);
+    const ref = await imageSet(refSpec, { ...o, num: o.refNum, split: o.refSplit }, '--ref', ex);
     refFeatures = ex.embed(ref.images, ref.n, ref.hw).features;
     refN = ref.n;
     refStats = featureStats(refFeatures, refN, d);
@@ -463,11 +464,11 @@ export function predictCommand(o: Opts): void {
   console.error(`wrote ${o.output} (${y.shape.join('x')})`);
 }
 
-export function convertCommand(o: Opts): void {
+export async function convertCommand(o: Opts): Promise<void> {
   ensureWritableDir(o.out, '--out');
   const { model, folder } = loadModel(modelPath(o.model));
   for (const w of folder.warnings) console.error(w);
-  writeModelFolder(o.out, folder.unetConfig, folder.diffusion.config, weightsOf(model), o.float16 ? 'F16' : 'F32');
+  writeModelFolder(o.out, folder.unetConfig, folder.diffusion.config, await weightsOf(model), o.float16 ? 'F16' : 'F32');
   console.error(`wrote ${o.out}${o.float16 ? ' (float16 weights)' : ''}`);
 }
 

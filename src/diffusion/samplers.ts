@@ -59,7 +59,8 @@ export interface SamplerStep {
   t: number;
   x: Tensor;
   predX0: Tensor;
-  state: SamplerState;
+  /** Reads back where the run stands (x and any history), enough to resume it exactly. */
+  saveState: () => Promise<SamplerState>;
 }
 
 /**
@@ -154,11 +155,15 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
           break;
       }
     });
-    const state: SamplerState = { sampler: opts.sampler, done: done + 1, total, shape: [...shape], seed: opts.seed, sampleStart, x: x.dataSync() };
-    if (history.length) state.history = history.map((h) => h.dataSync());
-    if (opts.sampler === 'dpm2m') state.hPrev = hPrev;
-    if (opts.sampler === 'dpm3m') state.hHistory = [...hHistory];
-    yield { step: done + 1, total, t, x, predX0, state };
+    const [xNow, hist, hp, hh] = [x, history, hPrev, [...hHistory]];
+    const saveState = async (): Promise<SamplerState> => {
+      const state: SamplerState = { sampler: opts.sampler, done: done + 1, total, shape: [...shape], seed: opts.seed, sampleStart, x: await xNow.data() };
+      if (hist.length) state.history = await Promise.all(hist.map((h) => h.data()));
+      if (opts.sampler === 'dpm2m') state.hPrev = hp;
+      if (opts.sampler === 'dpm3m') state.hHistory = hh;
+      return state;
+    };
+    yield { step: done + 1, total, t, x, predX0, saveState };
   }
   return x;
 }

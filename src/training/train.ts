@@ -263,22 +263,26 @@ export function cleanLeftovers(outDir: string): string[] {
 }
 
 /** Writes checkpoints/step-N atomically (EMA weights as the diffusers model, raw weights, Adam moments, state). */
-export function saveCheckpoint(o: TrainOptions, st: TrainState): string {
+export async function saveCheckpoint(o: TrainOptions, st: TrainState): Promise<string> {
   const dir = join(o.outDir, 'checkpoints', `step-${String(st.step).padStart(7, '0')}`);
   const names = [...st.model.params.keys()];
+  // every value is read back first; the files are then written without waiting
+  const [emaWeights, raw, m, v] = await Promise.all([
+    weightsOf(st.model, st.ema.shadow), weightsOf(st.model), Promise.all(st.adam.m.map((t) => t.data())), Promise.all(st.adam.v.map((t) => t.data())),
+  ]);
+  const opt: [string, SafeTensor][] = [];
+  names.forEach((n, i) => {
+    const shape = st.model.params.get(n)!.shape;
+    opt.push([`${n}.exp_avg`, { shape, data: m[i] }], [`${n}.exp_avg_sq`, { shape, data: v[i] }]);
+  });
   writeDirAtomic(dir, (tmp) => {
-    writeModelFolder(tmp, o.unet, o.diffusion, weightsOf(st.model, st.ema.shadow));
-    writeFileSync(join(tmp, 'raw_weights.safetensors'), serializeSafetensors(weightsOf(st.model)));
-    const opt: [string, SafeTensor][] = [];
-    names.forEach((n, i) => {
-      const shape = st.model.params.get(n)!.shape;
-      opt.push([`${n}.exp_avg`, { shape, data: st.adam.m[i].dataSync() }], [`${n}.exp_avg_sq`, { shape, data: st.adam.v[i].dataSync() }]);
-    });
+    writeModelFolder(tmp, o.unet, o.diffusion, emaWeights);
+    writeFileSync(join(tmp, 'raw_weights.safetensors'), serializeSafetensors(raw));
     writeFileSync(join(tmp, 'optimizer.safetensors'), serializeSafetensors(opt));
     writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify({ step: st.step, adam_step: st.adam.step, seed: o.seed, options: { ...o, unet: undefined, diffusion: undefined, override: undefined } }, null, 2));
   });
   // the newest EMA model also lives at the top of outDir, ready for `ddpm sample` / `ddpm eval`
-  writeModelFolder(o.outDir, o.unet, o.diffusion, weightsOf(st.model, st.ema.shadow));
+  writeModelFolder(o.outDir, o.unet, o.diffusion, emaWeights);
   const all = checkpointDirs(o.outDir);
   for (const old of all.slice(0, Math.max(0, all.length - o.keepCheckpoints))) rmSync(old.dir, { recursive: true, force: true });
   return dir;
@@ -295,7 +299,7 @@ export interface TrainCallbacks {
   /** one-line notices: resuming, warnings, cleanup */
   log?: (msg: string) => void;
   /** sample quality every evalEvery steps, given a sampler of the EMA model: n images [n, C, H, W] on [-1, 1] */
-  evaluate?: (sampleImages: (n: number) => Float32Array, step: number) => Record<string, number>;
+  evaluate?: (sampleImages: (n: number) => Promise<Float32Array>, step: number) => Promise<Record<string, number>>;
 }
 
 function readMetrics(path: string, upTo: number): StepMetrics[] {
@@ -360,8 +364,8 @@ async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbac
   while (st.step < o.steps) {
     const t0 = Date.now();
     const s = st.step;
-    let lossSum = 0;
-    const qSum = [0, 0, 0, 0], qN = [0, 0, 0, 0];
+    const logged: Tensor[] = []; // per micro-batch: the loss, then the per-sample MSE (read back once, after the step)
+    const tMicro: Int32Array[] = [];
     for (let micro = 0; micro < o.accumulate; micro++) {
       const mb = s * o.accumulate + micro; // global micro-batch number
       const idx = batchIndices(data.count, mb * B, B, o.seed, orderCache);
@@ -377,23 +381,31 @@ async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbac
       const { loss, mse } = diffusion.trainingLosses((x, tt) => model.forward(x, tt, { dropout: { seed: o.seed, micro: mb } }), x0, t, noise);
       const total = T.mul(T.mean(loss), 1 / o.accumulate);
       total.backward();
-      lossSum += total.item();
-      const per = mse.dataSync();
-      for (let i = 0; i < B; i++) {
-        const q = Math.min(3, Math.floor((4 * t[i]) / Tn));
-        qSum[q] += per[i];
-        qN[q]++;
-      }
+      logged.push(T.reshape(total, [1]), mse);
+      tMicro.push(t);
     }
-    const gradNorm = clipGradNorm(params, o.gradClip).item(); // one readback per step, for the log
-    if (!Number.isFinite(lossSum) || !Number.isFinite(gradNorm))
-      throw new Error(`training stopped at step ${s + 1}: ${!Number.isFinite(lossSum) ? `loss is ${lossSum}` : `gradient norm is ${gradNorm}`}; the last good checkpoint (step ${lastCheckpointStep}) in ${join(o.outDir, 'checkpoints')} is intact. Lower --lr or check the data.`);
+    const norm = clipGradNorm(params, o.gradClip);
     const lr = o.lr * Math.min(1, (s + 1) / Math.max(1, o.warmup));
     st.adam.lr = lr;
     st.adam.update();
     st.adam.zeroGrad();
     const decay = o.emaWarmup ? emaDecayAt(s, o.emaDecay) : o.emaDecay;
     st.ema.update(params, decay);
+    // the step's work is all issued; its logged values come back in one read (on a GPU, the only readback)
+    const values = await T.concat([...logged, norm].map((x) => T.reshape(x, [1, x.size]))).data();
+    let lossSum = 0, off = 0;
+    const qSum = [0, 0, 0, 0], qN = [0, 0, 0, 0];
+    for (const t of tMicro) {
+      lossSum += values[off++];
+      for (let i = 0; i < B; i++) {
+        const q = Math.min(3, Math.floor((4 * t[i]) / Tn));
+        qSum[q] += values[off++];
+        qN[q]++;
+      }
+    }
+    const gradNorm = values[off];
+    if (!Number.isFinite(lossSum) || !Number.isFinite(gradNorm))
+      throw new Error(`training stopped at step ${s + 1}: ${!Number.isFinite(lossSum) ? `loss is ${lossSum}` : `gradient norm is ${gradNorm}`}; the last good checkpoint (step ${lastCheckpointStep}) in ${join(o.outDir, 'checkpoints')} is intact. Lower --lr or check the data.`);
     st.step = s + 1;
     const dt = (Date.now() - t0) / 1000;
     const m: StepMetrics = {
@@ -402,8 +414,8 @@ async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbac
     };
     if (o.evalEvery && cb.evaluate && st.step % o.evalEvery === 0) {
       const sampleImages = (n: number) =>
-        withWeights(st.model, st.ema.shadow, () => noGrad(() => sampleAll(diffusion, (xx, tt) => st.model.forward(xx, tt), [n, C, S, S], { sampler: 'ddim', steps: 50, seed: o.seed + 1 }).dataSync().slice()));
-      m.quality = cb.evaluate(sampleImages, st.step);
+        withWeights(st.model, st.ema.shadow, () => noGrad(() => sampleAll(diffusion, (xx, tt) => st.model.forward(xx, tt), [n, C, S, S], { sampler: 'ddim', steps: 50, seed: o.seed + 1 }))).data();
+      m.quality = await cb.evaluate(sampleImages, st.step);
     }
     appendFileSync(metricsPath, JSON.stringify(m) + '\n');
     history.push(m);
@@ -413,12 +425,12 @@ async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbac
     const signal = stopRequested();
     const outOfTime = o.maxSeconds !== undefined && (Date.now() - started) / 1000 >= o.maxSeconds;
     if (st.step % o.checkpointEvery === 0 || st.step === o.steps || outOfTime || signal) {
-      const dir = saveCheckpoint(o, st);
+      const dir = await saveCheckpoint(o, st);
       lastCheckpointStep = st.step;
       writeLossCurve(o.outDir, history);
       cb.onCheckpoint?.(dir);
     }
-    if (o.sampleEvery > 0 && st.step % o.sampleEvery === 0) writeSampleGrid(o, st, diffusion, join(o.outDir, 'samples', `step-${String(st.step).padStart(7, '0')}.png`));
+    if (o.sampleEvery > 0 && st.step % o.sampleEvery === 0) await writeSampleGrid(o, st, diffusion, join(o.outDir, 'samples', `step-${String(st.step).padStart(7, '0')}.png`));
     if (signal) {
       st.interrupted = signal;
       break;
@@ -429,12 +441,12 @@ async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbac
 }
 
 /** 16 samples from the EMA weights (respaced ancestral sampling) as a PNG grid. */
-export function writeSampleGrid(o: TrainOptions, st: TrainState, diffusion: GaussianDiffusion, path: string, n = 16): void {
+export async function writeSampleGrid(o: TrainOptions, st: TrainState, diffusion: GaussianDiffusion, path: string, n = 16): Promise<void> {
   const S = o.unet.sample_size;
   const x = withWeights(st.model, st.ema.shadow, () =>
     noGrad(() => sampleAll(diffusion, (xx, tt) => st.model.forward(xx, tt), [n, o.unet.in_channels, S, S], { sampler: 'ancestral', steps: o.sampleSteps, seed: o.seed + 1 })),
   );
-  writePng(path, imageGrid(x.dataSync(), x.shape, Math.ceil(Math.sqrt(n))));
+  writePng(path, imageGrid(await x.data(), x.shape, Math.ceil(Math.sqrt(n))));
 }
 
 /** loss.png: the training loss (grey: per step; blue: moving average over 100 steps), log scale. */

@@ -53,11 +53,30 @@ function rowMajorStrides(shape: number[]): number[] {
   return st;
 }
 
-/** Pads a shape / stride list to MAX_RANK with leading 1s / 0s. */
-function pad6(v: number[], fill: number): number[] {
-  if (v.length > K.MAX_RANK) throw new Error(`webgpu: rank ${v.length} above ${K.MAX_RANK}`);
-  return [...new Array<number>(K.MAX_RANK - v.length).fill(fill), ...v];
+/**
+ * Merges adjacent dimensions that every stride list walks contiguously (and drops size-1 ones), so index decoding in
+ * the kernels loops over as few dimensions as possible: a same-shape elementwise op becomes rank 1, a bias add rank 2-3.
+ */
+function collapse(shape: number[], strides: number[][]): { shape: number[]; strides: number[][] } {
+  const sh: number[] = [], st: number[][] = strides.map(() => []);
+  shape.forEach((d, i) => {
+    if (d === 1) return;
+    const k = sh.length - 1;
+    if (k >= 0 && strides.every((s, j) => st[j][k] === s[i] * d)) {
+      sh[k] *= d;
+      strides.forEach((s, j) => (st[j][k] = s[i]));
+    } else {
+      sh.push(d);
+      strides.forEach((s, j) => st[j].push(s[i]));
+    }
+  });
+  if (!sh.length) return { shape: [1], strides: strides.map(() => [0]) };
+  if (sh.length > K.MAX_RANK) throw new Error(`webgpu: rank ${sh.length} above ${K.MAX_RANK}`);
+  return { shape: sh, strides: st };
 }
+
+/** A list padded to MAX_RANK entries (the kernels read the first `rank`). */
+const fill6 = (v: number[], fill: number) => [...v, ...new Array<number>(K.MAX_RANK - v.length).fill(fill)];
 
 export class WebGPUBackend implements Backend<GpuStorage> {
   readonly name = 'webgpu';
@@ -66,6 +85,8 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   private pooledBytes = 0;
   private readonly registry: FinalizationRegistry<GPUBuffer>;
   private enc: GPUCommandEncoder | null = null;
+  /** the open compute pass: consecutive dispatches share one (Dawn orders them by their buffer usage) */
+  private pass: GPUComputePassEncoder | null = null;
   private arena: GPUBuffer | null = null;
   private arenaWords: Uint32Array | null = null;
   private dispatches = 0;
@@ -155,6 +176,7 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   /** Submits the recorded work. */
   flush(): void {
     if (!this.enc) return;
+    this.endPass();
     this.arena!.unmap();
     this.device.queue.submit([this.enc.finish()]);
     this.arena!.destroy(); // freed once the submitted work is done
@@ -170,7 +192,18 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     await this.device.queue.onSubmittedWorkDone();
   }
 
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  /** The command encoder, for copies and clears (which cannot sit inside a compute pass). */
   private encoder(): GPUCommandEncoder {
+    this.endPass();
+    return this.recorder();
+  }
+
+  private recorder(): GPUCommandEncoder {
     if (!this.enc) {
       this.enc = this.device.createCommandEncoder();
       this.arena = this.device.createBuffer({ size: SLOT_BYTES * FLUSH_EVERY, usage: USAGE_STORAGE, mappedAtCreation: true });
@@ -201,16 +234,15 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
     if (params.length > SLOT_BYTES / 4) throw new Error(`webgpu: ${key}: ${params.length} parameters`);
     const k = this.kernel(key, source, outputs.length, inputs.length);
-    const enc = this.encoder();
+    const enc = this.recorder();
     const slot = this.dispatches++;
     this.arenaWords!.set(params, slot * (SLOT_BYTES / 4));
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena!, offset: slot * SLOT_BYTES, size: SLOT_BYTES } }];
     [...inputs, ...outputs].forEach((s, i) => entries.push({ binding: i + 1, resource: { buffer: s.buf } }));
-    const pass = enc.beginComputePass();
-    pass.setPipeline(k.pipeline);
-    pass.setBindGroup(0, this.device.createBindGroup({ layout: k.layout, entries }));
-    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
-    pass.end();
+    this.pass ??= enc.beginComputePass();
+    this.pass.setPipeline(k.pipeline);
+    this.pass.setBindGroup(0, this.device.createBindGroup({ layout: k.layout, entries }));
+    this.pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     if (this.dispatches >= FLUSH_EVERY) this.flush();
   }
 
@@ -241,10 +273,17 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   }
 
   conv2d(x: GpuStorage, xs: number[], w: GpuStorage, ws: number[], b: GpuStorage | null, p: ConvParams): GpuStorage {
-    const cp = this.convParams(xs, ws, p, !!b);
-    const [N, C] = xs, [O, , KH, KW] = ws, Ho = cp[6], Wo = cp[7];
-    const y = this.alloc(N * O * Ho * Wo);
-    this.gemm('conv2d', () => K.conv2d, O, Ho * Wo, C * KH * KW, cp, [x, w, b ?? w], y, N);
+    const [N, C, H, W] = xs, [O, , KH, KW] = ws;
+    const { padTop: pt, padBottom: pb, padLeft: pl, padRight: pr } = p;
+    const Hp = H + pt + pb, Wp = W + pl + pr;
+    let xp = x;
+    if (pt || pb || pl || pr) {
+      xp = this.alloc(N * C * Hp * Wp);
+      this.each('padPlanes', () => K.padPlanes, xp.n, [H, W, Hp, Wp, pt, pl], [x], [xp]);
+    }
+    const cp = this.convParams([N, C, Hp, Wp], ws, { stride: p.stride, padTop: 0, padBottom: 0, padLeft: 0, padRight: 0 }, !!b);
+    const y = this.alloc(N * O * cp[6] * cp[7]);
+    this.gemm('conv2d', () => K.conv2d, O, cp[6] * cp[7], C * KH * KW, cp, [xp, w, b ?? w], y, N);
     return y;
   }
 
@@ -265,7 +304,9 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   matmul(a: GpuStorage, b: GpuStorage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): GpuStorage {
     const c = this.alloc(batch * m * n);
     if (k === 0) { this.encoder().clearBuffer(c.buf); return c; }
-    this.gemm('matmul', () => K.matmul, m, n, k, [transA ? 1 : 0, transB ? 1 : 0], [a, b], c, batch);
+    // strides of A along m and k, of B along k and n
+    const sa = transA ? [1, m] : [k, 1], sb = transB ? [1, k] : [n, 1];
+    this.gemm('matmul', () => K.matmul, m, n, k, [...sa, ...sb], [a, b], c, batch);
     return c;
   }
 
@@ -273,7 +314,9 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     const n = outShape.reduce((p, q) => p * q, 1);
     const y = this.alloc(n);
     const strides = (s: number[]) => rowMajorStrides(s).map((st, i) => (s[i] === 1 && outShape[i] !== 1 ? 0 : st));
-    this.each(`binary_${op}`, () => K.binary(op), n, [outShape.length, ...pad6(outShape, 1), ...pad6(strides(as), 0), ...pad6(strides(bs), 0)].slice(0, 1 + 3 * K.MAX_RANK).map((v, i) => (i === 0 ? K.MAX_RANK : v)), [a, b], [y]);
+    const c = collapse(outShape, [strides(as), strides(bs)]);
+    if (c.shape.length === 1 && c.strides[0][0] === 1 && c.strides[1][0] === 1) this.each(`same_${op}`, () => K.binarySame(op), n, [], [a, b], [y]);
+    else this.each(`binary_${op}`, () => K.binary(op), n, [c.shape.length, ...fill6(c.shape, 1), ...fill6(c.strides[0], 0), ...fill6(c.strides[1], 0)], [a, b], [y]);
     return y;
   }
 
@@ -282,7 +325,12 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     const y = this.alloc(nOut);
     const red = xs.map((d, i) => (outShape[i] === 1 ? d : 1));
     const nRed = red.reduce((p, q) => p * q, 1);
-    this.rows('reduceSum', () => K.reduceSum, nOut, [K.MAX_RANK, nRed, 0, ...pad6(outShape, 1), ...pad6(red, 1), ...pad6(rowMajorStrides(xs), 0)], [x], [y]);
+    // kept dimensions (decoded from the output index) and reduced ones (from the reduction index), each collapsed
+    const xst = rowMajorStrides(xs);
+    const kept = collapse(outShape, [xst]), reduced = collapse(red, [xst]);
+    const rank = Math.max(kept.shape.length, reduced.shape.length);
+    const padTo = (v: number[], f: number) => [...new Array<number>(rank - v.length).fill(f), ...v];
+    this.rows('reduceSum', () => K.reduceSum, nOut, [rank, nRed, 0, ...fill6(padTo(kept.shape, 1), 1), ...fill6(padTo(reduced.shape, 1), 1), ...fill6(padTo(kept.strides[0], 0), 0), ...fill6(padTo(reduced.strides[0], 0), 0)], [x], [y]);
     return y;
   }
 
@@ -343,7 +391,8 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     const outShape = perm.map((p) => xs[p]);
     const st = rowMajorStrides(xs);
     const y = this.alloc(x.n);
-    this.each('permute', () => K.permute, x.n, [K.MAX_RANK, ...pad6(outShape, 1), ...pad6(perm.map((p) => st[p]), 0)], [x], [y]);
+    const c = collapse(outShape, [rowMajorStrides(outShape), perm.map((p) => st[p])]);
+    this.each('permute', () => K.permute, x.n, [c.shape.length, ...fill6(c.shape, 1), ...fill6(c.strides[1], 0)], [x], [y]);
     return y;
   }
 
@@ -402,7 +451,7 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   }
   sumSquares(x: GpuStorage): GpuStorage {
     const y = this.alloc(1);
-    this.rows('reduceSum', () => K.reduceSum, 1, [K.MAX_RANK, x.n, 1, ...pad6([1], 1), ...pad6([x.n], 1), ...pad6([1], 0)], [x], [y]);
+    this.rows('reduceSum', () => K.reduceSum, 1, [1, x.n, 1, ...fill6([1], 1), ...fill6([x.n], 1), ...fill6([0], 0), ...fill6([1], 0)], [x], [y]);
     return y;
   }
   scaleInPlace(x: GpuStorage, s: GpuStorage): void {
