@@ -19,8 +19,11 @@ export function readModelFolder(dir: string): ModelFolder {
   const cfgPath = join(unetDir, 'config.json'), schedPath = join(schedDir, 'scheduler_config.json'), wPath = join(unetDir, WEIGHTS_FILE);
   const config = readJson(cfgPath);
   const scheduler = existsSync(schedPath) ? readJson(schedPath) : undefined;
-  if (!existsSync(wPath)) throw new Error(`${unetDir}: ${WEIGHTS_FILE} not found`);
-  return parseModelFolder({ config, scheduler, weights: new Uint8Array(readFileSync(wPath)) }, { dir, config: cfgPath, scheduler: schedPath, weights: wPath });
+  const weights = () => {
+    if (!existsSync(wPath)) throw new Error(`${unetDir}: ${WEIGHTS_FILE} not found`);
+    return new Uint8Array(readFileSync(wPath));
+  };
+  return parseModelFolder({ config, scheduler, weights }, { dir, config: cfgPath, scheduler: schedPath, weights: wPath });
 }
 
 export function loadModel(dir: string): { model: UNet; folder: ModelFolder } {

@@ -110,9 +110,10 @@ export interface ModelFolder {
 
 /**
  * A model folder from its files' contents: config.json and scheduler_config.json parsed as JSON (the scheduler may be
- * absent: the paper's process), the safetensors bytes. `names` label errors and warnings with where each came from.
+ * absent: the paper's process), the safetensors bytes (or a function giving them, called once the configs are valid).
+ * `names` label errors and warnings with where each came from.
  */
-export function parseModelFolder(files: { config: Record<string, unknown>; scheduler?: Record<string, unknown>; weights: Uint8Array }, names: { dir: string; config: string; scheduler: string; weights: string }): ModelFolder {
+export function parseModelFolder(files: { config: Record<string, unknown>; scheduler?: Record<string, unknown>; weights: Uint8Array | (() => Uint8Array) }, names: { dir: string; config: string; scheduler: string; weights: string }): ModelFolder {
   const rawCfg = files.config;
   if (rawCfg._class_name && rawCfg._class_name !== 'UNet2DModel') throw new Error(`${names.config}: field "_class_name" is ${JSON.stringify(rawCfg._class_name)}, expected "UNet2DModel"`);
   const unknownUnet: string[] = [], unknownSched: string[] = [];
@@ -124,7 +125,7 @@ export function parseModelFolder(files: { config: Record<string, unknown>; sched
     ...(unknownSched.length ? [`warning: ${names.scheduler}: unknown field(s) ${unknownSched.join(', ')} ignored`] : []),
     ...(files.scheduler ? [] : [`warning: ${names.dir}: no scheduler_config.json; using the paper's process (T = 1000, linear betas, fixed_large)`]),
   ];
-  const { tensors } = parseSafetensors(files.weights, names.weights);
+  const { tensors } = parseSafetensors(typeof files.weights === 'function' ? files.weights() : files.weights, names.weights);
   const weights = new Map<string, SafeTensor>();
   for (const [k, v] of tensors) weights.set(normalizeName(k), v);
   return { unetConfig, diffusion, weights, warnings };
