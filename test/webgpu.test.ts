@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNodeWebGPU } from '../src/backends/select.js';
 import * as T from '../src/engine/ops.js';
-import { getBackend, setBackend } from '../src/engine/tensor.js';
+import { getBackend, noGrad, setBackend } from '../src/engine/tensor.js';
 import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
 import { weightsOf } from '../src/io/checkpoint.js';
@@ -122,6 +122,26 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
       assertClose([m.loss, m.grad_norm], [r.metrics[i].loss, r.metrics[i].grad_norm], 1e-4, 1e-3, `step ${i + 1} loss and gradient norm`);
       assertClose(m.loss_q.map((v: number | null) => v ?? 0), r.metrics[i].loss_q.map((v: number | null) => v ?? 0), 1e-4, 1e-3, `step ${i + 1} loss per quarter`);
     });
+  });
+
+  it('a sampling-like loop reuses pooled buffers instead of creating new ones', async () => {
+    const b = gpu as import('../src/backends/webgpu/index.js').WebGPUBackend;
+    const prev = getBackend();
+    setBackend(b);
+    try {
+      const model = new UNet(PRESETS.tiny()).init(0);
+      let x = T.randn([2, 1, 8, 8], { seed: 1, stream: 1 });
+      const before = b.stats();
+      for (let i = 0; i < 150; i++) {
+        x = noGrad(() => T.add(T.mul(x, 0.9), T.mul(model.forward(x, Int32Array.from([5, 50])), 0.1)));
+        if (i % 25 === 24) await x.data();
+      }
+      const after = b.stats();
+      const allocs = after.allocations - before.allocations, created = after.created - before.created;
+      assert.ok(created < 0.5 * allocs, `${created} GPU buffers created for ${allocs} allocations`);
+    } finally {
+      setBackend(prev);
+    }
   });
 
   it('readSync refuses, naming the async read', () => {

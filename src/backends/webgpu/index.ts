@@ -83,6 +83,8 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   private readonly kernels = new Map<string, Kernel>();
   private readonly pool = new Map<number, GPUBuffer[]>();
   private pooledBytes = 0;
+  private created = 0;
+  private allocations = 0;
   private readonly registry: FinalizationRegistry<GPUBuffer>;
   private enc: GPUCommandEncoder | null = null;
   /** the open compute pass: consecutive dispatches share one (Dawn orders them by their buffer usage) */
@@ -120,8 +122,12 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     const bytes = Math.max(n, 1) * 4;
     const list = this.pool.get(bytes);
     let buf = list?.pop();
+    this.allocations++;
     if (buf) this.pooledBytes -= bytes;
-    else buf = this.device.createBuffer({ size: bytes, usage: DATA_USAGE });
+    else {
+      buf = this.device.createBuffer({ size: bytes, usage: DATA_USAGE });
+      this.created++;
+    }
     const h: GpuStorage = { buf, n };
     this.registry.register(h, buf);
     return h;
@@ -171,6 +177,11 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     const y = this.alloc(x.n);
     if (x.n) this.encoder().copyBufferToBuffer(x.buf, 0, y.buf, 0, x.n * 4);
     return y;
+  }
+
+  /** Buffer handles handed out, GPU buffers created for them (the rest came from the pool), and bytes now pooled. */
+  stats(): { allocations: number; created: number; pooledBytes: number } {
+    return { allocations: this.allocations, created: this.created, pooledBytes: this.pooledBytes };
   }
 
   /** Submits the recorded work. */
