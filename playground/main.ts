@@ -67,6 +67,8 @@ function setModel(m: Loaded): void {
 }
 
 let stopRequested = false;
+/** The last sampling run's images, the endpoints of the interpolation. */
+let lastSamples: { x: Float32Array; shape: number[] } | null = null;
 const status = (s: string) => ($('status').textContent = s);
 
 async function runSampling(): Promise<void> {
@@ -87,7 +89,11 @@ async function runSampling(): Promise<void> {
     const every = Math.max(1, Math.floor(steps / 10));
     for (;;) {
       const r = lib.noGrad(() => it.next());
-      if (r.done) break;
+      if (r.done) {
+        lastSamples = { x: await r.value.data(), shape };
+        ($('interp') as HTMLButtonElement).disabled = false;
+        break;
+      }
       const st = r.value;
       const [xt, x0] = await Promise.all([st.x.data(), st.predX0.data()]);
       drawGrid($('xt'), xt, shape, cols);
@@ -141,6 +147,31 @@ async function droppedFiles(dt: DataTransfer): Promise<File[]> {
     if (e) await walk(e);
   }
   return out;
+}
+
+/** The paper's Fig. 8: samples a and b encoded to x_t with the same noise, mixed for 8 lambdas, decoded from t. */
+async function runInterpolation(): Promise<void> {
+  if (!current || !lastSamples) return;
+  const { model, diffusion } = current;
+  const [, C, H, W] = lastSamples.shape, per = C * H * W;
+  const num = (id: string) => Number(($(id) as HTMLInputElement).value);
+  const a = num('ia'), b = num('ib'), t = num('it');
+  const n = lastSamples.shape[0];
+  if (!(a >= 0 && a < n && b >= 0 && b < n)) { $('interpStatus').textContent = `samples a and b must be in [0, ${n - 1}]`; return; }
+  const one = (i: number) => lib.ops.fromArray(lastSamples!.x.slice(i * per, (i + 1) * per), [1, C, H, W]);
+  const lambdas = Array.from({ length: 8 }, (_, k) => k / 7);
+  ($('interp') as HTMLButtonElement).disabled = true;
+  $('interpStatus').textContent = `decoding ${t + 1} steps...`;
+  const t0 = performance.now();
+  try {
+    const x = lib.interpolate(diffusion, (xx, tt) => model.forward(xx, tt), one(a), one(b), lambdas, t, 0);
+    drawGrid($('interpOut'), await x.data(), [8, C, H, W], 8);
+    $('interpStatus').textContent = `lambda = 0, 1/7, ..., 1 from t = ${t}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  } catch (e) {
+    $('interpStatus').textContent = `error: ${(e as Error).message}`;
+  } finally {
+    ($('interp') as HTMLButtonElement).disabled = false;
+  }
 }
 
 // ---- training in the tab ----
@@ -200,6 +231,7 @@ async function main(): Promise<void> {
   setModel(await loadShipped(params.get('model') ?? 'mnist'));
   $('sample').onclick = () => void runSampling();
   $('stop').onclick = () => (stopRequested = true);
+  $('interp').onclick = () => void runInterpolation();
   $('train').onclick = () => void runTraining();
   $('trainStop').onclick = () => (trainStop = true);
   const drop = $('drop');

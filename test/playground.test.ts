@@ -13,7 +13,7 @@ const NO_BROWSER = existsSync(CHROMIUM) || process.env.DDPM_REQUIRE_BROWSER === 
 const SHOT = join(ROOT, 'docs', 'playground.png');
 
 describe('playground', () => {
-  it('the server prints its URL, and the page samples the shipped model on WebGPU and draws the grids', { skip: NO_BROWSER }, async () => {
+  it('the server prints its URL, and the page samples the shipped model on WebGPU, draws the grids and interpolates', { skip: NO_BROWSER }, async () => {
     const server = spawn(process.execPath, [join(ROOT, 'scripts', 'playground.mjs'), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     server.stderr.on('data', (d) => (err += d));
@@ -46,6 +46,12 @@ describe('playground', () => {
         })()`)) as { w: number; h: number; dark: number; light: number };
         assert.deepEqual([grid.w, grid.h], [2 * 30 + 2, 2 * 30 + 2]);
         assert.ok(grid.dark > 500 && grid.light > 100, JSON.stringify(grid));
+        // interpolation (Fig. 8) between samples 0 and 1, decoded from t = 2
+        await p.fill('#it', '2');
+        await p.click('#interp');
+        await p.waitForFunction(() => /lambda = 0|error/.test(document.getElementById('interpStatus')!.textContent ?? ''), undefined, { timeout: 240_000 });
+        assert.match((await p.textContent('#interpStatus')) ?? '', /lambda = 0, 1\/7, \.\.\., 1 from t = 2/);
+        assert.equal(await p.evaluate('document.getElementById("interpOut").width'), 8 * 30 + 2);
         if (process.env.DDPM_UPDATE_SCREENSHOTS === '1') await p.screenshot({ path: SHOT, fullPage: true });
       } finally {
         await browser.close();
