@@ -1,6 +1,7 @@
 // The playground page: samples a diffusers model with a live view of the reverse chain, loads a dropped model folder,
 // and trains the tiny preset in the tab. Runs on the best backend the page has (WebGPU, else the reference backend).
-// Query parameters preset the controls (?sampler=ddim&steps=20&seed=0&num=8&auto=1 samples on load).
+// Query parameters preset the controls (?sampler=ddim&steps=20&seed=0&num=8; auto=0 does not sample on load;
+// backend=webgpu|wasm|reference takes that backend first).
 import * as lib from '../src/browser.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -220,9 +221,11 @@ async function runTraining(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { backend, notes } = await lib.useBestBackend();
+  const want = params.get('backend');
+  if (want && !['webgpu', 'wasm', 'reference'].includes(want)) throw new Error(`?backend=${want}: expected webgpu, wasm or reference`);
+  const { backend, notes } = await lib.useBestBackend((want ?? undefined) as 'webgpu' | 'wasm' | 'reference' | undefined);
   const info = backend instanceof lib.WebGPUBackend && backend.adapterInfo ? ` (${backend.adapterInfo})` : '';
-  $('backend').textContent = `${backend.name}${info}${notes.length ? ` (fell back: ${notes.join('; ')})` : ''}`;
+  $('backend').textContent = `${backend.name}${info}${notes.length ? ` (passed over: ${notes.join('; ')})` : ''}`;
   document.body.dataset.backend = backend.name;
   const sel = $('sampler') as HTMLSelectElement;
   for (const s of lib.SAMPLERS) sel.add(new Option(s, s));

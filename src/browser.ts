@@ -6,6 +6,7 @@ import type { Backend } from './engine/backend.js';
 import { setBackend } from './engine/tensor.js';
 import { ReferenceBackend } from './backends/reference/index.js';
 import { WebGPUBackend, createWebGPUBackend } from './backends/webgpu/index.js';
+import { WasmBackend } from './backends/wasm/index.js';
 
 export * from './engine/tensor.js';
 export * as ops from './engine/ops.js';
@@ -15,6 +16,7 @@ export * from './engine/optim.js';
 export type { Backend, Storage, ConvParams } from './engine/backend.js';
 export { ReferenceBackend } from './backends/reference/index.js';
 export { WebGPUBackend, createWebGPUBackend } from './backends/webgpu/index.js';
+export { WasmBackend } from './backends/wasm/index.js';
 export * from './diffusion/schedule.js';
 export * from './diffusion/gaussian.js';
 export * from './diffusion/samplers.js';
@@ -45,13 +47,34 @@ export async function useWebGPUBackend(gpu?: GPU): Promise<WebGPUBackend> {
   return b;
 }
 
-/** The fastest backend this page can have: WebGPU, else the reference backend. Returns it and why others were passed over. */
-export async function useBestBackend(): Promise<{ backend: Backend; notes: string[] }> {
+/** Installs the wasm backend (SIMD GEMMs for products and convolutions, plain loops for the rest); returns it. */
+export function useWasmBackend(): WasmBackend {
+  const b = new WasmBackend();
+  setBackend(b);
+  return b;
+}
+
+/**
+ * The fastest backend this page can have: WebGPU on a GPU, else wasm (a software WebGPU adapter, SwiftShader, is
+ * slower than wasm on the same CPU), else the reference backend. `prefer` names one to take first when it works
+ * (webgpu, wasm, reference). Returns the backend and why faster ones were passed over.
+ */
+export async function useBestBackend(prefer?: 'webgpu' | 'wasm' | 'reference'): Promise<{ backend: Backend; notes: string[] }> {
   const notes: string[] = [];
+  if (prefer === 'reference') return { backend: useReferenceBackend(), notes };
+  if (prefer !== 'wasm') {
+    try {
+      const b = await useWebGPUBackend();
+      if (!b.isFallbackAdapter || prefer === 'webgpu') return { backend: b, notes };
+      notes.push(`webgpu: the adapter is a software one (${b.adapterInfo || 'fallback'}), slower than wasm`);
+    } catch (e) {
+      notes.push((e as Error).message);
+    }
+  }
   try {
-    return { backend: await useWebGPUBackend(), notes };
+    return { backend: useWasmBackend(), notes };
   } catch (e) {
-    notes.push((e as Error).message);
+    notes.push(`wasm: ${(e as Error).message}`);
   }
   return { backend: useReferenceBackend(), notes };
 }

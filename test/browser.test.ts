@@ -1,6 +1,7 @@
 // The browser entry: it bundles for the browser with nothing from Node (esbuild, platform browser), and in headless
 // Chromium it samples from a U-Net with the reference backend, equal to the same run in Node; with WebGPU (on
-// Chromium's SwiftShader) it samples the shipped MNIST model equal to Node's native backend, and trains in the tab.
+// Chromium's SwiftShader) and with wasm it samples the shipped MNIST model equal to Node's native backend, and it
+// trains in the tab on WebGPU.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -85,30 +86,34 @@ describe('browser entry', () => {
 
   const WEBGPU = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'];
 
-  it('WebGPU in Chromium: the shipped MNIST model samples (4 images, seed 0) equal to Node native within 1e-3', { skip: NO_BROWSER }, async () => {
-    const opts = { sampler: 'ddim' as const, steps: 5, seed: 0 };
-    const theirs = (await inChromium(`
-      const backend = await lib.useWebGPUBackend();
-      const get = (f) => fetch('/models/mnist/' + f);
-      const folder = lib.parseModelFolder({ config: await (await get('config.json')).json(), scheduler: await (await get('scheduler_config.json')).json(),
-        weights: new Uint8Array(await (await get('diffusion_pytorch_model.safetensors')).arrayBuffer()) },
-        { dir: 'mnist', config: 'config.json', scheduler: 'scheduler_config.json', weights: 'diffusion_pytorch_model.safetensors' });
-      const model = new lib.UNet(folder.unetConfig);
-      lib.loadWeights(model, folder.weights, 'mnist');
-      const d = new lib.GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
-      const x = lib.noGrad(() => lib.sampleAll(d, (xx, t) => model.forward(xx, t), [4, 1, 28, 28], ${JSON.stringify(opts)}));
-      return { backend: backend.name, x: Array.from(await x.data()) };`, WEBGPU)) as { backend: string; x: number[] };
-    assert.equal(theirs.backend, 'webgpu');
-    setBackend(native ?? reference);
-    try {
-      const { model, folder } = loadModel(join(ROOT, 'models', 'mnist'));
-      const d = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
-      const ours = noGrad(() => sampleAll(d, (xx, t) => model.forward(xx, t), [4, 1, 28, 28], opts)).dataSync();
-      assertNear(theirs.x, ours, 1e-3, 'WebGPU in Chromium vs Node native');
-    } finally {
-      setBackend(reference);
-    }
-  });
+  for (const [name, setup] of [
+    ['WebGPU', 'const backend = await lib.useWebGPUBackend();'],
+    ['wasm', 'const { backend, notes } = await lib.useBestBackend(); if (!notes.some((n) => /software/.test(n))) throw new Error("the software WebGPU adapter was not passed over: " + notes.join("; "));'],
+  ])
+    it(`${name} in Chromium: the shipped MNIST model samples (4 images, seed 0) equal to Node native within 1e-3`, { skip: NO_BROWSER }, async () => {
+      const opts = { sampler: 'ddim' as const, steps: 5, seed: 0 };
+      const theirs = (await inChromium(`
+        ${setup}
+        const get = (f) => fetch('/models/mnist/' + f);
+        const folder = lib.parseModelFolder({ config: await (await get('config.json')).json(), scheduler: await (await get('scheduler_config.json')).json(),
+          weights: new Uint8Array(await (await get('diffusion_pytorch_model.safetensors')).arrayBuffer()) },
+          { dir: 'mnist', config: 'config.json', scheduler: 'scheduler_config.json', weights: 'diffusion_pytorch_model.safetensors' });
+        const model = new lib.UNet(folder.unetConfig);
+        lib.loadWeights(model, folder.weights, 'mnist');
+        const d = new lib.GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
+        const x = lib.noGrad(() => lib.sampleAll(d, (xx, t) => model.forward(xx, t), [4, 1, 28, 28], ${JSON.stringify(opts)}));
+        return { backend: backend.name, x: Array.from(await x.data()) };`, WEBGPU)) as { backend: string; x: number[] };
+      assert.equal(theirs.backend, name.toLowerCase());
+      setBackend(native ?? reference);
+      try {
+        const { model, folder } = loadModel(join(ROOT, 'models', 'mnist'));
+        const d = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
+        const ours = noGrad(() => sampleAll(d, (xx, t) => model.forward(xx, t), [4, 1, 28, 28], opts)).dataSync();
+        assertNear(theirs.x, ours, 1e-3, `${name} in Chromium vs Node native`);
+      } finally {
+        setBackend(reference);
+      }
+    });
 
   it('WebGPU in Chromium: the tiny preset trains in the tab and its loss falls', { skip: NO_BROWSER }, async () => {
     // 16 Adam steps on one batch of 8 blobs (Algorithm 1 with a fixed batch): the loss of the last 4 steps is below the first 4

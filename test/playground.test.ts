@@ -33,7 +33,7 @@ describe('playground', () => {
         const p = await browser.newPage({ viewport: { width: 1000, height: 900 } });
         const errors: string[] = [];
         p.on('pageerror', (e) => errors.push(e.message));
-        await p.goto(`${url}?sampler=ddim&steps=4&num=4&seed=0`);
+        await p.goto(`${url}?sampler=ddim&steps=4&num=4&seed=0&backend=webgpu`);
         await p.waitForSelector('body[data-sampled="1"]', { timeout: 240_000 });
         assert.deepEqual(errors, []);
         assert.equal(await p.evaluate('document.body.dataset.backend'), 'webgpu');

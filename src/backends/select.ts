@@ -7,9 +7,10 @@ import { setBackend } from '../engine/tensor.js';
 import { ReferenceBackend } from './reference/index.js';
 import { NativeBackend, loadAddon } from './native/index.js';
 import { type WebGPUBackend, createWebGPUBackend } from './webgpu/index.js';
+import { WasmBackend } from './wasm/index.js';
 
-export type BackendName = 'native' | 'reference' | 'webgpu';
-const NAMES = ['native', 'reference', 'webgpu'];
+export type BackendName = 'native' | 'reference' | 'wasm' | 'webgpu';
+const NAMES = ['native', 'reference', 'wasm', 'webgpu'];
 
 let warned = false;
 
@@ -34,8 +35,9 @@ export function defaultThreads(): number {
   return Math.max(1, n);
 }
 
-export function createBackend(name: 'native' | 'reference', threads?: number): Backend {
+export function createBackend(name: 'native' | 'reference' | 'wasm', threads?: number): Backend {
   if (name === 'reference') return new ReferenceBackend();
+  if (name === 'wasm') return new WasmBackend();
   const { addon, error } = loadAddon();
   if (!addon) throw new Error(`backend native: the addon is not available (${error}); install libdnnl-dev and run \`npm rebuild\``);
   return new NativeBackend(addon, threads ?? defaultThreads());
@@ -44,10 +46,10 @@ export function createBackend(name: 'native' | 'reference', threads?: number): B
 /** Chooses and installs the engine's backend; returns it. */
 export function useBackend(name?: string, threads?: number): Backend {
   const want = name ?? process.env.DDPM_BACKEND;
-  if (want !== undefined && !NAMES.includes(want)) throw new Error(`backend: unknown backend "${want}" (expected native, reference or webgpu)`);
+  if (want !== undefined && !NAMES.includes(want)) throw new Error(`backend: unknown backend "${want}" (expected native, reference, wasm or webgpu)`);
   if (want === 'webgpu') throw new Error('backend webgpu: the device is created asynchronously; use useBackendAsync("webgpu")');
   let b: Backend;
-  if (want) b = createBackend(want as 'native' | 'reference', threads);
+  if (want) b = createBackend(want as 'native' | 'reference' | 'wasm', threads);
   else if (loadAddon().addon) b = createBackend('native', threads);
   else if (process.env.DDPM_REQUIRE_NATIVE === '1') {
     throw new Error(`backend: DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error || 'not built'}); install libdnnl-dev and run \`npm rebuild\``);

@@ -32,7 +32,7 @@ program
   .name('ddpm')
   .version(cmd.VERSION, '-V, --version', 'print the version of ddpm')
   .description('Denoising diffusion probabilistic models (Ho, Jain & Abbeel 2020): train, sample, evaluate')
-  .option('--backend <name>', 'tensor backend: native, reference or webgpu (default: native when built; env DDPM_BACKEND)')
+  .option('--backend <name>', 'tensor backend: native, reference, wasm or webgpu (default: native when built; env DDPM_BACKEND)')
   .option('--threads <n>', 'CPU threads of the native backend (default: the CPUs this process may use; env DDPM_THREADS)', int('--threads', 1))
   .hook('preAction', async (cmdObj) => {
     await useBackendAsync(cmdObj.opts().backend, cmdObj.opts().threads);

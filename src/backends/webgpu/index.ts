@@ -100,7 +100,7 @@ export class WebGPUBackend implements Backend<GpuStorage> {
    * adapterInfo: a description of the adapter, for `info` and the playground. gpu: the GPU object the device came
    * from, held so that it lives as long as the backend (in Node, Dawn stops processing events when it is collected).
    */
-  constructor(readonly device: GPUDevice, readonly adapterInfo = '', readonly gpu: GPU | null = null) {
+  constructor(readonly device: GPUDevice, readonly adapterInfo = '', readonly gpu: GPU | null = null, readonly isFallbackAdapter = false) {
     this.registry = new FinalizationRegistry((buf) => this.recycle(buf));
     device.lost?.then((info) => { this.lost = info.message || info.reason || 'device lost'; });
     device.onuncapturederror = (e) => { this.error ??= e.error.message; };
@@ -481,7 +481,9 @@ export async function createWebGPUBackend(gpu: GPU): Promise<WebGPUBackend> {
   const device = await adapter.requestDevice({
     requiredLimits: { maxStorageBuffersPerShaderStage: Math.min(10, lim.maxStorageBuffersPerShaderStage), maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize, maxBufferSize: lim.maxBufferSize },
   });
-  const info = adapter.info;
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   const desc = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') : '';
-  return new WebGPUBackend(device, desc, gpu);
+  // a fallback adapter is a software one (SwiftShader): correct, but slower than the wasm backend on the same CPU
+  const fallback = info?.isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+  return new WebGPUBackend(device, desc, gpu, fallback);
 }

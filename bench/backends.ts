@@ -1,9 +1,11 @@
-// The WebGPU backend against the native one on the same workloads, in one run: sgemm, a 3x3 convolution, and the
-// mnist U-Net's forward pass (a sampling step). Here WebGPU runs on whatever adapter Dawn finds (on a machine without
-// a GPU: SwiftShader, a CPU emulation, so the ratio says little about a GPU). Prints medians of --rounds N (default 3).
+// The browser backends (wasm, WebGPU) against the native one on the same workloads, in one run: sgemm, a 3x3
+// convolution, and the mnist U-Net's forward pass (a sampling step). WebGPU runs on whatever adapter Dawn finds (on a
+// machine without a GPU: SwiftShader, a CPU emulation, so its ratio says little about a GPU). Prints medians of
+// --rounds N (default 3) and native time / backend time.
 import { createNodeWebGPU, useBackend } from '../src/backends/select.js';
 import type { Backend } from '../src/engine/backend.js';
 import type { WebGPUBackend } from '../src/backends/webgpu/index.js';
+import { WasmBackend } from '../src/backends/wasm/index.js';
 import * as T from '../src/engine/ops.js';
 import { type Tensor, noGrad, setBackend } from '../src/engine/tensor.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
@@ -38,12 +40,14 @@ async function time(b: Backend, w: Work): Promise<number> {
 }
 
 const native = useBackend('native');
+const wasm = new WasmBackend();
 const gpu: WebGPUBackend = await createNodeWebGPU();
-console.log(`webgpu adapter: ${gpu.adapterInfo}; native: ${native.name}; median of ${rounds}`);
-console.log('| workload | native ms | webgpu ms | native time / webgpu time | webgpu GFLOP/s |');
-console.log('|---|---|---|---|---|');
+console.log(`webgpu adapter: ${gpu.adapterInfo}; native threads: ${process.env.DDPM_THREADS ?? 'all'}; wasm: one thread; median of ${rounds}`);
+console.log('| workload | native ms | wasm ms | native / wasm | wasm GFLOP/s | webgpu ms | native / webgpu | webgpu GFLOP/s |');
+console.log('|---|---|---|---|---|---|---|---|');
+const gf = (w: Work, ms: number) => (Number.isNaN(w.gflop) ? '' : (w.gflop / (ms / 1000)).toFixed(2));
 for (const w of works) {
-  const n = await time(native, w), g = await time(gpu, w);
-  console.log(`| ${w.name} | ${n.toFixed(1)} | ${g.toFixed(1)} | ${(n / g).toFixed(3)} | ${Number.isNaN(w.gflop) ? '' : (w.gflop / (g / 1000)).toFixed(2)} |`);
+  const n = await time(native, w), a = await time(wasm, w), g = await time(gpu, w);
+  console.log(`| ${w.name} | ${n.toFixed(1)} | ${a.toFixed(1)} | ${(n / a).toFixed(3)} | ${gf(w, a)} | ${g.toFixed(1)} | ${(n / g).toFixed(3)} | ${gf(w, g)} |`);
 }
 process.exit(0);

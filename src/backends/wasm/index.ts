@@ -1,0 +1,156 @@
+// The wasm backend: the browser's fallback where WebGPU is missing. Matrix products and convolutions (nearly all of a
+// U-Net's arithmetic) run in a 128-bit SIMD GEMM kernel in WebAssembly (gemm.wat); every other op is the reference
+// backend's loop, on the same Float32Array buffers. Convolutions are lowered to that GEMM through im2col / col2im.
+// Single-threaded.
+import type { ConvParams } from '../../engine/backend.js';
+import { convOutSize } from '../../engine/backend.js';
+import { ReferenceBackend } from '../reference/index.js';
+import { GEMM_WASM_BASE64 } from './gemm-wasm.js';
+
+type Storage = Float32Array;
+
+const up = (v: number, m: number) => Math.ceil(v / m) * m;
+
+function decodeBase64(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** The compiled kernel and its linear memory (grown as a product needs). */
+class Gemm {
+  private readonly memory: WebAssembly.Memory;
+  private readonly fn: (M: number, N: number, K: number, a: number, b: number, c: number) => void;
+
+  constructor() {
+    // 649 bytes: small enough for a synchronous compile on a browser's main thread
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(decodeBase64(GEMM_WASM_BASE64) as BufferSource), {});
+    this.memory = inst.exports.memory as WebAssembly.Memory;
+    this.fn = inst.exports.gemm as Gemm['fn'];
+  }
+
+  /**
+   * C[M, N] = A[M, K] B[K, N]. fillA(a, lda) and fillB(b, ldb) write the operands into zeroed, padded views (rows of
+   * lda = K and ldb = N rounded up to 8 floats); returns a view of C with rows of ldc floats (valid until the next call).
+   */
+  run(M: number, N: number, K: number, fillA: (a: Float32Array, lda: number) => void, fillB: (b: Float32Array, ldb: number) => void): { c: Float32Array; ldc: number } {
+    const M4 = up(M, 4), N8 = up(N, 8);
+    const aN = M4 * K, bN = K * N8, cN = M4 * N8;
+    const bytes = 4 * (aN + bN + cN);
+    const have = this.memory.buffer.byteLength;
+    if (bytes > have) this.memory.grow(Math.ceil((bytes - have) / 65536));
+    const f = new Float32Array(this.memory.buffer, 0, aN + bN + cN);
+    f.fill(0, 0, aN + bN);
+    fillA(f.subarray(0, aN), K);
+    fillB(f.subarray(aN, aN + bN), N8);
+    this.fn(M4, N8, K, 0, 4 * aN, 4 * (aN + bN));
+    return { c: f.subarray(aN + bN), ldc: N8 };
+  }
+}
+
+export class WasmBackend extends ReferenceBackend {
+  override readonly name = 'wasm';
+  private readonly gemm = new Gemm();
+
+  constructor() {
+    super('float32');
+  }
+
+  override matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
+    const out = new Float32Array(batch * m * n);
+    for (let bt = 0; bt < batch; bt++) {
+      const ao = bt * m * k, bo = bt * k * n;
+      const { c, ldc } = this.gemm.run(m, n, k,
+        (A, lda) => { for (let i = 0; i < m; i++) for (let kk = 0; kk < k; kk++) A[i * lda + kk] = transA ? a[ao + kk * m + i] : a[ao + i * k + kk]; },
+        (B, ldb) => { for (let kk = 0; kk < k; kk++) for (let j = 0; j < n; j++) B[kk * ldb + j] = transB ? b[bo + j * k + kk] : b[bo + kk * n + j]; });
+      for (let i = 0; i < m; i++) out.set(c.subarray(i * ldc, i * ldc + n), bt * m * n + i * n);
+    }
+    return out;
+  }
+
+  /** The im2col matrix of image n into B (rows: c, kh, kw; columns: output positions), row stride ldb. */
+  private im2col(x: Storage, xs: number[], ws: number[], p: ConvParams, n: number, B: Float32Array, ldb: number, col0 = 0): void {
+    const [, C, H, W] = xs, [, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    for (let c = 0; c < C; c++)
+      for (let kh = 0; kh < KH; kh++)
+        for (let kw = 0; kw < KW; kw++) {
+          const row = ((c * KH + kh) * KW + kw) * ldb + col0;
+          for (let oh = 0; oh < Ho; oh++) {
+            const ih = oh * p.stride + kh - p.padTop;
+            if (ih < 0 || ih >= H) continue;
+            const xrow = ((n * C + c) * H + ih) * W;
+            for (let ow = 0; ow < Wo; ow++) {
+              const iw = ow * p.stride + kw - p.padLeft;
+              if (iw >= 0 && iw < W) B[row + oh * Wo + ow] = x[xrow + iw];
+            }
+          }
+        }
+  }
+
+  override conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
+    const [N, C, H, W] = xs, [O, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const K = C * KH * KW, P = Ho * Wo;
+    const y = new Float32Array(N * O * P);
+    for (let n = 0; n < N; n++) {
+      const { c, ldc } = this.gemm.run(O, P, K, (A, lda) => { for (let o = 0; o < O; o++) A.set(w.subarray(o * K, (o + 1) * K), o * lda); }, (B, ldb) => this.im2col(x, xs, ws, p, n, B, ldb));
+      for (let o = 0; o < O; o++) {
+        const yo = (n * O + o) * P, bias = b ? b[o] : 0;
+        for (let q = 0; q < P; q++) y[yo + q] = c[o * ldc + q] + bias;
+      }
+    }
+    return y;
+  }
+
+  override conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
+    const [N, C, H, W] = xs, [O, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const K = C * KH * KW, P = Ho * Wo;
+    let dx: Storage | null = null;
+    if (needDx) {
+      // dcol[K, P] = W^T[K, O] dY[O, P], then col2im
+      dx = new Float32Array(N * C * H * W);
+      for (let n = 0; n < N; n++) {
+        const { c: dcol, ldc } = this.gemm.run(K, P, O,
+          (A, lda) => { for (let kk = 0; kk < K; kk++) for (let o = 0; o < O; o++) A[kk * lda + o] = w[o * K + kk]; },
+          (B, ldb) => { for (let o = 0; o < O; o++) B.set(dy.subarray((n * O + o) * P, (n * O + o + 1) * P), o * ldb); });
+        for (let c = 0; c < C; c++)
+          for (let kh = 0; kh < KH; kh++)
+            for (let kw = 0; kw < KW; kw++) {
+              const row = ((c * KH + kh) * KW + kw) * ldc;
+              for (let oh = 0; oh < Ho; oh++) {
+                const ih = oh * p.stride + kh - p.padTop;
+                if (ih < 0 || ih >= H) continue;
+                const xrow = ((n * C + c) * H + ih) * W;
+                for (let ow = 0; ow < Wo; ow++) {
+                  const iw = ow * p.stride + kw - p.padLeft;
+                  if (iw >= 0 && iw < W) dx[xrow + iw] += dcol[row + oh * Wo + ow];
+                }
+              }
+            }
+      }
+    }
+    // dW[O, K] = sum_n dY_n[O, P] col_n^T[P, K]: one product over all images, the images side by side along P
+    const { c: dwp, ldc } = this.gemm.run(O, K, N * P,
+      (A, lda) => { for (let o = 0; o < O; o++) for (let n = 0; n < N; n++) A.set(dy.subarray((n * O + o) * P, (n * O + o + 1) * P), o * lda + n * P); },
+      (B, ldb) => {
+        // B = col^T: row (n, q), column (c, kh, kw); built from the transposed im2col
+        const col = new Float32Array(K * P);
+        for (let n = 0; n < N; n++) {
+          col.fill(0);
+          this.im2col(x, xs, ws, p, n, col, P);
+          for (let kk = 0; kk < K; kk++) for (let q = 0; q < P; q++) B[(n * P + q) * ldb + kk] = col[kk * P + q];
+        }
+      });
+    const dw = new Float32Array(O * K);
+    for (let o = 0; o < O; o++) dw.set(dwp.subarray(o * ldc, o * ldc + K), o * K);
+    let db: Storage | null = null;
+    if (withBias) {
+      db = new Float32Array(O);
+      for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) { let s = 0; for (let q = 0; q < P; q++) s += dy[(n * O + o) * P + q]; db[o] += s; }
+    }
+    return { dx, dw, db };
+  }
+}
