@@ -26,7 +26,7 @@ const netFile = join(root, 'models', 'digitnet-mnist.safetensors');
 const net = new DigitNet(parseSafetensors(new Uint8Array(readFileSync(netFile)), netFile).tensors, netFile);
 const train = loadDataset(join(root, '..', 'shared', 'data', 'mnist'), 'train');
 const refN = 10000;
-const ref = net.embed(makeBatch(train, randomPermutation(train.count, { seed: 7, stream: 1 }).subarray(0, refN)).dataSync().slice(), refN).features;
+const ref = (await net.embed(await makeBatch(train, randomPermutation(train.count, { seed: 7, stream: 1 }).subarray(0, refN)).data(), refN)).features;
 const refStats = featureStats(ref, refN, D);
 
 const full = process.argv.includes('--full');
@@ -49,7 +49,7 @@ for (const [sampler, steps] of runs) {
     images.set(x.dataSync(), s * 784);
   }
   const seconds = (Date.now() - t0) / 1000;
-  const f = net.embed(images, N).features;
+  const f = (await net.embed(images, N)).features;
   const fd = frechetDistance(featureStats(f, N, D), refStats);
   const kid = kernelInceptionDistance(ref, refN, f, N, D, 10, Math.min(1000, N));
   console.log(`| ${sampler} | ${steps} | ${nfe} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(2)} +- ${(kid.stderr * 1e3).toFixed(2)} | ${seconds.toFixed(0)} |`);

@@ -28,9 +28,9 @@ const images = (split, n) => {
   const perm = randomPermutation(ds.count, { seed: 7, stream: split === 'train' ? 1 : 2 });
   return makeBatch(ds, perm.subarray(0, Math.min(n, ds.count))).dataSync().slice();
 };
-const train = net.embed(images('train', 10000), 10000);
+const train = await net.embed(images('train', 10000), 10000);
 const testImages = images('test', 10000);
-const test = net.embed(testImages, 10000);
+const test = await net.embed(testImages, 10000);
 
 function blur(x, n) {
   // 3x3 box blur per image, edges clamped
@@ -63,21 +63,21 @@ function row(label, feats, probs, n, refN = 10000) {
 }
 for (const n of [1000, 5000, 10000]) row(`real test vs real train (the floor)`, test.features, test.probs, n);
 const n = 1000;
-const b = net.embed(blur(testImages.subarray(0, n * 784), n), n);
+const b = await net.embed(blur(testImages.subarray(0, n * 784), n), n);
 row('test images, 3x3 box blur', b.features, b.probs, n);
 for (const s of [0.1, 0.3]) {
-  const e = net.embed(noisy(testImages.subarray(0, n * 784), s, Math.round(s * 10)), n);
+  const e = await net.embed(noisy(testImages.subarray(0, n * 784), s, Math.round(s * 10)), n);
   row(`test images + N(0, ${s}^2) noise (on [-1, 1])`, e.features, e.probs, n);
 }
 const z = new Float32Array(n * 784);
 fillRandom(z, z.length, { seed: 98, stream: 1 }, 0, 'normal');
-const pure = net.embed(z.map((v) => Math.max(-1, Math.min(1, v))), n);
+const pure = await net.embed(z.map((v) => Math.max(-1, Math.min(1, v))), n);
 row('pure noise N(0, 1), clipped (the ceiling)', pure.features, pure.probs, n);
 // optional: .npy files of model samples ([N, 1, 28, 28] on [-1, 1]) to place on the same scale
 const { parseNpy } = await lib('io/npy.js');
 for (const f of samples) {
   const { shape, data: x } = parseNpy(new Uint8Array(readFileSync(f)), f);
-  const e = net.embed(x, shape[0]);
+  const e = await net.embed(x, shape[0]);
   row(`samples: ${f}`, e.features, e.probs, shape[0]);
 }
 console.log(`| set (against 10,000 training images) | N | FD | KID x 1e3 | IS | precision / recall (1,000 each) |`);

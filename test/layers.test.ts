@@ -59,13 +59,15 @@ describe('layering', () => {
     }
   });
 
-  it('no code above the engine touches a backend buffer (.storage) or wraps one (new Tensor)', () => {
+  it('no code above the engine touches a backend buffer (.storage), wraps one (new Tensor) or reads one synchronously', () => {
     for (const f of sources()) {
       const from = folderOf(f);
       if (from === 'engine' || from.startsWith('backends')) continue;
       const text = readFileSync(f, 'utf8');
       assert.doesNotMatch(text, /\.storage\b/, `${relative(ROOT, f)} reads a tensor's storage`);
       assert.doesNotMatch(text, /new Tensor\(/, `${relative(ROOT, f)} wraps a buffer itself (use ops.fromArray)`);
+      // synchronous reads work on CPU backends only; everything above the engine reads with await data()
+      assert.doesNotMatch(text, /\.dataSync\(|\.item\(\)/, `${relative(ROOT, f)} reads values synchronously (use await tensor.data())`);
     }
   });
 

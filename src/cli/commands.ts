@@ -1,5 +1,5 @@
 // The CLI's commands, each a thin layer over the library.
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { accessSync, appendFileSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { freemem, totalmem } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -13,7 +13,7 @@ import { PRESETS, UNet, trainingMemoryBytes } from '../model/unet.js';
 import { makeBatch, pixelStats } from '../data/dataset.js';
 import { loadDataset, type Split } from '../data/load.js';
 import { loadModel, readModelFolder, weightsOf, writeModelFolder } from '../io/checkpoint.js';
-import { writeFileAtomic } from '../io/files.js';
+import { readJson as readJsonFile, writeFileAtomic } from '../io/files.js';
 import { imageGrid, linePlot, writeImages, writePng } from '../io/png.js';
 import { parseNpy, serializeNpy } from '../io/npy.js';
 import { DEFAULT_TRAIN, train, type TrainOptions } from '../training/train.js';
@@ -121,11 +121,11 @@ export async function trainCommand(o: Opts): Promise<void> {
     if (opts.unet.in_channels !== 1 || opts.unet.sample_size !== 28) throw new Error(`--eval-every: sample quality needs 1x28x28 images (the digit network); preset ${o.preset} makes ${opts.unet.in_channels}x${opts.unet.sample_size}x${opts.unet.sample_size}`);
     const net = loadDigitNet(o.evalNet ?? 'mnist');
     const nRef = Math.min(2000, data.count);
-    const ref = net.embed(makeBatch(data, Int32Array.from({ length: nRef }, (_, i) => i)).dataSync(), nRef).features;
+    const ref = (await net.embed(await makeBatch(data, Int32Array.from({ length: nRef }, (_, i) => i)).data(), nRef)).features;
     const refStats = featureStats(ref, nRef, DIGITNET_FEATURES);
     const n: number = o.evalSamples ?? 256;
     evaluate = async (sampleImages) => {
-      const f = net.embed(await sampleImages(n), n).features;
+      const f = (await net.embed(await sampleImages(n), n)).features;
       const kid = kernelInceptionDistance(ref, nRef, f, n, DIGITNET_FEATURES, 10, n);
       return { fd: frechetDistance(featureStats(f, n, DIGITNET_FEATURES), refStats), kid: kid.mean, kid_stderr: kid.stderr, samples: n };
     };
@@ -174,13 +174,15 @@ function loadForSampling(spec: string) {
  * Draws shape[0] samples in batches (sample i gets the same noise in any batch), with a progress bar; onStep sees
  * every step of every batch. Fails, naming the images, when the model produces non-finite values.
  */
-async function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[], batch: number, opts: Omit<SampleOptions, 'sampleStart'>, label: string, what: string, onStep?: (st: SamplerStep, start: number, B: number) => void): Promise<Float32Array> {
+async function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[], batch: number, opts: Omit<SampleOptions, 'sampleStart'>, label: string, what: string, onStep?: (st: SamplerStep, start: number, B: number) => void, keep?: SampleKeep): Promise<Float32Array> {
   const [n, ...per] = shape;
   const size = per.reduce((a, b) => a * b, 1);
   const all = new Float32Array(n * size);
-  const bar = new Progress(label, Math.ceil(n / batch) * samplerPlan(diffusion, opts).plan.length, 0);
-  let done = 0;
-  for (let start = 0; start < n; start += batch) {
+  const steps = samplerPlan(diffusion, opts).plan.length;
+  const first = keep ? resumeSamples(keep, all, size, batch, log) : 0;
+  const bar = new Progress(label, Math.ceil(n / batch) * steps, 0);
+  let done = Math.ceil(first / batch) * steps;
+  for (let start = first; start < n; start += batch) {
     const B = Math.min(batch, n - start);
     const it = sample(diffusion, (x, t) => model.forward(x, t), [B, ...per], { ...opts, sampleStart: start });
     let r = it.next();
@@ -192,8 +194,47 @@ async function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: num
     const x = await r.value.data();
     assertFinite(x, `${what} (images ${start}..${start + B - 1})`);
     all.set(x, start * size);
+    if (keep) keepBatch(keep, x, start + B);
   }
+  if (keep) finishSamples(keep, all, shape);
   return all;
+}
+
+/** Where drawn samples are kept (an .npy) and what request drew them (a run resumes only the same request). */
+interface SampleKeep {
+  file: string;
+  key: string;
+}
+const log = (msg: string) => console.error(msg);
+
+// While a run draws, FILE.partial holds the finished batches' float32 values and FILE.partial.json the request and
+// how many images are done (written after the values, so a kill between the two loses at most one batch).
+function resumeSamples(k: SampleKeep, all: Float32Array, size: number, batch: number, say: (m: string) => void): number {
+  const meta = `${k.file}.partial.json`, raw = `${k.file}.partial`;
+  if (!existsSync(meta) || !existsSync(raw)) return 0;
+  const m = readJsonFile(meta);
+  if (m.key !== k.key) {
+    say(`${k.file}: the kept samples were drawn for another request (${m.key}); starting over`);
+    return 0;
+  }
+  const done = Math.min(Number(m.done) || 0, Math.floor(statSync(raw).size / 4 / size), all.length / size);
+  const start = Math.floor(done / batch) * batch; // batch boundaries: sample i's noise does not depend on them, but keep them aligned
+  const bytes = readFileSync(raw);
+  all.set(new Float32Array(bytes.buffer, bytes.byteOffset, start * size));
+  truncateSync(raw, start * size * 4);
+  if (start) say(`${k.file}: resuming after ${start} kept samples`);
+  return start;
+}
+
+function keepBatch(k: SampleKeep, x: Float32Array, done: number): void {
+  appendFileSync(`${k.file}.partial`, new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+  writeFileAtomic(`${k.file}.partial.json`, JSON.stringify({ key: k.key, done }));
+}
+
+function finishSamples(k: SampleKeep, all: Float32Array, shape: number[]): void {
+  writeFileAtomic(k.file, serializeNpy(all, shape));
+  rmSync(`${k.file}.partial`, { force: true });
+  rmSync(`${k.file}.partial.json`, { force: true });
 }
 
 const OWN_SAMPLE_FILES = /^(sample-\d+\.png|grid\.png|strip\.png|samples\.npy)$/;
@@ -235,7 +276,7 @@ export async function sampleCommand(o: Opts): Promise<void> {
   console.error(`wrote ${join(out, 'grid.png')} and ${n} single ${S}x${S} PNGs${stripRows.length ? ` and ${join(out, 'strip.png')}` : ''} (${sampler}, ${plan.length} steps, clip ${clip ? 'on' : 'off'})`);
 }
 
-export function evalBpdCommand(o: Opts): void {
+export async function evalBpdCommand(o: Opts): Promise<void> {
   if (o.out) ensureWritableFile(o.out, '--out');
   if (o.rdPlot) ensureWritableFile(o.rdPlot, '--rd-plot');
   const { model, diffusion, cfg } = loadForSampling(o.model);
@@ -252,7 +293,7 @@ export function evalBpdCommand(o: Opts): void {
       yield { x0: makeBatch(data, idx), start: s };
     }
   }
-  const r = bitsPerDim(diffusion, (x, t) => model.forward(x, t), batches(), {
+  const r = await bitsPerDim(diffusion, (x, t) => model.forward(x, t), batches(), {
     seed: o.seed, tStride: o.tStride, clip,
     onProgress: (start, tDone, tTotal) => {
       bar ??= new Progress('eval bpd (batches x timesteps)', nBatches * tTotal, 0);
@@ -304,7 +345,7 @@ interface Extractor {
   /** the image shape it takes ([C, H, W]; null: any H x W) */
   channels: number;
   size: number | null;
-  embed(images: Float32Array, n: number, hw: [number, number]): { features: Float32Array; probs: Float32Array | null };
+  embed(images: Float32Array, n: number, hw: [number, number]): Promise<{ features: Float32Array; probs: Float32Array | null }>;
 }
 
 function extractor(o: Opts): Extractor {
@@ -354,13 +395,19 @@ async function imageSet(spec: string, o: Opts, what: string, ex: Extractor): Pro
     const n: number = o.num ?? 1000;
     const sampler = o.sampler as SamplerName;
     const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing });
-    const images = await drawSamples(model, diffusion, [n, C, S, S], o.batch, { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, eta: o.eta, clip: o.clip ?? defaultClip(sampler, diffusion) }, `sample ${sampler} ${plan.length} steps`, `${what} samples`);
+    const sopts = { sampler, steps: o.steps, timestepSpacing: o.timestepSpacing, seed: o.seed, eta: o.eta, clip: o.clip ?? defaultClip(sampler, diffusion) };
+    let keep: SampleKeep | undefined;
+    if (o.samples) {
+      ensureWritableFile(o.samples, '--samples');
+      keep = { file: o.samples, key: JSON.stringify({ model: resolve(modelPath(spec)), n, ...sopts }) };
+    }
+    const images = await drawSamples(model, diffusion, [n, C, S, S], o.batch, sopts, `sample ${sampler} ${plan.length} steps`, `${what} samples`, undefined, keep);
     return { images: toChannels(images, n, C, S * S, ex.channels), n, hw: [S, S], name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${o.seed})` };
   }
   const ds = loadDataset(spec, split(o.split ?? 'test'), { size: ex.size ?? 299, channels: ex.channels as 1 | 3 });
   fits(ds.channels, ds.height, ds.width);
   const n = Math.min(ds.count, o.num ?? ds.count);
-  const x = makeBatch(ds, Int32Array.from({ length: n }, (_, i) => i)).dataSync();
+  const x = await makeBatch(ds, Int32Array.from({ length: n }, (_, i) => i)).data();
   return { images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels), n, hw: [ds.height, ds.width], name: `${ds.name} (${n} images)` };
 }
 
@@ -369,7 +416,7 @@ export async function evalQualityCommand(o: Opts): Promise<void> {
   if (o.saveStats) ensureWritableFile(o.saveStats, '--save-stats');
   const ex = extractor(o);
   const cand = await imageSet(o.images, o, '--images', ex);
-  const f = ex.embed(cand.images, cand.n, cand.hw);
+  const f = await ex.embed(cand.images, cand.n, cand.hw);
   const d = ex.dim;
   const stats = featureStats(f.features, cand.n, d);
   if (o.saveStats) writeFileAtomic(o.saveStats, serializeNpz({ mu: { shape: [d], data: stats.mu }, sigma: { shape: [d, d], data: stats.sigma } }));
@@ -385,7 +432,7 @@ export async function evalQualityCommand(o: Opts): Promise<void> {
     refName = `${refSpec} (statistics only: no KID, precision or recall)`;
   } else {
     const ref = await imageSet(refSpec, { ...o, num: o.refNum, split: o.refSplit }, '--ref', ex);
-    refFeatures = ex.embed(ref.images, ref.n, ref.hw).features;
+    refFeatures = (await ex.embed(ref.images, ref.n, ref.hw)).features;
     refN = ref.n;
     refStats = featureStats(refFeatures, refN, d);
     refName = ref.name;
@@ -421,7 +468,7 @@ export function reportCommand(run: string, o: Opts): void {
   console.error(`wrote ${out}`);
 }
 
-export function interpolateCommand(o: Opts): void {
+export async function interpolateCommand(o: Opts): Promise<void> {
   ensureWritableFile(o.out, '--out');
   const { model, diffusion, cfg } = loadForSampling(o.model);
   const data = loadDataset(o.data, split(o.split), { size: cfg.sample_size, channels: cfg.in_channels as 1 | 3 });
@@ -431,10 +478,10 @@ export function interpolateCommand(o: Opts): void {
   const lambdas = Array.from({ length: o.count }, (_, i) => i / (o.count - 1));
   const bar = new Progress('interpolate', t + 1, 0);
   const x = interpolate(diffusion, (xx, tt) => model.forward(xx, tt), makeBatch(data, [o.a]), makeBatch(data, [o.b]), lambdas, t, o.seed, (d) => bar.update(d));
-  const xs = x.dataSync();
+  const xs = await x.data();
   assertFinite(xs, 'interpolate');
   // row: source a, the decoded mixtures, source b
-  const src = makeBatch(data, [o.a, o.b]).dataSync(), per = src.length / 2;
+  const src = await makeBatch(data, [o.a, o.b]).data(), per = src.length / 2;
   const row = new Float32Array(x.size + 2 * per);
   row.set(src.subarray(0, per), 0);
   row.set(xs, per);
@@ -443,7 +490,7 @@ export function interpolateCommand(o: Opts): void {
   console.error(`wrote ${o.out} (image ${o.a}, ${o.count} mixtures decoded from t=${t}, image ${o.b})`);
 }
 
-export function predictCommand(o: Opts): void {
+export async function predictCommand(o: Opts): Promise<void> {
   ensureWritableFile(o.output, '--output');
   const { model, folder } = loadModel(modelPath(o.model));
   for (const w of folder.warnings) console.error(w);
@@ -458,7 +505,7 @@ export function predictCommand(o: Opts): void {
   const t = Int32Array.from(ts.length === 1 ? new Array(shape[0]).fill(ts[0]) : ts);
   if (t.length !== shape[0]) throw new Error(`--t: ${t.length} timesteps for a batch of ${shape[0]}`);
   const y = noGrad(() => model.forward(fromArray(data, shape), t));
-  const ys = y.dataSync();
+  const ys = await y.data();
   assertFinite(ys, 'predict');
   writeFileAtomic(o.output, serializeNpy(ys, y.shape));
   console.error(`wrote ${o.output} (${y.shape.join('x')})`);
@@ -526,7 +573,7 @@ export async function dataCommand(o: Opts): Promise<void> {
   if (o.preview) {
     const k = Math.min(64, ds.count);
     const x = makeBatch(ds, Int32Array.from({ length: k }, (_, i) => i));
-    writePng(o.preview, imageGrid(x.dataSync(), x.shape, 8));
+    writePng(o.preview, imageGrid(await x.data(), x.shape, 8));
     console.log(`wrote ${o.preview}`);
   }
 }

@@ -128,6 +128,7 @@ function qualityOptions(c: Command, inception: boolean): Command {
     .option('--kid-size <n>', 'KID subset size', int('--kid-size', 2), 1000)
     .option('--pr-num <n>', 'images per set for precision/recall (quadratic cost; 0: skip)', int('--pr-num', 0), 1000)
     .option('--save-stats <file>', 'write the judged images\' feature statistics as .npz (mu, sigma)')
+    .option('--samples <file>', 'model folders: keep the drawn samples in this .npy, batch by batch; a killed run resumes after its last finished batch')
     .option('--out <file>', 'write the results as JSON');
 }
 

@@ -58,34 +58,36 @@ export interface BpdOptions {
  * Terms for one batch x0 [B, C, H, W] on [-1, 1]: for each t, x_t ~ q(x_t|x_0) with noise from streams.bpdNoise(seed, t),
  * the KL or decoder term, and the squared error of the (clipped when clip) x0 estimate.
  */
-export function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tensor, sampleStart: number, o: BpdOptions) {
+export async function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tensor, sampleStart: number, o: BpdOptions) {
   const B = x0.shape[0];
   const clip = o.clip ?? true;
   const ts = evaluatedTimesteps(d.numTimesteps, o.tStride ?? 1).map((e) => e.t);
   const perT = new Map<number, Float32Array>();
   const sqErr = new Map<number, number>();
-  noGrad(() => {
-    ts.forEach((t, k) => {
+  for (let k = 0; k < ts.length; k++) {
+    const t = ts[k];
+    const { terms, err } = noGrad(() => {
       const tt = new Int32Array(B).fill(t);
       const noise = T.randn(x0.shape, streams.bpdNoise(o.seed, t), sampleStart);
       const xt = d.qSample(x0, tt, noise);
       const out = model(xt, d.modelTimesteps(tt));
-      perT.set(t, d.vlbTermsBpd(out, x0, xt, tt, clip).dataSync().slice());
       const x0hat = d.pMeanVariance(out, xt, tt, clip).predX0;
-      sqErr.set(t, T.sum(T.square(T.sub(x0hat, x0))).item());
-      o.onProgress?.(sampleStart, k + 1, ts.length);
+      return { terms: d.vlbTermsBpd(out, x0, xt, tt, clip), err: T.sum(T.square(T.sub(x0hat, x0))) };
     });
-  });
-  const prior = noGrad(() => d.priorBpd(x0)).dataSync().slice();
+    perT.set(t, await terms.data());
+    sqErr.set(t, (await err.data())[0]);
+    o.onProgress?.(sampleStart, k + 1, ts.length);
+  }
+  const prior = await noGrad(() => d.priorBpd(x0)).data();
   return { ts, perT, prior, sqErr };
 }
 
-export function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iterable<{ x0: Tensor; start: number }>, o: BpdOptions): BpdResult {
+export async function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iterable<{ x0: Tensor; start: number }>, o: BpdOptions): Promise<BpdResult> {
   const tStride = o.tStride ?? 1;
   const sums = new Map<number, number>(), sq = new Map<number, number>();
   let priorSum = 0, n = 0, dims = 0;
   for (const { x0, start } of batches) {
-    const r = bpdBatch(d, model, x0, start, o);
+    const r = await bpdBatch(d, model, x0, start, o);
     dims = x0.size / x0.shape[0];
     for (const t of r.ts) {
       sums.set(t, (sums.get(t) ?? 0) + r.perT.get(t)!.reduce((a, b) => a + b, 0));

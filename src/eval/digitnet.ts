@@ -39,17 +39,18 @@ export class DigitNet {
   }
 
   /** Features and class probabilities of n images ([n * 784] on [-1, 1]), batch by batch, read back to the host. */
-  embed(images: Float32Array, n: number, batch = 256, onBatch?: (done: number) => void): { features: Float32Array; probs: Float32Array } {
+  async embed(images: Float32Array, n: number, batch = 256, onBatch?: (done: number) => void): Promise<{ features: Float32Array; probs: Float32Array }> {
     const features = new Float32Array(n * DIGITNET_FEATURES), probs = new Float32Array(n * DIGITNET_CLASSES);
-    noGrad(() => {
-      for (let s = 0; s < n; s += batch) {
-        const b = Math.min(batch, n - s);
-        const { features: f, logits } = this.forward(T.fromArray(images.subarray(s * 784, (s + b) * 784), [b, 1, 28, 28]));
-        features.set(f.dataSync(), s * DIGITNET_FEATURES);
-        probs.set(T.softmax(logits).dataSync(), s * DIGITNET_CLASSES);
-        onBatch?.(s + b);
-      }
-    });
+    for (let s = 0; s < n; s += batch) {
+      const b = Math.min(batch, n - s);
+      const { f, p } = noGrad(() => {
+        const out = this.forward(T.fromArray(images.subarray(s * 784, (s + b) * 784), [b, 1, 28, 28]));
+        return { f: out.features, p: T.softmax(out.logits) };
+      });
+      features.set(await f.data(), s * DIGITNET_FEATURES);
+      probs.set(await p.data(), s * DIGITNET_CLASSES);
+      onBatch?.(s + b);
+    }
     return { features, probs };
   }
 }

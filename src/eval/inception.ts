@@ -175,24 +175,25 @@ export class InceptionV3 {
    * pool3 features (and softmax probabilities when the fc layer is loaded) of n images [n, 3, H, W] on [-1, 1]: each
    * batch is resized to size x size (299 for FID) bilinearly, as pytorch-fid does, then run; read back to the host.
    */
-  embed(images: Float32Array, n: number, hw: [number, number], batch = 16, size = 299, onBatch?: (done: number) => void) {
+  async embed(images: Float32Array, n: number, hw: [number, number], batch = 16, size = 299, onBatch?: (done: number) => void): Promise<{ features: Float32Array; probs: Float32Array | null }> {
     const [H, W] = hw, per = 3 * H * W;
     const features = new Float32Array(n * INCEPTION_FEATURES);
     let probs: Float32Array | null = null;
-    noGrad(() => {
-      for (let s = 0; s < n; s += batch) {
-        const b = Math.min(batch, n - s);
-        const x = H === size && W === size ? images.slice(s * per, (s + b) * per) : resizeBilinear(images.subarray(s * per, (s + b) * per), [b, 3, H, W], size, size);
-        const out = this.forward(T.fromArray(x, [b, 3, size, size]));
-        features.set(out.features.dataSync(), s * INCEPTION_FEATURES);
-        if (out.logits) {
-          const k = out.logits.shape[1];
-          probs ??= new Float32Array(n * k);
-          probs.set(T.softmax(out.logits).dataSync(), s * k);
-        }
-        onBatch?.(s + b);
+    for (let s = 0; s < n; s += batch) {
+      const b = Math.min(batch, n - s);
+      const x = H === size && W === size ? images.slice(s * per, (s + b) * per) : resizeBilinear(images.subarray(s * per, (s + b) * per), [b, 3, H, W], size, size);
+      const out = noGrad(() => {
+        const o = this.forward(T.fromArray(x, [b, 3, size, size]));
+        return { features: o.features, probs: o.logits ? T.softmax(o.logits) : null };
+      });
+      features.set(await out.features.data(), s * INCEPTION_FEATURES);
+      if (out.probs) {
+        const k = out.probs.shape[1];
+        probs ??= new Float32Array(n * k);
+        probs.set(await out.probs.data(), s * k);
       }
-    });
+      onBatch?.(s + b);
+    }
     return { features, probs };
   }
 }
