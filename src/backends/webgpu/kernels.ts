@@ -188,6 +188,9 @@ export const groupNorm = perRow([['x', 'read'], ['gamma', 'read'], ['beta', 'rea
     y[off + j] = select(z, z * sigm(z), P[5] == 1u);
   }`);
 
+/** dL/dz of the normalised, affine value z (through SiLU when P[4] == 1) */
+const GN_GRAD = `fn gnGrad(d: f32, xh: f32, ga: f32, be: f32) -> f32 { if (P[4] == 0u) { return d; } let z = xh * ga + be; let sg = sigm(z); return d * sg * (1.0 + z * (1.0 - sg)); }`;
+
 /** P: N*groups, C, S, groups, silu. dx per (n, g), as the reference backend's formula. */
 export const groupNormBackwardData = perRow(
   [['x', 'read'], ['gamma', 'read'], ['beta', 'read'], ['mean', 'read'], ['rstd', 'read'], ['dy', 'read'], ['dx', 'read_write']],
@@ -204,7 +207,7 @@ export const groupNormBackwardData = perRow(
     let ch = g * cg + j / S; let xh = (x[off + j] - mu) * r;
     dx[off + j] = r * (gnGrad(dy[off + j], xh, gamma[ch], beta[ch]) * gamma[ch] - s1 - xh * s2);
   }`,
-  `fn gnGrad(d: f32, xh: f32, ga: f32, be: f32) -> f32 { if (P[4] == 0u) { return d; } let z = xh * ga + be; let sg = sigm(z); return d * sg * (1.0 + z * (1.0 - sg)); }`,
+  GN_GRAD,
 );
 
 /** P: C (rows), N, S, groups, silu. dgamma, dbeta per channel, summed over the batch and positions. */
@@ -220,7 +223,7 @@ export const groupNormBackwardAffine = perRow(
   }
   sg = wgSum(sg, t); sb = wgSum(sb, t);
   if (t == 0u) { dgamma[ch] = sg; dbeta[ch] = sb; }`,
-  `fn gnGrad(d: f32, xh: f32, ga: f32, be: f32) -> f32 { if (P[4] == 0u) { return d; } let z = xh * ga + be; let sg = sigm(z); return d * sg * (1.0 + z * (1.0 - sg)); }`,
+  GN_GRAD,
 );
 
 // ---- GEMM: C[M, N] = A[M, K] B[K, N], each thread a 4x8 block in registers, 8x8 threads per workgroup ----
