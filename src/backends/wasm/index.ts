@@ -69,24 +69,43 @@ export class WasmBackend extends ReferenceBackend {
     return out;
   }
 
-  /** The im2col matrix of image n into B (rows: c, kh, kw; columns: output positions), row stride ldb. */
-  private im2col(x: Storage, xs: number[], ws: number[], p: ConvParams, n: number, B: Float32Array, ldb: number, col0 = 0): void {
+  private readonly maps = new Map<string, Int32Array>();
+
+  /**
+   * For a convolution's shapes, the input index (within one image) of every im2col entry (rows: c, kh, kw; columns:
+   * output positions), -1 in the padding. Built once per shape (the last 8 kept) and used both ways: gathered for
+   * im2col, scattered for col2im.
+   */
+  private im2colMap(xs: number[], ws: number[], p: ConvParams): Int32Array {
+    const key = `${xs.slice(1)}|${ws}|${p.stride},${p.padTop},${p.padBottom},${p.padLeft},${p.padRight}`;
+    let map = this.maps.get(key);
+    if (map) return map;
     const [, C, H, W] = xs, [, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    map = new Int32Array(C * KH * KW * Ho * Wo).fill(-1);
     for (let c = 0; c < C; c++)
       for (let kh = 0; kh < KH; kh++)
-        for (let kw = 0; kw < KW; kw++) {
-          const row = ((c * KH + kh) * KW + kw) * ldb + col0;
+        for (let kw = 0; kw < KW; kw++)
           for (let oh = 0; oh < Ho; oh++) {
             const ih = oh * p.stride + kh - p.padTop;
             if (ih < 0 || ih >= H) continue;
-            const xrow = ((n * C + c) * H + ih) * W;
             for (let ow = 0; ow < Wo; ow++) {
               const iw = ow * p.stride + kw - p.padLeft;
-              if (iw >= 0 && iw < W) B[row + oh * Wo + ow] = x[xrow + iw];
+              if (iw >= 0 && iw < W) map[(((c * KH + kh) * KW + kw) * Ho + oh) * Wo + ow] = (c * H + ih) * W + iw;
             }
           }
-        }
+    if (this.maps.size >= 8) this.maps.delete(this.maps.keys().next().value!);
+    this.maps.set(key, map);
+    return map;
+  }
+
+  /** The im2col matrix of image n (offset xo in x) into B, K rows of P columns, row stride ldb. */
+  private im2col(x: Storage, xo: number, map: Int32Array, K: number, P: number, B: Float32Array, ldb: number): void {
+    for (let r = 0; r < K; r++)
+      for (let q = 0; q < P; q++) {
+        const i = map[r * P + q];
+        if (i >= 0) B[r * ldb + q] = x[xo + i];
+      }
   }
 
   override conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
@@ -94,8 +113,9 @@ export class WasmBackend extends ReferenceBackend {
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
     const K = C * KH * KW, P = Ho * Wo;
     const y = new Float32Array(N * O * P);
+    const map = this.im2colMap(xs, ws, p);
     for (let n = 0; n < N; n++) {
-      const { c, ldc } = this.gemm.run(O, P, K, (A, lda) => { for (let o = 0; o < O; o++) A.set(w.subarray(o * K, (o + 1) * K), o * lda); }, (B, ldb) => this.im2col(x, xs, ws, p, n, B, ldb));
+      const { c, ldc } = this.gemm.run(O, P, K, (A, lda) => { for (let o = 0; o < O; o++) A.set(w.subarray(o * K, (o + 1) * K), o * lda); }, (B, ldb) => this.im2col(x, n * C * H * W, map, K, P, B, ldb));
       for (let o = 0; o < O; o++) {
         const yo = (n * O + o) * P, bias = b ? b[o] : 0;
         for (let q = 0; q < P; q++) y[yo + q] = c[o * ldc + q] + bias;
@@ -108,6 +128,7 @@ export class WasmBackend extends ReferenceBackend {
     const [N, C, H, W] = xs, [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
     const K = C * KH * KW, P = Ho * Wo;
+    const map = this.im2colMap(xs, ws, p);
     let dx: Storage | null = null;
     if (needDx) {
       // dcol[K, P] = W^T[K, O] dY[O, P], then col2im
@@ -116,33 +137,25 @@ export class WasmBackend extends ReferenceBackend {
         const { c: dcol, ldc } = this.gemm.run(K, P, O,
           (A, lda) => { for (let kk = 0; kk < K; kk++) for (let o = 0; o < O; o++) A[kk * lda + o] = w[o * K + kk]; },
           (B, ldb) => { for (let o = 0; o < O; o++) B.set(dy.subarray((n * O + o) * P, (n * O + o + 1) * P), o * ldb); });
-        for (let c = 0; c < C; c++)
-          for (let kh = 0; kh < KH; kh++)
-            for (let kw = 0; kw < KW; kw++) {
-              const row = ((c * KH + kh) * KW + kw) * ldc;
-              for (let oh = 0; oh < Ho; oh++) {
-                const ih = oh * p.stride + kh - p.padTop;
-                if (ih < 0 || ih >= H) continue;
-                const xrow = ((n * C + c) * H + ih) * W;
-                for (let ow = 0; ow < Wo; ow++) {
-                  const iw = ow * p.stride + kw - p.padLeft;
-                  if (iw >= 0 && iw < W) dx[xrow + iw] += dcol[row + oh * Wo + ow];
-                }
-              }
-            }
+        const xo = n * C * H * W;
+        for (let r = 0; r < K; r++)
+          for (let q = 0; q < P; q++) {
+            const i = map[r * P + q];
+            if (i >= 0) dx[xo + i] += dcol[r * ldc + q];
+          }
       }
     }
     // dW[O, K] = sum_n dY_n[O, P] col_n^T[P, K]: one product over all images, the images side by side along P
     const { c: dwp, ldc } = this.gemm.run(O, K, N * P,
       (A, lda) => { for (let o = 0; o < O; o++) for (let n = 0; n < N; n++) A.set(dy.subarray((n * O + o) * P, (n * O + o + 1) * P), o * lda + n * P); },
       (B, ldb) => {
-        // B = col^T: row (n, q), column (c, kh, kw); built from the transposed im2col
-        const col = new Float32Array(K * P);
-        for (let n = 0; n < N; n++) {
-          col.fill(0);
-          this.im2col(x, xs, ws, p, n, col, P);
-          for (let kk = 0; kk < K; kk++) for (let q = 0; q < P; q++) B[(n * P + q) * ldb + kk] = col[kk * P + q];
-        }
+        // B = col^T: row (n, q), column (c, kh, kw)
+        for (let n = 0; n < N; n++)
+          for (let kk = 0; kk < K; kk++)
+            for (let q = 0; q < P; q++) {
+              const i = map[kk * P + q];
+              if (i >= 0) B[(n * P + q) * ldb + kk] = x[n * C * H * W + i];
+            }
       });
     const dw = new Float32Array(O * K);
     for (let o = 0; o < O; o++) dw.set(dwp.subarray(o * ldc, o * ldc + K), o * K);
