@@ -184,7 +184,7 @@ async function runTraining(): Promise<void> {
   const model = new lib.UNet(lib.PRESETS.tiny()).init(0);
   const params = [...model.params.values()];
   const adam = new lib.Adam(params, { lr: 2e-3 });
-  const ema = new lib.EMA(params);
+  const ema = new lib.EMA(params);  // the sample grids use the EMA weights
   const d = new lib.GaussianDiffusion({ ...lib.PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
   // 16 blobs at varying positions on [-1, 1]
   const N = 16, img = new Float32Array(N * 64);
@@ -194,15 +194,7 @@ async function runTraining(): Promise<void> {
   const losses: number[] = [];
   const ctx = ($('loss') as HTMLCanvasElement).getContext('2d')!;
   for (let s = 0; !trainStop && s < 2000; s++) {
-    const t = lib.randomIntegers(N, 0, 99, lib.streams.timesteps(0, s));
-    const noise = lib.ops.randn([N, 1, 8, 8], lib.streams.trainNoise(0, s));
-    const { loss } = d.trainingLosses((x, tt) => model.forward(x, tt), x0, t, noise);
-    const total = lib.ops.mean(loss);
-    total.backward();
-    lib.clipGradNorm(params, 1);
-    adam.update();
-    adam.zeroGrad();
-    ema.update(params, 0.99);
+    const total = lib.algorithm1Step(d, (x, tt) => model.forward(x, tt), adam, x0, { seed: 0, step: s, ema: { ema, decay: 0.99 } });
     losses.push((await total.data())[0]);
     // the loss curve (log scale)
     ctx.clearRect(0, 0, 400, 160);

@@ -21,6 +21,7 @@ export * from './diffusion/schedule.js';
 export * from './diffusion/gaussian.js';
 export * from './diffusion/samplers.js';
 export * from './diffusion/interpolate.js';
+export * from './diffusion/algorithm1.js';
 export * from './model/unet.js';
 export * from './data/dataset.js';
 export * from './io/safetensors.js';
