@@ -179,6 +179,11 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     return y;
   }
 
+  /** What `ddpm info` shows: the adapter, whether it is a software one, and the buffer pool's counts. */
+  get info(): { adapter: string; software: boolean; allocations: number; created: number; pooledBytes: number } {
+    return { adapter: this.adapterInfo, software: this.isFallbackAdapter, ...this.stats() };
+  }
+
   /** Buffer handles handed out, GPU buffers created for them (the rest came from the pool), and bytes now pooled. */
   stats(): { allocations: number; created: number; pooledBytes: number } {
     return { allocations: this.allocations, created: this.created, pooledBytes: this.pooledBytes };
