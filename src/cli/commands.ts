@@ -179,7 +179,7 @@ async function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: num
   const size = per.reduce((a, b) => a * b, 1);
   const all = new Float32Array(n * size);
   const steps = samplerPlan(diffusion, opts).plan.length;
-  const first = keep ? resumeSamples(keep, all, size, batch, log) : 0;
+  const first = keep ? resumeSamples(keep, all, size, batch) : 0;
   const bar = new Progress(label, Math.ceil(n / batch) * steps, 0);
   let done = Math.ceil(first / batch) * steps;
   for (let start = first; start < n; start += batch) {
@@ -205,16 +205,14 @@ interface SampleKeep {
   file: string;
   key: string;
 }
-const log = (msg: string) => console.error(msg);
-
 // While a run draws, FILE.partial holds the finished batches' float32 values and FILE.partial.json the request and
 // how many images are done (written after the values, so a kill between the two loses at most one batch).
-function resumeSamples(k: SampleKeep, all: Float32Array, size: number, batch: number, say: (m: string) => void): number {
+function resumeSamples(k: SampleKeep, all: Float32Array, size: number, batch: number): number {
   const meta = `${k.file}.partial.json`, raw = `${k.file}.partial`;
   if (!existsSync(meta) || !existsSync(raw)) return 0;
   const m = readJsonFile(meta);
   if (m.key !== k.key) {
-    say(`${k.file}: the kept samples were drawn for another request (${m.key}); starting over`);
+    console.error(`${k.file}: the kept samples were drawn for another request (${m.key}); starting over`);
     return 0;
   }
   const done = Math.min(Number(m.done) || 0, Math.floor(statSync(raw).size / 4 / size), all.length / size);
@@ -222,7 +220,7 @@ function resumeSamples(k: SampleKeep, all: Float32Array, size: number, batch: nu
   const bytes = readFileSync(raw);
   all.set(new Float32Array(bytes.buffer, bytes.byteOffset, start * size));
   truncateSync(raw, start * size * 4);
-  if (start) say(`${k.file}: resuming after ${start} kept samples`);
+  if (start) console.error(`${k.file}: resuming after ${start} kept samples`);
   return start;
 }
 

@@ -133,13 +133,7 @@ export function symmetricEigenvalues(m: Float64Array, n: number): Float64Array {
 
 /** tr(sqrt(S A^T A / (n - 1))) for centered rows A (n x d): the eigenvalues of A S A^T / (n - 1), an n x n matrix. */
 function traceSqrtLowRank(s: Float64Array, A: Float64Array, n: number, d: number): number {
-  const AS = new Float64Array(n * d);
-  for (let i = 0; i < n; i++)
-    for (let k = 0; k < d; k++) {
-      const v = A[i * d + k];
-      if (v === 0) continue;
-      for (let j = 0; j < d; j++) AS[i * d + j] += v * s[k * d + j];
-    }
+  const AS = matmul(A, s, n, d, d);
   const M = new Float64Array(n * n);
   for (let i = 0; i < n; i++)
     for (let j = i; j < n; j++) {
@@ -219,13 +213,14 @@ export function symmetricEigen(a: Float64Array, d: number): { values: Float64Arr
   return { values: Float64Array.from({ length: d }, (_, i) => A[i * d + i]), vectors: V };
 }
 
-function matmulSq(a: Float64Array, b: Float64Array, d: number): Float64Array {
-  const out = new Float64Array(d * d);
-  for (let i = 0; i < d; i++)
-    for (let k = 0; k < d; k++) {
-      const aik = a[i * d + k];
-      if (aik === 0) continue;
-      for (let j = 0; j < d; j++) out[i * d + j] += aik * b[k * d + j];
+/** a [m, k] times b [k, n], row-major, in float64 (rows of zeros skipped cheaply). */
+function matmul(a: Float64Array, b: Float64Array, m: number, k: number, n: number): Float64Array {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let p = 0; p < k; p++) {
+      const v = a[i * k + p];
+      if (v === 0) continue;
+      for (let j = 0; j < n; j++) out[i * n + j] += v * b[p * n + j];
     }
   return out;
 }
