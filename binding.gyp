@@ -10,7 +10,7 @@
   "targets": [
     {
       "target_name": "ddpm_native",
-      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions", "-fno-math-errno", "-Wno-unused-parameter", "-Wno-cast-function-type"]
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-cast-function-type"]
     }
   ],
   "conditions": [
@@ -19,7 +19,7 @@
         {
           "target_name": "ddpm_native_v3",
           "defines": ["DDPM_LEVEL_V3"],
-          "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions", "-fno-math-errno", "-Wno-unused-parameter", "-Wno-cast-function-type", "-march=x86-64-v3"]
+          "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-cast-function-type", "-march=x86-64-v3"]
         }
       ]
     }]

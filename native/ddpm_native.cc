@@ -494,6 +494,22 @@ inline float vexp(float x) {
 #pragma omp declare simd notinbranch
 inline float sigm(float v) { return 1.f / (1.f + vexp(-v)); }
 
+/** y[i] = f(x[i]) over n values, one loop per op so that each vectorises (no dispatch inside the loop). */
+template <class F>
+void mapUnary(const float* xp, float* yp, int64_t n, F f) {
+#pragma omp parallel for simd schedule(static) if (n > (int64_t)kParallelMin)
+  for (int64_t i = 0; i < n; i++) yp[i] = f(xp[i]);
+}
+
+/** dx[i] = f(x[i], y[i]) * dy[i] */
+template <class F>
+void mapUnaryBackward(const float* xp, const float* yp, const float* dyp, float* dxp, int64_t n, F f) {
+#pragma omp parallel for simd schedule(static) if (n > (int64_t)kParallelMin)
+  for (int64_t i = 0; i < n; i++) dxp[i] = f(xp[i], yp[i]) * dyp[i];
+}
+
+constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2 / pi)
+
 // unary(op, x, y): 0 exp 1 log 2 sqrt 3 square 4 tanh 5 silu 6 neg 7 ncdf
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   const char* fn = "unary";
@@ -503,20 +519,15 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   const int64_t n = (int64_t)x.n;
   const float* xp = x.p;
   float* yp = y.p;
-  const float c = std::sqrt(2.0f / (float)M_PI);
-#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
-  for (int64_t i = 0; i < n; i++) {
-    float v = xp[i];
-    switch (op) {
-      case 0: yp[i] = std::exp(v); break;
-      case 1: yp[i] = std::log(v); break;
-      case 2: yp[i] = std::sqrt(v); break;
-      case 3: yp[i] = v * v; break;
-      case 4: yp[i] = std::tanh(v); break;
-      case 5: yp[i] = v * sigm(v); break;
-      case 6: yp[i] = -v; break;
-      default: yp[i] = 0.5f * (1.f + std::tanh(c * (v + 0.044715f * v * v * v))); break;
-    }
+  switch (op) {
+    case 0: mapUnary(xp, yp, n, [](float v) { return std::exp(v); }); break;
+    case 1: mapUnary(xp, yp, n, [](float v) { return std::log(v); }); break;
+    case 2: mapUnary(xp, yp, n, [](float v) { return std::sqrt(v); }); break;
+    case 3: mapUnary(xp, yp, n, [](float v) { return v * v; }); break;
+    case 4: mapUnary(xp, yp, n, [](float v) { return std::tanh(v); }); break;
+    case 5: mapUnary(xp, yp, n, [](float v) { return v * sigm(v); }); break;
+    case 6: mapUnary(xp, yp, n, [](float v) { return -v; }); break;
+    default: mapUnary(xp, yp, n, [](float v) { return 0.5f * (1.f + std::tanh(kGeluC * (v + 0.044715f * v * v * v))); }); break;
   }
   return info.Env().Undefined();
 }
@@ -528,25 +539,22 @@ Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
   Buf x = getBuf(info, 1, fn, "input");
   Buf y = getBuf(info, 2, fn, "output", x.n), dy = getBuf(info, 3, fn, "output gradient", x.n), dx = getBuf(info, 4, fn, "input gradient", x.n);
   const int64_t n = (int64_t)x.n;
-  const float c = std::sqrt(2.0f / (float)M_PI);
-#pragma omp parallel for schedule(static) if (x.n > kParallelMin)
-  for (int64_t i = 0; i < n; i++) {
-    float v = x.p[i], d;
-    switch (op) {
-      case 0: d = y.p[i]; break;
-      case 1: d = 1.f / v; break;
-      case 2: d = 0.5f / y.p[i]; break;
-      case 3: d = 2.f * v; break;
-      case 4: d = 1.f - y.p[i] * y.p[i]; break;
-      case 5: { float s = sigm(v); d = s * (1.f + v * (1.f - s)); break; }
-      case 6: d = -1.f; break;
-      default: {  // ncdf: d/dx 0.5 (1 + tanh(u)), u = c (x + 0.044715 x^3)
-        float th = std::tanh(c * (v + 0.044715f * v * v * v));
-        d = 0.5f * (1.f - th * th) * c * (1.f + 3.f * 0.044715f * v * v);
-        break;
-      }
-    }
-    dx.p[i] = d * dy.p[i];
+  const float *xp = x.p, *yp = y.p, *dyp = dy.p;
+  float* dxp = dx.p;
+  switch (op) {
+    case 0: mapUnaryBackward(xp, yp, dyp, dxp, n, [](float, float y) { return y; }); break;
+    case 1: mapUnaryBackward(xp, yp, dyp, dxp, n, [](float v, float) { return 1.f / v; }); break;
+    case 2: mapUnaryBackward(xp, yp, dyp, dxp, n, [](float, float y) { return 0.5f / y; }); break;
+    case 3: mapUnaryBackward(xp, yp, dyp, dxp, n, [](float v, float) { return 2.f * v; }); break;
+    case 4: mapUnaryBackward(xp, yp, dyp, dxp, n, [](float, float y) { return 1.f - y * y; }); break;
+    case 5: mapUnaryBackward(xp, yp, dyp, dxp, n, [](float v, float) { float s = sigm(v); return s * (1.f + v * (1.f - s)); }); break;
+    case 6: mapUnaryBackward(xp, yp, dyp, dxp, n, [](float, float) { return -1.f; }); break;
+    default:  // ncdf: d/dx 0.5 (1 + tanh(u)), u = c (x + 0.044715 x^3)
+      mapUnaryBackward(xp, yp, dyp, dxp, n, [](float v, float) {
+        float th = std::tanh(kGeluC * (v + 0.044715f * v * v * v));
+        return 0.5f * (1.f - th * th) * kGeluC * (1.f + 3.f * 0.044715f * v * v);
+      });
+      break;
   }
   return info.Env().Undefined();
 }
@@ -685,14 +693,26 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
       const float* xc = xg + c * A.S;
       const float* dyc = dyg + c * A.S;
       float* dzc = dz + c * A.S;
+      // the SiLU branch is hoisted out of the loops so that both vectorise
+      if (silu) {
 #pragma omp simd reduction(+ : dgs, dbs)
-      for (int64_t i = 0; i < A.S; i++) {
-        float xh = (xc[i] - m) * r;
-        float d = dyc[i];
-        if (silu) { float z = xh * gmc + btc, sg = sigm(z); d *= sg * (1.f + z * (1.f - sg)); }
-        dzc[i] = d;
-        dgs += d * xh;
-        dbs += d;
+        for (int64_t i = 0; i < A.S; i++) {
+          float xh = (xc[i] - m) * r;
+          float z = xh * gmc + btc, sg = sigm(z);
+          float d = dyc[i] * sg * (1.f + z * (1.f - sg));
+          dzc[i] = d;
+          dgs += d * xh;
+          dbs += d;
+        }
+      } else {
+#pragma omp simd reduction(+ : dgs, dbs)
+        for (int64_t i = 0; i < A.S; i++) {
+          float xh = (xc[i] - m) * r;
+          float d = dyc[i];
+          dzc[i] = d;
+          dgs += d * xh;
+          dbs += d;
+        }
       }
       pg[n * A.C + ch] = dgs;
       pb[n * A.C + ch] = dbs;
@@ -736,10 +756,13 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
     const float* xr = x.p + r * cols;
     float* yr = y.p + r * cols;
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int64_t j = 0; j < cols; j++) mx = std::max(mx, xr[j]);
     float s = 0;
-    for (int64_t j = 0; j < cols; j++) { float e = std::exp(xr[j] - mx); yr[j] = e; s += e; }
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < cols; j++) { float e = vexp(xr[j] - mx); yr[j] = e; s += e; }
     float inv = 1.f / s;
+#pragma omp simd
     for (int64_t j = 0; j < cols; j++) yr[j] *= inv;
   }
   return info.Env().Undefined();
