@@ -121,13 +121,23 @@ dnnl::stream& strm() {
   return s;
 }
 
+/** Whether oneDNN has bfloat16 convolution kernels with native instructions here (AVX512-BF16 or AMX). */
+bool cpuHasBf16() {
+  static bool has = [] {
+    auto isa = dnnl::get_effective_cpu_isa();
+    return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+  }();
+  return has;
+}
+
 struct ConvKey {
   Dims xs, ws;
   int64_t stride, pt, pb, pl, pr;
   bool bias;
+  bool bf16 = false;  // forward only: input and weights rounded to bfloat16, products accumulated and written in float32
   std::string str() const {
     std::ostringstream s;
-    s << dimsStr(xs) << dimsStr(ws) << stride << ',' << pt << ',' << pb << ',' << pl << ',' << pr << ',' << bias;
+    s << dimsStr(xs) << dimsStr(ws) << stride << ',' << pt << ',' << pb << ',' << pl << ',' << pr << ',' << bias << ',' << bf16;
     return s.str();
   }
 };
@@ -204,16 +214,18 @@ ConvPrims& getConv(const ConvKey& k) {
   static const char* plainEnv = getenv("DDPM_CONV_LAYOUT");
   std::string lay = plainEnv ? plainEnv : "any";
   auto act = lay == "nchw" ? memory::format_tag::nchw : lay == "nhwc" ? memory::format_tag::nhwc : memory::format_tag::any;
-  memory::desc x_any({N, C, H, W}, memory::data_type::f32, act);
-  memory::desc w_any({O, C, KH, KW}, memory::data_type::f32, memory::format_tag::any);
+  // bf16: the reorders into the primitive's layouts round the input and the weights; the output stays float32
+  auto in_t = k.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  memory::desc x_any({N, C, H, W}, in_t, act);
+  memory::desc w_any({O, C, KH, KW}, in_t, memory::format_tag::any);
   memory::desc y_any({N, O, Ho, Wo}, memory::data_type::f32, act);
   memory::dims strides = {k.stride, k.stride}, pl = {k.pt, k.pl}, pr = {k.pb, k.pr};
-  auto fd = k.bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                                      x_any, w_any, P->b_md, y_any, strides, pl, pr)
-                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                                      x_any, w_any, y_any, strides, pl, pr);
+  auto prop = k.bf16 ? dnnl::prop_kind::forward_inference : dnnl::prop_kind::forward_training;
+  auto fd = k.bias ? dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, x_any, w_any, P->b_md, y_any, strides, pl, pr)
+                   : dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, pl, pr);
   P->fwd_pd = dnnl::convolution_forward::primitive_desc(fd, eng());
   P->fwd = dnnl::convolution_forward(P->fwd_pd);
+  if (k.bf16) return conv_cache.insert(key, std::move(P));  // forward only (sampling, evaluation)
   auto bd = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, pl, pr);
   P->bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(bd, eng(), P->fwd_pd);
   P->bwd_data = dnnl::convolution_backward_data(P->bwd_data_pd);
@@ -271,24 +283,69 @@ Dims convOut(const ConvKey& k) {
     fail(info.Env(), fn, std::string("oneDNN error: ") + e.what());      \
   }
 
-// conv2dForward(x, xs, w, ws, b | null, params, y)
+/**
+ * Activation layouts of [N, C, H, W] float32 buffers: 0 NCHW; 1 nChw16c, channel-blocked (C a multiple of 16, so no
+ * padding and the size of NCHW), what oneDNN's f32 convolutions compute in here; 2 NHWC, what its bf16 ones use.
+ */
+enum Layout { kNCHW = 0, kBlocked16 = 1, kNHWC = 2 };
+
+memory::desc layoutDesc(const Dims& d, int64_t layout) {
+  auto tag = layout == kBlocked16 ? memory::format_tag::nChw16c : layout == kNHWC ? memory::format_tag::nhwc : memory::format_tag::nchw;
+  return memory::desc({d[0], d[1], d[2], d[3]}, memory::data_type::f32, tag);
+}
+
+int64_t getLayout(const Napi::CallbackInfo& info, size_t i, const char* fn, const Dims& d) {
+  int64_t l = info.Length() > i && !info[i].IsUndefined() ? getInt(info, i, fn, "layout", 0, 2) : 0;
+  if (l != kNCHW && d.size() != 4) fail(info.Env(), fn, "a non-NCHW layout needs a 4-D shape, got " + dimsStr(d));
+  if (l == kBlocked16 && d[1] % 16) fail(info.Env(), fn, "layout nChw16c needs a multiple of 16 channels, got " + dimsStr(d));
+  return l;
+}
+
+// conv2dForward(x, xs, w, ws, b | null, params, y, bf16, xLayout, keep) -> the layout y was written in.
+// keep: y may be left in the primitive's own output layout when it is one of ours (forward-only graphs keep
+// activations in it from one convolution to the next; see the backend's layout tags); else y is NCHW.
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const char* fn = "conv2dForward";
   bool bias = info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined();
   ConvKey k = convKey(info, fn, 1, 3, 5, bias);
+  k.bf16 = info.Length() > 7 && info[7].ToBoolean();
+  int64_t xLayout = getLayout(info, 8, fn, k.xs);
+  bool keep = info.Length() > 9 && info[9].ToBoolean();
+  if (k.bf16 && !cpuHasBf16()) fail(info.Env(), fn, "bf16 needs a CPU with AVX512-BF16 or AMX (this one has neither)");
   Buf x = getBuf(info, 0, fn, "input", prod(k.xs));
   Buf w = getBuf(info, 2, fn, "weight", prod(k.ws));
   Buf b = bias ? getBuf(info, 4, fn, "bias", (size_t)k.ws[0]) : Buf{nullptr, 0};
-  Buf y = getBuf(info, 6, fn, "output", prod(convOut(k)));
+  Dims yd = convOut(k);
+  Buf y = getBuf(info, 6, fn, "output", prod(yd));
+  int64_t yLayout = kNCHW;
   DNNL_GUARD(fn, {
     ConvPrims& P = getConv(k);
-    memory xm = toLayout(P, FWD_SRC, P.x_user, x.p, P.fwd_pd.src_desc());
+    memory xm = toLayout(P, FWD_SRC, layoutDesc(k.xs, xLayout), x.p, P.fwd_pd.src_desc());
     memory wm = toLayout(P, FWD_W, P.w_user, w.p, P.fwd_pd.weights_desc());
-    OutMem ym(P, FWD_DST, P.y_user, y.p, P.fwd_pd.dst_desc());
+    if (keep) {
+      auto dst = P.fwd_pd.dst_desc();
+      if (yd[1] % 16 == 0 && dst == layoutDesc(yd, kBlocked16)) yLayout = kBlocked16;
+      else if (dst == layoutDesc(yd, kNHWC)) yLayout = kNHWC;
+    }
+    OutMem ym(P, FWD_DST, layoutDesc(yd, yLayout), y.p, P.fwd_pd.dst_desc());
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym.m}};
     if (bias) args[DNNL_ARG_BIAS] = memory(P.b_md, eng(), b.p);
     P.fwd.execute(strm(), args);
     ym.finish();
+    strm().wait();
+  })
+  return Napi::Number::New(info.Env(), (double)yLayout);
+}
+
+// relayout(x, [N, C, H, W], from, to, y): between the layouts above
+Napi::Value Relayout(const Napi::CallbackInfo& info) {
+  const char* fn = "relayout";
+  Dims d = getDims(info, 1, fn, "shape", 4);
+  int64_t from = getLayout(info, 2, fn, d), to = getLayout(info, 3, fn, d);
+  Buf x = getBuf(info, 0, fn, "input", prod(d)), y = getBuf(info, 4, fn, "out", prod(d));
+  DNNL_GUARD(fn, {
+    memory src(layoutDesc(d, from), eng(), x.p), dst(layoutDesc(d, to), eng(), y.p);
+    dnnl::reorder(src, dst).execute(strm(), src, dst);
     strm().wait();
   })
   return info.Env().Undefined();
@@ -610,7 +667,78 @@ GNArgs gnArgs(const Napi::CallbackInfo& info, const char* fn, const Dims& xs, in
   return a;
 }
 
-// groupNorm(x, xs, gamma, beta, groups, eps, silu, y, mean, rstd)
+/**
+ * Group norm (+SiLU) of [N, C, H, W] stored as [N][C/V][S][V] (y in the same layout): nChw16c (V = 16) or NHWC
+ * (V = C). Three passes over each block: per-channel sums, per-channel squared deviations from the group means, then
+ * y = x a + b per channel (V lanes).
+ */
+void groupNormBlocked(const GNArgs& A, int64_t V, const float* x, const float* gm, const float* bt, double eps, bool silu, float* y, float* mean, float* rstd) {
+  const int64_t CB = A.C / V, cg = A.C / A.G, S = A.S;
+  std::vector<double> csum(A.N * A.C), csq(A.N * A.C);
+  // per-channel sums of one block (or of squared deviations from m[v]), float lanes summed in double per 256 pixels
+  auto laneSums = [&](const float* xb, const float* m, double* out) {
+    std::vector<double> acc(V, 0.0);
+    std::vector<float> partv(V);
+    float* part = partv.data();
+    for (int64_t s0 = 0; s0 < S; s0 += 256) {
+      std::fill(partv.begin(), partv.end(), 0.f);
+      for (int64_t s = s0; s < std::min(S, s0 + 256); s++) {
+        if (m) {
+#pragma omp simd
+          for (int64_t v = 0; v < V; v++) { float d = xb[s * V + v] - m[v]; part[v] += d * d; }
+        } else {
+#pragma omp simd
+          for (int64_t v = 0; v < V; v++) part[v] += xb[s * V + v];
+        }
+      }
+      for (int64_t v = 0; v < V; v++) acc[v] += part[v];
+    }
+    for (int64_t v = 0; v < V; v++) out[v] = acc[v];
+  };
+  auto groupOf = [&](int64_t nb, int64_t v) { return (nb / CB) * A.G + ((nb % CB) * V + v) / cg; };
+  const double len = (double)(cg * S);
+#pragma omp parallel for schedule(static)
+  for (int64_t nb = 0; nb < A.N * CB; nb++) laneSums(x + nb * S * V, nullptr, &csum[nb * V]);
+  for (int64_t ng = 0; ng < A.N * A.G; ng++) {
+    double t = 0;
+    for (int64_t c = 0; c < cg; c++) t += csum[(ng / A.G) * A.C + (ng % A.G) * cg + c];
+    mean[ng] = (float)(t / len);
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t nb = 0; nb < A.N * CB; nb++) {
+    std::vector<float> m(V);
+    for (int64_t v = 0; v < V; v++) m[v] = mean[groupOf(nb, v)];
+    laneSums(x + nb * S * V, m.data(), &csq[nb * V]);
+  }
+  for (int64_t ng = 0; ng < A.N * A.G; ng++) {
+    double t = 0;
+    for (int64_t c = 0; c < cg; c++) t += csq[(ng / A.G) * A.C + (ng % A.G) * cg + c];
+    rstd[ng] = (float)(1.0 / std::sqrt(t / len + eps));
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t nb = 0; nb < A.N * CB; nb++) {
+    std::vector<float> av(V), bv(V);
+    float *a = av.data(), *b = bv.data();
+    for (int64_t v = 0; v < V; v++) {
+      int64_t ch = (nb % CB) * V + v, ng = groupOf(nb, v);
+      a[v] = rstd[ng] * gm[ch];
+      b[v] = bt[ch] - mean[ng] * a[v];
+    }
+    const float* xb = x + nb * S * V;
+    float* yb = y + nb * S * V;
+    for (int64_t s = 0; s < S; s++) {
+      if (silu) {
+#pragma omp simd
+        for (int64_t v = 0; v < V; v++) { float z = xb[s * V + v] * a[v] + b[v]; yb[s * V + v] = z * sigm(z); }
+      } else {
+#pragma omp simd
+        for (int64_t v = 0; v < V; v++) yb[s * V + v] = xb[s * V + v] * a[v] + b[v];
+      }
+    }
+  }
+}
+
+// groupNorm(x, xs, gamma, beta, groups, eps, silu, y, mean, rstd, layout?): x and y in the given layout
 Napi::Value GroupNorm(const Napi::CallbackInfo& info) {
   const char* fn = "groupNorm";
   Dims xs = getDims(info, 1, fn, "input shape");
@@ -620,6 +748,10 @@ Napi::Value GroupNorm(const Napi::CallbackInfo& info) {
   double eps = getNum(info, 5, fn, "eps");
   bool silu = info[6].ToBoolean();
   Buf y = getBuf(info, 7, fn, "out", x.n), mean = getBuf(info, 8, fn, "mean", A.N * A.G), rstd = getBuf(info, 9, fn, "rstd", A.N * A.G);
+  if (int64_t layout = getLayout(info, 10, fn, xs)) {
+    groupNormBlocked(A, layout == kBlocked16 ? 16 : A.C, x.p, gm.p, bt.p, eps, silu, y.p, mean.p, rstd.p);
+    return info.Env().Undefined();
+  }
   int64_t cg = A.C / A.G, len = cg * A.S;
 #pragma omp parallel for schedule(dynamic)
   for (int64_t ng = 0; ng < A.N * A.G; ng++) {
@@ -874,17 +1006,22 @@ Napi::Value SliceChannels(const Napi::CallbackInfo& info) {
 }
 
 // upsample2x(x, xs, y) and upsample2xBackward(dy, xs, dx)
+// upsample2x(x, xs, y, layout?): nearest-neighbour 2x of [N, C, H, W]; x and y in the given layout
 Napi::Value Upsample2x(const Napi::CallbackInfo& info) {
   const char* fn = "upsample2x";
   Dims xs = getDims(info, 1, fn, "input shape", 4);
   Buf x = getBuf(info, 0, fn, "input", prod(xs)), y = getBuf(info, 2, fn, "out", prod(xs) * 4);
-  int64_t NC = xs[0] * xs[1], H = xs[2], W = xs[3];
+  int64_t layout = getLayout(info, 3, fn, xs);
+  // values per pixel: one (NCHW), the channel block (nChw16c) or all channels (NHWC)
+  const int64_t V = layout == kBlocked16 ? 16 : layout == kNHWC ? xs[1] : 1;
+  int64_t NC = xs[0] * xs[1] / V, H = xs[2], W = xs[3];
 #pragma omp parallel for schedule(static) if (y.n > kParallelMin)
   for (int64_t nc = 0; nc < NC; nc++)
     for (int64_t h = 0; h < 2 * H; h++) {
-      const float* xr = x.p + (nc * H + h / 2) * W;
-      float* yr = y.p + (nc * 2 * H + h) * 2 * W;
-      for (int64_t w = 0; w < 2 * W; w++) yr[w] = xr[w >> 1];
+      const float* xr = x.p + (nc * H + h / 2) * W * V;
+      float* yr = y.p + (nc * 2 * H + h) * 2 * W * V;
+      for (int64_t w = 0; w < 2 * W; w++)
+        for (int64_t v = 0; v < V; v++) yr[w * V + v] = xr[(w >> 1) * V + v];
     }
   return info.Env().Undefined();
 }
@@ -1019,6 +1156,10 @@ Napi::Value CpuHasV3(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), ok);
 }
 
+Napi::Value CpuHasBf16(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), cpuHasBf16());
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto v = dnnl::version();
   Napi::Object o = Napi::Object::New(info.Env());
@@ -1067,6 +1208,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
 #endif
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
+  exports.Set("relayout", Napi::Function::New(env, Relayout));
   exports.Set("conv2dBackward", Napi::Function::New(env, Conv2dBackward));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("binary", Napi::Function::New(env, Binary));
@@ -1093,6 +1235,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("addInPlace", Napi::Function::New(env, AddInPlace));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("cpuHasV3", Napi::Function::New(env, CpuHasV3));
+  exports.Set("cpuHasBf16", Napi::Function::New(env, CpuHasBf16));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;
 }

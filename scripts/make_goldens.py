@@ -54,6 +54,14 @@ def layers():
     dy = det(list(y.shape), 7)
     y.backward(dy)
     g['conv_s1_p1'] = dict(y=lst(y), yshape=list(y.shape), dx=lst(x.grad), dw=lst(w.grad), db=lst(b.grad))
+    # conv2d 3x3 at precision bf16 (forward only): input and weights rounded float32 -> bfloat16 (round to nearest
+    # even, as oneDNN's reorders do), products accumulated exactly here; 32 channels, so the native backend runs its
+    # bf16 kernels and layouts
+    x, w, b = det([2, 32, 6, 6], 20), det([32, 32, 3, 3], 21, 0.1), det([32], 22)
+    bf16 = lambda t: t.float().bfloat16().double()
+    y = F.conv2d(bf16(x), bf16(w), b.float().double(), padding=1)
+    y32 = F.conv2d(x.float().double(), w.float().double(), b.float().double(), padding=1)
+    g['conv_bf16'] = dict(y=lst(y), yshape=list(y.shape), y_f32=lst(y32))
     # group norm (3 groups, eps 1e-6) with affine, and fused with SiLU
     for silu in (False, True):
         x = det([2, 6, 4, 3], 8).requires_grad_()

@@ -4,7 +4,8 @@ import { createRequire } from 'node:module';
 import { freemem, totalmem } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type Tensor, getBackend, noGrad } from '../engine/tensor.js';
-import { fromArray } from '../engine/ops.js';
+import { type Precision, fromArray } from '../engine/ops.js';
+import type { Backend } from '../engine/backend.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, type DiffusionConfig, validateDiffusionConfig } from '../diffusion/gaussian.js';
 import { scaledBetaRange, type BetaSchedule } from '../diffusion/schedule.js';
 import { defaultClip, sample, samplerPlan, type SampleOptions, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
@@ -163,8 +164,28 @@ export function modelPath(spec: string): string {
   throw new Error(`${spec}: model folder not found${names.length ? ` (shipped models: ${names.join(', ')})` : ''}`);
 }
 
-function loadForSampling(spec: string) {
+let precision: Precision = 'f32';
+
+/** The global --precision: bf16 only for commands that run the model forward, on a backend that has it. */
+export function setPrecision(p: Precision, command: string, backend: Backend): void {
+  if (p === 'bf16') {
+    if (command === 'train') throw new Error('--precision bf16: training runs in float32 (bf16 is for sampling and evaluation)');
+    if (backend.name === 'native' && !(backend as Backend & { info: { bf16: boolean } }).info.bf16)
+      throw new Error('--precision bf16: this CPU has neither AVX512-BF16 nor AMX, so oneDNN has no bf16 kernels for it; use f32');
+    if (backend.name === 'webgpu') throw new Error('--precision bf16: not implemented on the webgpu backend; use f32');
+  }
+  precision = p;
+}
+
+/** A model folder loaded for the forward pass, in the chosen precision. */
+function loadModelForward(spec: string) {
   const { model, folder } = loadModel(modelPath(spec));
+  model.precision = precision;
+  return { model, folder };
+}
+
+function loadForSampling(spec: string) {
+  const { model, folder } = loadModelForward(spec);
   for (const w of folder.warnings) console.error(w);
   const diffusion = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
   return { model, diffusion, cfg: folder.unetConfig };
@@ -490,7 +511,7 @@ export async function interpolateCommand(o: Opts): Promise<void> {
 
 export async function predictCommand(o: Opts): Promise<void> {
   ensureWritableFile(o.output, '--output');
-  const { model, folder } = loadModel(modelPath(o.model));
+  const { model, folder } = loadModelForward(o.model);
   for (const w of folder.warnings) console.error(w);
   const Tn = folder.diffusion.config.timesteps;
   const { shape, data } = parseNpy(new Uint8Array(readFileSync(o.input)), o.input);

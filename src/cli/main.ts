@@ -34,8 +34,10 @@ program
   .description('Denoising diffusion probabilistic models (Ho, Jain & Abbeel 2020): train, sample, evaluate')
   .option('--backend <name>', 'tensor backend: native, reference, wasm or webgpu (default: native when built; env DDPM_BACKEND)')
   .option('--threads <n>', 'CPU threads of the native backend (default: the CPUs this process may use; env DDPM_THREADS)', int('--threads', 1))
-  .hook('preAction', async (cmdObj) => {
-    await useBackendAsync(cmdObj.opts().backend, cmdObj.opts().threads);
+  .addOption(new Option('--precision <p>', 'convolutions of the diffusion model in sampling and evaluation: f32, or bf16 (native backend on CPUs with AVX512-BF16 / AMX; float32 accumulation; training stays f32)').choices(['f32', 'bf16']).default('f32'))
+  .hook('preAction', async (cmdObj, action) => {
+    const backend = await useBackendAsync(cmdObj.opts().backend, cmdObj.opts().threads);
+    cmd.setPrecision(cmdObj.opts().precision, action.name(), backend);
   });
 
 program

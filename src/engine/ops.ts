@@ -1,6 +1,6 @@
 // Differentiable operations. Each computes its forward value on the current backend and records its backward.
 import type { BinaryOp, ConvParams, UnaryOp } from './backend.js';
-import { Tensor, fmtShape, getBackend, makeResult, shapeSize } from './tensor.js';
+import { Tensor, fmtShape, getBackend, isGradEnabled, makeResult, shapeSize } from './tensor.js';
 import { fillRandom, type RandomKey } from './random.js';
 
 const be = getBackend;
@@ -280,13 +280,22 @@ export interface Conv2dOptions {
   stride?: number;
   /** Symmetric padding, or [top, bottom, left, right]. */
   padding?: number | [number, number, number, number];
+  /** 'bf16': input and weights rounded to bfloat16, float32 accumulation (forward only; see ConvParams.bf16). */
+  precision?: Precision;
 }
+
+export type Precision = 'f32' | 'bf16';
 
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   const stride = opts.stride ?? 1;
   const pad = opts.padding ?? 0;
   const [pt, pb, pl, pr] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad;
   const p: ConvParams = { stride, padTop: pt, padBottom: pb, padLeft: pl, padRight: pr };
+  p.forwardOnly = !(isGradEnabled() && [x, w, b].some((t) => t && (t.requiresGrad || t.node)));
+  if (opts.precision === 'bf16') {
+    if (!p.forwardOnly) throw new Error('conv2d: precision bf16 is forward-only (sampling, evaluation); run it under noGrad, and train in f32');
+    p.bf16 = true;
+  } else if (opts.precision !== undefined && opts.precision !== 'f32') throw new Error(`conv2d: unknown precision "${opts.precision}" (expected f32 or bf16)`);
   if (x.shape.length !== 4 || w.shape.length !== 4 || x.shape[1] !== w.shape[1])
     throw new Error(`conv2d: input ${fmtShape(x.shape)} and weight ${fmtShape(w.shape)} do not match (expected [N,C,H,W] and [O,C,kh,kw])`);
   if (b && (b.shape.length !== 1 || b.shape[0] !== w.shape[0])) throw new Error(`conv2d: bias ${fmtShape(b.shape)} does not match weight ${fmtShape(w.shape)}`);

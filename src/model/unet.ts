@@ -154,6 +154,11 @@ export class UNet {
   readonly params = new Map<string, Tensor>();
   private readonly specs: ParamSpec[] = [];
   private dropoutSite = 0;
+  /**
+   * 'bf16': the convolutions of forward() round their inputs and weights to bfloat16 and accumulate in float32
+   * (sampling and evaluation on CPUs with AVX512-BF16 / AMX; forward only). Attention and the linear layers stay f32.
+   */
+  precision: T.Precision = 'f32';
 
   constructor(config: UNetConfig) {
     validateConfig(config);
@@ -266,7 +271,7 @@ export class UNet {
   }
 
   private convF(name: string, x: Tensor, opts: T.Conv2dOptions = { padding: 1 }): Tensor {
-    return T.conv2d(x, this.p(`${name}.weight`), this.p(`${name}.bias`), opts);
+    return T.conv2d(x, this.p(`${name}.weight`), this.p(`${name}.bias`), { ...opts, precision: this.precision });
   }
 
   private resnetF(name: string, x: Tensor, tembAct: Tensor, o: ForwardOptions): Tensor {

@@ -59,16 +59,72 @@ export function loadAddon(): { addon: Addon | null; error: string } {
   return cached;
 }
 
+/** Activation layouts of the addon (native/ddpm_native.cc): channel-blocked nChw16c (f32 convolutions) and NHWC (bf16). */
+const BLOCKED16 = 1, NHWC = 2;
+/** A buffer's layout and the [N, C, H, W] it holds. */
+interface Tag {
+  layout: number;
+  dims: number[];
+}
+/** The row-major shape whose order is the buffer's: [N, C/16, H*W, 16] or [N, H*W, C]. */
+const physical = (t: Tag) => (t.layout === BLOCKED16 ? [t.dims[0], t.dims[1] / 16, t.dims[2] * t.dims[3], 16] : [t.dims[0], t.dims[2] * t.dims[3], t.dims[1]]);
+/** The same for a [1|N, C|1, 1, 1] operand broadcast against it. */
+const physicalPerChannel = (t: Tag, s: number[]) =>
+  t.layout === BLOCKED16 ? [s[0], s[1] === 1 ? 1 : s[1] / 16, 1, s[1] === 1 ? 1 : 16] : [s[0], 1, s[1]];
+const sameDims = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+
 export class NativeBackend implements Backend<Storage> {
   readonly name = 'native';
-  readonly info: { onednn: string; threads: number };
+  readonly info: { onednn: string; threads: number; bf16: boolean };
   private readonly a: Addon;
+  /**
+   * Layout tags. A buffer in this map holds [N, C, H, W] in the layout its convolution computed in (nChw16c for f32,
+   * NHWC for bf16; the size is unchanged), as a forward-only convolution left it. Kernels that know the layouts
+   * (convolution, group norm, elementwise ops and per-channel broadcasts, concatenation, upsampling) keep them;
+   * every other kernel, and every read, sees the plain NCHW copy made by plain(). In-place kernels only ever run on
+   * plain buffers (weights, optimiser state); write() makes a buffer plain.
+   */
+  private readonly blocked = new WeakMap<Storage, Tag>();
+  private readonly plainCopies = new WeakMap<Storage, Storage>();
 
   /** threads: the OpenMP team for our loops and oneDNN (default: what the caller computed, see select.ts). */
   constructor(addon: Addon, threads?: number) {
     this.a = addon;
     if (threads !== undefined) addon.setThreads(threads);
-    this.info = addon.info();
+    this.info = { ...addon.info(), bf16: addon.cpuHasBf16() };
+  }
+
+  /** x in NCHW (x itself when it is plain; a conversion made once per blocked buffer otherwise). */
+  private plain(x: Storage): Storage {
+    const t = this.blocked.get(x);
+    if (!t) return x;
+    let y = this.plainCopies.get(x);
+    if (!y) {
+      y = new Float32Array(x.length);
+      this.a.relayout(x, t.dims, t.layout, 0, y);
+      this.plainCopies.set(x, y);
+    }
+    return y;
+  }
+  private tag(y: Storage, t: Tag | undefined): Storage {
+    if (t) this.blocked.set(y, t);
+    return y;
+  }
+  /** x's tag when x is in a layout of ours and holds the 4-D shape xs. */
+  private blockedAs(x: Storage, xs: number[]): Tag | undefined {
+    const t = this.blocked.get(x);
+    return t && sameDims(t.dims, xs) ? t : undefined;
+  }
+  /** Makes an in-place target plain (never needed by the engine's own use; kept for safety). */
+  private makePlain(x: Storage): void {
+    if (!this.blocked.has(x)) return;
+    x.set(this.plain(x));
+    this.blocked.delete(x);
+    this.plainCopies.delete(x);
+  }
+  /** Whether x is stored blocked (tests and benchmarks). */
+  isBlocked(x: unknown): boolean {
+    return x instanceof Float32Array && this.blocked.has(x);
   }
 
   upload(values: Float32Array): Storage {
@@ -81,137 +137,171 @@ export class NativeBackend implements Backend<Storage> {
     return x.length;
   }
   async read(x: Storage): Promise<Float32Array> {
-    return x.slice();
+    return this.plain(x).slice();
   }
   readSync(x: Storage): Float32Array {
-    return x;
+    return this.plain(x);
   }
   write(x: Storage, values: Float32Array): void {
     if (values.length !== x.length) throw new Error(`write: ${values.length} values for a buffer of ${x.length}`);
     x.set(values);
+    this.blocked.delete(x);
+    this.plainCopies.delete(x);
   }
   copy(x: Storage): Storage {
-    return x.slice();
+    return this.tag(x.slice(), this.blocked.get(x));
   }
 
   conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
     const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride), wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
     const y = new Float32Array(xs[0] * ws[0] * ho * wo);
-    this.a.conv2dForward(x, xs, w, ws, b, convArr(p), y);
-    return y;
+    const t = this.blockedAs(x, xs);
+    const layout = this.a.conv2dForward(t ? x : this.plain(x), xs, this.plain(w), ws, b && this.plain(b), convArr(p), y, !!p.bf16, t ? t.layout : 0, !!p.forwardOnly);
+    return this.tag(y, layout ? { layout, dims: [xs[0], ws[0], ho, wo] } : undefined);
   }
   conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
     const dx = needDx ? new Float32Array(prodOf(xs)) : null;
     const dw = new Float32Array(prodOf(ws));
     const db = withBias ? new Float32Array(ws[0]) : null;
-    this.a.conv2dBackward(x, xs, dy, w, ws, convArr(p), dx, dw, db);
+    this.a.conv2dBackward(this.plain(x), xs, this.plain(dy), this.plain(w), ws, convArr(p), dx, dw, db);
     return { dx, dw, db };
   }
   matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
     const out = new Float32Array(batch * m * n);
-    this.a.matmul(a, b, batch, m, k, n, transA, transB, out);
+    this.a.matmul(this.plain(a), this.plain(b), batch, m, k, n, transA, transB, out);
     return out;
   }
   binary(op: BinaryOp, a: Storage, as: number[], b: Storage, bs: number[], outShape: number[]): Storage {
     const y = new Float32Array(prodOf(outShape));
-    this.a.binary(BINARY[op], a, as, b, bs, outShape, y);
+    const da = this.blockedAs(a, as), db = this.blockedAs(b, bs);
+    // a per-channel (or per-sample) operand [1|N, C|1, 1, 1] against one in our layout: the same broadcast on the
+    // layout's row-major view, where the channel axis is split (C/16, 16) or last
+    const perChannel = (s: number[], t: Tag) => s.length === 4 && s[2] === 1 && s[3] === 1 && (s[0] === 1 || s[0] === t.dims[0]) && (s[1] === 1 || s[1] === t.dims[1]);
+    if (da && db && da.layout === db.layout && sameDims(da.dims, db.dims) && sameDims(da.dims, outShape)) {
+      this.a.binary(BINARY[op], a, [a.length], b, [b.length], [y.length], y);
+      return this.tag(y, da);
+    }
+    if (da && !db && sameDims(da.dims, outShape) && perChannel(bs, da)) {
+      this.a.binary(BINARY[op], a, physical(da), this.plain(b), physicalPerChannel(da, bs), physical(da), y);
+      return this.tag(y, da);
+    }
+    if (db && !da && sameDims(db.dims, outShape) && perChannel(as, db)) {
+      this.a.binary(BINARY[op], this.plain(a), physicalPerChannel(db, as), b, physical(db), physical(db), y);
+      return this.tag(y, db);
+    }
+    this.a.binary(BINARY[op], this.plain(a), as, this.plain(b), bs, outShape, y);
     return y;
   }
   reduceSum(x: Storage, xs: number[], outShape: number[]): Storage {
     const y = new Float32Array(prodOf(outShape));
-    this.a.reduceSum(x, xs, outShape, y);
+    this.a.reduceSum(this.plain(x), xs, outShape, y);
     return y;
   }
   unary(op: UnaryOp, x: Storage): Storage {
     const y = new Float32Array(x.length);
     this.a.unary(UNARY[op], x, y);
-    return y;
+    return this.tag(y, this.blocked.get(x));
   }
   clamp(x: Storage, lo: number, hi: number): Storage {
     const y = new Float32Array(x.length);
     this.a.clamp(x, lo, hi, y);
-    return y;
+    return this.tag(y, this.blocked.get(x));
   }
   clampBackward(x: Storage, lo: number, hi: number, dy: Storage): Storage {
     const dx = new Float32Array(x.length);
-    this.a.clampBackward(x, lo, hi, dy, dx);
+    this.a.clampBackward(this.plain(x), lo, hi, this.plain(dy), dx);
     return dx;
   }
   unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage {
     const dx = new Float32Array(x.length);
-    this.a.unaryBackward(UNARY[op], x, y, dy, dx);
+    this.a.unaryBackward(UNARY[op], this.plain(x), this.plain(y), this.plain(dy), dx);
     return dx;
   }
   affine(x: Storage, alpha: number, beta: number): Storage {
     const y = new Float32Array(x.length);
     this.a.affine(x, alpha, beta, y);
-    return y;
+    return this.tag(y, this.blocked.get(x));
   }
   groupNorm(x: Storage, xs: number[], gamma: Storage, beta: Storage, groups: number, eps: number, silu: boolean) {
     const y = new Float32Array(x.length), mean = new Float32Array(xs[0] * groups), rstd = new Float32Array(xs[0] * groups);
-    this.a.groupNorm(x, xs, gamma, beta, groups, eps, silu, y, mean, rstd);
-    return { y, mean, rstd };
+    const t = this.blockedAs(x, xs);
+    this.a.groupNorm(t ? x : this.plain(x), xs, this.plain(gamma), this.plain(beta), groups, eps, silu, y, mean, rstd, t ? t.layout : 0);
+    return { y: this.tag(y, t), mean, rstd };
   }
   groupNormBackward(x: Storage, xs: number[], gamma: Storage, beta: Storage, mean: Storage, rstd: Storage, groups: number, silu: boolean, dy: Storage) {
     const dx = new Float32Array(x.length), dgamma = new Float32Array(xs[1]), dbeta = new Float32Array(xs[1]);
-    this.a.groupNormBackward(x, xs, gamma, beta, mean, rstd, groups, silu, dy, dx, dgamma, dbeta);
+    this.a.groupNormBackward(this.plain(x), xs, this.plain(gamma), this.plain(beta), mean, rstd, groups, silu, this.plain(dy), dx, dgamma, dbeta);
     return { dx, dgamma, dbeta };
   }
   softmax(x: Storage, rows: number, cols: number): Storage {
     const y = new Float32Array(x.length);
-    this.a.softmax(x, rows, cols, y);
+    this.a.softmax(this.plain(x), rows, cols, y);
     return y;
   }
   softmaxBackward(y: Storage, dy: Storage, rows: number, cols: number): Storage {
     const dx = new Float32Array(y.length);
-    this.a.softmaxBackward(y, dy, rows, cols, dx);
+    this.a.softmaxBackward(this.plain(y), this.plain(dy), rows, cols, dx);
     return dx;
   }
   permute(x: Storage, xs: number[], perm: number[]): Storage {
     const y = new Float32Array(x.length);
-    this.a.permute(x, xs, perm, y);
+    this.a.permute(this.plain(x), xs, perm, y);
     return y;
   }
   concat(xs: Storage[], shapes: number[][]): Storage {
     const C = shapes.reduce((s, sh) => s + sh[1], 0);
     const y = new Float32Array(shapes[0][0] * C * prodOf(shapes[0].slice(2)));
-    this.a.concat(xs, shapes, y);
+    const tags = xs.map((x, i) => this.blockedAs(x, shapes[i]));
+    const layout = tags[0]?.layout;
+    if (layout && tags.every((t) => t?.layout === layout)) {
+      // nChw16c: blocks of 16 channels concatenate like channels ([N, C_i/16, H*W*16] along axis 1); NHWC: each
+      // pixel's channels ([N*H*W, C_i, 1] along axis 1)
+      const view = (s: number[]) => (layout === BLOCKED16 ? [s[0], s[1] / 16, s[2] * s[3] * 16] : [s[0] * s[2] * s[3], s[1], 1]);
+      this.a.concat(xs, shapes.map(view), y);
+      return this.tag(y, { layout, dims: [shapes[0][0], C, shapes[0][2], shapes[0][3]] });
+    }
+    this.a.concat(xs.map((x) => this.plain(x)), shapes, y);
     return y;
   }
   sliceChannels(x: Storage, xs: number[], c0: number, c: number): Storage {
     const y = new Float32Array(xs[0] * c * prodOf(xs.slice(2)));
-    this.a.sliceChannels(x, xs, c0, c, y);
+    this.a.sliceChannels(this.plain(x), xs, c0, c, y);
     return y;
   }
   upsample2x(x: Storage, xs: number[]): Storage {
     const y = new Float32Array(x.length * 4);
-    this.a.upsample2x(x, xs, y);
-    return y;
+    const t = this.blockedAs(x, xs);
+    this.a.upsample2x(t ? x : this.plain(x), xs, y, t ? t.layout : 0);
+    return this.tag(y, t && { layout: t.layout, dims: [xs[0], xs[1], 2 * xs[2], 2 * xs[3]] });
   }
   pool2d(kind: 'max' | 'avg', x: Storage, xs: number[], k: number, stride: number, pad: number, countPad: boolean): Storage {
     const Ho = convOutSize(xs[2], k, pad, pad, stride), Wo = convOutSize(xs[3], k, pad, pad, stride);
     const y = new Float32Array(xs[0] * xs[1] * Ho * Wo);
-    this.a.pool2d(kind === 'max' ? 0 : countPad ? 1 : 2, x, xs, k, stride, pad, y);
+    this.a.pool2d(kind === 'max' ? 0 : countPad ? 1 : 2, this.plain(x), xs, k, stride, pad, y);
     return y;
   }
   upsample2xBackward(dy: Storage, xs: number[]): Storage {
     const dx = new Float32Array(prodOf(xs));
-    this.a.upsample2xBackward(dy, xs, dx);
+    this.a.upsample2xBackward(this.plain(dy), xs, dx);
     return dx;
   }
   adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void {
-    this.a.adamStep(p, g, m, v, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.step);
+    [p, m, v].forEach((t) => this.makePlain(t));
+    this.a.adamStep(p, this.plain(g), m, v, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.step);
   }
   emaUpdate(ema: Storage, p: Storage, decay: number): void {
-    this.a.emaUpdate(ema, p, decay);
+    this.makePlain(ema);
+    this.a.emaUpdate(ema, this.plain(p), decay);
   }
   sumSquares(x: Storage): Storage {
-    return Float32Array.of(this.a.sumSquares(x));
+    return Float32Array.of(this.a.sumSquares(this.plain(x)));
   }
   scaleInPlace(x: Storage, s: Storage): void {
-    this.a.scaleInPlace(x, s[0]);
+    this.makePlain(x);
+    this.a.scaleInPlace(x, this.plain(s)[0]);
   }
   addInPlace(x: Storage, y: Storage): void {
-    this.a.addInPlace(x, y);
+    this.makePlain(x);
+    this.a.addInPlace(x, this.plain(y));
   }
 }

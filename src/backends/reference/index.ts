@@ -48,6 +48,22 @@ function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
 
+/**
+ * A copy of a rounded to bfloat16 (the top 16 bits of the float32, rounded to nearest even; NaN stays NaN), kept in
+ * the array's own type: how oneDNN's reorders convert float32 to bf16, so a bf16 convolution here computes on the
+ * same values as the native backend's.
+ */
+export function roundToBf16<A extends Float32Array | Float64Array>(a: A): A {
+  const f = Float32Array.from(a);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < u.length; i++) {
+    const v = u[i];
+    if ((v & 0x7f800000) === 0x7f800000 && v & 0x7fffff) continue; // NaN
+    u[i] = ((v + 0x7fff + ((v >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+  return (a instanceof Float32Array ? f : Float64Array.from(f)) as A;
+}
+
 export class ReferenceBackend implements Backend<Storage> {
   readonly name: string;
   /** Float32Array normally; Float64Array for finite-difference gradient checks in double precision. */
@@ -86,6 +102,7 @@ export class ReferenceBackend implements Backend<Storage> {
   }
 
   conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
+    if (p.bf16) [x, w] = [roundToBf16(x), roundToBf16(w)];
     const [N, C, H, W] = xs;
     const [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);

@@ -4,7 +4,7 @@
 // Single-threaded.
 import type { ConvParams } from '../../engine/backend.js';
 import { convOutSize } from '../../engine/backend.js';
-import { ReferenceBackend } from '../reference/index.js';
+import { ReferenceBackend, roundToBf16 } from '../reference/index.js';
 import { GEMM_WASM_BASE64 } from './gemm-wasm.js';
 
 type Storage = Float32Array;
@@ -111,6 +111,7 @@ export class WasmBackend extends ReferenceBackend {
   }
 
   override conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
+    if (p.bf16) [x, w] = [roundToBf16(x), roundToBf16(w)];
     const [N, C, H, W] = xs, [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
     const K = C * KH * KW, P = Ho * Wo;

@@ -289,6 +289,7 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   }
 
   conv2d(x: GpuStorage, xs: number[], w: GpuStorage, ws: number[], b: GpuStorage | null, p: ConvParams): GpuStorage {
+    if (p.bf16) throw new Error('backend webgpu: precision bf16 is not implemented here (it is a CPU path: native backend on AVX512-BF16 / AMX); use f32');
     const [N, C, H, W] = xs, [O, , KH, KW] = ws;
     const { padTop: pt, padBottom: pb, padLeft: pl, padRight: pr } = p;
     const Hp = H + pt + pb, Wp = W + pl + pr;

@@ -1,0 +1,135 @@
+// The native backend's activation layouts and its bf16 convolutions. Forward-only graphs (sampling, evaluation) keep
+// activations in the layout oneDNN computes in (nChw16c for f32, NHWC for bf16) from one kernel to the next; every
+// kernel on such buffers must give the values of the plain NCHW path, and every read must be plain.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import * as T from '../src/engine/ops.js';
+import { Tensor, noGrad } from '../src/engine/tensor.js';
+import type { NativeBackend } from '../src/backends/native/index.js';
+import { roundToBf16 } from '../src/backends/reference/index.js';
+import { UNet, PRESETS } from '../src/model/unet.js';
+import { NATIVE_SKIP, ROOT, assertClose, maxAbsDiff, native, reference, withBackend } from './helpers.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const L = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', 'layers.json'), 'utf8')) as any;
+/** scale * sin(1.7 i + 0.3 + k): the deterministic inputs of the golden script. */
+function det(shape: number[], k = 0, scale = 1, requiresGrad = false): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(Float32Array.from({ length: n }, (_, i) => scale * Math.sin(1.7 * i + 0.3 + k)), shape, requiresGrad);
+}
+
+const nb = native as NativeBackend | null;
+const bf16Skip = NATIVE_SKIP || (nb && !nb.info.bf16 ? 'this CPU has no AVX512-BF16 / AMX' : false);
+
+/**
+ * A forward-only chain touching every layout-aware kernel: conv into 32 channels, group norm + SiLU, a per-sample
+ * per-channel add, SiLU, a residual add, concat with a second conv's 16 channels (48: groups across blocks),
+ * group norm, upsampling, a strided conv, affine, then a layout-unaware kernel (permute). Values from host arrays.
+ */
+function chain(precision: T.Precision): Tensor[] {
+  const x = det([2, 3, 8, 8], 1), w1 = det([32, 3, 3, 3], 2, 0.3), b1 = det([32], 3, 0.1);
+  const w2 = det([16, 32, 1, 1], 4, 0.2), w3 = det([8, 48, 3, 3], 5, 0.1), b3 = det([8], 6);
+  const g32 = det([32], 7, 0.5), be32 = det([32], 8, 0.1), g48 = det([48], 9, 0.5), be48 = det([48], 10, 0.1), tb = det([2, 32, 1, 1], 11);
+  return noGrad(() => {
+    const h1 = T.conv2d(x, w1, b1, { padding: 1, precision });
+    const h2 = T.groupNorm(h1, g32, be32, 8, 1e-6, true);
+    const h3 = T.add(h2, tb);
+    const h4 = T.add(h1, T.silu(h3));
+    const h5 = T.concat([h4, T.conv2d(h4, w2, null, { precision })]);
+    const h6 = T.upsample2x(T.groupNorm(h5, g48, be48, 6, 1e-6, false));
+    const h7 = T.affine(T.conv2d(h6, w3, b3, { stride: 2, padding: 1, precision }), 0.5, 0.1);
+    return [h1, h2, h3, h4, h5, h6, h7, T.permute(h5, [0, 2, 3, 1])];
+  });
+}
+
+describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
+  for (const precision of ['f32', 'bf16'] as const)
+    it(`a forward-only chain in ${precision} keeps its layout between kernels and equals the reference backend`, { skip: precision === 'bf16' ? bf16Skip : false }, async () => {
+      const ours = withBackend(native!, () => chain(precision));
+      const ref = withBackend(reference, () => chain(precision));
+      // the layout path is taken: conv outputs, group norm, the adds, concat and upsampling stay in it
+      for (const i of [0, 1, 2, 3, 4, 5]) assert.ok(nb!.isBlocked(ours[i].storage), `step ${i} left its layout`);
+      for (let i = 0; i < ours.length; i++) assertClose(await ours[i].data(), await ref[i].data(), 2e-4, 2e-4, `step ${i}`);
+      // reads are plain and a second read gives the same values
+      assertClose(ours[6].dataSync(), await ours[6].data(), 0, 0, 'dataSync = data');
+    });
+
+  it('a convolution recorded for gradients writes plain NCHW (training never sees the layouts)', () => withBackend(native!, () => {
+    const x = det([1, 16, 5, 5], 1, 1, true), w = det([16, 16, 3, 3], 2, 0.1, true);
+    const y = T.conv2d(x, w, null, { padding: 1 });
+    assert.equal(nb!.isBlocked(y.storage), false);
+    assert.equal(nb!.isBlocked(noGrad(() => T.conv2d(x, w, null, { padding: 1 })).storage), true);
+  }));
+
+  it('the tiny U-Net forward under noGrad (layouts) equals the recorded forward (plain) within 1e-5', async () => withBackend(native!, async () => {
+    const m = new UNet(PRESETS.tiny()).init(3);
+    const x = det([2, 1, 8, 8], 5), t = [7, 801];
+    const plain = await m.forward(x, t).data();
+    const laid = await noGrad(() => m.forward(x, t)).data();
+    assert.ok(maxAbsDiff(plain, laid) < 1e-5, `max difference ${maxAbsDiff(plain, laid)}`);
+  }));
+
+  it('write() on a buffer in a layout makes it plain', () => withBackend(native!, () => {
+    const y = noGrad(() => T.conv2d(det([1, 16, 4, 4], 1), det([16, 16, 1, 1], 2), null));
+    assert.ok(nb!.isBlocked(y.storage));
+    const v = Float32Array.from({ length: y.size }, (_, i) => i);
+    y.write(v);
+    assert.equal(nb!.isBlocked(y.storage), false);
+    assertClose(y.dataSync(), v, 0, 0, 'written values');
+  }));
+});
+
+describe('precision bf16', () => {
+  it('the reference backend rounds to nearest even, as oneDNN does', () => {
+    const v = new Float32Array([1, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -9, -2.5, NaN, Infinity, 3.14159]);
+    const r = roundToBf16(v);
+    assert.deepEqual(Array.from(r.subarray(0, 5)), [1, 1, 1 + 4 * 2 ** -8, 1, -2.5]);
+    assert.ok(Number.isNaN(r[5]));
+    assert.equal(r[6], Infinity);
+    assert.equal(r[7], 3.140625);
+  });
+
+  for (const be of [reference, ...(native ? [native] : [])])
+    it(`conv2d bf16 equals PyTorch on bf16-rounded operands (${be.name})`, { skip: be === native ? bf16Skip : false }, async () => withBackend(be, async () => {
+      const y = noGrad(() => T.conv2d(det([2, 32, 6, 6], 20), det([32, 32, 3, 3], 21, 0.1), det([32], 22), { padding: 1, precision: 'bf16' }));
+      assert.deepEqual(y.shape, L.conv_bf16.yshape);
+      const v = await y.data();
+      assertClose(v, L.conv_bf16.y, 1e-4, 1e-5, 'bf16 conv');
+      // and it is not the f32 result (the rounding happened)
+      assert.ok(maxAbsDiff(v, L.conv_bf16.y_f32) > 1e-3, 'bf16 result equals the f32 one');
+    }));
+
+  it('refuses a bf16 convolution whose gradient would be taken, and unknown precisions', () => withBackend(reference, () => {
+    const x = det([1, 2, 3, 3], 1, 1, true), w = det([2, 2, 1, 1], 2);
+    assert.throws(() => T.conv2d(x, w, null, { precision: 'bf16' }), /bf16 is forward-only/);
+    assert.throws(() => T.conv2d(x, w, null, { precision: 'f16' as T.Precision }), /unknown precision "f16"/);
+  }));
+
+  it('the mnist U-Net in bf16 stays close to f32 (eps within 5e-2 absolute, mean under 5e-3)', { skip: bf16Skip }, async () => withBackend(native!, async () => {
+    const m = new UNet(PRESETS.mnist()).init(1);
+    const x = det([2, 1, 28, 28], 3), t = [10, 900];
+    const f32 = await noGrad(() => m.forward(x, t)).data();
+    m.precision = 'bf16';
+    const b16 = await noGrad(() => m.forward(x, t)).data();
+    const d = f32.map((v, i) => Math.abs(v - b16[i]));
+    const mean = d.reduce((a, b) => a + b, 0) / d.length;
+    assert.ok(Math.max(...d) < 5e-2 && mean < 5e-3 && mean > 0, `max ${Math.max(...d)} mean ${mean}`);
+  }));
+});
+
+describe('--precision (CLI)', () => {
+  it('bf16 is refused for training, with the reason', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), '--precision', 'bf16', 'train', '--data', 'embedded', '--out', join(ROOT, 'no-such-run')], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /--precision bf16: training runs in float32/);
+    assert.equal(existsSync(join(ROOT, 'no-such-run')), false);
+  });
+  it('an unknown precision is refused', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), '--precision', 'f16', 'info'], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /--precision.*f16.*f32, bf16/s);
+  });
+});
