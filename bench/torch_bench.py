@@ -118,6 +118,31 @@ def fwd_or_bwd(f, name):
     return fb
 
 
+_group_norm = F.group_norm
+
+
+def _group_norm_f32(x, *args, **kw):
+    # PyTorch 1.13's CPU autocast leaves group_norm out of its float32 list and then fails on a bf16 input with
+    # float32 weights; later releases run it in float32, as here
+    return _group_norm(x.float(), *args, **kw)
+
+
+def autocast_bf16(fn):
+    """The same workload under CPU autocast to bfloat16 (PyTorch's own bf16 path for inference)."""
+    def run():
+        F.group_norm = _group_norm_f32
+        try:
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                return fn()
+        finally:
+            F.group_norm = _group_norm
+    return run
+
+
+if len(sys.argv) > 1 and sys.argv[1] == '--version':
+    print(torch.__version__)
+    sys.exit(0)
+
 cache = {}
 for line in sys.stdin:
     parts = line.split()
@@ -128,6 +153,6 @@ for line in sys.stdin:
     for channels_last in (False, True):
         key = (name, channels_last)
         if key not in cache:
-            cache[key] = build(name, channels_last)
+            cache[key] = autocast_bf16(build(name[:-5], channels_last)) if name.endswith('-bf16') else build(name, channels_last)
         out.append(timeit(cache[key], iters))
     print(f'{out[0]:.6f} {out[1]:.6f}', flush=True)

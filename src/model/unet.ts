@@ -271,7 +271,10 @@ export class UNet {
   }
 
   private convF(name: string, x: Tensor, opts: T.Conv2dOptions = { padding: 1 }): Tensor {
-    return T.conv2d(x, this.p(`${name}.weight`), this.p(`${name}.bias`), { ...opts, precision: this.precision });
+    // conv_in stays f32 in bf16 mode: rounding x_t itself to 8 bits of mantissa would swamp eps at small t, where
+    // x_t carries it scaled by sqrt(1 - alphabar_t) ~ 0.01 (and the layer is cheap: 1 or 3 input channels)
+    const precision = name === 'conv_in' ? 'f32' : this.precision;
+    return T.conv2d(x, this.p(`${name}.weight`), this.p(`${name}.bias`), { ...opts, precision });
   }
 
   private resnetF(name: string, x: Tensor, tembAct: Tensor, o: ForwardOptions): Tensor {
