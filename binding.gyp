@@ -20,6 +20,11 @@
           "target_name": "ddpm_native_v3",
           "defines": ["DDPM_LEVEL_V3"],
           "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-cast-function-type", "-march=x86-64-v3"]
+        },
+        {
+          "target_name": "ddpm_native_v4",
+          "defines": ["DDPM_LEVEL_V4"],
+          "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-parameter", "-Wno-cast-function-type", "-march=x86-64-v4", "-mprefer-vector-width=512"]
         }
       ]
     }]

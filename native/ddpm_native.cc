@@ -676,47 +676,65 @@ void groupNormBlocked(const GNArgs& A, int64_t V, const float* x, const float* g
   const int64_t CB = A.C / V, cg = A.C / A.G, S = A.S;
   std::vector<double> csum(A.N * A.C), csq(A.N * A.C);
   // per-channel sums of one block (or of squared deviations from m[v]), float lanes summed in double per 256 pixels
+  // (four interleaved accumulators per lane, so that consecutive pixels' additions do not wait on each other)
   auto laneSums = [&](const float* xb, const float* m, double* out) {
     std::vector<double> acc(V, 0.0);
-    std::vector<float> partv(V);
-    float* part = partv.data();
+    std::vector<float> partv(4 * V), zero(V, 0.f);
+    float *p0 = partv.data(), *p1 = p0 + V, *p2 = p1 + V, *p3 = p2 + V;
+    const float* mm = m ? m : zero.data();
     for (int64_t s0 = 0; s0 < S; s0 += 256) {
       std::fill(partv.begin(), partv.end(), 0.f);
-      for (int64_t s = s0; s < std::min(S, s0 + 256); s++) {
-        if (m) {
+      const int64_t s1 = std::min(S, s0 + 256);
+      int64_t s = s0;
+      if (m) {
+        for (; s + 4 <= s1; s += 4) {
+          const float* r = xb + s * V;
 #pragma omp simd
-          for (int64_t v = 0; v < V; v++) { float d = xb[s * V + v] - m[v]; part[v] += d * d; }
-        } else {
-#pragma omp simd
-          for (int64_t v = 0; v < V; v++) part[v] += xb[s * V + v];
+          for (int64_t v = 0; v < V; v++) {
+            float d0 = r[v] - mm[v], d1 = r[V + v] - mm[v], d2 = r[2 * V + v] - mm[v], d3 = r[3 * V + v] - mm[v];
+            p0[v] += d0 * d0; p1[v] += d1 * d1; p2[v] += d2 * d2; p3[v] += d3 * d3;
+          }
         }
+        for (; s < s1; s++)
+#pragma omp simd
+          for (int64_t v = 0; v < V; v++) { float d = xb[s * V + v] - mm[v]; p0[v] += d * d; }
+      } else {
+        for (; s + 4 <= s1; s += 4) {
+          const float* r = xb + s * V;
+#pragma omp simd
+          for (int64_t v = 0; v < V; v++) { p0[v] += r[v]; p1[v] += r[V + v]; p2[v] += r[2 * V + v]; p3[v] += r[3 * V + v]; }
+        }
+        for (; s < s1; s++)
+#pragma omp simd
+          for (int64_t v = 0; v < V; v++) p0[v] += xb[s * V + v];
       }
-      for (int64_t v = 0; v < V; v++) acc[v] += part[v];
+      for (int64_t v = 0; v < V; v++) acc[v] += (p0[v] + p1[v]) + (p2[v] + p3[v]);
     }
     for (int64_t v = 0; v < V; v++) out[v] = acc[v];
   };
   auto groupOf = [&](int64_t nb, int64_t v) { return (nb / CB) * A.G + ((nb % CB) * V + v) / cg; };
   const double len = (double)(cg * S);
-#pragma omp parallel for schedule(static)
-  for (int64_t nb = 0; nb < A.N * CB; nb++) laneSums(x + nb * S * V, nullptr, &csum[nb * V]);
-  for (int64_t ng = 0; ng < A.N * A.G; ng++) {
-    double t = 0;
-    for (int64_t c = 0; c < cg; c++) t += csum[(ng / A.G) * A.C + (ng % A.G) * cg + c];
-    mean[ng] = (float)(t / len);
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t nb = 0; nb < A.N * CB; nb++) {
+  // group statistics from the per-channel sums of groups g0 .. g1-1 (flat n * G + g)
+  auto means = [&](int64_t g0, int64_t g1) {
+    for (int64_t ng = g0; ng < g1; ng++) {
+      double t = 0;
+      for (int64_t c = 0; c < cg; c++) t += csum[(ng / A.G) * A.C + (ng % A.G) * cg + c];
+      mean[ng] = (float)(t / len);
+    }
+  };
+  auto rstds = [&](int64_t g0, int64_t g1) {
+    for (int64_t ng = g0; ng < g1; ng++) {
+      double t = 0;
+      for (int64_t c = 0; c < cg; c++) t += csq[(ng / A.G) * A.C + (ng % A.G) * cg + c];
+      rstd[ng] = (float)(1.0 / std::sqrt(t / len + eps));
+    }
+  };
+  auto deviations = [&](int64_t nb) {
     std::vector<float> m(V);
     for (int64_t v = 0; v < V; v++) m[v] = mean[groupOf(nb, v)];
     laneSums(x + nb * S * V, m.data(), &csq[nb * V]);
-  }
-  for (int64_t ng = 0; ng < A.N * A.G; ng++) {
-    double t = 0;
-    for (int64_t c = 0; c < cg; c++) t += csq[(ng / A.G) * A.C + (ng % A.G) * cg + c];
-    rstd[ng] = (float)(1.0 / std::sqrt(t / len + eps));
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t nb = 0; nb < A.N * CB; nb++) {
+  };
+  auto normalize = [&](int64_t nb) {
     std::vector<float> av(V), bv(V);
     float *a = av.data(), *b = bv.data();
     for (int64_t v = 0; v < V; v++) {
@@ -735,7 +753,29 @@ void groupNormBlocked(const GNArgs& A, int64_t V, const float* x, const float* g
         for (int64_t v = 0; v < V; v++) yb[s * V + v] = xb[s * V + v] * a[v] + b[v];
       }
     }
+  };
+  if (V % cg == 0) {
+    // every group lies inside one block: all three passes per block while it is in cache
+#pragma omp parallel for schedule(static)
+    for (int64_t nb = 0; nb < A.N * CB; nb++) {
+      int64_t g0 = groupOf(nb, 0), g1 = groupOf(nb, V - 1) + 1;
+      laneSums(x + nb * S * V, nullptr, &csum[nb * V]);
+      means(g0, g1);
+      deviations(nb);
+      rstds(g0, g1);
+      normalize(nb);
+    }
+    return;
   }
+  // groups across blocks (e.g. 96 channels in 16 groups of 6): each pass over all blocks, statistics in between
+#pragma omp parallel for schedule(static)
+  for (int64_t nb = 0; nb < A.N * CB; nb++) laneSums(x + nb * S * V, nullptr, &csum[nb * V]);
+  means(0, A.N * A.G);
+#pragma omp parallel for schedule(static)
+  for (int64_t nb = 0; nb < A.N * CB; nb++) deviations(nb);
+  rstds(0, A.N * A.G);
+#pragma omp parallel for schedule(static)
+  for (int64_t nb = 0; nb < A.N * CB; nb++) normalize(nb);
 }
 
 // groupNorm(x, xs, gamma, beta, groups, eps, silu, y, mean, rstd, layout?): x and y in the given layout
@@ -1156,6 +1196,19 @@ Napi::Value CpuHasV3(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), ok);
 }
 
+// cpuHasV4(): whether this CPU runs x86-64-v4 code (v3 and AVX-512 F/BW/CD/DQ/VL), the level of the third build
+Napi::Value CpuHasV4(const Napi::CallbackInfo& info) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2") &&
+            __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512cd") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+  bool ok = false;
+#endif
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
 Napi::Value CpuHasBf16(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), cpuHasBf16());
 }
@@ -1163,7 +1216,9 @@ Napi::Value CpuHasBf16(const Napi::CallbackInfo& info) {
 Napi::Value Info(const Napi::CallbackInfo& info) {
   auto v = dnnl::version();
   Napi::Object o = Napi::Object::New(info.Env());
-#ifdef DDPM_LEVEL_V3
+#if defined(DDPM_LEVEL_V4)
+  o.Set("build", "x86-64-v4");
+#elif defined(DDPM_LEVEL_V3)
   o.Set("build", "x86-64-v3");
 #else
   o.Set("build", "baseline");
@@ -1235,6 +1290,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("addInPlace", Napi::Function::New(env, AddInPlace));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("cpuHasV3", Napi::Function::New(env, CpuHasV3));
+  exports.Set("cpuHasV4", Napi::Function::New(env, CpuHasV4));
   exports.Set("cpuHasBf16", Napi::Function::New(env, CpuHasBf16));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;

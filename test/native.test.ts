@@ -75,7 +75,7 @@ describe('native threads', { skip: NATIVE_SKIP }, () => {
 });
 
 describe('native builds', { skip: NATIVE_SKIP }, () => {
-  it('the baseline build and the x86-64-v3 build (chosen by CPU) compute the same', () => {
+  it('the baseline, x86-64-v3 and x86-64-v4 builds (the best the CPU runs is chosen) compute the same', () => {
     const script = `
       import { NativeBackend, loadAddon } from ${JSON.stringify(join(ROOT, 'dist/src/backends/native/index.js'))};
       const a = loadAddon().addon, b = new NativeBackend(a, 1);
@@ -89,8 +89,14 @@ describe('native builds', { skip: NATIVE_SKIP }, () => {
       assert.equal(r.status, 0, r.stderr);
       return JSON.parse(r.stdout);
     };
-    const base = run('baseline'), best = run('');
+    const base = run('baseline');
     assert.equal(base.build, 'baseline');
-    for (const k of ['y', 's', 'e']) base[k].forEach((v: number, i: number) => assert.ok(Math.abs(v - best[k][i]) <= 1e-5 * Math.max(1, Math.abs(v)), `${k}[${i}]: ${v} vs ${best[k][i]} (${best.build})`));
+    for (const level of ['v3', 'v4', '']) {
+      const other = run(level);
+      if (level) assert.ok(other.build === `x86-64-${level}` || other.build !== 'baseline' || level === 'v3', `asked for ${level}, got ${other.build}`);
+      for (const k of ['y', 's', 'e']) base[k].forEach((v: number, i: number) => assert.ok(Math.abs(v - other[k][i]) <= 1e-5 * Math.max(1, Math.abs(v)), `${k}[${i}]: ${v} vs ${other[k][i]} (${other.build})`));
+    }
+    const bad = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DDPM_NATIVE_BUILD: 'v9' } });
+    assert.notEqual(bad.status, 0);
   });
 });
