@@ -351,7 +351,9 @@ Napi::Value Relayout(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// conv2dBackward(x, xs, dy, w, ws, params, dx | null, dw, db | null): both gradients, with dy reordered once
+// conv2dBackward(x, xs, dy, w, ws, params, dx | null, dw, db | null, xLayout, dyLayout, keep) -> dx's layout: both
+// gradients, with dy reordered once (not at all when it comes in the primitives' layout); keep: dx may be left in
+// the primitive's layout when it is one of ours
 Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
   const char* fn = "conv2dBackward";
   bool needDx = info.Length() > 6 && !info[6].IsNull() && !info[6].IsUndefined();
@@ -363,17 +365,27 @@ Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
   Buf dx = needDx ? getBuf(info, 6, fn, "input gradient", prod(k.xs)) : Buf{nullptr, 0};
   Buf dw = getBuf(info, 7, fn, "weight gradient", prod(k.ws));
   Buf db = bias ? getBuf(info, 8, fn, "bias gradient", (size_t)k.ws[0]) : Buf{nullptr, 0};
+  Dims yd = convOut(k);
+  int64_t xLayout = getLayout(info, 9, fn, k.xs), dyLayout = getLayout(info, 10, fn, yd);
+  bool keep = info.Length() > 11 && info[11].ToBoolean();
+  int64_t dxLayout = kNCHW;
   DNNL_GUARD(fn, {
     ConvPrims& P = getConv(k);
-    memory dym = toLayout(P, BWD_DY, P.y_user, dy.p, P.bwd_w_pd.diff_dst_desc());
+    memory::desc dy_user = layoutDesc(yd, dyLayout), x_user = layoutDesc(k.xs, xLayout);
+    memory dym = toLayout(P, BWD_DY, dy_user, dy.p, P.bwd_w_pd.diff_dst_desc());
     if (needDx) {
-      memory dym2 = P.bwd_data_pd.diff_dst_desc() == P.bwd_w_pd.diff_dst_desc() ? dym : toLayout(P, BWD_DY2, P.y_user, dy.p, P.bwd_data_pd.diff_dst_desc());
+      memory dym2 = P.bwd_data_pd.diff_dst_desc() == P.bwd_w_pd.diff_dst_desc() ? dym : toLayout(P, BWD_DY2, dy_user, dy.p, P.bwd_data_pd.diff_dst_desc());
       memory wm = toLayout(P, BWD_W, P.w_user, w.p, P.bwd_data_pd.weights_desc());
-      OutMem dxm(P, BWD_DX, P.x_user, dx.p, P.bwd_data_pd.diff_src_desc());
+      if (keep) {
+        auto ds = P.bwd_data_pd.diff_src_desc();
+        if (k.xs[1] % 16 == 0 && ds == layoutDesc(k.xs, kBlocked16)) dxLayout = kBlocked16;
+        else if (ds == layoutDesc(k.xs, kNHWC)) dxLayout = kNHWC;
+      }
+      OutMem dxm(P, BWD_DX, layoutDesc(k.xs, dxLayout), dx.p, P.bwd_data_pd.diff_src_desc());
       P.bwd_data.execute(strm(), {{DNNL_ARG_DIFF_DST, dym2}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm.m}});
       dxm.finish();
     }
-    memory xm = toLayout(P, BWDW_SRC, P.x_user, x.p, P.bwd_w_pd.src_desc());
+    memory xm = toLayout(P, BWDW_SRC, x_user, x.p, P.bwd_w_pd.src_desc());
     OutMem dwm(P, BWDW_DW, P.w_user, dw.p, P.bwd_w_pd.diff_weights_desc());
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm.m}};
     if (bias) args[DNNL_ARG_DIFF_BIAS] = memory(P.b_md, eng(), db.p);
@@ -381,7 +393,7 @@ Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
     dwm.finish();
     strm().wait();
   })
-  return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), (double)dxLayout);
 }
 
 // matmul(a, b, batch, m, k, n, transA, transB, out): out[b] = op(A[b]) op(B[b]) through oneDNN's sgemm
@@ -835,7 +847,108 @@ Napi::Value GroupNorm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// groupNormBackward(x, xs, gamma, beta, mean, rstd, groups, silu, dy, dx, dgamma, dbeta)
+/**
+ * The gradient of groupNormBlocked: x, dy and dx stored as [N][C/V][S][V] (nChw16c: V = 16; NHWC: V = C). Pass 1
+ * sums, per channel and sample, d = dy (times SiLU' when fused) and d x_hat; the group means of their gamma-weighted
+ * sums follow; pass 2 writes dx = rstd (d gamma - m1 - x_hat m2), recomputing d.
+ */
+void groupNormBackwardBlocked(const GNArgs& A, int64_t V, const float* x, const float* gm, const float* bt, const float* mean, const float* rstd, bool silu,
+                              const float* dy, float* dx, float* dgm, float* dbt) {
+  const int64_t CB = A.C / V, cg = A.C / A.G, S = A.S;
+  std::vector<double> pg(A.N * A.C), pb(A.N * A.C), m1(A.N * A.G), m2(A.N * A.G);
+  auto groupOf = [&](int64_t nb, int64_t v) { return (nb / CB) * A.G + ((nb % CB) * V + v) / cg; };
+  struct Lanes {
+    std::vector<float> m, r, g, b;
+  };
+  auto lanes = [&](int64_t nb) {
+    Lanes l{std::vector<float>(V), std::vector<float>(V), std::vector<float>(V), std::vector<float>(V)};
+    for (int64_t v = 0; v < V; v++) {
+      int64_t ng = groupOf(nb, v), ch = (nb % CB) * V + v;
+      l.m[v] = mean[ng], l.r[v] = rstd[ng], l.g[v] = gm[ch], l.b[v] = bt[ch];
+    }
+    return l;
+  };
+#pragma omp parallel for schedule(static)
+  for (int64_t nb = 0; nb < A.N * CB; nb++) {
+    Lanes l = lanes(nb);
+    const float *m = l.m.data(), *r = l.r.data(), *g = l.g.data(), *b = l.b.data();
+    const float* xb = x + nb * S * V;
+    const float* db = dy + nb * S * V;
+    std::vector<double> ag(V, 0.0), ab(V, 0.0);
+    std::vector<float> pgv(V), pbv(V);
+    float *fg = pgv.data(), *fb = pbv.data();
+    for (int64_t s0 = 0; s0 < S; s0 += 256) {
+      std::fill(pgv.begin(), pgv.end(), 0.f);
+      std::fill(pbv.begin(), pbv.end(), 0.f);
+      for (int64_t s = s0; s < std::min(S, s0 + 256); s++) {
+        const float *xr = xb + s * V, *dr = db + s * V;
+        if (silu) {
+#pragma omp simd
+          for (int64_t v = 0; v < V; v++) {
+            float xh = (xr[v] - m[v]) * r[v], z = xh * g[v] + b[v], sg = sigm(z);
+            float d = dr[v] * sg * (1.f + z * (1.f - sg));
+            fg[v] += d * xh;
+            fb[v] += d;
+          }
+        } else {
+#pragma omp simd
+          for (int64_t v = 0; v < V; v++) {
+            float xh = (xr[v] - m[v]) * r[v];
+            fg[v] += dr[v] * xh;
+            fb[v] += dr[v];
+          }
+        }
+      }
+      for (int64_t v = 0; v < V; v++) ag[v] += fg[v], ab[v] += fb[v];
+    }
+    for (int64_t v = 0; v < V; v++) pg[nb * V + v] = ag[v], pb[nb * V + v] = ab[v];
+  }
+  const double len = (double)(cg * S);
+  for (int64_t ng = 0; ng < A.N * A.G; ng++) {
+    int64_t n = ng / A.G, g = ng % A.G;
+    double s1 = 0, s2 = 0;
+    for (int64_t c = g * cg; c < (g + 1) * cg; c++) s1 += pb[n * A.C + c] * gm[c], s2 += pg[n * A.C + c] * gm[c];
+    m1[ng] = s1 / len, m2[ng] = s2 / len;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t nb = 0; nb < A.N * CB; nb++) {
+    Lanes l = lanes(nb);
+    const float *m = l.m.data(), *r = l.r.data(), *g = l.g.data(), *b = l.b.data();
+    std::vector<float> a1(V), a2(V);
+    for (int64_t v = 0; v < V; v++) a1[v] = (float)m1[groupOf(nb, v)], a2[v] = (float)m2[groupOf(nb, v)];
+    const float *p1 = a1.data(), *p2 = a2.data();
+    const float* xb = x + nb * S * V;
+    const float* db = dy + nb * S * V;
+    float* ob = dx + nb * S * V;
+    for (int64_t s = 0; s < S; s++) {
+      const float *xr = xb + s * V, *dr = db + s * V;
+      float* orow = ob + s * V;
+      if (silu) {
+#pragma omp simd
+        for (int64_t v = 0; v < V; v++) {
+          float xh = (xr[v] - m[v]) * r[v], z = xh * g[v] + b[v], sg = sigm(z);
+          float d = dr[v] * sg * (1.f + z * (1.f - sg));
+          orow[v] = r[v] * (d * g[v] - p1[v] - xh * p2[v]);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t v = 0; v < V; v++) {
+          float xh = (xr[v] - m[v]) * r[v];
+          orow[v] = r[v] * (dr[v] * g[v] - p1[v] - xh * p2[v]);
+        }
+      }
+    }
+  }
+  for (int64_t c = 0; c < A.C; c++) {
+    double a = 0, b = 0;
+    for (int64_t n = 0; n < A.N; n++) a += pg[n * A.C + c], b += pb[n * A.C + c];
+    dgm[c] = (float)a;
+    dbt[c] = (float)b;
+  }
+}
+
+// groupNormBackward(x, xs, gamma, beta, mean, rstd, groups, silu, dy, dx, dgamma, dbeta, layout?): x, dy and dx in
+// the given layout
 Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   const char* fn = "groupNormBackward";
   Dims xs = getDims(info, 1, fn, "input shape");
@@ -846,6 +959,10 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   bool silu = info[7].ToBoolean();
   Buf dy = getBuf(info, 8, fn, "output gradient", x.n), dx = getBuf(info, 9, fn, "input gradient", x.n);
   Buf dgm = getBuf(info, 10, fn, "gamma gradient", A.C), dbt = getBuf(info, 11, fn, "beta gradient", A.C);
+  if (int64_t layout = getLayout(info, 12, fn, xs)) {
+    groupNormBackwardBlocked(A, layout == kBlocked16 ? 16 : A.C, x.p, gm.p, bt.p, mean.p, rstd.p, silu, dy.p, dx.p, dgm.p, dbt.p);
+    return info.Env().Undefined();
+  }
   int64_t cg = A.C / A.G;
   std::vector<double> pg(A.N * A.C), pb(A.N * A.C);  // per-sample partial sums of dgamma, dbeta
 #pragma omp parallel for schedule(dynamic)
@@ -1098,18 +1215,23 @@ Napi::Value Pool2d(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// upsample2xBackward(dy, xs, dx, layout?): dy and dx in the given layout
 Napi::Value Upsample2xBackward(const Napi::CallbackInfo& info) {
   const char* fn = "upsample2xBackward";
   Dims xs = getDims(info, 1, fn, "input shape", 4);
   Buf dy = getBuf(info, 0, fn, "output gradient", prod(xs) * 4), dx = getBuf(info, 2, fn, "input gradient", prod(xs));
-  int64_t NC = xs[0] * xs[1], H = xs[2], W = xs[3];
+  int64_t layout = getLayout(info, 3, fn, xs);
+  const int64_t V = layout == kBlocked16 ? 16 : layout == kNHWC ? xs[1] : 1;  // values per pixel
+  int64_t NC = xs[0] * xs[1] / V, H = xs[2], W = xs[3];
 #pragma omp parallel for schedule(static) if (dy.n > kParallelMin)
   for (int64_t nc = 0; nc < NC; nc++)
     for (int64_t h = 0; h < H; h++) {
-      const float* r0 = dy.p + (nc * 2 * H + 2 * h) * 2 * W;
-      const float* r1 = r0 + 2 * W;
-      float* o = dx.p + (nc * H + h) * W;
-      for (int64_t w = 0; w < W; w++) o[w] = r0[2 * w] + r0[2 * w + 1] + r1[2 * w] + r1[2 * w + 1];
+      const float* r0 = dy.p + (nc * 2 * H + 2 * h) * 2 * W * V;
+      const float* r1 = r0 + 2 * W * V;
+      float* o = dx.p + (nc * H + h) * W * V;
+      for (int64_t w = 0; w < W; w++)
+        for (int64_t v = 0; v < V; v++)
+          o[w * V + v] = r0[2 * w * V + v] + r0[(2 * w + 1) * V + v] + r1[2 * w * V + v] + r1[(2 * w + 1) * V + v];
     }
   return info.Env().Undefined();
 }

@@ -25,12 +25,6 @@ export interface ConvParams {
    * the products accumulated in float32; the output is float32. A backend that cannot do this refuses it.
    */
   bf16?: boolean;
-  /**
-   * Nothing will take this convolution's gradient (sampling, evaluation): the backend may leave its output in an
-   * internal layout (the native backend's channel-blocked nChw16c) for the next kernels, converting only where a
-   * kernel needs the plain one. Values read back are always plain NCHW.
-   */
-  forwardOnly?: boolean;
 }
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';

@@ -291,9 +291,8 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptio
   const pad = opts.padding ?? 0;
   const [pt, pb, pl, pr] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad;
   const p: ConvParams = { stride, padTop: pt, padBottom: pb, padLeft: pl, padRight: pr };
-  p.forwardOnly = !(isGradEnabled() && [x, w, b].some((t) => t && (t.requiresGrad || t.node)));
   if (opts.precision === 'bf16') {
-    if (!p.forwardOnly) throw new Error('conv2d: precision bf16 is forward-only (sampling, evaluation); run it under noGrad, and train in f32');
+    if (isGradEnabled() && [x, w, b].some((t) => t && (t.requiresGrad || t.node))) throw new Error('conv2d: precision bf16 is forward-only (sampling, evaluation); run it under noGrad, and train in f32');
     p.bf16 = true;
   } else if (opts.precision !== undefined && opts.precision !== 'f32') throw new Error(`conv2d: unknown precision "${opts.precision}" (expected f32 or bf16)`);
   if (x.shape.length !== 4 || w.shape.length !== 4 || x.shape[1] !== w.shape[1])

@@ -92,10 +92,11 @@ export class NativeBackend implements Backend<Storage> {
   private readonly a: Addon;
   /**
    * Layout tags. A buffer in this map holds [N, C, H, W] in the layout its convolution computed in (nChw16c for f32,
-   * NHWC for bf16; the size is unchanged), as a forward-only convolution left it. Kernels that know the layouts
-   * (convolution, group norm, elementwise ops and per-channel broadcasts, concatenation, upsampling) keep them;
-   * every other kernel, and every read, sees the plain NCHW copy made by plain(). In-place kernels only ever run on
-   * plain buffers (weights, optimiser state); write() makes a buffer plain.
+   * NHWC for bf16; the size is unchanged), as the convolution (or its data gradient) left it. Kernels that know the
+   * layouts keep them: convolution forward and backward, group norm and its gradient, elementwise ops, per-channel
+   * broadcasts and their reductions, concatenation and channel slices, upsampling and its gradient. Every other
+   * kernel, and every read, sees the plain NCHW copy made by plain(). In-place kernels only ever run on plain buffers
+   * (weights, optimiser state); write() makes a buffer plain.
    */
   private readonly blocked = new WeakMap<Storage, Tag>();
   private readonly plainCopies = new WeakMap<Storage, Storage>();
@@ -118,6 +119,14 @@ export class NativeBackend implements Backend<Storage> {
       this.plainCopies.set(x, y);
     }
     return y;
+  }
+  /** x in the layout of tag t (x itself when it is already; converted otherwise). */
+  private inLayout(x: Storage, t: Tag): Storage {
+    const have = this.blocked.get(x);
+    if (have && have.layout === t.layout && sameDims(have.dims, t.dims)) return x;
+    const y = out(x.length);
+    this.a.relayout(this.plain(x), t.dims, 0, t.layout, y);
+    return this.tag(y, t);
   }
   private tag(y: Storage, t: Tag | undefined): Storage {
     if (t) this.blocked.set(y, t);
@@ -169,15 +178,16 @@ export class NativeBackend implements Backend<Storage> {
     const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride), wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
     const y = out(xs[0] * ws[0] * ho * wo);
     const t = this.blockedAs(x, xs);
-    const layout = this.a.conv2dForward(t ? x : this.plain(x), xs, this.plain(w), ws, b && this.plain(b), convArr(p), y, !!p.bf16, t ? t.layout : 0, !!p.forwardOnly);
+    const layout = this.a.conv2dForward(t ? x : this.plain(x), xs, this.plain(w), ws, b && this.plain(b), convArr(p), y, !!p.bf16, t ? t.layout : 0, true);
     return this.tag(y, layout ? { layout, dims: [xs[0], ws[0], ho, wo] } : undefined);
   }
   conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
     const dx = needDx ? out(prodOf(xs)) : null;
     const dw = out(prodOf(ws));
     const db = withBias ? out(ws[0]) : null;
-    this.a.conv2dBackward(this.plain(x), xs, this.plain(dy), this.plain(w), ws, convArr(p), dx, dw, db);
-    return { dx, dw, db };
+    const tx = this.blockedAs(x, xs), tdy = this.blockedAs(dy, [xs[0], ws[0], ...(this.blocked.get(dy)?.dims.slice(2) ?? [])]);
+    const layout = this.a.conv2dBackward(tx ? x : this.plain(x), xs, tdy ? dy : this.plain(dy), this.plain(w), ws, convArr(p), dx, dw, db, tx ? tx.layout : 0, tdy ? tdy.layout : 0, true);
+    return { dx: dx && this.tag(dx, layout ? { layout, dims: xs } : undefined), dw, db };
   }
   matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
     const y = out(batch * m * n);
@@ -194,6 +204,12 @@ export class NativeBackend implements Backend<Storage> {
       this.a.binary(BINARY[op], a, [a.length], b, [b.length], [y.length], y);
       return this.tag(y, da);
     }
+    // one operand in a layout, the other plain (or in another), same shape: the other joins the first's layout
+    if ((da || db) && sameDims(as, bs) && sameDims(as, outShape)) {
+      const t = (da ?? db)!;
+      this.a.binary(BINARY[op], this.inLayout(a, t), [a.length], this.inLayout(b, t), [b.length], [y.length], y);
+      return this.tag(y, t);
+    }
     if (da && !db && sameDims(da.dims, outShape) && perChannel(bs, da)) {
       this.a.binary(BINARY[op], a, physical(da), this.plain(b), physicalPerChannel(da, bs), physical(da), y);
       return this.tag(y, da);
@@ -207,6 +223,12 @@ export class NativeBackend implements Backend<Storage> {
   }
   reduceSum(x: Storage, xs: number[], outShape: number[]): Storage {
     const y = new Float32Array(prodOf(outShape));
+    const t = this.blockedAs(x, xs);
+    // the gradient of a per-channel broadcast: the same reduction on the layout's row-major view
+    if (t && outShape.length === 4 && outShape[2] === 1 && outShape[3] === 1 && (outShape[0] === 1 || outShape[0] === xs[0]) && (outShape[1] === 1 || outShape[1] === xs[1])) {
+      this.a.reduceSum(x, physical(t), physicalPerChannel(t, outShape), y);
+      return y;
+    }
     this.a.reduceSum(this.plain(x), xs, outShape, y);
     return y;
   }
@@ -227,7 +249,12 @@ export class NativeBackend implements Backend<Storage> {
   }
   unaryBackward(op: UnaryOp, x: Storage, y: Storage, dy: Storage): Storage {
     const dx = out(x.length);
-    this.a.unaryBackward(UNARY[op], this.plain(x), this.plain(y), this.plain(dy), dx);
+    const t = this.blocked.get(x);
+    if (t) {
+      this.a.unaryBackward(UNARY[op], x, this.inLayout(y, t), this.inLayout(dy, t), dx);
+      return this.tag(dx, t);
+    }
+    this.a.unaryBackward(UNARY[op], x, this.plain(y), this.plain(dy), dx);
     return dx;
   }
   affine(x: Storage, alpha: number, beta: number): Storage {
@@ -242,7 +269,12 @@ export class NativeBackend implements Backend<Storage> {
     return { y: this.tag(y, t), mean, rstd };
   }
   groupNormBackward(x: Storage, xs: number[], gamma: Storage, beta: Storage, mean: Storage, rstd: Storage, groups: number, silu: boolean, dy: Storage) {
-    const dx = new Float32Array(x.length), dgamma = new Float32Array(xs[1]), dbeta = new Float32Array(xs[1]);
+    const dx = out(x.length), dgamma = new Float32Array(xs[1]), dbeta = new Float32Array(xs[1]);
+    const t = this.blockedAs(x, xs);
+    if (t) {
+      this.a.groupNormBackward(x, xs, this.plain(gamma), this.plain(beta), mean, rstd, groups, silu, this.inLayout(dy, t), dx, dgamma, dbeta, t.layout);
+      return { dx: this.tag(dx, t), dgamma, dbeta };
+    }
     this.a.groupNormBackward(this.plain(x), xs, this.plain(gamma), this.plain(beta), mean, rstd, groups, silu, this.plain(dy), dx, dgamma, dbeta);
     return { dx, dgamma, dbeta };
   }
@@ -278,6 +310,13 @@ export class NativeBackend implements Backend<Storage> {
   }
   sliceChannels(x: Storage, xs: number[], c0: number, c: number): Storage {
     const y = out(xs[0] * c * prodOf(xs.slice(2)));
+    const t = this.blockedAs(x, xs);
+    // whole 16-channel blocks of nChw16c ([N, C/16, H*W*16]), or any channels of NHWC ([N*H*W, C, 1])
+    if (t && (t.layout !== BLOCKED16 || (c0 % 16 === 0 && c % 16 === 0))) {
+      const [N, C, H, W] = xs, bl = t.layout === BLOCKED16;
+      this.a.sliceChannels(x, bl ? [N, C / 16, H * W * 16] : [N * H * W, C, 1], bl ? c0 / 16 : c0, bl ? c / 16 : c, y);
+      return this.tag(y, { layout: t.layout, dims: [N, c, H, W] });
+    }
     this.a.sliceChannels(this.plain(x), xs, c0, c, y);
     return y;
   }
@@ -295,8 +334,9 @@ export class NativeBackend implements Backend<Storage> {
   }
   upsample2xBackward(dy: Storage, xs: number[]): Storage {
     const dx = out(prodOf(xs));
-    this.a.upsample2xBackward(this.plain(dy), xs, dx);
-    return dx;
+    const t = this.blockedAs(dy, [xs[0], xs[1], 2 * xs[2], 2 * xs[3]]);
+    this.a.upsample2xBackward(t ? dy : this.plain(dy), xs, dx, t ? t.layout : 0);
+    return this.tag(dx, t && { layout: t.layout, dims: xs });
   }
   adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void {
     [p, m, v].forEach((t) => this.makePlain(t));
@@ -310,11 +350,14 @@ export class NativeBackend implements Backend<Storage> {
     return Float32Array.of(this.a.sumSquares(this.plain(x)));
   }
   scaleInPlace(x: Storage, s: Storage): void {
-    this.makePlain(x);
+    // elementwise: any layout
+    this.plainCopies.delete(x);
     this.a.scaleInPlace(x, this.plain(s)[0]);
   }
   addInPlace(x: Storage, y: Storage): void {
-    this.makePlain(x);
-    this.a.addInPlace(x, this.plain(y));
+    // the engine accumulates gradients with this: y joins x's layout
+    const t = this.blocked.get(x);
+    this.plainCopies.delete(x);
+    this.a.addInPlace(x, t ? this.inLayout(y, t) : this.plain(y));
   }
 }
