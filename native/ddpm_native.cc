@@ -9,6 +9,7 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <algorithm>
 #include <atomic>
 #include <list>
 #include <thread>
@@ -152,6 +153,12 @@ struct ConvPrims {
   dnnl::convolution_backward_weights bwd_w;
   /** Buffers in the primitives' own layouts, allocated once per shape and reused by every call (no per-call malloc). */
   std::unordered_map<int, memory> bufs;
+  /**
+   * Forward weights already in the primitive's layout (and type: bf16 weights are converted once), by the caller's
+   * (buffer id, version): ids are never reused and the version changes with every in-place write, so an entry is
+   * never stale. At most kWeightCacheMax per shape, most recent first.
+   */
+  std::list<std::pair<std::pair<double, double>, memory>> weights;
   memory& buf(int role, const memory::desc& md) {
     auto it = bufs.find(role);
     if (it == bufs.end()) it = bufs.emplace(role, memory(md, eng())).first;
@@ -160,6 +167,7 @@ struct ConvPrims {
 };
 
 enum Role { FWD_SRC, FWD_W, FWD_DST, BWD_DY, BWD_DY2, BWD_W, BWD_DX, BWDW_SRC, BWDW_DW };
+constexpr size_t kWeightCacheMax = 4;
 
 /**
  * Convolution primitives and their layout buffers, per shape, in a least-recently-used cache of at most kConvCacheMax
@@ -301,7 +309,8 @@ int64_t getLayout(const Napi::CallbackInfo& info, size_t i, const char* fn, cons
   return l;
 }
 
-// conv2dForward(x, xs, w, ws, b | null, params, y, bf16, xLayout, keep) -> the layout y was written in.
+// conv2dForward(x, xs, w, ws, b | null, params, y, bf16, xLayout, keep, wId?, wVersion?) -> the layout y was written
+// in. wId, wVersion: the weight buffer's identity and version, under which its reordered copy is kept (see weights).
 // keep: y may be left in the primitive's own output layout when it is one of ours (forward-only graphs keep
 // activations in it from one convolution to the next; see the backend's layout tags); else y is NCHW.
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
@@ -321,7 +330,23 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   DNNL_GUARD(fn, {
     ConvPrims& P = getConv(k);
     memory xm = toLayout(P, FWD_SRC, layoutDesc(k.xs, xLayout), x.p, P.fwd_pd.src_desc());
-    memory wm = toLayout(P, FWD_W, P.w_user, w.p, P.fwd_pd.weights_desc());
+    memory wm;
+    auto want = P.fwd_pd.weights_desc();
+    if (info.Length() > 11 && info[10].IsNumber() && info[11].IsNumber() && want != P.w_user) {
+      std::pair<double, double> id{info[10].As<Napi::Number>().DoubleValue(), info[11].As<Napi::Number>().DoubleValue()};
+      auto it = std::find_if(P.weights.begin(), P.weights.end(), [&](auto& e) { return e.first == id; });
+      if (it == P.weights.end()) {
+        memory user(P.w_user, eng(), w.p), m(want, eng());
+        dnnl::reorder(user, m).execute(strm(), user, m);
+        P.weights.emplace_front(id, m);
+        if (P.weights.size() > kWeightCacheMax) P.weights.pop_back();
+      } else {
+        P.weights.splice(P.weights.begin(), P.weights, it);
+      }
+      wm = P.weights.front().second;
+    } else {
+      wm = toLayout(P, FWD_W, P.w_user, w.p, want);
+    }
     if (keep) {
       auto dst = P.fwd_pd.dst_desc();
       if (yd[1] % 16 == 0 && dst == layoutDesc(yd, kBlocked16)) yLayout = kBlocked16;

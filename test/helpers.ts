@@ -45,6 +45,17 @@ export function withBackend<T>(b: Backend, fn: () => T): T {
   }
 }
 
+/** withBackend for async bodies: the backend stays installed until the body's promise settles. */
+export async function withBackendAsync<T>(b: Backend, fn: () => Promise<T>): Promise<T> {
+  const prev = getBackend();
+  setBackend(b);
+  try {
+    return await fn();
+  } finally {
+    setBackend(prev);
+  }
+}
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length, 'lengths differ');
   let m = 0;

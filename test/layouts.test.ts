@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import * as T from '../src/engine/ops.js';
 import { Tensor, noGrad } from '../src/engine/tensor.js';
 import type { NativeBackend } from '../src/backends/native/index.js';
+import type { Backend } from '../src/engine/backend.js';
 import { roundToBf16 } from '../src/backends/reference/index.js';
 import { UNet, PRESETS } from '../src/model/unet.js';
-import { NATIVE_SKIP, ROOT, assertClose, maxAbsDiff, native, reference, runWithGrads, withBackend } from './helpers.js';
+import { NATIVE_SKIP, ROOT, assertClose, maxAbsDiff, native, reference, runWithGrads, withBackend, withBackendAsync } from './helpers.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const L = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', 'layers.json'), 'utf8')) as any;
@@ -96,13 +97,34 @@ describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
     assert.equal(nb!.isBlocked(x.grad!.storage), true, 'dx left the layout');
   }));
 
-  it('the tiny U-Net forward under noGrad equals the recorded forward within 1e-5', async () => withBackend(native!, async () => {
+  it('the tiny U-Net forward under noGrad equals the recorded forward within 1e-5', async () => withBackendAsync(native!, async () => {
     const m = new UNet(PRESETS.tiny()).init(3);
     const x = det([2, 1, 8, 8], 5), t = [7, 801];
     const plain = await m.forward(x, t).data();
     const laid = await noGrad(() => m.forward(x, t)).data();
     assert.ok(maxAbsDiff(plain, laid) < 1e-5, `max difference ${maxAbsDiff(plain, laid)}`);
   }));
+
+  for (const precision of ['f32', 'bf16'] as const)
+    it(`weights kept in the convolution's layout (${precision}) follow every in-place change of the weight buffer`, { skip: precision === 'bf16' ? bf16Skip : false }, async () => {
+      const run = (be: Backend, edit: (w: Tensor) => void) => withBackendAsync(be, async () => {
+        const x = det([2, 32, 6, 6], 1), w = det([32, 32, 3, 3], 2, 0.1);
+        const conv = () => noGrad(() => T.conv2d(x, w, null, { padding: 1, precision }));
+        const before = await conv().data();
+        edit(w);
+        return { before, after: await conv().data() };
+      });
+      const edits: [string, (w: Tensor) => void][] = [
+        ['write', (w) => w.write(Float32Array.from({ length: w.size }, (_, i) => Math.cos(i) * 0.1))],
+        ['in-place add', (w) => w.backend.addInPlace(w.storage, w.backend.upload(new Float32Array(w.size).fill(0.05)))],
+        ['in-place scale', (w) => w.backend.scaleInPlace(w.storage, w.backend.upload(Float32Array.of(-2)))],
+      ];
+      for (const [what, edit] of edits) {
+        const ours = await run(native!, edit), ref = await run(reference, edit);
+        assertClose(ours.before, ref.before, 1e-4, 1e-4, `${what}: before`);
+        assertClose(ours.after, ref.after, 1e-4, 1e-4, `${what}: after (a stale cached copy would give the old result)`);
+      }
+    });
 
   it('write() on a buffer in a layout makes it plain', () => withBackend(native!, () => {
     const y = noGrad(() => T.conv2d(det([1, 16, 4, 4], 1), det([16, 16, 1, 1], 2), null));
@@ -125,7 +147,7 @@ describe('precision bf16', () => {
   });
 
   for (const be of [reference, ...(native ? [native] : [])])
-    it(`conv2d bf16 equals PyTorch on bf16-rounded operands (${be.name})`, { skip: be === native ? bf16Skip : false }, async () => withBackend(be, async () => {
+    it(`conv2d bf16 equals PyTorch on bf16-rounded operands (${be.name})`, { skip: be === native ? bf16Skip : false }, async () => withBackendAsync(be, async () => {
       const y = noGrad(() => T.conv2d(det([2, 32, 6, 6], 20), det([32, 32, 3, 3], 21, 0.1), det([32], 22), { padding: 1, precision: 'bf16' }));
       assert.deepEqual(y.shape, L.conv_bf16.yshape);
       const v = await y.data();
@@ -140,7 +162,7 @@ describe('precision bf16', () => {
     assert.throws(() => T.conv2d(x, w, null, { precision: 'f16' as T.Precision }), /unknown precision "f16"/);
   }));
 
-  it('the mnist U-Net in bf16 stays close to f32 (eps within 5e-2 absolute, mean under 5e-3)', { skip: bf16Skip }, async () => withBackend(native!, async () => {
+  it('the mnist U-Net in bf16 stays close to f32 (eps within 5e-2 absolute, mean under 5e-3)', { skip: bf16Skip }, async () => withBackendAsync(native!, async () => {
     const m = new UNet(PRESETS.mnist()).init(1);
     const x = det([2, 1, 28, 28], 3), t = [10, 900];
     const f32 = await noGrad(() => m.forward(x, t)).data();

@@ -100,6 +100,24 @@ export class NativeBackend implements Backend<Storage> {
    */
   private readonly blocked = new WeakMap<Storage, Tag>();
   private readonly plainCopies = new WeakMap<Storage, Storage>();
+  /**
+   * Identities and versions of weight buffers: the addon keeps each convolution's weights in its own layout (and in
+   * bf16, converted once) under (id, version); every in-place write bumps the version, so a cached copy is never
+   * stale, and ids are never reused.
+   */
+  private readonly ids = new WeakMap<Storage, number>();
+  private readonly versions = new WeakMap<Storage, number>();
+  private nextId = 1;
+  private idOf(w: Storage): number {
+    let id = this.ids.get(w);
+    if (id === undefined) this.ids.set(w, (id = this.nextId++));
+    return id;
+  }
+  /** Called by every kernel that writes a buffer in place. */
+  private touched(x: Storage): void {
+    this.versions.set(x, (this.versions.get(x) ?? 0) + 1);
+    this.plainCopies.delete(x);
+  }
 
   /** threads: the OpenMP team for our loops and oneDNN (default: what the caller computed, see select.ts). */
   constructor(addon: Addon, threads?: number) {
@@ -142,7 +160,7 @@ export class NativeBackend implements Backend<Storage> {
     if (!this.blocked.has(x)) return;
     x.set(this.plain(x));
     this.blocked.delete(x);
-    this.plainCopies.delete(x);
+    this.touched(x);
   }
   /** Whether x is stored blocked (tests and benchmarks). */
   isBlocked(x: unknown): boolean {
@@ -168,7 +186,7 @@ export class NativeBackend implements Backend<Storage> {
     if (values.length !== x.length) throw new Error(`write: ${values.length} values for a buffer of ${x.length}`);
     x.set(values);
     this.blocked.delete(x);
-    this.plainCopies.delete(x);
+    this.touched(x);
   }
   copy(x: Storage): Storage {
     return this.tag(x.slice(), this.blocked.get(x));
@@ -178,7 +196,8 @@ export class NativeBackend implements Backend<Storage> {
     const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride), wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
     const y = out(xs[0] * ws[0] * ho * wo);
     const t = this.blockedAs(x, xs);
-    const layout = this.a.conv2dForward(t ? x : this.plain(x), xs, this.plain(w), ws, b && this.plain(b), convArr(p), y, !!p.bf16, t ? t.layout : 0, true);
+    const wp = this.plain(w);
+    const layout = this.a.conv2dForward(t ? x : this.plain(x), xs, wp, ws, b && this.plain(b), convArr(p), y, !!p.bf16, t ? t.layout : 0, true, this.idOf(wp), this.versions.get(wp) ?? 0);
     return this.tag(y, layout ? { layout, dims: [xs[0], ws[0], ho, wo] } : undefined);
   }
   conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
@@ -339,11 +358,12 @@ export class NativeBackend implements Backend<Storage> {
     return this.tag(dx, t && { layout: t.layout, dims: xs });
   }
   adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void {
-    [p, m, v].forEach((t) => this.makePlain(t));
+    [p, m, v].forEach((t) => (this.makePlain(t), this.touched(t)));
     this.a.adamStep(p, this.plain(g), m, v, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.step);
   }
   emaUpdate(ema: Storage, p: Storage, decay: number): void {
     this.makePlain(ema);
+    this.touched(ema);
     this.a.emaUpdate(ema, this.plain(p), decay);
   }
   sumSquares(x: Storage): Storage {
@@ -351,13 +371,13 @@ export class NativeBackend implements Backend<Storage> {
   }
   scaleInPlace(x: Storage, s: Storage): void {
     // elementwise: any layout
-    this.plainCopies.delete(x);
+    this.touched(x);
     this.a.scaleInPlace(x, this.plain(s)[0]);
   }
   addInPlace(x: Storage, y: Storage): void {
     // the engine accumulates gradients with this: y joins x's layout
     const t = this.blocked.get(x);
-    this.plainCopies.delete(x);
+    this.touched(x);
     this.a.addInPlace(x, t ? this.inLayout(y, t) : this.plain(y));
   }
 }
