@@ -154,9 +154,11 @@ struct ConvPrims {
   /** Buffers in the primitives' own layouts, allocated once per shape and reused by every call (no per-call malloc). */
   std::unordered_map<int, memory> bufs;
   /**
-   * Forward weights already in the primitive's layout (and type: bf16 weights are converted once), by the caller's
-   * (buffer id, version): ids are never reused and the version changes with every in-place write, so an entry is
-   * never stale. At most kWeightCacheMax per shape, most recent first.
+   * Forward weights already in the primitive's layout (and type: bf16 weights are converted once), one entry per
+   * weight buffer of the caller: (id, version of the values it holds) and the buffer. Ids are never reused and the
+   * version changes with every in-place write, so an entry is never stale; a written weight is reordered again into
+   * its entry's buffer (training keeps one copy per layer). At most kWeightCacheMax per shape (the layers of one
+   * shape in one model), most recent first.
    */
   std::list<std::pair<std::pair<double, double>, memory>> weights;
   memory& buf(int role, const memory::desc& md) {
@@ -167,7 +169,7 @@ struct ConvPrims {
 };
 
 enum Role { FWD_SRC, FWD_W, FWD_DST, BWD_DY, BWD_DY2, BWD_W, BWD_DX, BWDW_SRC, BWDW_DW };
-constexpr size_t kWeightCacheMax = 4;
+constexpr size_t kWeightCacheMax = 64;
 
 /**
  * Convolution primitives and their layout buffers, per shape, in a least-recently-used cache of at most kConvCacheMax
@@ -333,17 +335,21 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
     memory wm;
     auto want = P.fwd_pd.weights_desc();
     if (info.Length() > 11 && info[10].IsNumber() && info[11].IsNumber() && want != P.w_user) {
-      std::pair<double, double> id{info[10].As<Napi::Number>().DoubleValue(), info[11].As<Napi::Number>().DoubleValue()};
-      auto it = std::find_if(P.weights.begin(), P.weights.end(), [&](auto& e) { return e.first == id; });
+      double id = info[10].As<Napi::Number>().DoubleValue(), version = info[11].As<Napi::Number>().DoubleValue();
+      auto it = std::find_if(P.weights.begin(), P.weights.end(), [&](auto& e) { return e.first.first == id; });
       if (it == P.weights.end()) {
-        memory user(P.w_user, eng(), w.p), m(want, eng());
-        dnnl::reorder(user, m).execute(strm(), user, m);
-        P.weights.emplace_front(id, m);
+        P.weights.emplace_front(std::make_pair(id, -1.0), memory(want, eng()));
         if (P.weights.size() > kWeightCacheMax) P.weights.pop_back();
       } else {
         P.weights.splice(P.weights.begin(), P.weights, it);
       }
-      wm = P.weights.front().second;
+      auto& e = P.weights.front();
+      if (e.first.second != version) {  // new, or written since: reorder into the entry's own buffer
+        memory user(P.w_user, eng(), w.p);
+        dnnl::reorder(user, e.second).execute(strm(), user, e.second);
+        e.first.second = version;
+      }
+      wm = e.second;
     } else {
       wm = toLayout(P, FWD_W, P.w_user, w.p, want);
     }
