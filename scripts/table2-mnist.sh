@@ -3,7 +3,8 @@
 # each parameterisation and loss, then sample quality (FD/KID/IS on the digit network, 500 ancestral samples with 100
 # respaced steps) and bits/dim (64 test images, every t <= 100 and every 10th above) per row, and a sample grid.
 # Resumable: a row whose training or evaluation finished is skipped; a killed row resumes from its last checkpoint.
-#   scripts/table2-mnist.sh OUT_DIR [STEPS] [DATA]        (DDPM: the CLI to run, default "node dist/src/cli/main.js")
+#   scripts/table2-mnist.sh OUT_DIR [STEPS] [DATA]        (DDPM: the CLI to run, default "node dist/src/cli/main.js";
+#   ONLY="row ...": just these rows, e.g. two lanes on the two cores)
 set -euo pipefail
 out=${1:?usage: table2-mnist.sh OUT_DIR [STEPS] [DATA]}
 steps=${2:-1000}
@@ -22,6 +23,8 @@ rows=(
 for row in "${rows[@]}"; do
   set -- $row
   name=$1; shift
+  # ONLY="row row": run just these rows (two lanes in parallel on disjoint rows)
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
   dir="$out/$name"
   echo "== $name: $*"
   if [ ! -f "$dir/train.done" ]; then

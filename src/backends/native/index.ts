@@ -95,8 +95,9 @@ export class NativeBackend implements Backend<Storage> {
    * NHWC for bf16; the size is unchanged), as the convolution (or its data gradient) left it. Kernels that know the
    * layouts keep them: convolution forward and backward, group norm and its gradient, elementwise ops, per-channel
    * broadcasts and their reductions, concatenation and channel slices, upsampling and its gradient. Every other
-   * kernel, and every read, sees the plain NCHW copy made by plain(). In-place kernels only ever run on plain buffers
-   * (weights, optimiser state); write() makes a buffer plain.
+   * kernel, and every read, sees the plain NCHW copy made by plain() (kept with the buffer, so a second read or a
+   * second plain consumer costs nothing). In-place adds and scales keep a buffer's layout (gradient accumulation);
+   * Adam and EMA run on plain buffers (weights, optimiser state); write() makes a buffer plain.
    */
   private readonly blocked = new WeakMap<Storage, Tag>();
   private readonly plainCopies = new WeakMap<Storage, Storage>();
@@ -155,7 +156,7 @@ export class NativeBackend implements Backend<Storage> {
     const t = this.blocked.get(x);
     return t && sameDims(t.dims, xs) ? t : undefined;
   }
-  /** Makes an in-place target plain (never needed by the engine's own use; kept for safety). */
+  /** Makes an in-place target plain (Adam and EMA targets are weights and optimiser state, plain already). */
   private makePlain(x: Storage): void {
     if (!this.blocked.has(x)) return;
     x.set(this.plain(x));
