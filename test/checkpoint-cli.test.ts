@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
@@ -163,6 +163,20 @@ describe('CLI', () => {
     if (existsSync(join(ROOT, 'models', 'mnist', 'config.json'))) {
       assert.ok(existsSync(join(out, 'shipped', 'grid.png')), 'the shipped model sampled first');
       assert.match(r.stderr, /sampling 16 digits from the shipped mnist model/);
+    }
+  });
+
+  it('every shipped model answers to its name: it loads, and 2 DDIM steps give finite images of its shape', () => {
+    const names = readdirSync(join(ROOT, 'models')).filter((f) => existsSync(join(ROOT, 'models', f, 'config.json')));
+    assert.ok(names.includes('mnist'), `shipped models: ${names.join(', ')}`);
+    for (const name of names) {
+      const out = join(dir, `shipped-${name}`);
+      const r = run('sample', '--model', name, '-n', '2', '--batch', '2', '--sampler', 'ddim', '--steps', '2', '--npy', '--out', out);
+      assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+      const { shape, data } = parseNpy(new Uint8Array(readFileSync(join(out, 'samples.npy'))), 'samples.npy');
+      const cfg = readModelFolder(join(ROOT, 'models', name)).unetConfig;
+      assert.deepEqual(shape, [2, cfg.in_channels, cfg.sample_size, cfg.sample_size], name);
+      assert.ok(data.every(Number.isFinite), `${name}: non-finite samples`);
     }
   });
 
