@@ -696,6 +696,45 @@ Napi::Value Affine(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ------------------------------------------------------------------------------------------------ dropout masks
+
+/** Philox 4x32-10 (src/engine/random.ts, the same rounds and key schedule): counter c, key (k0, k1), in place. */
+inline void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
+  for (int r = 0; r < 10; r++) {
+    if (r > 0) k0 += 0x9e3779b9u, k1 += 0xbb67ae85u;
+    uint64_t p0 = (uint64_t)0xd2511f53u * c[0], p1 = (uint64_t)0xcd9e8d57u * c[2];
+    uint32_t c0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0, c2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
+    c[0] = c0, c[1] = (uint32_t)p1, c[2] = c2, c[3] = (uint32_t)p0;
+  }
+}
+
+// dropoutMask(out, perSample, [seedLo, seedHi, streamLo, streamHi], p): out[s * perSample + j] = 1 / (1 - p) where
+// the uniform of (sample s, element j) is >= p, else 0; the uniform is the engine's fillRandom value to the bit
+// ((word + 0.5) / 2^32 rounded to float32), so masks are identical to the host's
+Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
+  const char* fn = "dropoutMask";
+  Buf y = getBuf(info, 0, fn, "out");
+  int64_t per = getInt(info, 1, fn, "values per sample", 1, 1LL << 40);
+  Dims w = getDims(info, 2, fn, "key words", 4);
+  double p = getNum(info, 3, fn, "p");
+  if (!(p > 0 && p < 1)) fail(info.Env(), fn, "p must be in (0, 1)");
+  if (y.n % per) fail(info.Env(), fn, "out is not a whole number of samples");
+  for (auto v : w) if (v > 0xffffffffLL) fail(info.Env(), fn, "key words must be 32-bit");
+  const float scale = (float)(1.0 / (1.0 - p));
+  const int64_t samples = (int64_t)y.n / per, blocks = (per + 3) / 4;
+#pragma omp parallel for schedule(static) if (y.n > kParallelMin)
+  for (int64_t sb = 0; sb < samples * blocks; sb++) {
+    int64_t s = sb / blocks, j = (sb % blocks) * 4;
+    uint32_t c[4] = {(uint32_t)(j >> 2), (uint32_t)s, (uint32_t)w[2], (uint32_t)w[3]};
+    philox4x32_10(c, (uint32_t)w[0], (uint32_t)w[1]);
+    for (int l = 0; l < 4 && j + l < per; l++) {
+      float u = (float)((c[l] + 0.5) / 4294967296.0);
+      y.p[s * per + j + l] = (double)u >= p ? scale : 0.f;
+    }
+  }
+  return info.Env().Undefined();
+}
+
 // ------------------------------------------------------------------------------------------------ group norm
 
 struct GNArgs {
@@ -1417,6 +1456,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #endif
   exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
   exports.Set("relayout", Napi::Function::New(env, Relayout));
+  exports.Set("dropoutMask", Napi::Function::New(env, DropoutMask));
   exports.Set("conv2dBackward", Napi::Function::New(env, Conv2dBackward));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("binary", Napi::Function::New(env, Binary));

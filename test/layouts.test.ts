@@ -11,6 +11,7 @@ import { Tensor, noGrad } from '../src/engine/tensor.js';
 import type { NativeBackend } from '../src/backends/native/index.js';
 import type { Backend } from '../src/engine/backend.js';
 import { roundToBf16 } from '../src/backends/reference/index.js';
+import { fillRandom, keyWords } from '../src/engine/random.js';
 import { UNet, PRESETS } from '../src/model/unet.js';
 import { NATIVE_SKIP, ROOT, assertClose, maxAbsDiff, native, reference, runWithGrads, withBackend, withBackendAsync } from './helpers.js';
 
@@ -185,5 +186,27 @@ describe('--precision (CLI)', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), '--precision', 'f16', 'info'], { encoding: 'utf8' });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /--precision.*f16.*f32, bf16/s);
+  });
+});
+
+describe('dropout masks drawn by the native backend', { skip: NATIVE_SKIP }, () => {
+  it('equal the engine\'s host masks bit for bit (odd sizes, several keys and probabilities)', () => {
+    for (const [shape, p, seed, stream] of [[[3, 5, 7, 3], 0.1, 0, 6], [[2, 32, 9, 9], 0.5, 12345, 2 ** 40 + 17], [[1, 1, 1, 5], 0.3, 2 ** 33 + 1, 99]] as [number[], number, number, number][]) {
+      const n = shape.reduce((a, b) => a * b, 1), per = n / shape[0];
+      const host = new Float32Array(n);
+      fillRandom(host, per, { seed, stream }, 0, 'uniform');
+      for (let i = 0; i < n; i++) host[i] = host[i] >= p ? 1 / (1 - p) : 0;
+      const ours = native!.readSync(native!.dropoutMask!(n, per, keyWords({ seed, stream }), p));
+      assert.deepEqual(Array.from(ours), Array.from(host), `shape ${shape} p ${p}`);
+      const kept = host.filter((v) => v > 0).length / n;
+      assert.ok(Math.abs(kept - (1 - p)) < 0.15, `kept ${kept}`);
+    }
+  });
+  it('T.dropout gives the same values on native and reference', () => {
+    const x = det([4, 16, 6, 6], 3);
+    const key = { seed: 7, stream: 123 };
+    const a = withBackend(native!, () => T.dropout(x, 0.25, key).dataSync().slice());
+    const b = withBackend(reference, () => T.dropout(x, 0.25, key).dataSync().slice());
+    assert.deepEqual(Array.from(a), Array.from(b));
   });
 });

@@ -108,4 +108,11 @@ export interface Backend<S = any> {
   scaleInPlace(x: S, s: S): void;
   /** x += y */
   addInPlace(x: S, y: S): void;
+
+  /**
+   * Optional: a dropout mask drawn by the backend itself, n values (perSample per sample) of 1 / (1 - p) where the
+   * engine's uniform (fillRandom, key words [seedLo, seedHi, streamLo, streamHi], samples from 0) is >= p, else 0.
+   * It must equal the host's mask bit for bit (the engine draws it on the host when a backend has no such kernel).
+   */
+  dropoutMask?(n: number, perSample: number, words: number[], p: number): S;
 }

@@ -1,7 +1,7 @@
 // Differentiable operations. Each computes its forward value on the current backend and records its backward.
 import type { BinaryOp, ConvParams, UnaryOp } from './backend.js';
 import { Tensor, fmtShape, getBackend, isGradEnabled, makeResult, shapeSize } from './tensor.js';
-import { fillRandom, type RandomKey } from './random.js';
+import { fillRandom, keyWords, type RandomKey } from './random.js';
 
 const be = getBackend;
 
@@ -339,11 +339,13 @@ export function softmax(x: Tensor): Tensor {
 export function dropout(x: Tensor, p: number, key: RandomKey): Tensor {
   if (p <= 0) return x;
   if (p >= 1) throw new Error(`dropout: probability must be below 1, got ${p}`);
+  const b = be(), perSample = x.size / x.shape[0];
+  if (b.dropoutMask) return mul(x, new Tensor(b.dropoutMask(x.size, perSample, keyWords(key), p), x.shape));
   const u = new Float32Array(x.size);
-  fillRandom(u, x.size / x.shape[0], key, 0, 'uniform');
+  fillRandom(u, perSample, key, 0, 'uniform');
   const scale = 1 / (1 - p);
   for (let i = 0; i < u.length; i++) u[i] = u[i] >= p ? scale : 0;
-  return mul(x, new Tensor(be().upload(u), x.shape));
+  return mul(x, new Tensor(b.upload(u), x.shape));
 }
 
 /** Per-sample scalars: table[t[i]] for each i, as shape [B, 1, 1, 1] (float64 tables, rounded to float32 once). */

@@ -43,6 +43,11 @@ function splitWords(x: number, what: string): [number, number] {
   return [x % TWO32 >>> 0, Math.floor(x / TWO32) >>> 0];
 }
 
+/** The 32-bit words of a key as Philox takes them: [seed low, seed high, stream low, stream high]. */
+export function keyWords(key: RandomKey): number[] {
+  return [...splitWords(key.seed, 'seed'), ...splitWords(key.stream, 'stream')];
+}
+
 /** Uniform in the open interval (0, 1) from one 32-bit word. */
 export function toUniform(u: number): number {
   return (u + 0.5) / TWO32;

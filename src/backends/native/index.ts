@@ -367,6 +367,11 @@ export class NativeBackend implements Backend<Storage> {
     this.touched(ema);
     this.a.emaUpdate(ema, this.plain(p), decay);
   }
+  dropoutMask(n: number, perSample: number, words: number[], p: number): Storage {
+    const y = out(n);
+    this.a.dropoutMask(y, perSample, words, p);
+    return y;
+  }
   sumSquares(x: Storage): Storage {
     return Float32Array.of(this.a.sumSquares(this.plain(x)));
   }
