@@ -708,9 +708,10 @@ inline void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
   }
 }
 
-// dropoutMask(out, perSample, [seedLo, seedHi, streamLo, streamHi], p): out[s * perSample + j] = 1 / (1 - p) where
-// the uniform of (sample s, element j) is >= p, else 0; the uniform is the engine's fillRandom value to the bit
-// ((word + 0.5) / 2^32 rounded to float32), so masks are identical to the host's
+// dropoutMask(out, perSample, [seedLo, seedHi, streamLo, streamHi], p, layout?, dims?): element j of sample s is
+// 1 / (1 - p) where its uniform is >= p, else 0; the uniform is the engine's fillRandom value to the bit
+// ((word + 0.5) / 2^32 rounded to float32), so masks are identical to the host's. With a layout and the [N, C, H, W]
+// it stands for, each value is written where that layout keeps element (s, j) (the mask of a tensor held in it).
 Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
   const char* fn = "dropoutMask";
   Buf y = getBuf(info, 0, fn, "out");
@@ -721,15 +722,28 @@ Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
   if (y.n % per) fail(info.Env(), fn, "out is not a whole number of samples");
   for (auto v : w) if (v > 0xffffffffLL) fail(info.Env(), fn, "key words must be 32-bit");
   const float scale = (float)(1.0 / (1.0 - p));
-  const int64_t samples = (int64_t)y.n / per, blocks = (per + 3) / 4;
+  const int64_t samples = (int64_t)y.n / per;
+  int64_t layout = kNCHW, C = 1, S = per;
+  if (info.Length() > 5 && !info[4].IsUndefined()) {
+    Dims d = getDims(info, 5, fn, "shape", 4);
+    layout = getLayout(info, 4, fn, d);
+    if ((int64_t)prod(d) != (int64_t)y.n || d[0] != samples) fail(info.Env(), fn, "shape " + dimsStr(d) + " does not match the mask");
+    C = d[1], S = d[2] * d[3];
+  }
+  // one row per (sample, channel): element j = c S + i of sample s lives at base + i * stride in the layout
+  const int64_t stride = layout == kBlocked16 ? 16 : layout == kNHWC ? C : 1;
 #pragma omp parallel for schedule(static) if (y.n > kParallelMin)
-  for (int64_t sb = 0; sb < samples * blocks; sb++) {
-    int64_t s = sb / blocks, j = (sb % blocks) * 4;
-    uint32_t c[4] = {(uint32_t)(j >> 2), (uint32_t)s, (uint32_t)w[2], (uint32_t)w[3]};
-    philox4x32_10(c, (uint32_t)w[0], (uint32_t)w[1]);
-    for (int l = 0; l < 4 && j + l < per; l++) {
-      float u = (float)((c[l] + 0.5) / 4294967296.0);
-      y.p[s * per + j + l] = (double)u >= p ? scale : 0.f;
+  for (int64_t sc = 0; sc < samples * C; sc++) {
+    const int64_t s = sc / C, ch = sc % C;
+    const int64_t base = layout == kBlocked16 ? ((s * (C / 16) + ch / 16) * S) * 16 + ch % 16 : layout == kNHWC ? s * S * C + ch : s * per + ch * S;
+    uint32_t c[4];
+    for (int64_t i = 0, j = ch * S; i < S; i++, j++) {
+      if (i == 0 || (j & 3) == 0) {
+        c[0] = (uint32_t)(j >> 2), c[1] = (uint32_t)s, c[2] = (uint32_t)w[2], c[3] = (uint32_t)w[3];
+        philox4x32_10(c, (uint32_t)w[0], (uint32_t)w[1]);
+      }
+      float u = (float)((c[j & 3] + 0.5) / 4294967296.0);
+      y.p[base + i * stride] = (double)u >= p ? scale : 0.f;
     }
   }
   return info.Env().Undefined();

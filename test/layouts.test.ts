@@ -202,11 +202,17 @@ describe('dropout masks drawn by the native backend', { skip: NATIVE_SKIP }, () 
       assert.ok(Math.abs(kept - (1 - p)) < 0.15, `kept ${kept}`);
     }
   });
-  it('T.dropout gives the same values on native and reference', () => {
-    const x = det([4, 16, 6, 6], 3);
-    const key = { seed: 7, stream: 123 };
-    const a = withBackend(native!, () => T.dropout(x, 0.25, key).dataSync().slice());
-    const b = withBackend(reference, () => T.dropout(x, 0.25, key).dataSync().slice());
-    assert.deepEqual(Array.from(a), Array.from(b));
-  });
+  for (const precision of ['f32', 'bf16'] as const)
+    it(`T.dropout gives the same values on native and reference, for plain inputs and inputs in a layout (${precision})`, { skip: precision === 'bf16' ? bf16Skip : false }, () => {
+      const key = { seed: 7, stream: 123 };
+      const x = det([4, 16, 6, 6], 3), w = det([32, 16, 3, 3], 4, 0.1);
+      const run = () => {
+        const h = noGrad(() => T.conv2d(x, w, null, { padding: 1, precision }));
+        return [T.dropout(x, 0.25, key), T.dropout(h, 0.25, key)];
+      };
+      const ours = withBackend(native!, run), ref = withBackend(reference, run);
+      assert.ok(nb!.isBlocked(ours[1].storage), 'the dropped-out conv output left its layout');
+      assert.deepEqual(Array.from(ours[0].dataSync()), Array.from(ref[0].dataSync()), 'plain');
+      assertClose(ours[1].dataSync(), ref[1].dataSync(), 1e-4, 1e-4, 'in a layout');
+    });
 });

@@ -113,6 +113,7 @@ export interface Backend<S = any> {
    * Optional: a dropout mask drawn by the backend itself, n values (perSample per sample) of 1 / (1 - p) where the
    * engine's uniform (fillRandom, key words [seedLo, seedHi, streamLo, streamHi], samples from 0) is >= p, else 0.
    * It must equal the host's mask bit for bit (the engine draws it on the host when a backend has no such kernel).
+   * like: the buffer the mask will multiply, whose storage layout the mask may take.
    */
-  dropoutMask?(n: number, perSample: number, words: number[], p: number): S;
+  dropoutMask?(n: number, perSample: number, words: number[], p: number, like?: S): S;
 }

@@ -340,7 +340,7 @@ export function dropout(x: Tensor, p: number, key: RandomKey): Tensor {
   if (p <= 0) return x;
   if (p >= 1) throw new Error(`dropout: probability must be below 1, got ${p}`);
   const b = be(), perSample = x.size / x.shape[0];
-  if (b.dropoutMask) return mul(x, new Tensor(b.dropoutMask(x.size, perSample, keyWords(key), p), x.shape));
+  if (b.dropoutMask) return mul(x, new Tensor(b.dropoutMask(x.size, perSample, keyWords(key), p, x.storage), x.shape));
   const u = new Float32Array(x.size);
   fillRandom(u, perSample, key, 0, 'uniform');
   const scale = 1 / (1 - p);

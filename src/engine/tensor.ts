@@ -161,9 +161,8 @@ export class Tensor {
           if (gi.size !== inp.size) throw new Error(`backward of ${t.node!.op}: gradient ${fmtShape(gi.shape)} for input ${fmtShape(inp.shape)}`);
           const prev = grads.get(inp);
           if (prev) {
-            const sum = inp.backend.copy(prev.storage);
-            inp.backend.addInPlace(sum, gi.storage);
-            grads.set(inp, new Tensor(sum, inp.shape));
+            // a new buffer (either gradient may be shared with another tensor), in one pass
+            grads.set(inp, new Tensor(inp.backend.binary('add', prev.storage, inp.shape, gi.storage, inp.shape, inp.shape), inp.shape));
           } else grads.set(inp, gi);
         });
       }

@@ -367,8 +367,13 @@ export class NativeBackend implements Backend<Storage> {
     this.touched(ema);
     this.a.emaUpdate(ema, this.plain(p), decay);
   }
-  dropoutMask(n: number, perSample: number, words: number[], p: number): Storage {
+  dropoutMask(n: number, perSample: number, words: number[], p: number, like?: Storage): Storage {
     const y = out(n);
+    const t = like && this.blocked.get(like);
+    if (t && prodOf(t.dims) === n && prodOf(t.dims.slice(1)) === perSample) {
+      this.a.dropoutMask(y, perSample, words, p, t.layout, t.dims);
+      return this.tag(y, t);
+    }
     this.a.dropoutMask(y, perSample, words, p);
     return y;
   }
