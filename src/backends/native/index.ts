@@ -205,7 +205,8 @@ export class NativeBackend implements Backend<Storage> {
     const dx = needDx ? out(prodOf(xs)) : null;
     const dw = out(prodOf(ws));
     const db = withBias ? out(ws[0]) : null;
-    const tx = this.blockedAs(x, xs), tdy = this.blockedAs(dy, [xs[0], ws[0], ...(this.blocked.get(dy)?.dims.slice(2) ?? [])]);
+    const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride), wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
+    const tx = this.blockedAs(x, xs), tdy = this.blockedAs(dy, [xs[0], ws[0], ho, wo]);
     const layout = this.a.conv2dBackward(tx ? x : this.plain(x), xs, tdy ? dy : this.plain(dy), this.plain(w), ws, convArr(p), dx, dw, db, tx ? tx.layout : 0, tdy ? tdy.layout : 0, true);
     return { dx: dx && this.tag(dx, layout ? { layout, dims: xs } : undefined), dw, db };
   }
