@@ -12,7 +12,7 @@ import { defaultClip, sample, samplerPlan, type SampleOptions, type SamplerName,
 import type { TimestepSpacing } from '../diffusion/schedule.js';
 import { PRESETS, UNet, trainingMemoryBytes } from '../model/unet.js';
 import { makeBatch, pixelStats } from '../data/dataset.js';
-import { loadDataset, type Split } from '../data/load.js';
+import { DATASET_NAMES, loadDataset, type Split } from '../data/load.js';
 import { loadModel, readModelFolder, weightsOf, writeModelFolder } from '../io/checkpoint.js';
 import { readJson as readJsonFile, writeFileAtomic } from '../io/files.js';
 import { imageGrid, linePlot, writeImages, writePng } from '../io/png.js';
@@ -407,7 +407,7 @@ async function imageSet(spec: string, o: Opts, what: string, ex: Extractor): Pro
     const n = Math.min(shape[0], o.num ?? shape[0]), hw = shape[2] * shape[3];
     return { images: toChannels(data.subarray(0, n * shape[1] * hw), n, shape[1], hw, ex.channels), n, hw: [shape[2], shape[3]], name: spec };
   }
-  if (existsSync(join(spec, 'config.json')) || (!existsSync(spec) && existsSync(join(MODELS_DIR, spec, 'config.json')))) {
+  if (existsSync(join(spec, 'config.json')) || (!existsSync(spec) && !DATASET_NAMES.includes(spec) && existsSync(join(MODELS_DIR, spec, 'config.json')))) {
     const { model, diffusion, cfg } = loadForSampling(spec);
     const C = cfg.in_channels, S = cfg.sample_size;
     fits(C, S, S);

@@ -111,6 +111,9 @@ export function loadEmbeddedDigits(): ImageDataset {
  * Resolves a dataset argument: "embedded", "fashion-mnist" (Debian's dataset-fashion-mnist), a folder of IDX files,
  * a folder of CIFAR-10 batches, a single .idx/.bin(.gz) file, or a folder of PNG images (needs size and channels).
  */
+/** The names loadDataset takes besides paths (they win over a shipped model of the same name where both could be meant). */
+export const DATASET_NAMES = ['embedded', 'fashion-mnist'];
+
 export function loadDataset(spec: string, split: Split = 'train', png?: { size: number; channels: 1 | 3 }): ImageDataset {
   if (spec === 'embedded') return heldOutSplit(loadEmbeddedDigits(), split);
   if (spec === 'fashion-mnist') {
