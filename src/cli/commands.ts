@@ -119,8 +119,10 @@ export async function trainCommand(o: Opts): Promise<void> {
   console.error(`ddpm train: ${data.count} images ${data.channels}x${data.height}x${data.width} from ${data.name}; preset ${o.preset} (${new UNet(opts.unet).parameterCount.toLocaleString()} parameters); backend ${getBackend().name}`);
   let evaluate: ((sampleImages: (n: number) => Promise<Float32Array>, step: number) => Promise<Record<string, number>>) | undefined;
   if (opts.evalEvery) {
-    if (opts.unet.in_channels !== 1 || opts.unet.sample_size !== 28) throw new Error(`--eval-every: sample quality needs 1x28x28 images (the digit network); preset ${o.preset} makes ${opts.unet.in_channels}x${opts.unet.sample_size}x${opts.unet.sample_size}`);
-    const net = loadDigitNet(o.evalNet ?? 'mnist');
+    const netName: string = o.evalNet ?? (opts.unet.in_channels === 3 ? 'cifar10' : 'mnist');
+    const net = loadDigitNet(netName);
+    if (opts.unet.in_channels !== net.channels || opts.unet.sample_size !== net.size)
+      throw new Error(`--eval-every: the feature network "${netName}" takes ${net.channels}x${net.size}x${net.size} images; preset ${o.preset} makes ${opts.unet.in_channels}x${opts.unet.sample_size}x${opts.unet.sample_size}`);
     const nRef = Math.min(2000, data.count);
     const ref = (await net.embed(await makeBatch(data, Int32Array.from({ length: nRef }, (_, i) => i)).data(), nRef)).features;
     const refStats = featureStats(ref, nRef, DIGITNET_FEATURES);
@@ -343,18 +345,20 @@ export async function evalBpdCommand(o: Opts): Promise<void> {
   }
 }
 
-// ---------------------------------------------------------------- sample quality on the digit network
+// ---------------------------------------------------------------- sample quality on the small feature networks
 
 const DIGITNETS: Record<string, { file: string; data: string }> = {
   mnist: { file: 'digitnet-mnist.safetensors', data: '../shared/data/mnist' },
   fashion: { file: 'digitnet-fashion.safetensors', data: 'fashion-mnist' },
+  cifar10: { file: 'digitnet-cifar10.safetensors', data: '../shared/data/cifar-10-batches-bin' },
 };
 
 function loadDigitNet(spec: string): DigitNet {
   const named = DIGITNETS[spec];
   const file = named ? join(MODELS_DIR, named.file) : spec;
-  if (!existsSync(file)) throw new Error(`--net ${spec}: ${file} not found (expected ${Object.keys(DIGITNETS).join(' or ')}, or a safetensors file)`);
-  return new DigitNet(parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors, file);
+  if (!existsSync(file)) throw new Error(`--net ${spec}: ${file} not found (expected ${Object.keys(DIGITNETS).join(', ')}, or a safetensors file)`);
+  const { tensors, metadata } = parseSafetensors(new Uint8Array(readFileSync(file)), file);
+  return new DigitNet(tensors, file, metadata);
 }
 
 /** A feature network for the quality metrics: the digit network (1x28x28) or Inception-v3 (any size, 3 channels). */
@@ -381,8 +385,8 @@ function extractor(o: Opts): Extractor {
   }
   const net = loadDigitNet(o.net);
   return {
-    label: `digit network "${o.net}" (${DIGITNET_FEATURES}-d features; FD is FID's formula on these features, not on Inception-v3's)`,
-    dim: DIGITNET_FEATURES, channels: 1, size: 28, embed: (images, n) => net.embed(images, n),
+    label: `feature network "${o.net}" (${net.channels}x${net.size}x${net.size} images, ${DIGITNET_FEATURES}-d features; FD is FID's formula on these features, not on Inception-v3's)`,
+    dim: DIGITNET_FEATURES, channels: net.channels, size: net.size, embed: (images, n) => net.embed(images, n),
   };
 }
 
@@ -398,7 +402,7 @@ function toChannels(x: Float32Array, n: number, c: number, hw: number, want: num
 /** Images on [-1, 1] from a dataset spec, a PNG folder, a .npy, or a model folder (sampled), in the extractor's channels. */
 async function imageSet(spec: string, o: Opts, what: string, ex: Extractor): Promise<{ images: Float32Array; n: number; hw: [number, number]; name: string }> {
   const fits = (c: number, h: number, w: number) => {
-    if (ex.size !== null && (h !== ex.size || w !== ex.size || c !== ex.channels)) throw new Error(`${what} ${spec}: images are ${c}x${h}x${w}; the ${ex.channels === 1 ? 'digit network' : 'feature network'} needs ${ex.channels}x${ex.size}x${ex.size}${ex.channels === 1 ? ' (use --inception for other images)' : ''}`);
+    if (ex.size !== null && (h !== ex.size || w !== ex.size || c !== ex.channels)) throw new Error(`${what} ${spec}: images are ${c}x${h}x${w}; the ${ex.channels === 1 ? 'digit network' : 'feature network'} needs ${ex.channels}x${ex.size}x${ex.size} (--net ${Object.keys(DIGITNETS).join(' / ')}, or --inception for other images)`);
   };
   if (spec.endsWith('.npy')) {
     const { shape, data } = parseNpy(new Uint8Array(readFileSync(spec)), spec);

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { useBackendAsync } from '../backends/select.js';
 import * as cmd from './commands.js';
+import { PRESETS } from '../model/unet.js';
 
 // Numbers are parsed strictly: "", " ", "5," and "0x10" are refused (Number() would accept some of them).
 const INT_RE = /^[+-]?\d+$/;
@@ -45,7 +46,7 @@ program
   .description('train a model (Algorithm 1); resumes from the latest checkpoint in --out')
   .requiredOption('--data <spec>', 'dataset: embedded, fashion-mnist, or a folder/file of MNIST IDX, CIFAR-10 .bin, or PNG images')
   .requiredOption('--out <dir>', 'output folder (diffusers model + checkpoints/ + metrics.jsonl + samples/)')
-  .option('--preset <name>', 'model preset: cifar10, lsun256, mnist, tiny, tiny-rgb', 'mnist')
+  .option('--preset <name>', `model preset: ${Object.keys(PRESETS).join(', ')}`, 'mnist')
   .option('--steps <n>', 'training steps', int('--steps', 1), 10000)
   .option('--batch <n>', 'batch size', int('--batch', 1), 64)
   .option('--lr <x>', 'learning rate', num('--lr', 0, 1), 2e-4)
@@ -67,9 +68,9 @@ program
   .addOption(new Option('--loss <l>', 'training loss').choices(['simple', 'vlb', 'hybrid']).default('simple'))
   .option('--max-minutes <x>', 'stop (with a checkpoint) after this many minutes', num('--max-minutes', 0))
   .option('--seed <n>', 'random seed', int('--seed', 0), 0)
-  .option('--eval-every <n>', 'steps between sample-quality checks (FD, KID of DDIM-50 samples of the EMA weights on the digit network; 1x28x28 models)', int('--eval-every', 1))
+  .option('--eval-every <n>', 'steps between sample-quality checks (FD, KID of DDIM-50 samples of the EMA weights on a small feature network: 1x28x28 and 3x32x32 models)', int('--eval-every', 1))
   .option('--eval-samples <n>', 'samples per quality check', int('--eval-samples', 10), 256)
-  .option('--eval-net <name>', 'digit network for the quality checks: mnist or fashion', 'mnist')
+  .option('--eval-net <name>', 'feature network for the quality checks: mnist, fashion or cifar10 (default: cifar10 for RGB presets, else mnist)')
   .option('--override <fields>', 'on resume, allow these options to differ from the saved run (comma-separated: lr, warmup, grad-clip, ema, ema-warmup, flip, dropout, batch, accumulate, seed)')
   .action(cmd.trainCommand);
 
@@ -112,7 +113,7 @@ function qualityOptions(c: Command, inception: boolean): Command {
   return c
     .requiredOption('--images <spec>', 'images to judge: a model folder or shipped model name (sampled here), a dataset, a PNG folder, or a .npy [N,C,H,W] on [-1, 1]')
     .option('--ref <spec>', `reference: a dataset, PNG folder, .npy, or .npz with mu and sigma (pytorch-fid / TTUR statistics)${inception ? '' : ' (default: the network\'s dataset)'}`)
-    .option('--net <name>', 'digit feature network: mnist, fashion, or a safetensors file (28x28 images)', 'mnist')
+    .option('--net <name>', 'feature network: mnist, fashion (1x28x28), cifar10 (3x32x32), or a safetensors file', 'mnist')
     .option(inception ? '--inception <file>' : '--inception <file>', 'Inception-v3 weights (pytorch-fid\'s, as safetensors): FID / IS / KID on Inception features instead of the digit network')
     .option('-n, --num <n>', 'images to judge (samples to draw from a model; default 1000 for a model, all for a dataset)', int('-n', 2))
     .option('--ref-num <n>', 'reference images to use (default: all)', int('--ref-num', 2))
