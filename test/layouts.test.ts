@@ -175,6 +175,66 @@ describe('precision bf16', () => {
   }));
 });
 
+describe('native convolution algorithm', { skip: NATIVE_SKIP }, () => {
+  const p = (stride: number, pad: number) => ({ stride, padTop: pad, padBottom: pad, padLeft: pad, padRight: pad });
+  it('Winograd runs the float32 3x3 stride-1 convolutions of >= 16 channels on maps of >= 7x7, direct the rest, and everything when asked', () => {
+    const impl = (x: number[], w: number[], q = p(1, 1)) => nb!.convImplementations(x, w, q);
+    try {
+      for (const k of ['forward', 'backwardData', 'backwardWeights'] as const) {
+        assert.match(impl([2, 32, 8, 8], [16, 32, 3, 3])[k], /wino/, `32 channels at 8x8, ${k}`);
+        assert.match(impl([2, 16, 7, 7], [16, 16, 3, 3])[k], /wino/, `16 channels at 7x7, ${k}`);
+        assert.doesNotMatch(impl([2, 3, 16, 16], [32, 3, 3, 3])[k], /wino/, `3 input channels, ${k}`);
+        assert.doesNotMatch(impl([2, 64, 4, 4], [64, 64, 3, 3])[k], /wino/, `4x4 maps, ${k}`);
+        assert.doesNotMatch(impl([2, 32, 16, 16], [32, 32, 3, 3], p(2, 1))[k], /wino/, `stride 2, ${k}`);
+        assert.doesNotMatch(impl([2, 32, 16, 16], [32, 32, 1, 1], p(1, 0))[k], /wino/, `1x1, ${k}`);
+      }
+      nb!.setConvAlgorithm('direct');
+      assert.equal(nb!.info.convAlgorithm, 'direct');
+      assert.doesNotMatch(impl([2, 32, 8, 8], [16, 32, 3, 3]).forward, /wino/);
+      assert.throws(() => nb!.setConvAlgorithm('fft' as never), /winograd or direct, got "fft"/);
+    } finally {
+      nb!.setConvAlgorithm('winograd');
+    }
+  });
+
+  it('both algorithms give the reference backend\'s output and gradients (Winograd within 1e-4, its rounding ~10x direct\'s)', () => {
+    const inputs = [
+      { values: Float32Array.from({ length: 2 * 48 * 12 * 12 }, (_, i) => Math.sin(1.3 * i)), shape: [2, 48, 12, 12] },
+      { values: Float32Array.from({ length: 32 * 48 * 9 }, (_, i) => 0.05 * Math.sin(0.7 * i + 1)), shape: [32, 48, 3, 3] },
+      { values: Float32Array.from({ length: 32 }, (_, i) => 0.1 * Math.cos(i)), shape: [32] },
+    ];
+    const graph = ([x, w, b]: Tensor[]) => T.conv2d(x, w, b, { padding: 1 });
+    const ref = runWithGrads(reference, inputs, graph);
+    const errors: Record<string, number> = {};
+    try {
+      for (const a of ['winograd', 'direct'] as const) {
+        nb!.setConvAlgorithm(a);
+        const ours = runWithGrads(native!, inputs, graph, ref.probe);
+        assertClose(ours.y, ref.y, 1e-4, 1e-4, `${a}: y`);
+        ours.grads.forEach((g, i) => assertClose(g!, ref.grads[i]!, 1e-4, 1e-4, `${a}: gradient of input ${i}`));
+        errors[a] = maxAbsDiff(ours.y, ref.y);
+      }
+    } finally {
+      nb!.setConvAlgorithm('winograd');
+    }
+    // the two really are different algorithms
+    assert.ok(errors.winograd > errors.direct, `max error: Winograd ${errors.winograd}, direct ${errors.direct}`);
+  });
+
+  it('--conv-algorithm sets it; other backends warn that they have no choice', () => {
+    const cli = join(ROOT, 'dist/src/cli/main.js');
+    const r = spawnSync(process.execPath, [cli, '--conv-algorithm', 'direct', 'info'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /"convAlgorithm":"direct"/);
+    const env = spawnSync(process.execPath, [cli, 'info'], { encoding: 'utf8', env: { ...process.env, DDPM_CONV_ALGORITHM: 'fft' } });
+    assert.notEqual(env.status, 0);
+    assert.match(env.stderr, /DDPM_CONV_ALGORITHM: expected winograd or direct, got "fft"/);
+    const ref = spawnSync(process.execPath, [cli, '--backend', 'reference', '--conv-algorithm', 'direct', 'info'], { encoding: 'utf8' });
+    assert.equal(ref.status, 0, ref.stderr);
+    assert.match(ref.stderr, /warning: --conv-algorithm direct: only the native backend has a choice/);
+  });
+});
+
 describe('--precision (CLI)', () => {
   it('bf16 is refused for training, with the reason', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), '--precision', 'bf16', 'train', '--data', 'embedded', '--out', join(ROOT, 'no-such-run')], { encoding: 'utf8' });

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import type { Backend } from '../engine/backend.js';
 import { setBackend } from '../engine/tensor.js';
 import { ReferenceBackend } from './reference/index.js';
-import { NativeBackend, loadAddon } from './native/index.js';
+import { CONV_ALGORITHMS, type ConvAlgorithm, NativeBackend, loadAddon } from './native/index.js';
 import { type WebGPUBackend, createWebGPUBackend } from './webgpu/index.js';
 import { WasmBackend } from './wasm/index.js';
 
@@ -35,12 +35,20 @@ export function defaultThreads(): number {
   return Math.max(1, n);
 }
 
-export function createBackend(name: 'native' | 'reference' | 'wasm', threads?: number): Backend {
+/** The native backend's convolution algorithm: DDPM_CONV_ALGORITHM (winograd or direct), else winograd. */
+export function defaultConvAlgorithm(): ConvAlgorithm {
+  const env = process.env.DDPM_CONV_ALGORITHM;
+  if (env === undefined || env === '') return 'winograd';
+  if (!CONV_ALGORITHMS.includes(env as ConvAlgorithm)) throw new Error(`DDPM_CONV_ALGORITHM: expected ${CONV_ALGORITHMS.join(' or ')}, got "${env}"`);
+  return env as ConvAlgorithm;
+}
+
+export function createBackend(name: 'native' | 'reference' | 'wasm', threads?: number, convAlgorithm?: ConvAlgorithm): Backend {
   if (name === 'reference') return new ReferenceBackend();
   if (name === 'wasm') return new WasmBackend();
   const { addon, error } = loadAddon();
   if (!addon) throw new Error(`backend native: the addon is not available (${error}); install libdnnl-dev and run \`npm rebuild\``);
-  return new NativeBackend(addon, threads ?? defaultThreads());
+  return new NativeBackend(addon, threads ?? defaultThreads(), convAlgorithm ?? defaultConvAlgorithm());
 }
 
 /** Chooses and installs the engine's backend; returns it. */

@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { interpolate } from '../diffusion/interpolate.js';
 import { downloadDataset } from '../data/download.js';
 import { Progress } from './progress.js';
+import { type ConvAlgorithm, NativeBackend } from '../backends/native/index.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Opts = Record<string, any>;
@@ -177,6 +178,13 @@ export function setPrecision(p: Precision, command: string, backend: Backend): v
     if (backend.name === 'webgpu') throw new Error('--precision bf16: not implemented on the webgpu backend; use f32');
   }
   precision = p;
+}
+
+/** --conv-algorithm: the native backend's choice; other backends compute every convolution directly. */
+export function setConvAlgorithm(a: ConvAlgorithm | undefined, backend: Backend): void {
+  if (a === undefined) return;
+  if (backend instanceof NativeBackend) backend.setConvAlgorithm(a);
+  else warn(`--conv-algorithm ${a}: only the native backend has a choice; the ${backend.name} backend computes its convolutions directly`);
 }
 
 /** A model folder loaded for the forward pass, in the chosen precision. */
