@@ -1,6 +1,6 @@
 // `npm run bench`: the same workloads through this engine and through PyTorch in one run, paired, printing times,
 // GFLOP/s and the ratio PyTorch time / our time (above 1: we are faster). Options: --rounds N (default 5),
-// --only W1,W3 (a subset), --markdown (print table rows), --write docs/benchmarks.md (regenerate the document's
+// --only W1,W3 (a subset), --conv-algorithm winograd|direct (the native backend's), --markdown (print table rows), --write docs/benchmarks.md (regenerate the document's
 // generated part: tables, machine, date, command, bf16, peak fraction, time to 1,000 samples).
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -17,6 +17,7 @@ import { makeBatch } from '../src/data/dataset.js';
 import { Adam } from '../src/engine/optim.js';
 import { fillRandom } from '../src/engine/random.js';
 import { useBackend } from '../src/backends/select.js';
+import { type ConvAlgorithm, NativeBackend } from '../src/backends/native/index.js';
 import { UNet, PRESETS } from '../src/model/unet.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -223,7 +224,12 @@ async function main() {
   const markdown = args.includes('--markdown');
   const write = opt('--write');
   const backend = useBackend(args.includes('--reference') ? 'reference' : undefined);
-  const info = (backend as { info?: { threads?: number; bf16?: boolean; onednn?: string; build?: string } }).info ?? {};
+  const algo = opt('--conv-algorithm');
+  if (algo) {
+    if (!(backend instanceof NativeBackend)) throw new Error('bench: --conv-algorithm needs the native backend');
+    backend.setConvAlgorithm(algo as ConvAlgorithm);
+  }
+  const info = (backend as { info?: { threads?: number; bf16?: boolean; onednn?: string; build?: string; convAlgorithm?: string } }).info ?? {};
   const py = spawn('/usr/bin/python3', [join(root, 'bench', 'torch_bench.py')], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: py.stdout })[Symbol.asyncIterator]();
   const torchTime = async (name: string, iters: number) => {
@@ -294,13 +300,13 @@ async function main() {
 const MARKER = '<!-- everything above is written by `npm run bench -- --write docs/benchmarks.md`; what follows is kept -->';
 
 /** docs/benchmarks.md: the generated part (replaced) and the sections below the marker (kept). */
-function writeDoc(file: string, rows: Row[], m: { rounds: number; cpuModel: string; cores: number; threads: number; info: { onednn?: string; build?: string; bf16?: boolean }; peak: number; peakText: string; torchVersion: string; eps: { t: number; max: number; mean: number }[]; command: string }) {
+function writeDoc(file: string, rows: Row[], m: { rounds: number; cpuModel: string; cores: number; threads: number; info: { onednn?: string; build?: string; bf16?: boolean; convAlgorithm?: string }; peak: number; peakText: string; torchVersion: string; eps: { t: number; max: number; mean: number }[]; command: string }) {
   const ms = (t: number) => (t * 1000).toFixed(1);
   const gf = (r: Row, t: number) => (r.w.gflop ? (r.w.gflop / t).toFixed(1) : '-');
   const find = (name: string) => rows.find((r) => r.w.name === name);
   const out: string[] = [];
   out.push('# Benchmarks: this engine against PyTorch on the same workloads', '');
-  out.push(`Generated on ${new Date().toISOString().slice(0, 10)} by \`${m.command}\`. Machine: ${m.cpuModel}, ${m.cores} cores, ${m.threads} threads; Node ${process.version}; native backend (oneDNN ${m.info.onednn ?? '?'}, ${m.info.build ?? '?'} build${m.info.bf16 ? ', bf16 kernels available' : ''}); PyTorch ${m.torchVersion} with libopenblas0-pthread, \`torch.set_num_threads(2)\`.`, '');
+  out.push(`Generated on ${new Date().toISOString().slice(0, 10)} by \`${m.command}\`. Machine: ${m.cpuModel}, ${m.cores} cores, ${m.threads} threads; Node ${process.version}; native backend (oneDNN ${m.info.onednn ?? '?'}, ${m.info.build ?? '?'} build${m.info.bf16 ? ', bf16 kernels available' : ''}${m.info.convAlgorithm ? `, ${m.info.convAlgorithm} convolutions` : ''}); PyTorch ${m.torchVersion} with libopenblas0-pthread, \`torch.set_num_threads(2)\`.`, '');
   out.push(`Method: every workload runs through this engine and through PyTorch in one run, paired: ${m.rounds} rounds of (ours, then PyTorch), each round the median of several timed runs after 2 warm-up runs. Times are medians over the rounds; the ratio is the median of the per-round ratios PyTorch time / our time (above 1: we are faster). PyTorch runs each workload in NCHW and channels_last and the better is used (named). GFLOP/s counts the convolutions and matrix products only (a training step or forward+backward = 3x the forward). The machine is noisy: compare ratios, not times across days.`, '');
   out.push('| workload | ours ms | ours GFLOP/s | PyTorch ms (layout) | PyTorch GFLOP/s | PyTorch / ours |', '|---|---|---|---|---|---|');
   for (const r of rows.filter((r) => !r.w.bf16)) out.push(`| ${r.w.what} | ${ms(r.ours)} | ${gf(r, r.ours)} | ${ms(r.torch)} (${r.layout}) | ${gf(r, r.torch)} | **${r.ratio.toFixed(2)}** |`);
@@ -318,6 +324,7 @@ function writeDoc(file: string, rows: Row[], m: { rounds: number; cpuModel: stri
   }
   out.push('', '## Achieved GFLOP/s against the peak', '');
   out.push(`Peak (assumed): ${m.peakText}. The clock under load may be higher (turbo), so W3 (sgemm) is the practical ceiling.`, '');
+  if (m.info.convAlgorithm === 'winograd') out.push('With Winograd convolutions (the default) these are effective GFLOP/s: the direct algorithm\'s FLOP count over the time. Winograd F(4x4, 3x3) does about a quarter of those multiplications, so the effective rate can pass what any direct kernel reaches.', '');
   out.push('bf16 rows are measured against twice that peak (AVX512-BF16 multiplies two bf16 pairs per float lane per instruction), and not against sgemm.', '');
   out.push('| workload | ours GFLOP/s | % of peak | % of our sgemm (W3) |', '|---|---|---|---|');
   const w3 = find('W3');

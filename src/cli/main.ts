@@ -116,7 +116,7 @@ function qualityOptions(c: Command, inception: boolean): Command {
     .requiredOption('--images <spec>', 'images to judge: a model folder or shipped model name (sampled here), a dataset, a PNG folder, or a .npy [N,C,H,W] on [-1, 1]')
     .option('--ref <spec>', `reference: a dataset, PNG folder, .npy, or .npz with mu and sigma (pytorch-fid / TTUR statistics)${inception ? '' : ' (default: the network\'s dataset)'}`)
     .option('--net <name>', 'feature network: mnist, fashion (1x28x28), cifar10 (3x32x32), or a safetensors file', 'mnist')
-    .option(inception ? '--inception <file>' : '--inception <file>', 'Inception-v3 weights (pytorch-fid\'s, as safetensors): FID / IS / KID on Inception features instead of the digit network')
+    .option('--inception <file>', 'Inception-v3 weights (pytorch-fid\'s, as safetensors): FID / IS / KID on Inception features instead of the small feature network')
     .option('-n, --num <n>', 'images to judge (samples to draw from a model; default 1000 for a model, all for a dataset)', int('-n', 2))
     .option('--ref-num <n>', 'reference images to use (default: all)', int('--ref-num', 2))
     .option('--split <s>', 'split of a dataset given to --images', 'test')
@@ -137,7 +137,7 @@ function qualityOptions(c: Command, inception: boolean): Command {
     .option('--out <file>', 'write the results as JSON');
 }
 
-qualityOptions(evalCmd.command('quality').description('sample quality: Frechet distance, KID, Inception Score, precision/recall, on the digit network (28x28) or on Inception-v3 with --inception'), false)
+qualityOptions(evalCmd.command('quality').description('sample quality: Frechet distance, KID, Inception Score, precision/recall, on a small feature network (--net: 28x28 digits, 32x32 CIFAR-10) or on Inception-v3 with --inception'), false)
   .action(cmd.evalQualityCommand);
 
 for (const name of ['fid', 'is', 'kid'])
