@@ -756,15 +756,37 @@ Napi::Value Affine(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------------------------------------------ dropout masks
 
-/** Philox 4x32-10 (src/engine/random.ts, the same rounds and key schedule): counter c, key (k0, k1), in place. */
-inline void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
+/**
+ * Philox 4x32-10 (src/engine/random.ts, the same rounds and key schedule) on kPhiloxLanes counters at once, in place:
+ * c[word][lane], key (k0, k1); each round is a loop over the lanes, so that it vectorises.
+ */
+constexpr int kPhiloxLanes = 16;
+inline void philox4x32_10_lanes(uint32_t c[4][kPhiloxLanes], uint32_t k0, uint32_t k1) {
   for (int r = 0; r < 10; r++) {
     if (r > 0) k0 += 0x9e3779b9u, k1 += 0xbb67ae85u;
-    uint64_t p0 = (uint64_t)0xd2511f53u * c[0], p1 = (uint64_t)0xcd9e8d57u * c[2];
-    uint32_t c0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0, c2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
-    c[0] = c0, c[1] = (uint32_t)p1, c[2] = c2, c[3] = (uint32_t)p0;
+    for (int l = 0; l < kPhiloxLanes; l++) {
+      uint64_t p0 = (uint64_t)0xd2511f53u * c[0][l], p1 = (uint64_t)0xcd9e8d57u * c[2][l];
+      uint32_t c0 = (uint32_t)(p1 >> 32) ^ c[1][l] ^ k0, c2 = (uint32_t)(p0 >> 32) ^ c[3][l] ^ k1;
+      c[0][l] = c0, c[1][l] = (uint32_t)p1, c[2][l] = c2, c[3][l] = (uint32_t)p0;
+    }
   }
 }
+
+/**
+ * The smallest 32-bit word whose uniform, (word + 0.5) / 2^32 rounded to float32 as the engine draws it, is >= p (the
+ * uniform grows with the word): an element is kept exactly when its word is >= this. 2^32 (nothing kept) is not
+ * reachable for p < 1 .
+ */
+uint32_t dropoutKeepWord(double p) {
+  uint64_t lo = 0, hi = 0xffffffffull;  // the answer is in [lo, hi]
+  while (lo < hi) {
+    uint64_t mid = (lo + hi) / 2;
+    if ((double)(float)((mid + 0.5) / 4294967296.0) >= p) hi = mid;
+    else lo = mid + 1;
+  }
+  return (uint32_t)lo;
+}
+thread_local std::vector<uint32_t> tl_words;
 
 // dropoutMask(out, perSample, [seedLo, seedHi, streamLo, streamHi], p, layout?, dims?): element j of sample s is
 // 1 / (1 - p) where its uniform is >= p, else 0; the uniform is the engine's fillRandom value to the bit
@@ -788,20 +810,33 @@ Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
     if ((int64_t)prod(d) != (int64_t)y.n || d[0] != samples) fail(info.Env(), fn, "shape " + dimsStr(d) + " does not match the mask");
     C = d[1], S = d[2] * d[3];
   }
-  // one row per (sample, channel): element j = c S + i of sample s lives at base + i * stride in the layout
-  const int64_t stride = layout == kBlocked16 ? 16 : layout == kNHWC ? C : 1;
+  // per sample: its words in the engine's order (element j = c S + i, counter j / 4, word j % 4), kPhiloxLanes
+  // counters at a time, then the mask values written in the layout's order (contiguous writes)
+  const uint32_t keep = dropoutKeepWord(p);
+  const int64_t counters = (per + 3) / 4;
 #pragma omp parallel for schedule(static) if (y.n > kParallelMin)
-  for (int64_t sc = 0; sc < samples * C; sc++) {
-    const int64_t s = sc / C, ch = sc % C;
-    const int64_t base = layout == kBlocked16 ? ((s * (C / 16) + ch / 16) * S) * 16 + ch % 16 : layout == kNHWC ? s * S * C + ch : s * per + ch * S;
-    uint32_t c[4];
-    for (int64_t i = 0, j = ch * S; i < S; i++, j++) {
-      if (i == 0 || (j & 3) == 0) {
-        c[0] = (uint32_t)(j >> 2), c[1] = (uint32_t)s, c[2] = (uint32_t)w[2], c[3] = (uint32_t)w[3];
-        philox4x32_10(c, (uint32_t)w[0], (uint32_t)w[1]);
-      }
-      float u = (float)((c[j & 3] + 0.5) / 4294967296.0);
-      y.p[base + i * stride] = (double)u >= p ? scale : 0.f;
+  for (int64_t s = 0; s < samples; s++) {
+    std::vector<uint32_t>& words = tl_words;
+    words.resize((size_t)((counters + kPhiloxLanes) * 4));
+    for (int64_t q = 0; q < counters; q += kPhiloxLanes) {
+      uint32_t c[4][kPhiloxLanes];
+      for (int l = 0; l < kPhiloxLanes; l++) c[0][l] = (uint32_t)(q + l), c[1][l] = (uint32_t)s, c[2][l] = (uint32_t)w[2], c[3][l] = (uint32_t)w[3];
+      philox4x32_10_lanes(c, (uint32_t)w[0], (uint32_t)w[1]);
+      uint32_t* o = words.data() + q * 4;
+      for (int l = 0; l < kPhiloxLanes; l++)
+        for (int e = 0; e < 4; e++) o[l * 4 + e] = c[e][l];
+    }
+    const uint32_t* wd = words.data();
+    float* dst = y.p + s * per;
+    if (layout == kBlocked16) {
+      for (int64_t cb = 0; cb < C / 16; cb++)
+        for (int64_t i = 0; i < S; i++)
+          for (int64_t v = 0; v < 16; v++) dst[(cb * S + i) * 16 + v] = wd[(cb * 16 + v) * S + i] >= keep ? scale : 0.f;
+    } else if (layout == kNHWC) {
+      for (int64_t i = 0; i < S; i++)
+        for (int64_t ch = 0; ch < C; ch++) dst[i * C + ch] = wd[ch * S + i] >= keep ? scale : 0.f;
+    } else {
+      for (int64_t j = 0; j < per; j++) dst[j] = wd[j] >= keep ? scale : 0.f;
     }
   }
   return info.Env().Undefined();
