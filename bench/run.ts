@@ -338,7 +338,7 @@ function writeDoc(file: string, rows: Row[], m: { rounds: number; cpuModel: stri
     // 1,000 samples x 100 network evaluations, from the per-image cost of a batch-64 sampling step
     const per = (t: number) => (1000 * 100 * t) / 64;
     out.push('', '## Time to 1,000 MNIST samples', '');
-    out.push('At the quality of the best row of the sampler table ([samplers.md](samplers.md)): ancestral sampling with 100 respaced steps (FD 0.218 there, better than every ODE solver at 10-50 steps; 1000-step ancestral was not measured). 1,000 samples x 100 network evaluations of the mnist U-Net, from the batch-64 sampling step above (the sampler\'s own elementwise updates are not counted).', '');
+    out.push('At the quality of the best row of the sampler table ([samplers.md](samplers.md)): ancestral sampling with 100 respaced steps (FD 0.151 there, better than every ODE solver at 10-50 steps; 1000-step ancestral was not measured). 1,000 samples x 100 network evaluations of the mnist U-Net, from the batch-64 sampling step above (the sampler\'s own elementwise updates are not counted).', '');
     out.push('| engine | seconds for 1,000 samples |', '|---|---|');
     out.push(`| ours, f32 | ${per(s32.ours).toFixed(0)} |`);
     if (s16) out.push(`| ours, bf16 | ${per(s16.ours).toFixed(0)} |`);
