@@ -158,12 +158,17 @@ export async function trainCommand(o: Opts): Promise<void> {
 
 const MODELS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'models');
 
+/** The names of the shipped models (folders of models/ with a config.json). */
+export function shippedModels(): string[] {
+  return existsSync(MODELS_DIR) ? readdirSync(MODELS_DIR).filter((f) => existsSync(join(MODELS_DIR, f, 'config.json'))).sort() : [];
+}
+
 /** A model folder, or the name of a model shipped with ddpm (models/NAME). */
 export function modelPath(spec: string): string {
   if (existsSync(spec) || /[/\\.]/.test(spec)) return spec;
   const shipped = join(MODELS_DIR, spec);
   if (existsSync(join(shipped, 'config.json'))) return shipped;
-  const names = existsSync(MODELS_DIR) ? readdirSync(MODELS_DIR).filter((f) => existsSync(join(MODELS_DIR, f, 'config.json'))) : [];
+  const names = shippedModels();
   throw new Error(`${spec}: model folder not found${names.length ? ` (shipped models: ${names.join(', ')})` : ''}`);
 }
 

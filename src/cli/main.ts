@@ -79,7 +79,7 @@ program
 program
   .command('sample')
   .description('draw samples from a model folder; writes a PNG grid and single PNGs')
-  .requiredOption('--model <dir>', 'diffusers model folder, or the name of a shipped model (mnist)')
+  .requiredOption('--model <dir>', `diffusers model folder, or the name of a shipped model (${cmd.shippedModels().join(', ')})`)
   .option('--out <dir>', 'output folder (default: samples/<model>-<sampler>-<steps>-seed<seed>)')
   .option('--overwrite', 'replace the images of an earlier run in --out (only files this command writes are removed)', false)
   .option('-n, --num <n>', 'number of samples', int('-n', 1), 16)
