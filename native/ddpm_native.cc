@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -182,8 +183,12 @@ struct ConvCache {
   size_t limit() {
     static size_t lim = [] {
       const char* e = getenv("DDPM_CONV_CACHE");
-      long v = e ? strtol(e, nullptr, 10) : 0;
-      return v > 0 ? (size_t)v : (size_t)64;
+      if (!e || !*e) return (size_t)64;
+      char* end = nullptr;
+      long v = strtol(e, &end, 10);
+      if (v > 0 && *end == 0) return (size_t)v;
+      fprintf(stderr, "ddpm native: DDPM_CONV_CACHE=\"%s\" is not a positive integer; using the default 64\n", e);
+      return (size_t)64;
     }();
     return lim;
   }
@@ -234,9 +239,7 @@ ConvPrims& getConv(const ConvKey& k) {
   P->w_user = memory::desc({O, C, KH, KW}, memory::data_type::f32, memory::format_tag::oihw);
   P->y_user = memory::desc({N, O, Ho, Wo}, memory::data_type::f32, memory::format_tag::nchw);
   P->b_md = memory::desc({O}, memory::data_type::f32, memory::format_tag::x);
-  static const char* plainEnv = getenv("DDPM_CONV_LAYOUT");
-  std::string lay = plainEnv ? plainEnv : "any";
-  auto act = lay == "nchw" ? memory::format_tag::nchw : lay == "nhwc" ? memory::format_tag::nhwc : memory::format_tag::any;
+  auto act = memory::format_tag::any;  // oneDNN picks the activations' layout (nChw16c for f32, NHWC for bf16 here)
   // bf16: the reorders into the primitive's layouts round the input and the weights; the output stays float32
   auto in_t = k.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
   memory::desc x_any({N, C, H, W}, in_t, act);

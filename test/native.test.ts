@@ -32,6 +32,18 @@ describe('native addon', { skip: NATIVE_SKIP }, () => {
     assert.ok(worst < 1e-4, `native vs reference ${worst}`);
   });
 
+  it('a DDPM_CONV_CACHE that is not a positive integer is warned about and the default kept', () => {
+    const script = `
+      import { loadAddon } from ${JSON.stringify(join(ROOT, 'dist/src/backends/native/index.js'))};
+      console.log(loadAddon().addon.info().convCacheLimit);`;
+    for (const bad of ['abc', '0', '12x']) {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DDPM_CONV_CACHE: bad } });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.trim(), '64');
+      assert.match(r.stderr, new RegExp(`DDPM_CONV_CACHE="${bad}" is not a positive integer; using the default 64`));
+    }
+  });
+
   it('a second thread loading the addon while the main thread owns it gets a clear error, not a crash', async () => {
     const addonPath = join(ROOT, 'build', 'Release', 'ddpm_native.node');
     const w = new Worker(`
