@@ -62,8 +62,21 @@ async function loadShipped(name: string): Promise<Loaded> {
   });
 }
 
+/** The shipped model folders the server lists (models/index.json); none when the page is served without it. */
+async function shippedNames(): Promise<string[]> {
+  try {
+    const r = await fetch('models/index.json');
+    return r.ok ? ((await r.json()) as string[]) : [];
+  } catch {
+    return [];
+  }
+}
+
 function setModel(m: Loaded): void {
   current = m;
+  lastSamples = null;  // the interpolation's endpoints belong to the previous model
+  ($('interp') as HTMLButtonElement).disabled = true;
+  ($('modelPick') as HTMLSelectElement).value = m.name;  // blank for a dropped folder
   $('model').textContent = `${m.name} (${m.cfg.in_channels}x${m.cfg.sample_size}x${m.cfg.sample_size}, ${m.model.parameterCount.toLocaleString()} parameters, T = ${m.diffusion.numTimesteps})`;
 }
 
@@ -223,7 +236,13 @@ async function main(): Promise<void> {
   for (const s of lib.SAMPLERS) sel.add(new Option(s, s));
   sel.value = params.get('sampler') ?? 'ddim';
   for (const k of ['steps', 'seed', 'num']) if (params.has(k)) ($(k) as HTMLInputElement).value = params.get(k)!;
+  const pick = $('modelPick') as HTMLSelectElement;
+  for (const n of await shippedNames()) pick.add(new Option(n, n));
   setModel(await loadShipped(params.get('model') ?? 'mnist'));
+  pick.onchange = () => {
+    status(`loading ${pick.value}...`);
+    void loadShipped(pick.value).then((m) => { setModel(m); status(`model ${m.name} loaded`); }).catch((err) => status(`error: ${err.message}`));
+  };
   $('sample').onclick = () => void runSampling();
   $('stop').onclick = () => (stopRequested = true);
   $('interp').onclick = () => void runInterpolation();

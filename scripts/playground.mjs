@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run playground`: bundles the playground page (esbuild) when its sources are newer than the bundle, serves it
-// with the shipped models on 127.0.0.1 and prints the URL. Options: --port N (default 8080; 0: any free port),
+// with the shipped models (listed at /models/index.json for the page's picker) on 127.0.0.1 and prints the URL. Options: --port N (default 8080; 0: any free port),
 // --build-only.
 import { existsSync, mkdirSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -45,6 +45,15 @@ const server = createServer((req, res) => {
   let file = null;
   if (url.pathname === '/' || url.pathname === '/index.html') file = join(ROOT, 'playground', 'index.html');
   else if (url.pathname === '/app.js') file = bundle;
+  else if (url.pathname === '/models/index.json') {
+    // the shipped model folders (the page's model picker)
+    const names = readdirSync(join(ROOT, 'models'), { withFileTypes: true })
+      .filter((e) => e.isDirectory() && existsSync(join(ROOT, 'models', e.name, 'config.json')) && existsSync(join(ROOT, 'models', e.name, 'diffusion_pytorch_model.safetensors')))
+      .map((e) => e.name)
+      .sort();
+    res.writeHead(200, { 'content-type': TYPES['.json'], 'cache-control': 'no-cache' }).end(JSON.stringify(names));
+    return;
+  }
   else if (url.pathname.startsWith('/models/')) {
     const rel = normalize(decodeURIComponent(url.pathname.slice('/models/'.length)));
     if (!rel.startsWith('..')) file = join(ROOT, 'models', rel);

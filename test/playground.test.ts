@@ -1,10 +1,10 @@
 // The playground page: `npm run playground`'s server starts, and in headless Chromium with WebGPU (SwiftShader) the
-// page samples the shipped MNIST model and renders the chain and the x0 grid. DDPM_UPDATE_SCREENSHOTS=1 rewrites the
+// page samples the shipped MNIST model, renders the chain and the x0 grid, and its picker loads another shipped model. DDPM_UPDATE_SCREENSHOTS=1 rewrites the
 // screenshot in docs/ that the README shows; the test checks that one is committed.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './helpers.js';
 
@@ -53,6 +53,15 @@ describe('playground', () => {
         assert.match((await p.textContent('#interpStatus')) ?? '', /lambda = 0, 1\/7, \.\.\., 1 from t = 2/);
         assert.equal(await p.evaluate('document.getElementById("interpOut").width'), 8 * 30 + 2);
         if (process.env.DDPM_UPDATE_SCREENSHOTS === '1') await p.screenshot({ path: SHOT, fullPage: true });
+        // the model picker lists the shipped folders and loads the one chosen
+        const shipped = readdirSync(join(ROOT, 'models'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+        assert.deepEqual(await p.evaluate('[...document.getElementById("modelPick").options].map((o) => o.value)'), shipped);
+        assert.equal(await p.inputValue('#modelPick'), 'mnist');
+        await p.selectOption('#modelPick', 'fashion');
+        await p.waitForFunction(() => /loaded|error/.test(document.getElementById('status')!.textContent ?? ''), undefined, { timeout: 60_000 });
+        assert.equal(await p.textContent('#status'), 'model fashion loaded');
+        assert.match((await p.textContent('#model')) ?? '', /^fashion \(1x28x28, [\d,]+ parameters, T = 1000\)$/);
+        assert.equal(await p.evaluate('document.getElementById("interp").disabled'), true);
       } finally {
         await browser.close();
       }
