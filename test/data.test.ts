@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { FASHION_MNIST_DIR, loadDataset, loadEmbeddedDigits } from '../src/data/load.js';
-import { makeBatch, pixelStats } from '../src/data/dataset.js';
+import { firstImagesWarning, makeBatch, pixelStats, subsetIndices } from '../src/data/dataset.js';
 import { HAS_SHARED, SHARED } from './helpers.js';
 
 const NO_SHARED = HAS_SHARED ? false : '../shared/data is absent (a fresh clone has no shared folder)';
@@ -67,5 +67,24 @@ describe('datasets', () => {
     const s = pixelStats(ds);
     assert.ok(s.mean > 0.1 && s.mean < 0.16, `mean ${s.mean}`);
     assert.deepEqual([...ds.labels!.subarray(0, 10)], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
+
+describe('evaluation subsets', () => {
+  it('the first n images, or n spread evenly over the set', () => {
+    assert.deepEqual([...subsetIndices(10, 3, false)], [0, 1, 2]);
+    assert.deepEqual([...subsetIndices(10, 3, true)], [0, 3, 6]);
+    assert.deepEqual([...subsetIndices(10000, 10, true)], [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000]);
+    assert.deepEqual([...subsetIndices(5, 5, true)], [0, 1, 2, 3, 4]);
+    assert.throws(() => subsetIndices(5, 6, true), /n must be an integer in \[0, 5\], got 6/);
+  });
+  it('warns when the first n images of a labelled set miss some of its classes', () => {
+    const ds = { name: 'sorted', count: 40, channels: 1, height: 1, width: 1, pixels: new Uint8Array(40), labels: Uint8Array.from({ length: 40 }, (_, i) => Math.floor(i / 10)) };
+    assert.match(firstImagesWarning(ds, 8, '--spread')!, /^sorted: its first 8 images hold 1 of its 4 classes .*--spread takes 8 images spread over the set \(4 classes\)$/);
+    assert.equal(firstImagesWarning(ds, 1, '--spread'), null);  // one image holds one class either way
+    assert.equal(firstImagesWarning(ds, 40, '--spread'), null);
+    const mixed = { ...ds, labels: Uint8Array.from({ length: 40 }, (_, i) => i % 4) };
+    assert.equal(firstImagesWarning(mixed, 8, '--spread'), null);
+    assert.equal(firstImagesWarning({ ...ds, labels: undefined }, 8, '--spread'), null);
   });
 });

@@ -57,6 +57,30 @@ describe('ddpm eval quality', () => {
     assert.match(bad.stderr, /images are 1x8x8; the digit network needs 1x28x28/);
     assert.match(spawnSync(process.execPath, [CLI, 'eval', 'fid', '--images', tiny], { encoding: 'utf8' }).stderr, /eval fid: pass --inception FILE/);
   });
+
+  it('a dataset stored in class order: the first n images are warned about, --spread takes n spread over it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ddpm-spread-'));
+    // a CIFAR-10 binary batch of 40 records sorted by label (4 classes of 10), as this machine's test batch is
+    const bin = new Uint8Array(40 * 3073);
+    for (let i = 0; i < 40; i++) {
+      bin[i * 3073] = Math.floor(i / 10);
+      for (let j = 1; j < 3073; j++) bin[i * 3073 + j] = (i * 37 + j * 11 + Math.floor(i / 10) * 60) % 256;
+    }
+    const f = join(dir, 'sorted_batch.bin');
+    writeFileSync(f, bin);
+    const run = (...extra: string[]) => spawnSync(process.execPath, [CLI, '--backend', 'reference', 'eval', 'quality', '--net', 'cifar10', '--images', f, '-n', '8', '--ref', f, '--ref-num', '20',
+      '--kid-subsets', '2', '--kid-size', '4', '--pr-num', '0', ...extra], { encoding: 'utf8' });
+    const first = run();
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stderr, /--images: .*its first 8 images hold 1 of its 4 classes/);
+    assert.match(first.stderr, /--ref: .*its first 20 images hold 2 of its 4 classes/);
+    assert.match(first.stdout, /the first 8 of 40 images/);
+    const spread = run('--spread');
+    assert.equal(spread.status, 0, spread.stderr);
+    assert.doesNotMatch(spread.stderr, /classes/);
+    assert.match(spread.stdout, /8 spread over 40 images/);
+    assert.match(spread.stdout, /20 spread over 40 images/);
+  });
 });
 
 describe('train --eval-every', { skip: NATIVE_SKIP }, () => {

@@ -11,7 +11,7 @@ import { scaledBetaRange, type BetaSchedule } from '../diffusion/schedule.js';
 import { defaultClip, sample, samplerPlan, type SampleOptions, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
 import type { TimestepSpacing } from '../diffusion/schedule.js';
 import { PRESETS, UNet, trainingMemoryBytes } from '../model/unet.js';
-import { makeBatch, pixelStats } from '../data/dataset.js';
+import { firstImagesWarning, makeBatch, pixelStats, subsetIndices } from '../data/dataset.js';
 import { DATASET_NAMES, loadDataset, type Split } from '../data/load.js';
 import { loadModel, readModelFolder, weightsOf, writeModelFolder } from '../io/checkpoint.js';
 import { readJson as readJsonFile, writeFileAtomic } from '../io/files.js';
@@ -318,14 +318,16 @@ export async function evalBpdCommand(o: Opts): Promise<void> {
   if (data.channels !== cfg.in_channels || data.height !== cfg.sample_size) throw new Error(`${data.name}: images are ${data.channels}x${data.height}x${data.width}, the model expects ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size}`);
   if (o.num !== undefined && o.num > data.count) warn(`-n ${o.num}: ${data.name} has only ${data.count} images; evaluating all of them`);
   const n = Math.min(o.num ?? data.count, data.count);
+  if (!o.spread) {
+    const w = firstImagesWarning(data, n, '--spread');
+    if (w) warn(w);
+  }
+  const pick = subsetIndices(data.count, n, !!o.spread);
   const clip = o.clip !== false;
   const nBatches = Math.ceil(n / o.batch);
   let bar: Progress | null = null;
   function* batches() {
-    for (let s = 0; s < n; s += o.batch) {
-      const idx = Int32Array.from({ length: Math.min(o.batch, n - s) }, (_, i) => s + i);
-      yield { x0: makeBatch(data, idx), start: s };
-    }
+    for (let s = 0; s < n; s += o.batch) yield { x0: makeBatch(data, pick.subarray(s, Math.min(n, s + o.batch))), start: s };
   }
   const r = await bitsPerDim(diffusion, (x, t) => model.forward(x, t), batches(), {
     seed: o.seed, tStride: o.tStride, clip,
@@ -336,7 +338,7 @@ export async function evalBpdCommand(o: Opts): Promise<void> {
   });
   const q = (a: number, b: number) => r.terms.filter((x) => x.t >= a && x.t < b).reduce((s, x) => s + x.bpd * x.weight, 0);
   const Tn = diffusion.numTimesteps;
-  console.log(`images          ${r.images} (${data.name}, ${o.split})`);
+  console.log(`images          ${r.images} (${data.name}, ${o.split}${n < data.count ? `, ${o.spread ? `${n} spread over` : `the first ${n} of`} ${data.count}` : ''})`);
   console.log(`bits/dim        ${r.total.toFixed(4)}   (upper bound on NLL, eq. 5${o.tStride > 1 ? `; t < ${EXACT_HEAD} exact, above that every ${o.tStride}th t stands for its neighbours` : '; all T terms'})`);
   console.log(`x0 estimate     ${clip ? 'clipped to [-1, 1] (the official calc_bpd_loop default; --no-clip for the unclipped bound)' : 'not clipped (--no-clip)'}`);
   console.log(`  prior L_T     ${r.prior.toExponential(3)}`);
@@ -443,8 +445,13 @@ async function imageSet(spec: string, o: Opts, what: string, ex: Extractor): Pro
   const ds = loadDataset(spec, split(o.split ?? 'test'), { size: ex.size ?? 299, channels: ex.channels as 1 | 3 });
   fits(ds.channels, ds.height, ds.width);
   const n = Math.min(ds.count, o.num ?? ds.count);
-  const x = await makeBatch(ds, Int32Array.from({ length: n }, (_, i) => i)).data();
-  return { images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels), n, hw: [ds.height, ds.width], name: `${ds.name} (${n} images)` };
+  if (!o.spread) {
+    const w = firstImagesWarning(ds, n, '--spread');
+    if (w) warn(`${what}: ${w}`);
+  }
+  const x = await makeBatch(ds, subsetIndices(ds.count, n, !!o.spread)).data();
+  const which = n < ds.count ? (o.spread ? `${n} spread over ${ds.count}` : `the first ${n} of ${ds.count}`) : `${n}`;
+  return { images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels), n, hw: [ds.height, ds.width], name: `${ds.name} (${which} images)` };
 }
 
 export async function evalQualityCommand(o: Opts): Promise<void> {

@@ -32,6 +32,36 @@ export function makeBatch(ds: ImageDataset, indices: ArrayLike<number>, flips?: 
   return fromArray(out, [indices.length, C, H, W]);
 }
 
+/**
+ * The images an evaluation of n of a dataset's count images uses: the first n, or (spread) n evenly spaced over the
+ * set, image floor(i * count / n) for i < n, so that a set stored in class order still gives every class.
+ */
+export function subsetIndices(count: number, n: number, spread: boolean): Int32Array {
+  if (!(Number.isInteger(n) && n >= 0 && n <= count)) throw new Error(`subsetIndices: n must be an integer in [0, ${count}], got ${n}`);
+  return Int32Array.from({ length: n }, (_, i) => (spread ? Math.floor((i * count) / n) : i));
+}
+
+/** The number of distinct labels among the given images (undefined when the set has no labels). */
+export function classCount(ds: ImageDataset, indices: ArrayLike<number>): number | undefined {
+  if (!ds.labels) return undefined;
+  const seen = new Set<number>();
+  for (let i = 0; i < indices.length; i++) seen.add(ds.labels[indices[i]]);
+  return seen.size;
+}
+
+/**
+ * A warning when the first n images of a labelled set hold fewer of its classes than n images spread over it: a set
+ * stored in class order, whose first n images are a biased sample (what `spread` avoids); null otherwise.
+ */
+export function firstImagesWarning(ds: ImageDataset, n: number, flag: string): string | null {
+  if (n >= ds.count || !ds.labels) return null;
+  const first = classCount(ds, subsetIndices(ds.count, n, false))!, spread = classCount(ds, subsetIndices(ds.count, n, true))!;
+  const all = classCount(ds, subsetIndices(ds.count, ds.count, false))!;
+  return first < spread
+    ? `${ds.name}: its first ${n} images hold ${first} of its ${all} classes (the set is stored in class order?); ${flag} takes ${n} images spread over the set (${spread} classes)`
+    : null;
+}
+
 /** Pixel mean and standard deviation on [0, 1] (for checking a loader against published statistics). */
 export function pixelStats(ds: ImageDataset): { mean: number; std: number } {
   let s = 0, s2 = 0;
