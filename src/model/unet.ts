@@ -43,9 +43,10 @@ function preset(size: number, ch: number[], layers: number, attnLevels: number[]
 export const PRESETS: Record<string, () => UNetConfig> = {
   /** The paper's CIFAR-10 model: 35,746,307 parameters. */
   cifar10: () => preset(32, [128, 256, 256, 256], 2, [1], 0.1, 3),
-  /** A small CIFAR-10 model (2,998,947 parameters at 16 groups) that trains on CPU cores in hours: four levels down to 4x4,
-   *  attention at 16x16 as in the paper's model, one residual block per level. */
-  'cifar10-small': () => preset(32, [32, 64, 64, 128], 1, [1], 0.1, 3, 16),
+  /** A small CIFAR-10 model (1,525,411 parameters) that trains on CPU cores in hours and ships in 3 MB at float16: the
+   *  paper's channel multipliers (1, 2, 2, 2) on 32 base channels, four levels down to 4x4, attention at 16x16 as in the
+   *  paper's model, one residual block per level, GroupNorm with 16 groups. */
+  'cifar10-small': () => preset(32, [32, 64, 64, 64], 1, [1], 0.1, 3, 16),
   /** The paper's 256x256 LSUN / CelebA-HQ model. */
   lsun256: () => preset(256, [128, 128, 256, 256, 512, 512], 2, [4], 0, 3),
   /** A small model for 28x28 digits that trains on two CPU cores within an hour. */
