@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run playground`: bundles the playground page (esbuild) when its sources are newer than the bundle, serves it
-// with the shipped models (listed at /models/index.json for the page's picker) on 127.0.0.1 and prints the URL. Options: --port N (default 8080; 0: any free port),
-// --build-only.
+// with the shipped models (listed at /models/index.json for the page's picker) on 127.0.0.1 and prints the URL.
+// Options: --port N (default 8080; 0: any free port), --build-only.
 import { existsSync, mkdirSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, extname, join, normalize } from 'node:path';
