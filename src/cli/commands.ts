@@ -11,7 +11,7 @@ import { scaledBetaRange, type BetaSchedule } from '../diffusion/schedule.js';
 import { defaultClip, sample, samplerPlan, type SampleOptions, type SamplerName, type SamplerStep } from '../diffusion/samplers.js';
 import type { TimestepSpacing } from '../diffusion/schedule.js';
 import { PRESETS, UNet, trainingMemoryBytes } from '../model/unet.js';
-import { firstImagesWarning, makeBatch, pixelStats, subsetIndices } from '../data/dataset.js';
+import { type ImageDataset, firstImagesWarning, makeBatch, pixelStats, subsetIndices } from '../data/dataset.js';
 import { DATASET_NAMES, loadDataset, type Split } from '../data/load.js';
 import { loadModel, readModelFolder, weightsOf, writeModelFolder } from '../io/checkpoint.js';
 import { readJson as readJsonFile, writeFileAtomic } from '../io/files.js';
@@ -310,6 +310,19 @@ export async function sampleCommand(o: Opts): Promise<void> {
   console.error(`wrote ${join(out, 'grid.png')} and ${n} single ${S}x${S} PNGs${stripRows.length ? ` and ${join(out, 'strip.png')}` : ''} (${sampler}, ${plan.length} steps, clip ${clip ? 'on' : 'off'})`);
 }
 
+/**
+ * The n images of a dataset an evaluation uses: evenly spread over it with --spread, else the first n (with a warning
+ * when those miss classes); `which` names the choice ('' when n is the whole set).
+ */
+function evalSubset(ds: ImageDataset, n: number, spread: boolean, what: string): { indices: Int32Array; which: string } {
+  if (!spread) {
+    const w = firstImagesWarning(ds, n, '--spread');
+    if (w) warn(what ? `${what}: ${w}` : w);
+  }
+  const which = n < ds.count ? (spread ? `${n} spread over ${ds.count}` : `the first ${n} of ${ds.count}`) : '';
+  return { indices: subsetIndices(ds.count, n, spread), which };
+}
+
 export async function evalBpdCommand(o: Opts): Promise<void> {
   if (o.out) ensureWritableFile(o.out, '--out');
   if (o.rdPlot) ensureWritableFile(o.rdPlot, '--rd-plot');
@@ -318,11 +331,7 @@ export async function evalBpdCommand(o: Opts): Promise<void> {
   if (data.channels !== cfg.in_channels || data.height !== cfg.sample_size) throw new Error(`${data.name}: images are ${data.channels}x${data.height}x${data.width}, the model expects ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size}`);
   if (o.num !== undefined && o.num > data.count) warn(`-n ${o.num}: ${data.name} has only ${data.count} images; evaluating all of them`);
   const n = Math.min(o.num ?? data.count, data.count);
-  if (!o.spread) {
-    const w = firstImagesWarning(data, n, '--spread');
-    if (w) warn(w);
-  }
-  const pick = subsetIndices(data.count, n, !!o.spread);
+  const { indices: pick, which } = evalSubset(data, n, !!o.spread, '');
   const clip = o.clip !== false;
   const nBatches = Math.ceil(n / o.batch);
   let bar: Progress | null = null;
@@ -338,7 +347,7 @@ export async function evalBpdCommand(o: Opts): Promise<void> {
   });
   const q = (a: number, b: number) => r.terms.filter((x) => x.t >= a && x.t < b).reduce((s, x) => s + x.bpd * x.weight, 0);
   const Tn = diffusion.numTimesteps;
-  console.log(`images          ${r.images} (${data.name}, ${o.split}${n < data.count ? `, ${o.spread ? `${n} spread over` : `the first ${n} of`} ${data.count}` : ''})`);
+  console.log(`images          ${r.images} (${data.name}, ${o.split}${which ? `, ${which}` : ''})`);
   console.log(`bits/dim        ${r.total.toFixed(4)}   (upper bound on NLL, eq. 5${o.tStride > 1 ? `; t < ${EXACT_HEAD} exact, above that every ${o.tStride}th t stands for its neighbours` : '; all T terms'})`);
   console.log(`x0 estimate     ${clip ? 'clipped to [-1, 1] (the official calc_bpd_loop default; --no-clip for the unclipped bound)' : 'not clipped (--no-clip)'}`);
   console.log(`  prior L_T     ${r.prior.toExponential(3)}`);
@@ -445,13 +454,9 @@ async function imageSet(spec: string, o: Opts, what: string, ex: Extractor): Pro
   const ds = loadDataset(spec, split(o.split ?? 'test'), { size: ex.size ?? 299, channels: ex.channels as 1 | 3 });
   fits(ds.channels, ds.height, ds.width);
   const n = Math.min(ds.count, o.num ?? ds.count);
-  if (!o.spread) {
-    const w = firstImagesWarning(ds, n, '--spread');
-    if (w) warn(`${what}: ${w}`);
-  }
-  const x = await makeBatch(ds, subsetIndices(ds.count, n, !!o.spread)).data();
-  const which = n < ds.count ? (o.spread ? `${n} spread over ${ds.count}` : `the first ${n} of ${ds.count}`) : `${n}`;
-  return { images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels), n, hw: [ds.height, ds.width], name: `${ds.name} (${which} images)` };
+  const { indices, which } = evalSubset(ds, n, !!o.spread, what);
+  const x = await makeBatch(ds, indices).data();
+  return { images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels), n, hw: [ds.height, ds.width], name: `${ds.name} (${which || n} images)` };
 }
 
 export async function evalQualityCommand(o: Opts): Promise<void> {

@@ -56,7 +56,7 @@ export function classCount(ds: ImageDataset, indices: ArrayLike<number>): number
 export function firstImagesWarning(ds: ImageDataset, n: number, flag: string): string | null {
   if (n >= ds.count || !ds.labels) return null;
   const first = classCount(ds, subsetIndices(ds.count, n, false))!, spread = classCount(ds, subsetIndices(ds.count, n, true))!;
-  const all = classCount(ds, subsetIndices(ds.count, ds.count, false))!;
+  const all = new Set(ds.labels).size;
   return first < spread
     ? `${ds.name}: its first ${n} images hold ${first} of its ${all} classes (the set is stored in class order?); ${flag} takes ${n} images spread over the set (${spread} classes)`
     : null;
