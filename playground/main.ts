@@ -194,21 +194,24 @@ async function runTraining(): Promise<void> {
   trainStop = false;
   ($('train') as HTMLButtonElement).disabled = true;
   ($('trainStop') as HTMLButtonElement).disabled = false;
-  const model = new lib.UNet(lib.PRESETS.tiny()).init(0);
-  const params = [...model.params.values()];
-  const adam = new lib.Adam(params, { lr: 2e-3 });
-  const ema = new lib.EMA(params);  // the sample grids use the EMA weights
-  const d = new lib.GaussianDiffusion({ ...lib.PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
-  // 16 blobs at varying positions on [-1, 1]
-  const N = 16, img = new Float32Array(N * 64);
+  // the training core of `ddpm train` (Algorithm 1 with the paper's recipe), on the tiny preset and T = 100
+  const o = { ...lib.trainOptionsFrom({ out: '', preset: 'tiny', steps: 2000, batch: 16, lr: 2e-3, warmup: 0, ema: 0.99, emaWarmup: false, seed: 0 }) };
+  o.diffusion = { ...o.diffusion, timesteps: 100, betaEnd: 0.2 };
+  const st = lib.createTrainState(o);
+  const params = [...st.model.params.values()];
+  const d = new lib.GaussianDiffusion(o.diffusion);
+  // 16 blobs at varying positions
+  const N = 16, pixels = new Uint8Array(N * 64);
   for (let i = 0; i < N; i++)
-    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) img[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2)) ** 2 <= 3 ? 1 : -1;
-  const x0 = lib.ops.fromArray(img, [N, 1, 8, 8]);
+    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) pixels[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2)) ** 2 <= 3 ? 255 : 0;
+  const data = { name: 'blobs', count: N, channels: 1, height: 8, width: 8, pixels };
+  const order = new Map<number, Int32Array>();
+  const model = st.model, ema = st.ema;
   const losses: number[] = [];
   const ctx = ($('loss') as HTMLCanvasElement).getContext('2d')!;
-  for (let s = 0; !trainStop && s < 2000; s++) {
-    const total = lib.algorithm1Step(d, (x, tt) => model.forward(x, tt), adam, x0, { seed: 0, step: s, ema: { ema, decay: 0.99 } });
-    losses.push((await total.data())[0]);
+  for (let s = 0; !trainStop && s < o.steps; s++) {
+    const m = await lib.trainStep(o, d, st, data, order);
+    losses.push(m.loss);
     // the loss curve (log scale)
     ctx.clearRect(0, 0, 400, 160);
     const lo = Math.log(Math.min(...losses)), hi = Math.log(Math.max(...losses)) + 1e-9;

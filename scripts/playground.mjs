@@ -4,7 +4,7 @@
 // Options: --port N (default 8080; 0: any free port), --build-only.
 import { existsSync, mkdirSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { dirname, extname, join, normalize } from 'node:path';
+import { dirname, extname, isAbsolute, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -40,29 +40,55 @@ if (!existsSync(bundle) || statSync(bundle).mtimeMs < sources) {
 if (flag('--build-only')) process.exit(0);
 
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.safetensors': 'application/octet-stream', '.png': 'image/png' };
-const server = createServer((req, res) => {
-  const url = new URL(req.url ?? '/', 'http://localhost');
+// every answer: no MIME sniffing; the page is cross-origin isolated (COOP/COEP), so a wasm backend may share memory
+const COMMON = { 'x-content-type-options': 'nosniff', 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp', 'cache-control': 'no-cache' };
+const send = (res, status, type, body) => res.writeHead(status, { ...COMMON, 'content-type': type }).end(body);
+let port = 0;
+/** Only names of this machine: a page elsewhere that rebinds its DNS name to 127.0.0.1 sends its own Host and is refused. */
+const hostAllowed = (host) => [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(String(host ?? '').toLowerCase());
+
+function answer(req, res) {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'only GET and HEAD\n');
+  if (!hostAllowed(req.headers.host)) return send(res, 403, 'text/plain', 'this server answers only to 127.0.0.1, localhost and [::1]\n');
+  let url, path;
+  try {
+    url = new URL(req.url ?? '/', 'http://localhost');
+    path = decodeURIComponent(url.pathname);
+  } catch {
+    return send(res, 400, 'text/plain', 'malformed URL\n');
+  }
+  if (path.includes('\0')) return send(res, 400, 'text/plain', 'malformed URL\n');
   let file = null;
-  if (url.pathname === '/' || url.pathname === '/index.html') file = join(ROOT, 'playground', 'index.html');
-  else if (url.pathname === '/app.js') file = bundle;
-  else if (url.pathname === '/models/index.json') {
+  if (path === '/' || path === '/index.html') file = join(ROOT, 'playground', 'index.html');
+  else if (path === '/app.js') file = bundle;
+  else if (path === '/models/index.json') {
     // the shipped model folders (the page's model picker)
     const names = readdirSync(join(ROOT, 'models'), { withFileTypes: true })
       .filter((e) => e.isDirectory() && existsSync(join(ROOT, 'models', e.name, 'config.json')) && existsSync(join(ROOT, 'models', e.name, 'diffusion_pytorch_model.safetensors')))
       .map((e) => e.name)
       .sort();
-    res.writeHead(200, { 'content-type': TYPES['.json'], 'cache-control': 'no-cache' }).end(JSON.stringify(names));
-    return;
+    return send(res, 200, TYPES['.json'], JSON.stringify(names));
+  } else if (path.startsWith('/models/')) {
+    const rel = normalize(path.slice('/models/'.length));
+    if (!rel.startsWith('..') && !isAbsolute(rel)) file = join(ROOT, 'models', rel);
   }
-  else if (url.pathname.startsWith('/models/')) {
-    const rel = normalize(decodeURIComponent(url.pathname.slice('/models/'.length)));
-    if (!rel.startsWith('..')) file = join(ROOT, 'models', rel);
+  if (!file || !existsSync(file) || !statSync(file).isFile()) return send(res, 404, 'text/plain', 'not found\n');
+  send(res, 200, TYPES[extname(file)] ?? 'application/octet-stream', req.method === 'HEAD' ? undefined : readFileSync(file));
+}
+
+const server = createServer((req, res) => {
+  try {
+    answer(req, res);
+  } catch (e) {
+    console.error(`playground: ${req.method} ${String(req.url).slice(0, 200)}: ${e.message}`);
+    if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
+    else res.destroy();
   }
-  if (!file || !existsSync(file) || !statSync(file).isFile()) {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${url.pathname}`);
-    return;
-  }
-  res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache' }).end(readFileSync(file));
+});
+// a malformed request line or header: answer 400 and close, never throw
+server.on('clientError', (err, socket) => {
+  if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+  else socket.destroy();
 });
 
 const want = Number(value('--port', process.env.PORT ?? '8080'));
@@ -76,6 +102,7 @@ server.on('error', (e) => {
   }
 });
 server.on('listening', () => {
+  port = server.address().port;
   console.log(`playground: http://127.0.0.1:${server.address().port}/  (Ctrl-C to stop)`);
 });
 server.listen(want, '127.0.0.1');

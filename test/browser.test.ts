@@ -14,7 +14,8 @@ import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js
 import { sampleAll } from '../src/diffusion/samplers.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
 import { loadModel } from '../src/io/checkpoint.js';
-import { ROOT, native, reference } from './helpers.js';
+import { ROOT, native, reference, writeTinyIdx } from './helpers.js';
+import { spawnSync } from 'node:child_process';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const NO_BROWSER = existsSync(CHROMIUM) || process.env.DDPM_REQUIRE_BROWSER === '1' ? false : `${CHROMIUM} is absent (apt-get install -y chromium)`;
@@ -34,7 +35,8 @@ describe('browser entry', () => {
   it('bundles for the browser without anything from Node', async () => {
     const r = await build({ entryPoints: [join(ROOT, 'dist', 'src', 'browser.js')], bundle: true, platform: 'browser', format: 'esm', outfile: bundle, logLevel: 'silent', metafile: true });
     const inputs = Object.keys(r.metafile!.inputs);
-    assert.ok(inputs.every((f) => !/node_modules|cli|native|select|checkpoint|files|load|download|train|report|npz|png/.test(f)), inputs.join('\n'));
+    assert.ok(inputs.every((f) => !/node_modules|cli|native|select|checkpoint|files|load|download|training\/train|report|npz|png|sample-run|image-sets|models|system/.test(f)), inputs.join('\n'));
+    assert.ok(inputs.some((f) => /training\/core/.test(f)), 'the training core is in the bundle');
     assert.ok(readFileSync(bundle).length < 400_000);
   });
 
@@ -119,18 +121,39 @@ describe('browser entry', () => {
     // 16 Adam steps on one batch of 8 blobs (Algorithm 1 with a fixed batch): the loss of the last 4 steps is below the first 4
     const losses = (await inChromium(`
       await lib.useWebGPUBackend();
-      const model = new lib.UNet(lib.PRESETS.tiny()).init(0);
-      const adam = new lib.Adam([...model.params.values()], { lr: 3e-3 });
-      const d = new lib.GaussianDiffusion({ ...lib.PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
       const img = new Float32Array(8 * 64);
       for (let i = 0; i < 8; i++) for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++)
         img[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2) * 2) ** 2 <= 3 ? 1 : -1;
-      const x0 = lib.ops.fromArray(img, [8, 1, 8, 8]);
       const out = [];
-      for (let s = 0; s < 16; s++) out.push((await lib.algorithm1Step(d, (x, tt) => model.forward(x, tt), adam, x0, { seed: 0, step: s }).data())[0]);
+      const o = lib.trainOptionsFrom({ out: '', preset: 'tiny', steps: 16, batch: 8, lr: 3e-3, warmup: 0, seed: 0 });
+      o.diffusion = { ...o.diffusion, timesteps: 100, betaEnd: 0.2 };
+      const st = lib.createTrainState(o);
+      const pixels = Uint8Array.from(img, (v) => (v > 0 ? 255 : 0));
+      const data = { name: 'blobs', count: 8, channels: 1, height: 8, width: 8, pixels }, order = new Map();
+      for (let s = 0; s < 16; s++) out.push((await lib.trainStep(o, new lib.GaussianDiffusion(o.diffusion), st, data, order)).loss);
       return out;`, WEBGPU)) as number[];
     assert.equal(losses.length, 16);
     const mean = (a: number[]) => a.reduce((p, q) => p + q, 0) / a.length;
     assert.ok(mean(losses.slice(-4)) < 0.7 * mean(losses.slice(0, 4)), `loss ${losses.map((l) => l.toFixed(3)).join(' ')}`);
+  });
+
+  it('the same seed trains the tiny preset to the same losses in the tab (the training core) as `ddpm train` in Node', { skip: NO_BROWSER }, async () => {
+    const data = writeTinyIdx(dir, 12);
+    const out = join(dir, 'node-run');
+    const args = ['--preset', 'tiny', '--steps', '6', '--batch', '4', '--accumulate', '2', '--lr', '2e-3', '--warmup', '3', '--ema', '0.9', '--flip', '--seed', '7'];
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), '--backend', 'reference', 'train', '--data', data, '--out', out, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const nodeLosses = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss as number);
+    const pixels = Array.from(readFileSync(data).subarray(16));
+    const tab = (await inChromium(`
+      lib.useReferenceBackend();
+      const o = lib.trainOptionsFrom({ out: '', preset: 'tiny', steps: 6, batch: 4, accumulate: 2, lr: 2e-3, warmup: 3, ema: 0.9, flip: true, seed: 7 });
+      const st = lib.createTrainState(o), d = new lib.GaussianDiffusion(o.diffusion), order = new Map();
+      const data = { name: 'idx', count: 12, channels: 1, height: 8, width: 8, pixels: Uint8Array.from(${JSON.stringify(pixels)}) };
+      const out = [];
+      for (let s = 0; s < o.steps; s++) out.push((await lib.trainStep(o, d, st, data, order)).loss);
+      return out;`)) as number[];
+    assert.equal(tab.length, 6);
+    tab.forEach((l, i) => assert.ok(Math.abs(l - nodeLosses[i]) <= 1e-6, `step ${i + 1}: tab ${l}, node ${nodeLosses[i]}`));
   });
 });

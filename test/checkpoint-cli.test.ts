@@ -156,9 +156,13 @@ describe('CLI', () => {
 
   it('demo (the main job) trains on the embedded digits and writes a sample grid, a strip and a loss curve', () => {
     const out = join(dir, 'demo');
-    const r = run('demo', '--out', out, '--minutes', '0.1');
+    // a step budget, not a time budget: a loaded machine still trains the 3 steps that make a loss curve
+    const r = run('demo', '--out', out, '--minutes', '5', '--steps', '3');
     assert.equal(r.status, 0, r.stderr);
-    for (const f of ['samples/grid.png', 'samples/strip.png', 'loss.png', WEIGHTS_FILE, 'metrics.jsonl']) assert.ok(existsSync(join(out, f)), f);
+    for (const f of ['samples/grid.png', 'samples/strip.png', 'train/loss.png', `train/${WEIGHTS_FILE}`, 'train/metrics.jsonl']) assert.ok(existsSync(join(out, f)), f);
+    // each message after the file it names exists (the sampling is awaited)
+    const order = ['wrote .*shipped.grid\\.png', 'ddpm demo: .*shipped.grid\\.png in', 'done: step 3', 'wrote .*samples.grid\\.png', 'demo done'].map((p) => r.stderr.search(new RegExp(p)));
+    assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])), `messages out of order: ${order}\n${r.stderr}`);
     // the shipped model answers to its name and gives the demo's first grid
     if (existsSync(join(ROOT, 'models', 'mnist', 'config.json'))) {
       assert.ok(existsSync(join(out, 'shipped', 'grid.png')), 'the shipped model sampled first');

@@ -8,7 +8,7 @@ import { ROOT } from './helpers.js';
 const SRC = join(ROOT, 'src');
 /** Rank of each folder, bottom first (the README's layering table); a file may import only equal or lower ranks. */
 const RANK: Record<string, number> = {
-  engine: 0, 'backends/reference': 1, 'backends/native': 1, 'backends/webgpu': 1, 'backends/wasm': 1, backends: 2, diffusion: 3, model: 3, io: 4, data: 5, training: 6, eval: 6, cli: 7, '.': 8,
+  engine: 0, 'backends/reference': 1, 'backends/native': 1, 'backends/webgpu': 1, 'backends/wasm': 1, backends: 2, diffusion: 3, model: 3, io: 4, data: 5, training: 6, eval: 6, cli: 7, 'cli/commands': 7, '.': 8,
 };
 const CORE = ['engine', 'backends/reference', 'backends/webgpu', 'backends/wasm', 'diffusion', 'model'];
 
@@ -76,5 +76,19 @@ describe('layering', () => {
       if (!CORE.includes(folderOf(f))) continue;
       for (const spec of importsOf(f)) assert.ok(spec.startsWith('.'), `${relative(ROOT, f)} imports "${spec}"`);
     }
+  });
+
+  it('everything the browser entry reaches (the training core included) imports nothing from Node', () => {
+    const seen = new Set<string>();
+    const visit = (f: string) => {
+      if (seen.has(f)) return;
+      seen.add(f);
+      for (const spec of importsOf(f)) {
+        assert.ok(spec.startsWith('.'), `${relative(ROOT, f)} imports "${spec}" (reached from src/browser.ts)`);
+        visit(resolve(dirname(f), spec).replace(/\.js$/, '.ts'));
+      }
+    };
+    visit(join(SRC, 'browser.ts'));
+    assert.ok(seen.has(join(SRC, 'training', 'core.ts')), 'the browser entry exports the training core');
   });
 });

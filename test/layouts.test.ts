@@ -25,6 +25,12 @@ function det(shape: number[], k = 0, scale = 1, requiresGrad = false): Tensor {
 
 const nb = native as NativeBackend | null;
 const bf16Skip = NATIVE_SKIP || (nb && !nb.info.bf16 ? 'this CPU has no AVX512-BF16 / AMX' : false);
+/** The nChw16c activation layout is what oneDNN's f32 convolutions compute in on AVX-512 CPUs; AVX2 ones use nChw8c. */
+const blockedSkip = NATIVE_SKIP || (nb && !nb.info.blockedLayout ? `this CPU's f32 convolutions compute in nChw8c (${nb.info.conv3x3}), not in the nChw16c layout kept between kernels (AVX-512)` : false);
+/** oneDNN 2.6 has Winograd kernels for AVX-512 CPUs only. */
+const winogradSkip = NATIVE_SKIP || (nb && !nb.info.winograd ? `oneDNN has no Winograd kernels for this CPU (it runs ${nb.info.conv3x3})` : false);
+/** A layout test runs in f32 where the CPU keeps nChw16c, in bf16 where it has bf16 kernels. */
+const layoutSkip = (precision: 'f32' | 'bf16') => (precision === 'bf16' ? bf16Skip : blockedSkip);
 
 /**
  * A forward-only chain touching every layout-aware kernel: conv into 32 channels, group norm + SiLU, a per-sample
@@ -49,7 +55,7 @@ function chain(precision: T.Precision): Tensor[] {
 
 describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
   for (const precision of ['f32', 'bf16'] as const)
-    it(`a forward-only chain in ${precision} keeps its layout between kernels and equals the reference backend`, { skip: precision === 'bf16' ? bf16Skip : false }, async () => {
+    it(`a forward-only chain in ${precision} keeps its layout between kernels and equals the reference backend`, { skip: layoutSkip(precision) }, async () => {
       const ours = withBackend(native!, () => chain(precision));
       const ref = withBackend(reference, () => chain(precision));
       // the layout path is taken: conv outputs, group norm, the adds, concat and upsampling stay in it
@@ -59,7 +65,7 @@ describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
       assertClose(ours[6].dataSync(), await ours[6].data(), 0, 0, 'dataSync = data');
     });
 
-  it('a recorded graph (training) keeps the layouts through the backward pass; every gradient = the reference backend', async () => {
+  it('a recorded graph (training) keeps the layouts through the backward pass; every gradient = the reference backend', { skip: blockedSkip }, async () => {
     // conv -> group norm + SiLU -> per-channel add -> conv -> concat -> upsample -> group norm -> strided conv, with
     // gradients to the input, every weight and the per-channel operand
     const inputs = [
@@ -89,7 +95,7 @@ describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
     ours.grads.forEach((g, i) => assertClose(g!, ref.grads[i]!, 2e-4, 2e-4, `gradient of input ${i}`));
   });
 
-  it('a convolution\'s data gradient stays in the layout', () => withBackend(native!, () => {
+  it('a convolution\'s data gradient stays in the layout', { skip: blockedSkip }, () => withBackend(native!, () => {
     const x = det([1, 16, 5, 5], 1, 1, true), w = det([16, 16, 3, 3], 2, 0.1, true);
     const y = T.conv2d(x, w, null, { padding: 1 });
     assert.equal(nb!.isBlocked(y.storage), true);
@@ -127,7 +133,7 @@ describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
       }
     });
 
-  it('write() on a buffer in a layout makes it plain', () => withBackend(native!, () => {
+  it('write() on a buffer in a layout makes it plain', { skip: blockedSkip }, () => withBackend(native!, () => {
     const y = noGrad(() => T.conv2d(det([1, 16, 4, 4], 1), det([16, 16, 1, 1], 2), null));
     assert.ok(nb!.isBlocked(y.storage));
     const v = Float32Array.from({ length: y.size }, (_, i) => i);
@@ -177,7 +183,7 @@ describe('precision bf16', () => {
 
 describe('native convolution algorithm', { skip: NATIVE_SKIP }, () => {
   const p = (stride: number, pad: number) => ({ stride, padTop: pad, padBottom: pad, padLeft: pad, padRight: pad });
-  it('Winograd runs the float32 3x3 stride-1 convolutions of >= 16 channels on maps of >= 7x7, direct the rest, and everything when asked', () => {
+  it('Winograd runs the float32 3x3 stride-1 convolutions of >= 16 channels on maps of >= 7x7, direct the rest, and everything when asked', { skip: winogradSkip }, () => {
     const impl = (x: number[], w: number[], q = p(1, 1)) => nb!.convImplementations(x, w, q);
     try {
       for (const k of ['forward', 'backwardData', 'backwardWeights'] as const) {
@@ -197,7 +203,7 @@ describe('native convolution algorithm', { skip: NATIVE_SKIP }, () => {
     }
   });
 
-  it('both algorithms give the reference backend\'s output and gradients (Winograd within 1e-4, its rounding ~10x direct\'s)', () => {
+  it('both algorithms give the reference backend\'s output and gradients (Winograd within 1e-4, its rounding ~10x direct\'s; the same kernels where the CPU has no Winograd)', () => {
     const inputs = [
       { values: Float32Array.from({ length: 2 * 48 * 12 * 12 }, (_, i) => Math.sin(1.3 * i)), shape: [2, 48, 12, 12] },
       { values: Float32Array.from({ length: 32 * 48 * 9 }, (_, i) => 0.05 * Math.sin(0.7 * i + 1)), shape: [32, 48, 3, 3] },
@@ -217,8 +223,33 @@ describe('native convolution algorithm', { skip: NATIVE_SKIP }, () => {
     } finally {
       nb!.setConvAlgorithm('winograd');
     }
-    // the two really are different algorithms
-    assert.ok(errors.winograd > errors.direct, `max error: Winograd ${errors.winograd}, direct ${errors.direct}`);
+    // the two really are different algorithms where the CPU has both; elsewhere asking for Winograd runs the direct kernels
+    if (nb!.info.winograd) assert.ok(errors.winograd > errors.direct, `max error: Winograd ${errors.winograd}, direct ${errors.direct}`);
+    else assert.equal(errors.winograd, errors.direct, 'without Winograd kernels both requests run the same direct kernels');
+  });
+
+  it('info names the kernels that really run: Winograd only where oneDNN has it for this CPU', () => {
+    const wino = /wino/.test(nb!.info.conv3x3);
+    assert.equal(nb!.info.winograd, wino, nb!.info.conv3x3);
+    assert.equal(nb!.info.convAlgorithm, wino ? 'winograd' : 'direct');
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), '--conv-algorithm', 'winograd', 'info'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, wino ? /"convAlgorithm":"winograd"/ : /"convAlgorithm":"direct"/);
+    assert.match(r.stdout, /conv 3x3\s+\S+/);
+    if (!wino) assert.match(r.stderr, /Winograd kernels only for AVX-512 CPUs; this one runs direct ones/);
+  });
+
+  it('the AVX2 level passes the native tests on this CPU too (ONEDNN_MAX_CPU_ISA=AVX2 and the x86-64-v3 build)', {
+    skip: NATIVE_SKIP || (process.env.ONEDNN_MAX_CPU_ISA ? 'already running under ONEDNN_MAX_CPU_ISA' : !nb!.info.winograd ? 'this CPU runs the AVX2 level already (the main run tests it)' : false),
+  }, () => {
+    const env = { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2', DDPM_NATIVE_BUILD: 'v3' };
+    const info = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'info'], { encoding: 'utf8', env });
+    assert.equal(info.status, 0, info.stderr);
+    assert.match(info.stdout, /"convAlgorithm":"direct"/);
+    assert.match(info.stdout, /"blockedLayout":false/);
+    const files = ['layouts', 'native', 'engine-parity'].map((f) => join(ROOT, 'dist', 'test', `${f}.test.js`));
+    const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { encoding: 'utf8', env, timeout: 300_000 });
+    assert.equal(r.status, 0, `under ONEDNN_MAX_CPU_ISA=AVX2:\n${r.stdout.split('\n').filter((l) => /not ok|Error|expected/.test(l)).join('\n')}`);
   });
 
   it('--conv-algorithm sets it; other backends warn that they have no choice', () => {
@@ -263,7 +294,7 @@ describe('dropout masks drawn by the native backend', { skip: NATIVE_SKIP }, () 
     }
   });
   for (const precision of ['f32', 'bf16'] as const)
-    it(`T.dropout gives the same values on native and reference, for plain inputs and inputs in a layout (${precision})`, { skip: precision === 'bf16' ? bf16Skip : false }, () => {
+    it(`T.dropout gives the same values on native and reference, for plain inputs and inputs in a layout (${precision})`, { skip: layoutSkip(precision) }, () => {
       const key = { seed: 7, stream: 123 };
       const x = det([4, 16, 6, 6], 3), w = det([32, 16, 3, 3], 4, 0.1);
       const run = () => {

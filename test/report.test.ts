@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -45,4 +45,45 @@ describe('ddpm report', () => {
       await browser.close();
     }
   });
+
+  it('a run folder with script in every string and number field renders with no script run', { skip: NO_BROWSER }, async () => {
+    const run = mkdtempSync(join(tmpdir(), 'ddpm-report-hostile-'));
+    const X = '<script>window.__pwned=(window.__pwned||0)+1</script><img src=x onerror="window.__pwned=(window.__pwned||0)+1">';
+    const metrics = [
+      { step: X, loss: X, loss_q: [X, X, X, X], grad_norm: X, lr: X, ema_decay: X, images_per_s: X, time_s: X, quality: { fd: X, kid: X } },
+      { step: 2, loss: 0.5, loss_q: [0.1, X, null, 0.2], grad_norm: 1, time_s: X },
+      { step: 3, loss: 0.4, loss_q: [0.1, 0.2, 0.3, 0.2], grad_norm: 1, time_s: 3, quality: { fd: 2 } },
+    ];
+    writeFileSync(join(run, 'metrics.jsonl'), metrics.map((m) => JSON.stringify(m)).join('\n') + '\n');
+    writeFileSync(join(run, 'bpd.json'), JSON.stringify({ total: 3.5, prior: X, decoder: X, kl: X, images: X, clip: X, terms: [{ t: X, bpd: X }, { t: 1, bpd: 0.1 }], rateDistortion: [{ rate: X, rmse: X }] }));
+    writeFileSync(join(run, 'bpd2.json'), JSON.stringify({ total: 3.5, terms: [] }));
+    writeFileSync(join(run, 'quality.json'), JSON.stringify({ fd: 1.5, images: X, reference: X, net: X, kid: { mean: X, stderr: X }, is: { mean: X, std: X } }));
+    writeFileSync(join(run, `${X.replace(/\//g, '')}.json`.slice(0, 200)), JSON.stringify({ fd: 2 }));
+    writeFileSync(join(run, 'null.json'), 'null');
+    writeFileSync(join(run, 'config.json'), JSON.stringify({ sample_size: X, _class_name: X }));
+    mkdirSync(join(run, 'checkpoints', 'step-0000003'), { recursive: true });
+    writeFileSync(join(run, 'checkpoints', 'step-0000003', 'trainer_state.json'), JSON.stringify({ step: X, options: { preset: X, lr: X } }));
+    const r = spawnSync(process.execPath, [CLI, 'report', run], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const html = readFileSync(join(run, 'report.html'), 'utf8');
+    assert.ok(!html.includes('<script>window'), 'a value was written raw');
+    assert.ok(!/<img src=x/i.test(html), 'a value was written raw');
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(pathToFileURL(join(run, 'report.html')).href);
+      await page.waitForTimeout(200);
+      assert.equal(await page.evaluate('window.__pwned'), undefined, 'script from the run folder ran');
+      assert.deepEqual(errors, []);
+      const text = (await page.textContent('body')) ?? '';
+      assert.ok(text.includes('<script>window.__pwned'), 'the hostile values are shown as text');
+      assert.ok(await page.evaluate(() => document.querySelectorAll('svg polyline').length) >= 1, 'the numeric lines still draw');
+    } finally {
+      await browser.close();
+    }
+  });
 });
+

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NATIVE_SKIP, ROOT, writeTinyIdx } from './helpers.js';
-import { trainOptionsFrom } from '../src/cli/commands.js';
+import { trainOptionsFrom } from '../src/training/options.js';
 import { train } from '../src/training/train.js';
 import { loadDataset } from '../src/data/load.js';
 
@@ -55,10 +55,10 @@ describe('training', () => {
       assert.ok(existsSync(join(a, 'loss.png')));
     });
 
-  it('NaN loss stops with a clear message and keeps the last good checkpoint', async () => {
+  it('NaN loss stops with a clear message naming the checkpoint that holds the weights that gave it', async () => {
     const out = join(dir, 'nan');
     const opts = trainOptionsFrom({ out, preset: 'tiny', steps: 20, batch: 4, lr: 1e30, warmup: 0, gradClip: 1e30, ema: 0.9999, accumulate: 1, checkpointEvery: 1, keep: 2, sampleEvery: 0, sampleSteps: 10, seed: 0 });
-    await assert.rejects(() => train(opts, loadDataset(data)), /training stopped at step \d+: (loss|gradient norm) is (NaN|Infinity).*last good checkpoint \(step \d+\)/);
+    await assert.rejects(() => train(opts, loadDataset(data)), /training stopped at step \d+: (loss|gradient norm) is (NaN|Infinity).*the newest checkpoint \(step \d+\) holds the weights that gave it/);
     const ckpts = readdirSync(join(out, 'checkpoints'));
     assert.ok(ckpts.length >= 1, 'a checkpoint remains');
     const m = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));

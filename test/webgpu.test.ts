@@ -12,7 +12,7 @@ import { getBackend, noGrad, setBackend } from '../src/engine/tensor.js';
 import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
 import { weightsOf } from '../src/io/checkpoint.js';
-import { trainOptionsFrom } from '../src/cli/commands.js';
+import { trainOptionsFrom } from '../src/training/options.js';
 import { train } from '../src/training/train.js';
 import { loadDataset } from '../src/data/load.js';
 import { streams } from '../src/engine/streams.js';

@@ -13,6 +13,8 @@ export interface ImageDataset {
   labels?: Uint8Array;
   /** the files it was read from (for reports) */
   files?: string[];
+  /** what reading it changed or dropped (alpha channels, ...), for the caller to show */
+  warnings?: string[];
 }
 
 /** x = byte / 127.5 - 1 for the given images, optionally mirrored left-right per image. */

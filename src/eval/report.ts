@@ -13,15 +13,42 @@ interface Series {
   points: [number, number][];
 }
 
-const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+// Every value from the run folder reaches the page through the `html` template, which escapes whatever is not already
+// built HTML; numbers are formatted from numbers only (anything else shows as "-"). A crafted metrics.jsonl or JSON
+// file can change what the page says, never what it runs.
+
+/** HTML built by the `html` template (or escaped text): inserted as it is. */
+class Html {
+  constructor(readonly text: string) {}
+  toString(): string {
+    return this.text;
+  }
+}
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+type Part = Html | string | number | boolean | null | undefined | Html[];
+/** Tagged template: every interpolated value is escaped unless it is Html (arrays of Html are joined). */
+export function html(strings: TemplateStringsArray, ...values: Part[]): Html {
+  let out = strings[0];
+  values.forEach((v, i) => {
+    out += Array.isArray(v) ? v.map((x) => (x instanceof Html ? x.text : esc(String(x)))).join('') : v instanceof Html ? v.text : esc(String(v ?? ''));
+    out += strings[i + 1];
+  });
+  return new Html(out);
+}
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+/** A number from a run folder's file, formatted; "-" for anything that is not a finite number. */
+const num = (v: unknown, f: (x: number) => string = (x) => fmt(x)) => (isNum(v) ? f(v) : '-');
 const fmt = (v: number) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(2) : v.toPrecision(3));
+/** A [x, y] pair from a file, or null when either is not a finite number. */
+const pair = (x: unknown, y: unknown): [number, number] | null => (isNum(x) && isNum(y) ? [x, y] : null);
+const pairs = (p: ([number, number] | null)[]) => p.filter((q): q is [number, number] => q !== null);
 
 /** A line chart as inline SVG (log y when logY; points with y <= 0 are dropped there). */
-export function svgChart(title: string, series: Series[], o: { logY?: boolean; xLabel?: string; yLabel?: string; width?: number; height?: number } = {}): string {
+export function svgChart(title: string, series: Series[], o: { logY?: boolean; xLabel?: string; yLabel?: string; width?: number; height?: number } = {}): Html {
   const W = o.width ?? 640, H = o.height ?? 300, L = 70, R = 20, Tp = 30, B = 40;
   const fy = (y: number) => (o.logY ? Math.log10(y) : y);
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
-  if (!pts.length) return `<p class="empty">${esc(title)}: no data</p>`;
+  if (!pts.length) return html`<p class="empty">${title}: no data</p>`;
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => fy(p[1]));
   let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
   if (x1 === x0) x1 = x0 + 1;
@@ -45,7 +72,7 @@ export function svgChart(title: string, series: Series[], o: { logY?: boolean; x
     svg += `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`;
     svg += `<text x="${L + 8}" y="${Tp + 16 + 14 * k}" fill="${s.color}">${esc(s.label)}</text>`;
   });
-  return svg + '</svg>';
+  return new Html(svg + '</svg>'); // every value above is a finite number or escaped text
 }
 
 function movingAverage(points: [number, number][], k: number): [number, number][] {
@@ -67,11 +94,21 @@ const thin = (p: [number, number][], n = 1500) => (p.length <= n ? p : p.filter(
 function readJsonFiles(dir: string): { file: string; value: Record<string, unknown> }[] {
   return readdirSync(dir).filter((f) => f.endsWith('.json') && !['config.json', 'scheduler_config.json', 'model_index.json'].includes(f)).flatMap((f) => {
     try {
-      return [{ file: f, value: JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown> }];
+      const value = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
+      return value && typeof value === 'object' && !Array.isArray(value) ? [{ file: f, value }] : [];
     } catch {
-      return [];
+      return []; // not ours (or a folder named *.json): the report shows what it can read
     }
   });
+}
+
+interface StepLine {
+  step?: unknown;
+  loss?: unknown;
+  loss_q?: unknown;
+  grad_norm?: unknown;
+  time_s?: unknown;
+  quality?: { fd?: unknown };
 }
 
 /** The report's HTML for the run folder dir. */
@@ -81,60 +118,72 @@ export function runReport(dir: string): string {
   const lines = existsSync(metricsPath) ? readFileSync(metricsPath, 'utf8').split('\n').filter(Boolean) : [];
   const steps = lines.flatMap((l, i) => {
     try {
-      return [JSON.parse(l) as { step: number; loss: number; loss_q?: (number | null)[]; grad_norm?: number; images_per_s?: number; time_s?: number; quality?: { fd: number; kid?: number } }];
+      const v = JSON.parse(l) as StepLine;
+      return v && typeof v === 'object' ? [v] : [];
     } catch {
       throw new Error(`${metricsPath}: line ${i + 1} is not valid JSON`);
     }
   });
-  const sections: string[] = [];
+  const sections: Html[] = [];
   const title = `ddpm run ${basename(dir)}`;
   // options of the newest checkpoint
   const ckRoot = join(dir, 'checkpoints');
   const ck = existsSync(ckRoot) ? readdirSync(ckRoot).filter((d) => /^step-\d+$/.test(d)).sort().pop() : undefined;
-  let summary = `<p>${steps.length ? `${steps[steps.length - 1].step.toLocaleString()} steps logged` : 'no metrics.jsonl'}${steps.length ? `, ${((steps[steps.length - 1].time_s ?? 0) / 60).toFixed(1)} minutes in the last session` : ''}.</p>`;
+  const last = steps[steps.length - 1];
+  let summary = last
+    ? html`<p>${num(last.step, (x) => x.toLocaleString())} steps logged, ${num(last.time_s, (x) => (x / 60).toFixed(1))} minutes in the last session.</p>`
+    : html`<p>no metrics.jsonl.</p>`;
   if (ck && existsSync(join(ckRoot, ck, 'trainer_state.json'))) {
-    const st = JSON.parse(readFileSync(join(ckRoot, ck, 'trainer_state.json'), 'utf8'));
-    summary += `<details><summary>options (${esc(ck)})</summary><pre>${esc(JSON.stringify(st.options ?? {}, null, 2))}</pre></details>`;
+    let options: unknown = '(unreadable trainer_state.json)';
+    try {
+      options = JSON.parse(readFileSync(join(ckRoot, ck, 'trainer_state.json'), 'utf8')).options ?? {};
+    } catch {
+      // shown as unreadable
+    }
+    summary = html`${summary}<details><summary>options (${ck})</summary><pre>${JSON.stringify(options, null, 2)}</pre></details>`;
   }
-  sections.push(`<h1>${esc(title)}</h1>${summary}`);
+  sections.push(html`<h1>${title}</h1>${summary}`);
 
   if (steps.length) {
-    const loss = steps.map((m) => [m.step, m.loss] as [number, number]);
+    const loss = pairs(steps.map((m) => pair(m.step, m.loss)));
     const w = Math.max(1, Math.min(100, Math.floor(steps.length / 20)));
-    sections.push(`<h2>Training loss</h2>` + svgChart('loss per step (grey) and its moving average (blue)', [
+    sections.push(html`<h2>Training loss</h2>${svgChart('loss per step (grey) and its moving average (blue)', [
       { label: 'per step', color: '#bbb', points: thin(loss) },
       { label: `moving average (${w} steps)`, color: '#1450c8', points: thin(movingAverage(loss, w)) },
-    ], { logY: true, xLabel: 'step', yLabel: 'loss' }));
+    ], { logY: true, xLabel: 'step', yLabel: 'loss' })}`);
     const colors = ['#c81e1e', '#e08214', '#1a9850', '#1450c8'];
     const quarter = [0, 1, 2, 3].map((q) => ({
       label: `t in quarter ${q + 1} of [0, T)`, color: colors[q],
-      points: thin(movingAverage(steps.filter((m) => m.loss_q?.[q] != null).map((m) => [m.step, m.loss_q![q]!] as [number, number]), w)),
+      points: thin(movingAverage(pairs(steps.map((m) => pair(m.step, Array.isArray(m.loss_q) ? m.loss_q[q] : null))), w)),
     }));
     sections.push(svgChart('L_simple by quarter of the t range (moving average)', quarter, { logY: true, xLabel: 'step', yLabel: 'mse' }));
-    const gn = steps.filter((m) => m.grad_norm !== undefined).map((m) => [m.step, m.grad_norm!] as [number, number]);
+    const gn = pairs(steps.map((m) => pair(m.step, m.grad_norm)));
     if (gn.length) sections.push(svgChart('gradient norm (before clipping)', [{ label: 'grad norm', color: '#7b3294', points: thin(movingAverage(gn, w)) }], { logY: true, xLabel: 'step' }));
-    const q = steps.filter((m) => m.quality);
-    if (q.length) sections.push(`<h2>Sample quality during training</h2>` + svgChart('FD on the digit network', [{ label: 'FD', color: '#c81e1e', points: q.map((m) => [m.step, m.quality!.fd]) }], { xLabel: 'step' }));
+    const q = pairs(steps.map((m) => pair(m.step, m.quality?.fd)));
+    if (q.length) sections.push(html`<h2>Sample quality during training</h2>${svgChart('FD on the digit network', [{ label: 'FD', color: '#c81e1e', points: q }], { xLabel: 'step' })}`);
   }
 
   const sampleDir = join(dir, 'samples');
   const grids = existsSync(sampleDir) ? readdirSync(sampleDir).filter((f) => /^step-\d+\.png$/.test(f)).sort() : [];
   if (grids.length) {
     const shown = grids.length <= 12 ? grids : grids.filter((_, i) => i % Math.ceil(grids.length / 12) === 0 || i === grids.length - 1);
-    sections.push(`<h2>Samples over training</h2><div class="grid">` + shown.map((f) => `<figure><img alt="${esc(f)}" src="data:image/png;base64,${readFileSync(join(sampleDir, f)).toString('base64')}"><figcaption>step ${Number(/\d+/.exec(f)![0]).toLocaleString()}</figcaption></figure>`).join('') + `</div>`);
+    const figures = shown.map((f) => html`<figure><img alt="${f}" src="data:image/png;base64,${readFileSync(join(sampleDir, f)).toString('base64')}"><figcaption>step ${Number(/\d+/.exec(f)![0]).toLocaleString()}</figcaption></figure>`);
+    sections.push(html`<h2>Samples over training</h2><div class="grid">${figures}</div>`);
   }
 
   for (const { file, value } of readJsonFiles(dir)) {
-    if (typeof value.total === 'number' && Array.isArray(value.terms)) {
-      const r = value as unknown as { total: number; prior: number; decoder: number; kl: number; images: number; clip?: boolean; terms: { t: number; bpd: number }[]; rateDistortion: { rate: number; rmse: number }[] };
-      sections.push(`<h2>Bits/dim (${esc(file)})</h2><table><tr><th>total</th><th>prior L_T</th><th>decoder L_0</th><th>KL sum</th><th>images</th><th>x0 clipped</th></tr><tr><td>${r.total.toFixed(4)}</td><td>${r.prior.toExponential(2)}</td><td>${r.decoder.toFixed(4)}</td><td>${r.kl.toFixed(4)}</td><td>${r.images}</td><td>${r.clip ?? '?'}</td></tr></table>`
-        + svgChart('bound term per t (bits/dim)', [{ label: 'L_t', color: '#1450c8', points: r.terms.map((x) => [x.t, x.bpd]) }], { logY: true, xLabel: 't' })
-        + svgChart('rate-distortion of the reverse chain (paper Fig. 5)', [{ label: 'RMSE (0-255) against rate', color: '#c81e1e', points: r.rateDistortion.map((x) => [x.rate, x.rmse] as [number, number]).sort((a, b) => a[0] - b[0]) }], { xLabel: 'rate (bits/dim)', yLabel: 'RMSE' }));
-    } else if (typeof value.fd === 'number') {
-      const k = value.kid as { mean: number; stderr: number } | undefined, is = value.is as { mean: number; std: number } | undefined;
-      sections.push(`<h2>Sample quality (${esc(file)})</h2><table><tr><th>images</th><th>reference</th><th>FD</th><th>KID</th><th>IS</th></tr><tr><td>${esc(String(value.images))}</td><td>${esc(String(value.reference))}</td><td>${(value.fd as number).toFixed(3)}</td><td>${k ? `${k.mean.toExponential(2)} &plusmn; ${k.stderr.toExponential(1)}` : '-'}</td><td>${is ? `${is.mean.toFixed(2)} &plusmn; ${is.std.toFixed(2)}` : '-'}</td></tr></table>`);
+    if (isNum(value.total) && Array.isArray(value.terms)) {
+      const terms = pairs((value.terms as { t?: unknown; bpd?: unknown }[]).map((x) => pair(x?.t, x?.bpd)));
+      const rd = Array.isArray(value.rateDistortion) ? pairs((value.rateDistortion as { rate?: unknown; rmse?: unknown }[]).map((x) => pair(x?.rate, x?.rmse))).sort((a, b) => a[0] - b[0]) : [];
+      const clip = typeof value.clip === 'boolean' ? String(value.clip) : '?';
+      sections.push(html`<h2>Bits/dim (${file})</h2><table><tr><th>total</th><th>prior L_T</th><th>decoder L_0</th><th>KL sum</th><th>images</th><th>x0 clipped</th></tr><tr><td>${num(value.total, (x) => x.toFixed(4))}</td><td>${num(value.prior, (x) => x.toExponential(2))}</td><td>${num(value.decoder, (x) => x.toFixed(4))}</td><td>${num(value.kl, (x) => x.toFixed(4))}</td><td>${num(value.images, String)}</td><td>${clip}</td></tr></table>${svgChart('bound term per t (bits/dim)', [{ label: 'L_t', color: '#1450c8', points: terms }], { logY: true, xLabel: 't' })}${svgChart('rate-distortion of the reverse chain (paper Fig. 5)', [{ label: 'RMSE (0-255) against rate', color: '#c81e1e', points: rd }], { xLabel: 'rate (bits/dim)', yLabel: 'RMSE' })}`);
+    } else if (isNum(value.fd)) {
+      const k = (value.kid ?? {}) as { mean?: unknown; stderr?: unknown }, is = (value.is ?? {}) as { mean?: unknown; std?: unknown };
+      const kid = isNum(k.mean) ? html`${num(k.mean, (x) => x.toExponential(2))} &plusmn; ${num(k.stderr, (x) => x.toExponential(1))}` : '-';
+      const iss = isNum(is.mean) ? html`${num(is.mean, (x) => x.toFixed(2))} &plusmn; ${num(is.std, (x) => x.toFixed(2))}` : '-';
+      sections.push(html`<h2>Sample quality (${file})</h2><table><tr><th>images</th><th>reference</th><th>FD</th><th>KID</th><th>IS</th></tr><tr><td>${String(value.images)}</td><td>${String(value.reference)}</td><td>${num(value.fd, (x) => x.toFixed(3))}</td><td>${kid}</td><td>${iss}</td></tr></table>`);
     }
   }
   const css = 'body{font:14px system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}svg{display:block;margin:1em 0}svg text{font-size:11px;fill:#444}svg text.t{font-size:13px;fill:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}img{image-rendering:pixelated;width:180px}';
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${css}</style></head><body>${sections.join('\n')}</body></html>\n`;
+  return `${html`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title><style>${new Html(css)}</style></head><body>${sections}</body></html>`}\n`;
 }

@@ -1,11 +1,32 @@
 // File helpers (Node-only): atomic writes and gzip-aware reads.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+
+/**
+ * Creates a folder and its missing parents, one level at a time. (Node 20's mkdirSync with `recursive` spins forever
+ * where a parent exists but refuses new entries with ENOENT, as /proc does.) Throws naming the folder and the reason.
+ */
+export function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); !existsSync(d); d = dirname(d)) {
+    missing.push(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') continue;
+      throw Object.assign(new Error(`${dir}: cannot create the folder ${d} (${code ?? (e as Error).message})`), { code });
+    }
+  }
+}
 
 /** Writes a file atomically: a temporary file beside it, then a rename. */
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirs(dirname(path));
   const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
   writeFileSync(tmp, data);
   renameSync(tmp, path);
@@ -20,7 +41,7 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
 export function writeDirAtomic(dir: string, fill: (tmpDir: string) => void): void {
   const tmp = `${dir}.${process.pid}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
+  makeDirs(tmp);
   fill(tmp);
   const old = `${dir}.${process.pid}.old`;
   if (existsSync(dir)) renameSync(dir, old);

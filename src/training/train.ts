@@ -1,95 +1,23 @@
 // Training (Algorithm 1) with the paper's recipe: Adam, linear warmup, global-norm clipping, EMA of parameters,
 // optional random horizontal flips and dropout; gradient accumulation; periodic atomic checkpoints keeping the last K;
 // exact resume (data order, timesteps and noise are pure functions of seed and step); sample grids; a JSONL log.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync, openSync, closeSync, writeSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync, openSync, closeSync, writeSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import * as T from '../engine/ops.js';
 import { type Tensor, noGrad } from '../engine/tensor.js';
-import { Adam, EMA, clipGradNorm, emaDecayAt, withValues } from '../engine/optim.js';
-import { fillRandom, randomIntegers, randomPermutation } from '../engine/random.js';
-import { streams } from '../engine/streams.js';
+import { withValues } from '../engine/optim.js';
 import { type DiffusionConfig, GaussianDiffusion } from '../diffusion/gaussian.js';
 import { sampleAll } from '../diffusion/samplers.js';
-import { UNet, type UNetConfig } from '../model/unet.js';
-import { type ImageDataset, makeBatch } from '../data/dataset.js';
+import type { UNet } from '../model/unet.js';
+import type { ImageDataset } from '../data/dataset.js';
+import { NonFiniteLossError, type StepMetrics, type TrainOptions, type TrainState, createTrainState, trainStep } from './core.js';
 import { readModelFolder, weightsOf, writeModelFolder } from '../io/checkpoint.js';
 import { parseSafetensors, serializeSafetensors, type SafeTensor } from '../io/safetensors.js';
-import { readJson, writeDirAtomic, writeFileAtomic } from '../io/files.js';
+import { makeDirs, readJson, writeDirAtomic, writeFileAtomic } from '../io/files.js';
 import { imageGrid, linePlot, writePng } from '../io/png.js';
 
-export interface TrainOptions {
-  outDir: string;
-  unet: UNetConfig;
-  diffusion: DiffusionConfig;
-  steps: number;
-  batchSize: number;
-  lr: number;
-  warmup: number;
-  gradClip: number;
-  emaDecay: number;
-  /** Warm the EMA decay up as min(decay, (1 + step) / (10 + step)) (for short runs). */
-  emaWarmup: boolean;
-  flip: boolean;
-  accumulate: number;
-  checkpointEvery: number;
-  keepCheckpoints: number;
-  sampleEvery: number;
-  sampleSteps: number;
-  seed: number;
-  /** Stop after this many seconds (a checkpoint is written first). */
-  maxSeconds?: number;
-  /** Options (RESUME_FIELDS keys) allowed to differ from the saved run's when resuming. */
-  override?: string[];
-  /** Steps between sample-quality evaluations (callbacks.evaluate; 0: never). */
-  evalEvery?: number;
-}
 
-export const DEFAULT_TRAIN: Omit<TrainOptions, 'outDir' | 'unet' | 'diffusion' | 'steps'> = {
-  batchSize: 128, lr: 2e-4, warmup: 5000, gradClip: 1, emaDecay: 0.9999, emaWarmup: true, flip: false, accumulate: 1,
-  checkpointEvery: 1000, keepCheckpoints: 3, sampleEvery: 0, sampleSteps: 100, seed: 0,
-};
-
-export interface StepMetrics {
-  step: number;
-  loss: number;
-  /** mean L_simple in each quarter of the t range (null when the batch had none there) */
-  loss_q: (number | null)[];
-  grad_norm: number;
-  lr: number;
-  ema_decay: number;
-  images_per_s: number;
-  time_s: number;
-  /** sample quality of the EMA weights at this step (train --eval-every) */
-  quality?: Record<string, number>;
-}
-
-export interface TrainState {
-  model: UNet;
-  ema: EMA;
-  adam: Adam;
-  step: number;
-  /** set when a signal stopped the run (after its checkpoint was written) */
-  interrupted?: string;
-}
-
-/** The images for one micro-batch: positions in an endless sequence of per-epoch permutations. */
-function batchIndices(n: number, first: number, count: number, seed: number, cache: Map<number, Int32Array>): Int32Array {
-  const out = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    const pos = first + i, epoch = Math.floor(pos / n);
-    let perm = cache.get(epoch);
-    if (!perm) {
-      perm = randomPermutation(n, streams.dataOrder(seed, epoch));
-      cache.clear();
-      cache.set(epoch, perm);
-    }
-    out[i] = perm[pos % n];
-  }
-  return out;
-}
-
-function checkpointDirs(outDir: string): { step: number; dir: string }[] {
+export function checkpointDirs(outDir: string): { step: number; dir: string }[] {
   const root = join(outDir, 'checkpoints');
   if (!existsSync(root)) return [];
   return readdirSync(root)
@@ -123,7 +51,8 @@ function readCheckpoint(dir: string, st: TrainState) {
 
 /** The options a resumed run must share with the saved run, by CLI name; the rest (steps, time, checkpointing) may change. */
 export const RESUME_FIELDS: Record<string, { get: (o: TrainOptions) => unknown; overridable: boolean }> = {
-  preset: { get: (o) => ({ ...o.unet, dropout: undefined, center_input_sample: o.unet.center_input_sample ?? false }), overridable: false },
+  // out_channels follows --variance (learnedrange doubles it): a change there is named as --variance below
+  preset: { get: (o) => ({ ...o.unet, dropout: undefined, out_channels: undefined, center_input_sample: o.unet.center_input_sample ?? false }), overridable: false },
   timesteps: { get: (o) => o.diffusion.timesteps, overridable: false },
   schedule: { get: (o) => [o.diffusion.schedule, o.diffusion.betaStart, o.diffusion.betaEnd], overridable: false },
   prediction: { get: (o) => o.diffusion.prediction, overridable: false },
@@ -145,18 +74,21 @@ function stableJson(v: unknown): string {
   return JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
 }
 
+/** A resumed run's options differ from the saved run's (not a fault of the checkpoint). */
+export class ResumeOptionsError extends Error {}
+
 /** Throws (one line naming the field and both values) when o differs from the saved run's options. */
 export function checkResumeOptions(o: TrainOptions, saved: TrainOptions, run: string): void {
   const allowed = new Set(o.override ?? []);
   for (const f of allowed) {
-    if (!RESUME_FIELDS[f]) throw new Error(`--override: unknown option "${f}" (one of ${Object.keys(RESUME_FIELDS).filter((k) => RESUME_FIELDS[k].overridable).join(', ')})`);
-    if (!RESUME_FIELDS[f].overridable) throw new Error(`--override: "${f}" changes the model or the process and cannot change within a run; start a new --out`);
+    if (!RESUME_FIELDS[f]) throw new ResumeOptionsError(`--override: unknown option "${f}" (one of ${Object.keys(RESUME_FIELDS).filter((k) => RESUME_FIELDS[k].overridable).join(', ')})`);
+    if (!RESUME_FIELDS[f].overridable) throw new ResumeOptionsError(`--override: "${f}" changes the model or the process and cannot change within a run; start a new --out`);
   }
   for (const [field, spec] of Object.entries(RESUME_FIELDS)) {
     const a = stableJson(spec.get(o)), b = stableJson(spec.get(saved));
     if (a === b || allowed.has(field)) continue;
     const how = spec.overridable ? `pass the same value, or --override ${field} to change it` : 'start a new --out to change it';
-    throw new Error(`resume: --${field} is ${a} but the run in ${run} was started with ${b}; ${how}`);
+    throw new ResumeOptionsError(`resume: --${field} is ${a} but the run in ${run} was started with ${b}; ${how}`);
   }
 }
 
@@ -177,14 +109,16 @@ export function restoreLatest(o: TrainOptions, st: TrainState, warn: (msg: strin
   for (const { dir } of all) {
     let ck: ReturnType<typeof readCheckpoint>;
     try {
+      // the options first: weights of another --preset or --variance do not fit, and the options say why
+      const prev = savedOptions(dir, readJson(join(dir, 'trainer_state.json')));
+      if (prev) checkResumeOptions(o, prev, o.outDir);
       ck = readCheckpoint(dir, st);
     } catch (e) {
+      if (e instanceof ResumeOptionsError) throw e;
       lastError = `${dir} is unreadable (${(e as Error).message})`;
       warn(`warning: ${lastError}; trying the previous checkpoint`);
       continue;
     }
-    const prev = savedOptions(dir, ck.saved);
-    if (prev) checkResumeOptions(o, prev, o.outDir);
     [...st.model.params.values()].forEach((p, i) => {
       p.write(ck.values[i].raw);
       st.ema.shadow[i].write(ck.values[i].ema);
@@ -201,6 +135,27 @@ export function restoreLatest(o: TrainOptions, st: TrainState, warn: (msg: strin
 }
 
 // ---------------------------------------------------------------- the run folder: lock and crash leftovers
+
+/** Names a killed writer leaves (writeFileAtomic's and writeDirAtomic's temporary and moved-aside copies). */
+const LEFTOVER = /\.\d+(\.\d+)?\.(tmp|old)$/;
+
+/**
+ * Refuses an output folder that is neither new, empty, nor a run folder of this trainer (one with a checkpoint), so that
+ * training never overwrites a model it did not make (a shipped model, a converted folder, a run whose checkpoints were
+ * moved). What a run leaves before its first checkpoint (its log, lock, sample grids, leftovers) may be reused.
+ */
+export function checkRunFolder(outDir: string): void {
+  if (!existsSync(outDir) || checkpointDirs(outDir).length) return;
+  const ours = (name: string, sub: string) => {
+    if (LEFTOVER.test(name)) return true;
+    if (name === 'metrics.jsonl' || name === 'train.lock') return true;
+    const inside = () => readdirSync(join(outDir, name)).every((f) => LEFTOVER.test(f) || (sub === 'samples' && /^step-\d+\.png$/.test(f)));
+    return (name === 'checkpoints' || name === 'samples') && name === sub && statSync(join(outDir, name)).isDirectory() && inside();
+  };
+  const foreign = readdirSync(outDir).filter((name) => !ours(name, name));
+  if (foreign.length)
+    throw new Error(`--out ${outDir}: holds ${foreign.slice(0, 4).join(', ')}${foreign.length > 4 ? ` and ${foreign.length - 4} more` : ''} but no checkpoint of a ddpm training run; training there would overwrite it. Use a new or empty folder (a run folder of ddpm train, with its checkpoints/, resumes)`);
+}
 
 /**
  * Takes outDir/train.lock for this process: a second trainer on the same folder is refused at once; a lock left by a
@@ -254,7 +209,7 @@ export function cleanLeftovers(outDir: string): string[] {
   for (const dir of [outDir, join(outDir, 'checkpoints')]) {
     if (!existsSync(dir)) continue;
     for (const name of readdirSync(dir)) {
-      if (!/\.\d+(\.\d+)?\.(tmp|old)$/.test(name)) continue;
+      if (!LEFTOVER.test(name)) continue;
       rmSync(join(dir, name), { recursive: true, force: true });
       removed.push(join(dir, name));
     }
@@ -323,7 +278,8 @@ export async function train(o: TrainOptions, data: ImageDataset, cb: TrainCallba
   if (data.channels !== o.unet.in_channels || data.height !== o.unet.sample_size || data.width !== o.unet.sample_size)
     throw new Error(`${data.name}: images are ${data.channels}x${data.height}x${data.width}, the model expects ${o.unet.in_channels}x${o.unet.sample_size}x${o.unet.sample_size}`);
   const log = cb.log ?? (() => {});
-  mkdirSync(o.outDir, { recursive: true });
+  checkRunFolder(o.outDir);
+  makeDirs(o.outDir);
   const unlock = lockRun(o.outDir, log);
   let stopSignal: string | undefined;
   const onSignal = (sig: string) => {
@@ -346,9 +302,7 @@ export async function train(o: TrainOptions, data: ImageDataset, cb: TrainCallba
 
 async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbacks, log: (m: string) => void, stopRequested: () => string | undefined): Promise<TrainState> {
   const diffusion = new GaussianDiffusion(o.diffusion);
-  const model = new UNet(o.unet).init(o.seed);
-  const params = [...model.params.values()];
-  const st: TrainState = { model, ema: new EMA(params), adam: new Adam(params, { lr: o.lr }), step: 0 };
+  const st = createTrainState(o);
   const resumed = restoreLatest(o, st, log);
   if (resumed) log(`resuming from step ${resumed.step} of ${o.outDir}`);
   if (resumed && st.step >= o.steps) log(`the run is already at step ${st.step} of ${o.steps}; pass a larger --steps to train further`);
@@ -356,62 +310,28 @@ async function trainLocked(o: TrainOptions, data: ImageDataset, cb: TrainCallbac
   // keep the log consistent with the restored step (a killed run may have logged steps after its last checkpoint)
   const history = readMetrics(metricsPath, resumed ? st.step : 0);
   writeFileAtomic(metricsPath, history.map((m) => JSON.stringify(m) + '\n').join(''));
-  const orderCache = new Map<number, Int32Array>();
-  const B = o.batchSize, C = o.unet.in_channels, S = o.unet.sample_size, Tn = diffusion.numTimesteps;
+  const order = new Map<number, Int32Array>();
+  const C = o.unet.in_channels, S = o.unet.sample_size;
   const started = Date.now();
-  let lastCheckpointStep = st.step;
+  let lastCheckpointStep: number | null = resumed ? st.step : null;
 
   while (st.step < o.steps) {
     const t0 = Date.now();
-    const s = st.step;
-    const logged: Tensor[] = []; // per micro-batch: the loss, then the per-sample MSE (read back once, after the step)
-    const tMicro: Int32Array[] = [];
-    for (let micro = 0; micro < o.accumulate; micro++) {
-      const mb = s * o.accumulate + micro; // global micro-batch number
-      const idx = batchIndices(data.count, mb * B, B, o.seed, orderCache);
-      let flips: boolean[] | undefined;
-      if (o.flip) {
-        const u = new Float32Array(B);
-        fillRandom(u, 1, streams.flips(o.seed, mb), 0, 'uniform');
-        flips = Array.from(u, (v) => v < 0.5);
-      }
-      const x0 = makeBatch(data, idx, flips);
-      const t = randomIntegers(B, 0, Tn - 1, streams.timesteps(o.seed, mb));
-      const noise = T.randn([B, C, S, S], streams.trainNoise(o.seed, mb));
-      const { loss, mse } = diffusion.trainingLosses((x, tt) => model.forward(x, tt, { dropout: { seed: o.seed, micro: mb } }), x0, t, noise);
-      const total = T.mul(T.mean(loss), 1 / o.accumulate);
-      total.backward();
-      logged.push(T.reshape(total, [1]), mse);
-      tMicro.push(t);
+    let m: StepMetrics;
+    try {
+      const core = await trainStep(o, diffusion, st, data, order);
+      m = { ...core, images_per_s: (o.batchSize * o.accumulate) / ((Date.now() - t0) / 1000), time_s: (Date.now() - started) / 1000 };
+    } catch (e) {
+      if (!(e instanceof NonFiniteLossError)) throw e;
+      // the checkpoint of the last finite step holds the weights that gave this loss: it is only "good" when steps ran after it
+      const ck = join(o.outDir, 'checkpoints');
+      const where = lastCheckpointStep === null
+        ? 'no checkpoint was written'
+        : lastCheckpointStep < e.step - 1
+          ? `the newest checkpoint (step ${lastCheckpointStep}) in ${ck} was written before it and is intact`
+          : `the newest checkpoint (step ${lastCheckpointStep}) holds the weights that gave it, so resuming from it fails the same way unless the options change; an older one may be kept in ${ck}`;
+      throw new Error(`${e.message}; ${where}. Lower --lr or check the data.`);
     }
-    const norm = clipGradNorm(params, o.gradClip);
-    const lr = o.lr * Math.min(1, (s + 1) / Math.max(1, o.warmup));
-    st.adam.lr = lr;
-    st.adam.update();
-    st.adam.zeroGrad();
-    const decay = o.emaWarmup ? emaDecayAt(s, o.emaDecay) : o.emaDecay;
-    st.ema.update(params, decay);
-    // the step's work is all issued; its logged values come back in one read (on a GPU, the only readback)
-    const values = await T.concat([...logged, norm].map((x) => T.reshape(x, [1, x.size]))).data();
-    let lossSum = 0, off = 0;
-    const qSum = [0, 0, 0, 0], qN = [0, 0, 0, 0];
-    for (const t of tMicro) {
-      lossSum += values[off++];
-      for (let i = 0; i < B; i++) {
-        const q = Math.min(3, Math.floor((4 * t[i]) / Tn));
-        qSum[q] += values[off++];
-        qN[q]++;
-      }
-    }
-    const gradNorm = values[off];
-    if (!Number.isFinite(lossSum) || !Number.isFinite(gradNorm))
-      throw new Error(`training stopped at step ${s + 1}: ${!Number.isFinite(lossSum) ? `loss is ${lossSum}` : `gradient norm is ${gradNorm}`}; the last good checkpoint (step ${lastCheckpointStep}) in ${join(o.outDir, 'checkpoints')} is intact. Lower --lr or check the data.`);
-    st.step = s + 1;
-    const dt = (Date.now() - t0) / 1000;
-    const m: StepMetrics = {
-      step: st.step, loss: lossSum, loss_q: qSum.map((v, i) => (qN[i] ? v / qN[i] : null)), grad_norm: gradNorm, lr, ema_decay: decay,
-      images_per_s: (B * o.accumulate) / dt, time_s: (Date.now() - started) / 1000,
-    };
     if (o.evalEvery && cb.evaluate && st.step % o.evalEvery === 0) {
       const sampleImages = (n: number) =>
         withWeights(st.model, st.ema.shadow, () => noGrad(() => sampleAll(diffusion, (xx, tt) => st.model.forward(xx, tt), [n, C, S, S], { sampler: 'ddim', steps: 50, seed: o.seed + 1 }))).data();

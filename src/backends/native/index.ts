@@ -97,7 +97,13 @@ export const CONV_ALGORITHMS: ConvAlgorithm[] = ['winograd', 'direct'];
 
 export class NativeBackend implements Backend<Storage> {
   readonly name = 'native';
-  readonly info: { onednn: string; threads: number; bf16: boolean; convAlgorithm: ConvAlgorithm };
+  /**
+   * What runs here. convAlgorithm: the algorithm the 3x3 convolutions really run (oneDNN 2.6 has Winograd kernels only
+   * for AVX-512 CPUs, so an AVX2 CPU runs direct ones whatever was asked); conv3x3: oneDNN's name of that kernel;
+   * blockedLayout: whether float32 convolutions compute in the channel-blocked nChw16c layout that activations are kept
+   * in between kernels (AVX-512; an AVX2 CPU computes in nChw8c, and activations stay plain NCHW there).
+   */
+  readonly info: { onednn: string; threads: number; bf16: boolean; convAlgorithm: ConvAlgorithm; conv3x3: string; winograd: boolean; blockedLayout: boolean };
   private readonly a: Addon;
   /**
    * Layout tags. A buffer in this map holds [N, C, H, W] in the layout its convolution computed in (nChw16c for f32,
@@ -133,15 +139,26 @@ export class NativeBackend implements Backend<Storage> {
   constructor(addon: Addon, threads?: number, convAlgorithm: ConvAlgorithm = 'winograd') {
     this.a = addon;
     if (threads !== undefined) addon.setThreads(threads);
-    this.info = { ...addon.info(), bf16: addon.cpuHasBf16(), convAlgorithm };
+    // probe what oneDNN runs on this CPU: a 32-channel 3x3 convolution under Winograd, and a convolution's own layout
+    addon.setConvAlgorithm('winograd');
+    const probe = [2, 32, 8, 8], pw = [16, 32, 3, 3], pp = [1, 1, 1, 1, 1];
+    const winograd = /wino/.test(addon.convImplementations(probe, pw, pp, false).forward);
+    const x = new Float32Array(16 * 16), w = new Float32Array(16 * 16), y = new Float32Array(16 * 16);
+    const blockedLayout = addon.conv2dForward(x, [1, 16, 4, 4], w, [16, 16, 1, 1], null, [1, 0, 0, 0, 0], y, false, 0, true) === BLOCKED16;
+    this.info = { ...addon.info(), bf16: addon.cpuHasBf16(), convAlgorithm, conv3x3: '', winograd, blockedLayout };
     this.setConvAlgorithm(convAlgorithm);
   }
 
-  /** Switches the convolution algorithm (ConvAlgorithm) for the convolutions that follow. */
-  setConvAlgorithm(a: ConvAlgorithm): void {
+  /**
+   * Switches the convolution algorithm (ConvAlgorithm) for the convolutions that follow. Returns a notice when the
+   * CPU cannot run the one asked for (Winograd without AVX-512: oneDNN runs direct kernels instead).
+   */
+  setConvAlgorithm(a: ConvAlgorithm): string {
     if (!CONV_ALGORITHMS.includes(a)) throw new Error(`native: convolution algorithm must be ${CONV_ALGORITHMS.join(' or ')}, got "${a}"`);
     this.a.setConvAlgorithm(a);
-    this.info.convAlgorithm = a;
+    this.info.conv3x3 = this.a.convImplementations([2, 32, 8, 8], [16, 32, 3, 3], [1, 1, 1, 1, 1], false).forward;
+    this.info.convAlgorithm = a === 'winograd' && !this.info.winograd ? 'direct' : a;
+    return this.info.convAlgorithm === a ? '' : `oneDNN ${this.info.onednn} has Winograd kernels only for AVX-512 CPUs; this one runs direct ones (${this.info.conv3x3})`;
   }
 
   /** oneDNN's names of the kernels a float32 convolution of these shapes runs (forward, data and weight gradients). */

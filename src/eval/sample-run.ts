@@ -1,0 +1,103 @@
+// Drawing many samples in batches, as `ddpm sample` and `ddpm eval quality` do: sample i gets the same noise in any
+// batch split, non-finite output is refused naming the images, and a run may keep its finished batches in a file so
+// that a killed run resumes after its last finished batch (only for the same request). Node-only (the kept files).
+import { appendFileSync, existsSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import type { GaussianDiffusion } from '../diffusion/gaussian.js';
+import { type SampleOptions, type SamplerStep, sample, samplerPlan } from '../diffusion/samplers.js';
+import type { UNet } from '../model/unet.js';
+import { readJson, writeFileAtomic } from '../io/files.js';
+import { serializeNpy } from '../io/npy.js';
+
+/** Where drawn samples are kept (an .npy) and the request that drew them (a run resumes only the same request). */
+export interface SampleKeep {
+  file: string;
+  key: string;
+}
+
+export interface DrawOptions {
+  /** what the images are, for error messages ("sample", "--images samples") */
+  what?: string;
+  /** every step of every batch (start: the batch's first image, B: its size) */
+  onStep?: (st: SamplerStep, start: number, B: number) => void;
+  /** model evaluations done and in all (a progress bar); first call with the work a resumed run skips */
+  onProgress?: (done: number, total: number) => void;
+  keep?: SampleKeep;
+  /** notices: a resumed run, kept samples discarded */
+  log?: (msg: string) => void;
+}
+
+/** Throws naming the first non-finite value; nothing is written then. */
+export function assertFinite(x: Float32Array, what: string): void {
+  for (let i = 0; i < x.length; i++)
+    if (!Number.isFinite(x[i])) throw new Error(`${what}: the model produced ${x[i]} at index ${i}; nothing was written (check the weights, or try --backend reference)`);
+}
+
+/** Draws shape[0] samples in batches of `batch`; returns them [n, C, H, W] on [-1, 1]. */
+export async function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[], batch: number, opts: Omit<SampleOptions, 'sampleStart'>, o: DrawOptions = {}): Promise<Float32Array> {
+  const [n, ...per] = shape;
+  const size = per.reduce((a, b) => a * b, 1);
+  const all = new Float32Array(n * size);
+  const steps = samplerPlan(diffusion, opts).plan.length;
+  const first = o.keep ? resumeSamples(o.keep, all, size, batch, o.log ?? (() => {})) : 0;
+  const total = Math.ceil(n / batch) * steps;
+  let done = Math.ceil(first / batch) * steps;
+  o.onProgress?.(done, total);
+  for (let start = first; start < n; start += batch) {
+    const B = Math.min(batch, n - start);
+    const it = sample(diffusion, (x, t) => model.forward(x, t), [B, ...per], { ...opts, sampleStart: start });
+    let r = it.next();
+    while (!r.done) {
+      o.onStep?.(r.value, start, B);
+      o.onProgress?.(++done, total);
+      r = it.next();
+    }
+    const x = await r.value.data();
+    assertFinite(x, `${o.what ?? 'samples'} (images ${start}..${start + B - 1})`);
+    all.set(x, start * size);
+    if (o.keep) keepBatch(o.keep, x, start + B);
+  }
+  if (o.keep) finishSamples(o.keep, all, shape);
+  return all;
+}
+
+// While a run draws, FILE.partial holds the finished batches' float32 values and FILE.partial.json the request and
+// how many images are done (written after the values, so a kill between the two loses at most one batch). Kept
+// values of another request (or unreadable ones) are removed before the run appends its own.
+function resumeSamples(k: SampleKeep, all: Float32Array, size: number, batch: number, log: (m: string) => void): number {
+  const meta = `${k.file}.partial.json`, raw = `${k.file}.partial`;
+  const discard = () => {
+    rmSync(raw, { force: true });
+    rmSync(meta, { force: true });
+    return 0;
+  };
+  if (!existsSync(meta) || !existsSync(raw)) return discard();
+  let m: Record<string, unknown>;
+  try {
+    m = readJson(meta);
+  } catch (e) {
+    log(`warning: ${(e as Error).message}; the kept samples are discarded and drawn again`);
+    return discard();
+  }
+  if (m.key !== k.key) {
+    log(`warning: ${k.file}: the kept samples were drawn for another request (${String(m.key)}); they are discarded and drawn again`);
+    return discard();
+  }
+  const done = Math.min(Number(m.done) || 0, Math.floor(statSync(raw).size / 4 / size), all.length / size);
+  const start = Math.floor(done / batch) * batch; // batch boundaries: sample i's noise does not depend on them, but keep them aligned
+  const bytes = readFileSync(raw);
+  all.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + start * size * 4)));
+  truncateSync(raw, start * size * 4);
+  if (start) log(`${k.file}: resuming after ${start} kept samples`);
+  return start;
+}
+
+function keepBatch(k: SampleKeep, x: Float32Array, done: number): void {
+  appendFileSync(`${k.file}.partial`, new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+  writeFileAtomic(`${k.file}.partial.json`, JSON.stringify({ key: k.key, done }));
+}
+
+function finishSamples(k: SampleKeep, all: Float32Array, shape: number[]): void {
+  writeFileAtomic(k.file, serializeNpy(all, shape));
+  rmSync(`${k.file}.partial`, { force: true });
+  rmSync(`${k.file}.partial.json`, { force: true });
+}

@@ -1,0 +1,63 @@
+// The training options as `ddpm train` takes them (flat, by flag name) turned into TrainOptions: a preset, the paper's
+// process with the chosen schedule, prediction, variance and loss, and the recipe. For library users as for the CLI.
+import { type DiffusionConfig, PAPER_DIFFUSION, validateDiffusionConfig } from '../diffusion/gaussian.js';
+import { type BetaSchedule, scaledBetaRange } from '../diffusion/schedule.js';
+import type { LossType, Prediction, VarianceType } from '../diffusion/gaussian.js';
+import { PRESETS } from '../model/unet.js';
+import { DEFAULT_TRAIN, type TrainOptions } from './core.js';
+
+/** The flags of `ddpm train` (camelCase), all but out optional (DEFAULT_TRAIN and the paper's process fill in). */
+export interface TrainFlags {
+  out: string;
+  preset?: string;
+  steps?: number;
+  batch?: number;
+  lr?: number;
+  warmup?: number;
+  gradClip?: number;
+  ema?: number;
+  emaWarmup?: boolean;
+  flip?: boolean;
+  dropout?: number;
+  accumulate?: number;
+  checkpointEvery?: number;
+  keep?: number;
+  sampleEvery?: number;
+  sampleSteps?: number;
+  timesteps?: number;
+  schedule?: BetaSchedule;
+  prediction?: Prediction;
+  variance?: VarianceType;
+  loss?: LossType;
+  maxMinutes?: number;
+  seed?: number;
+  evalEvery?: number;
+  /** comma-separated option names allowed to differ on resume */
+  override?: string;
+}
+
+export function trainOptionsFrom(o: TrainFlags): TrainOptions {
+  const name = o.preset ?? 'mnist';
+  const make = PRESETS[name];
+  if (!make) throw new Error(`--preset: unknown preset "${name}" (expected one of ${Object.keys(PRESETS).join(', ')})`);
+  const unet = make();
+  if (o.dropout !== undefined) unet.dropout = o.dropout;
+  if (o.variance === 'learnedrange') unet.out_channels = 2 * unet.in_channels;
+  const T = o.timesteps ?? 1000;
+  const range = T === 1000 ? { betaStart: 1e-4, betaEnd: 0.02 } : scaledBetaRange(T);
+  const diffusion: DiffusionConfig = {
+    ...PAPER_DIFFUSION, schedule: o.schedule ?? 'linear', timesteps: T, ...range,
+    prediction: o.prediction ?? 'eps', variance: o.variance ?? 'fixedlarge', loss: o.loss ?? 'simple',
+  };
+  validateDiffusionConfig(diffusion);
+  const d = DEFAULT_TRAIN;
+  return {
+    ...d, outDir: o.out, unet, diffusion, steps: o.steps ?? 10000, batchSize: o.batch ?? d.batchSize, lr: o.lr ?? d.lr,
+    warmup: o.warmup ?? d.warmup, gradClip: o.gradClip ?? d.gradClip, emaDecay: o.ema ?? d.emaDecay, emaWarmup: o.emaWarmup !== false,
+    flip: !!o.flip, accumulate: o.accumulate ?? d.accumulate, checkpointEvery: o.checkpointEvery ?? d.checkpointEvery,
+    keepCheckpoints: o.keep ?? d.keepCheckpoints, sampleEvery: o.sampleEvery ?? d.sampleEvery, sampleSteps: o.sampleSteps ?? d.sampleSteps,
+    seed: o.seed ?? d.seed, maxSeconds: o.maxMinutes !== undefined ? o.maxMinutes * 60 : undefined,
+    override: o.override ? o.override.split(',').map((f) => f.trim().replace(/^--/, '')).filter(Boolean) : undefined,
+    evalEvery: o.evalEvery ?? 0,
+  };
+}
