@@ -18,8 +18,21 @@ const rnd = (shape: number[], scale: number) => {
 };
 // [N, C, O, H]: 3x3, stride 1, padding 1 (the mnist U-Net at batch 64, the cifar10 one at batch 8)
 const SHAPES = [
-  [64, 1, 32, 28], [64, 32, 32, 28], [64, 64, 32, 28], [64, 96, 32, 28], [64, 32, 64, 14], [64, 128, 64, 14], [64, 64, 64, 7], [64, 128, 64, 7],
-  [8, 3, 128, 32], [8, 128, 128, 32], [8, 256, 128, 32], [8, 256, 256, 16], [8, 512, 256, 16], [8, 256, 256, 8], [8, 512, 256, 4],
+  [64, 1, 32, 28],
+  [64, 32, 32, 28],
+  [64, 64, 32, 28],
+  [64, 96, 32, 28],
+  [64, 32, 64, 14],
+  [64, 128, 64, 14],
+  [64, 64, 64, 7],
+  [64, 128, 64, 7],
+  [8, 3, 128, 32],
+  [8, 128, 128, 32],
+  [8, 256, 128, 32],
+  [8, 256, 256, 16],
+  [8, 512, 256, 16],
+  [8, 256, 256, 8],
+  [8, 512, 256, 4],
 ];
 const p = { stride: 1, padTop: 1, padBottom: 1, padLeft: 1, padRight: 1 };
 function time(f: () => void): number {
@@ -34,7 +47,9 @@ function time(f: () => void): number {
   return ts.sort((a, b) => a - b)[3];
 }
 console.log(`threads ${nb.info.threads}, oneDNN ${nb.info.onednn}`);
-console.log('| convolution (N, C -> O, H x W) | direct fwd ms | Winograd fwd ms | direct fwd+bwd ms | Winograd fwd+bwd ms | kernel under `winograd` |');
+console.log(
+  '| convolution (N, C -> O, H x W) | direct fwd ms | Winograd fwd ms | direct fwd+bwd ms | Winograd fwd+bwd ms | kernel under `winograd` |',
+);
 console.log('|---|---|---|---|---|---|');
 try {
   // the process's first convolutions start OpenMP's threads and fault in oneDNN's code: not part of any row
@@ -44,7 +59,9 @@ try {
     for (let i = 0; i < 5; i++) T.sum(T.conv2d(x, w, null, { padding: 1 })).backward();
   }
   for (const [N, C, O, H] of SHAPES) {
-    const x = rnd([N, C, H, H], 1), w = rnd([O, C, 3, 3], 0.1), b = rnd([O], 0.1);
+    const x = rnd([N, C, H, H], 1),
+      w = rnd([O, C, 3, 3], 0.1),
+      b = rnd([O], 0.1);
     const t: Record<string, number> = {};
     for (const a of ['direct', 'winograd'] as ConvAlgorithm[]) {
       nb.setConvAlgorithm(a);
@@ -52,7 +69,9 @@ try {
       t[`${a} bwd`] = time(() => T.sum(T.conv2d(x, w, b, { padding: 1 })).backward());
     }
     const kernel = nb.convImplementations([N, C, H, H], [O, C, 3, 3], p).forward;
-    console.log(`| ${N}, ${C} -> ${O}, ${H}x${H} | ${t['direct fwd'].toFixed(2)} | ${t['winograd fwd'].toFixed(2)} | ${t['direct bwd'].toFixed(2)} | ${t['winograd bwd'].toFixed(2)} | ${kernel} |`);
+    console.log(
+      `| ${N}, ${C} -> ${O}, ${H}x${H} | ${t['direct fwd'].toFixed(2)} | ${t['winograd fwd'].toFixed(2)} | ${t['direct bwd'].toFixed(2)} | ${t['winograd bwd'].toFixed(2)} | ${kernel} |`,
+    );
   }
 } finally {
   nb.setConvAlgorithm('winograd');

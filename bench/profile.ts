@@ -25,20 +25,23 @@ const rnd = (shape: number[], stream: number) => {
   fillRandom(v, v.length, { seed: 5, stream }, 0, 'normal');
   return new Tensor(v, shape);
 };
-const x = rnd([B, cfg.in_channels, cfg.sample_size, cfg.sample_size], 1), noise = rnd(x.shape, 2);
+const x = rnd([B, cfg.in_channels, cfg.sample_size, cfg.sample_size], 1),
+  noise = rnd(x.shape, 2);
 const t = Int32Array.from({ length: B }, (_, i) => (i * 97) % 1000);
 const opt = new Adam([...model.params.values()], { lr: 1e-4 });
-const step = mode === 'sample'
-  ? () => void noGrad(() => model.forward(x, t))
-  : () => {
-      // with the preset's dropout, as training runs it
-      T.mean(T.square(T.sub(model.forward(x, t, { dropout: { seed: 1, micro: 0 } }), noise))).backward();
-      opt.update();
-      opt.zeroGrad();
-    };
+const step =
+  mode === 'sample'
+    ? () => void noGrad(() => model.forward(x, t))
+    : () => {
+        // with the preset's dropout, as training runs it
+        T.mean(T.square(T.sub(model.forward(x, t, { dropout: { seed: 1, micro: 0 } }), noise))).backward();
+        opt.update();
+        opt.zeroGrad();
+      };
 
 // a wrapper of the backend that adds each kernel's time to its name
-const times = new Map<string, number>(), counts = new Map<string, number>();
+const times = new Map<string, number>(),
+  counts = new Map<string, number>();
 const timed = new Proxy(backend, {
   get(target, prop, recv) {
     const f = Reflect.get(target, prop, recv);
@@ -70,11 +73,17 @@ try {
 }
 const total = totals.reduce((a, b) => a + b, 0) / runs;
 const mean = (name: string) => (times.get(name) ?? 0) / runs;
-console.log(`${preset} ${mode} step, batch ${B}, ${precision}, backend ${getBackend().name}: ${total.toFixed(1)} ms (mean of ${runs}: ${totals.map((v) => v.toFixed(0)).join(', ')})`);
+console.log(
+  `${preset} ${mode} step, batch ${B}, ${precision}, backend ${getBackend().name}: ${total.toFixed(1)} ms (mean of ${runs}: ${totals.map((v) => v.toFixed(0)).join(', ')})`,
+);
 console.log('| kernel | calls | ms | share |\n|---|---|---|---|');
 let kernels = 0;
 for (const name of [...times.keys()].sort((a, b) => mean(b) - mean(a))) {
   kernels += mean(name);
-  console.log(`| ${name} | ${(counts.get(name)! / runs).toFixed(0)} | ${mean(name).toFixed(1)} | ${((100 * mean(name)) / total).toFixed(1)}% |`);
+  console.log(
+    `| ${name} | ${(counts.get(name)! / runs).toFixed(0)} | ${mean(name).toFixed(1)} | ${((100 * mean(name)) / total).toFixed(1)}% |`,
+  );
 }
-console.log(`| (engine JavaScript, between kernels) | | ${Math.max(0, total - kernels).toFixed(1)} | ${((100 * Math.max(0, total - kernels)) / total).toFixed(1)}% |`);
+console.log(
+  `| (engine JavaScript, between kernels) | | ${Math.max(0, total - kernels).toFixed(1)} | ${((100 * Math.max(0, total - kernels)) / total).toFixed(1)}% |`,
+);

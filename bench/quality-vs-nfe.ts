@@ -19,7 +19,9 @@ import { randomPermutation } from '../src/engine/random.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const clipAll = process.argv.includes('--clip');
-const [modelDir = join(root, 'models', 'mnist'), nArg = '1000', only] = process.argv.slice(2).filter((a) => a !== '--clip');
+const [modelDir = join(root, 'models', 'mnist'), nArg = '1000', only] = process.argv
+  .slice(2)
+  .filter((a) => a !== '--clip');
 const N = Number(nArg);
 useBackend();
 const { model, folder } = loadModel(modelDir);
@@ -28,15 +30,38 @@ const netFile = join(root, 'models', 'digitnet-mnist.safetensors');
 const net = new DigitNet(parseSafetensors(new Uint8Array(readFileSync(netFile)), netFile).tensors, netFile);
 const train = loadDataset(join(root, '..', 'shared', 'data', 'mnist'), 'train');
 const refN = 10000;
-const ref = (await net.embed(await makeBatch(train, randomPermutation(train.count, { seed: 7, stream: 1 }).subarray(0, refN)).data(), refN)).features;
+const ref = (
+  await net.embed(
+    await makeBatch(train, randomPermutation(train.count, { seed: 7, stream: 1 }).subarray(0, refN)).data(),
+    refN,
+  )
+).features;
 const refStats = featureStats(ref, refN, D);
 
 const full = process.argv.includes('--full');
-const runs: [SamplerName, string][] = ([
-  ['dpm2m', '10'], ['dpm2m', '20'], ['dpm3m', '10'], ['dpm3m', '20'], ['heun', '10'], ['heun', '20'], ['plms', '10'], ['plms', '20'],
-  ['ddim', '10'], ['ddim', '20'], ['ddim', '50'], ['ancestral', '100'],
-  ...(full ? [['ddim', '100'], ['ancestral', '250'], ['ancestral', '1000']] : []),
-] as [SamplerName, string][]).filter(([s]) => !only || only === '--full' || only.split(',').includes(s));
+const runs: [SamplerName, string][] = (
+  [
+    ['dpm2m', '10'],
+    ['dpm2m', '20'],
+    ['dpm3m', '10'],
+    ['dpm3m', '20'],
+    ['heun', '10'],
+    ['heun', '20'],
+    ['plms', '10'],
+    ['plms', '20'],
+    ['ddim', '10'],
+    ['ddim', '20'],
+    ['ddim', '50'],
+    ['ancestral', '100'],
+    ...(full
+      ? [
+          ['ddim', '100'],
+          ['ancestral', '250'],
+          ['ancestral', '1000'],
+        ]
+      : []),
+  ] as [SamplerName, string][]
+).filter(([s]) => !only || only === '--full' || only.split(',').includes(s));
 
 console.log(`| sampler | steps | network evaluations | FD | KID x 1e3 | seconds for ${N} |`);
 console.log('|---|---|---|---|---|---|');
@@ -47,12 +72,22 @@ for (const [sampler, steps] of runs) {
   const t0 = Date.now();
   for (let s = 0; s < N; s += 100) {
     const B = Math.min(100, N - s);
-    const x = noGrad(() => sampleAll(diffusion, (xx, tt) => model.forward(xx, tt), [B, 1, 28, 28], { sampler, steps, seed: 0, sampleStart: s, ...(clipAll ? { clip: true } : {}) }));
+    const x = noGrad(() =>
+      sampleAll(diffusion, (xx, tt) => model.forward(xx, tt), [B, 1, 28, 28], {
+        sampler,
+        steps,
+        seed: 0,
+        sampleStart: s,
+        ...(clipAll ? { clip: true } : {}),
+      }),
+    );
     images.set(x.dataSync(), s * 784);
   }
   const seconds = (Date.now() - t0) / 1000;
   const f = (await net.embed(images, N)).features;
   const fd = frechetDistance(featureStats(f, N, D), refStats);
   const kid = kernelInceptionDistance(ref, refN, f, N, D, 10, Math.min(1000, N));
-  console.log(`| ${sampler} | ${steps} | ${nfe} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(2)} +- ${(kid.stderr * 1e3).toFixed(2)} | ${seconds.toFixed(0)} |`);
+  console.log(
+    `| ${sampler} | ${steps} | ${nfe} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(2)} +- ${(kid.stderr * 1e3).toFixed(2)} | ${seconds.toFixed(0)} |`,
+  );
 }

@@ -15,7 +15,16 @@ const rnd = (shape: number[], scale = 1, grad = false) => {
   return new Tensor(v, shape, grad);
 };
 const x = rnd([8, 128, 32, 32]);
-const params = [rnd([128], 0.05, true), rnd([128], 0.05, true), rnd([128, 128, 3, 3], 0.05, true), rnd([128], 0.05, true), rnd([128], 0.05, true), rnd([128], 0.05, true), rnd([128, 128, 3, 3], 0.05, true), rnd([128], 0.05, true)];
+const params = [
+  rnd([128], 0.05, true),
+  rnd([128], 0.05, true),
+  rnd([128, 128, 3, 3], 0.05, true),
+  rnd([128], 0.05, true),
+  rnd([128], 0.05, true),
+  rnd([128], 0.05, true),
+  rnd([128, 128, 3, 3], 0.05, true),
+  rnd([128], 0.05, true),
+];
 const [g1, b1, w1, c1, g2, b2, w2, c2] = params;
 const opt = new Adam(params, { lr: 1e-4 });
 const samples: [number, number][] = [];
@@ -29,7 +38,9 @@ for (let i = 1; i <= iters; i++) {
   if (i % 50 === 0) {
     const rss = process.memoryUsage().rss / 2 ** 20;
     samples.push([i, rss]);
-    process.stderr.write(`\riteration ${i}/${iters}  RSS ${rss.toFixed(0)} MiB  ${((Date.now() - t0) / i).toFixed(0)} ms/iter`);
+    process.stderr.write(
+      `\riteration ${i}/${iters}  RSS ${rss.toFixed(0)} MiB  ${((Date.now() - t0) / i).toFixed(0)} ms/iter`,
+    );
   }
 }
 process.stderr.write('\n');
@@ -38,4 +49,6 @@ if (process.env.RSS_TRACE) console.log(samples.map(([i, r]) => `${i}:${r.toFixed
 const ref = samples.find(([i]) => i >= 100)![1];
 const last = samples[samples.length - 1][1];
 const max = Math.max(...samples.filter(([i]) => i >= 100).map(([, r]) => r));
-console.log(`backend ${backend.name}: RSS at iteration 100 ${ref.toFixed(0)} MiB, at ${iters} ${last.toFixed(0)} MiB (${(((last - ref) / ref) * 100).toFixed(1)}%), max after 100 ${max.toFixed(0)} MiB (${(((max - ref) / ref) * 100).toFixed(1)}%)`);
+console.log(
+  `backend ${backend.name}: RSS at iteration 100 ${ref.toFixed(0)} MiB, at ${iters} ${last.toFixed(0)} MiB (${(((last - ref) / ref) * 100).toFixed(1)}%), max after 100 ${max.toFixed(0)} MiB (${(((max - ref) / ref) * 100).toFixed(1)}%)`,
+);

@@ -60,8 +60,16 @@ function unetForwardGflop(preset: 'cifar10' | 'mnist', B: number): number {
     get(target, prop, recv) {
       const f = Reflect.get(target, prop, recv);
       if (prop === 'conv2d')
-        return (x: unknown, xs: number[], w: unknown, ws: number[], b: unknown, p: { stride: number; padTop: number; padBottom: number; padLeft: number; padRight: number }) => {
-          const ho = Math.floor((xs[2] + p.padTop + p.padBottom - ws[2]) / p.stride) + 1, wo = Math.floor((xs[3] + p.padLeft + p.padRight - ws[3]) / p.stride) + 1;
+        return (
+          x: unknown,
+          xs: number[],
+          w: unknown,
+          ws: number[],
+          b: unknown,
+          p: { stride: number; padTop: number; padBottom: number; padLeft: number; padRight: number },
+        ) => {
+          const ho = Math.floor((xs[2] + p.padTop + p.padBottom - ws[2]) / p.stride) + 1,
+            wo = Math.floor((xs[3] + p.padLeft + p.padRight - ws[3]) / p.stride) + 1;
           flop += 2 * xs[0] * ws[0] * ho * wo * ws[1] * ws[2] * ws[3];
           return f.call(target, x, xs, w, ws, b, p);
         };
@@ -84,7 +92,13 @@ function unetForwardGflop(preset: 'cifar10' | 'mnist', B: number): number {
   return flop / 1e9;
 }
 
-function unetWorkload(preset: 'cifar10' | 'mnist', mode: 'train' | 'sample', B: number, iters: number, precision: 'f32' | 'bf16' = 'f32'): Workload {
+function unetWorkload(
+  preset: 'cifar10' | 'mnist',
+  mode: 'train' | 'sample',
+  B: number,
+  iters: number,
+  precision: 'f32' | 'bf16' = 'f32',
+): Workload {
   const cfg = PRESETS[preset]();
   const bf16 = precision === 'bf16';
   return {
@@ -118,7 +132,12 @@ const W4_GF = (4 * 2 * 256 * 256 * 256 * 8 + 2 * 2 * 256 * 256 * 256 * 8) / 1e9;
 
 function w1(backward: boolean): () => void {
   const x = rnd([8, 128, 32, 32], 1, true);
-  const [g1, b1, g2, b2] = [rnd([128], 0.05, true), rnd([128], 0.05, true), rnd([128], 0.05, true), rnd([128], 0.05, true)];
+  const [g1, b1, g2, b2] = [
+    rnd([128], 0.05, true),
+    rnd([128], 0.05, true),
+    rnd([128], 0.05, true),
+    rnd([128], 0.05, true),
+  ];
   const [w1_, w2_] = [rnd([128, 128, 3, 3], 0.05, true), rnd([128, 128, 3, 3], 0.05, true)];
   const [c1, c2] = [rnd([128], 0.05, true), rnd([128], 0.05, true)];
   return fwdOrBwd(() => {
@@ -130,13 +149,16 @@ function w1(backward: boolean): () => void {
 
 function w4(backward: boolean): () => void {
   const x = rnd([8, 256, 16, 16], 1, true);
-  const g = rnd([256], 0.05, true), bb = rnd([256], 0.05, true);
+  const g = rnd([256], 0.05, true),
+    bb = rnd([256], 0.05, true);
   const W = [0, 1, 2, 3].map(() => rnd([256, 256], 0.05, true));
   const Bs = [0, 1, 2, 3].map(() => rnd([256], 0.05, true));
   return fwdOrBwd(() => {
     const [B, C, H, Wd] = x.shape;
     const h = T.permute(T.reshape(T.groupNorm(x, g, bb, 32, 1e-6), [B, C, H * Wd]), [0, 2, 1]);
-    const q = T.linear(h, W[0], Bs[0]), k = T.linear(h, W[1], Bs[1]), v = T.linear(h, W[2], Bs[2]);
+    const q = T.linear(h, W[0], Bs[0]),
+      k = T.linear(h, W[1], Bs[1]),
+      v = T.linear(h, W[2], Bs[2]);
     const a = T.linear(T.matmul(T.softmax(T.mul(T.matmul(q, k, false, true), 1 / Math.sqrt(C))), v), W[3], Bs[3]);
     return T.add(x, T.reshape(T.permute(a, [0, 2, 1]), [B, C, H, Wd]));
   }, backward);
@@ -144,12 +166,62 @@ function w4(backward: boolean): () => void {
 
 const WORKLOADS: Workload[] = [
   { name: 'W1f', what: 'W1 residual block 128ch 32x32 b8, forward', gflop: W1_GF, iters: 5, build: () => w1(false) },
-  { name: 'W1fb', what: 'W1 residual block 128ch 32x32 b8, forward+backward', gflop: 3 * W1_GF, iters: 5, build: () => w1(true) },
-  { name: 'W2f', what: 'W2 conv3x3 64->64 28x28 b32, forward', gflop: W2_GF, iters: 5, build: () => { const x = rnd([32, 64, 28, 28], 1, true), w = rnd([64, 64, 3, 3], 0.05, true), b = rnd([64], 0.05, true); return fwdOrBwd(() => T.conv2d(x, w, b, { padding: 1 }), false); } },
-  { name: 'W2fb', what: 'W2 conv3x3 64->64 28x28 b32, forward+backward', gflop: 3 * W2_GF, iters: 5, build: () => { const x = rnd([32, 64, 28, 28], 1, true), w = rnd([64, 64, 3, 3], 0.05, true), b = rnd([64], 0.05, true); return fwdOrBwd(() => T.conv2d(x, w, b, { padding: 1 }), true); } },
-  { name: 'W3', what: 'W3 sgemm 1024^3', gflop: (2 * 1024 ** 3) / 1e9, iters: 5, build: () => { const a = rnd([1024, 1024]), b = rnd([1024, 1024]); return () => void noGrad(() => T.matmul(a, b)); } },
-  { name: 'W4f', what: 'W4 self-attention 16x16 tokens 256ch b8, forward', gflop: W4_GF, iters: 5, build: () => w4(false) },
-  { name: 'W4fb', what: 'W4 self-attention 16x16 tokens 256ch b8, forward+backward', gflop: 3 * W4_GF, iters: 5, build: () => w4(true) },
+  {
+    name: 'W1fb',
+    what: 'W1 residual block 128ch 32x32 b8, forward+backward',
+    gflop: 3 * W1_GF,
+    iters: 5,
+    build: () => w1(true),
+  },
+  {
+    name: 'W2f',
+    what: 'W2 conv3x3 64->64 28x28 b32, forward',
+    gflop: W2_GF,
+    iters: 5,
+    build: () => {
+      const x = rnd([32, 64, 28, 28], 1, true),
+        w = rnd([64, 64, 3, 3], 0.05, true),
+        b = rnd([64], 0.05, true);
+      return fwdOrBwd(() => T.conv2d(x, w, b, { padding: 1 }), false);
+    },
+  },
+  {
+    name: 'W2fb',
+    what: 'W2 conv3x3 64->64 28x28 b32, forward+backward',
+    gflop: 3 * W2_GF,
+    iters: 5,
+    build: () => {
+      const x = rnd([32, 64, 28, 28], 1, true),
+        w = rnd([64, 64, 3, 3], 0.05, true),
+        b = rnd([64], 0.05, true);
+      return fwdOrBwd(() => T.conv2d(x, w, b, { padding: 1 }), true);
+    },
+  },
+  {
+    name: 'W3',
+    what: 'W3 sgemm 1024^3',
+    gflop: (2 * 1024 ** 3) / 1e9,
+    iters: 5,
+    build: () => {
+      const a = rnd([1024, 1024]),
+        b = rnd([1024, 1024]);
+      return () => void noGrad(() => T.matmul(a, b));
+    },
+  },
+  {
+    name: 'W4f',
+    what: 'W4 self-attention 16x16 tokens 256ch b8, forward',
+    gflop: W4_GF,
+    iters: 5,
+    build: () => w4(false),
+  },
+  {
+    name: 'W4fb',
+    what: 'W4 self-attention 16x16 tokens 256ch b8, forward+backward',
+    gflop: 3 * W4_GF,
+    iters: 5,
+    build: () => w4(true),
+  },
   unetWorkload('cifar10', 'train', 8, 3),
   unetWorkload('cifar10', 'sample', 8, 3),
   unetWorkload('mnist', 'train', 64, 3),
@@ -196,7 +268,10 @@ async function bf16EpsError(): Promise<{ t: number; max: number; mean: number }[
   const d = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
   const ds = loadEmbeddedDigits();
   const B = 64;
-  const x0 = makeBatch(ds, Array.from({ length: B }, (_, i) => i % ds.count));
+  const x0 = makeBatch(
+    ds,
+    Array.from({ length: B }, (_, i) => i % ds.count),
+  );
   const out = [];
   for (const t of [0, 10, 100, 250, 500, 750, 999]) {
     const ts = new Int32Array(B).fill(t);
@@ -205,7 +280,8 @@ async function bf16EpsError(): Promise<{ t: number; max: number; mean: number }[
     const a = await noGrad(() => model.forward(xt, ts)).data();
     model.precision = 'bf16';
     const b = await noGrad(() => model.forward(xt, ts)).data();
-    let max = 0, sum = 0;
+    let max = 0,
+      sum = 0;
     for (let i = 0; i < a.length; i++) {
       const e = Math.abs(a[i] - b[i]);
       max = Math.max(max, e);
@@ -229,7 +305,12 @@ async function main() {
     if (!(backend instanceof NativeBackend)) throw new Error('bench: --conv-algorithm needs the native backend');
     backend.setConvAlgorithm(algo as ConvAlgorithm);
   }
-  const info = (backend as { info?: { threads?: number; bf16?: boolean; onednn?: string; build?: string; convAlgorithm?: string } }).info ?? {};
+  const info =
+    (
+      backend as {
+        info?: { threads?: number; bf16?: boolean; onednn?: string; build?: string; convAlgorithm?: string };
+      }
+    ).info ?? {};
   const py = spawn('/usr/bin/python3', [join(root, 'bench', 'torch_bench.py')], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: py.stdout })[Symbol.asyncIterator]();
   const torchTime = async (name: string, iters: number) => {
@@ -244,11 +325,14 @@ async function main() {
   // the CPU's peak, as an assumption stated in full: threads x clock x FLOPs per cycle of its widest FMA
   const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
   const avx512 = / avx512f /.test(cpuinfo);
-  const mhz = cpus()[0].speed || Math.round(Number(/cpu MHz\s*:\s*([\d.]+)/.exec(cpuinfo)?.[1] ?? 0)), threads = info.threads ?? cpus().length;
+  const mhz = cpus()[0].speed || Math.round(Number(/cpu MHz\s*:\s*([\d.]+)/.exec(cpuinfo)?.[1] ?? 0)),
+    threads = info.threads ?? cpus().length;
   const perCycle = avx512 ? 64 : 32; // two FMA units x 16 (AVX-512) or 8 (AVX2) float lanes x 2 FLOPs
   const peak = (threads * mhz * perCycle) / 1000;
   const peakText = `${threads} threads x ${mhz} MHz (the clock /proc/cpuinfo reports) x ${perCycle} FLOP/cycle (two ${avx512 ? '512' : '256'}-bit FMA units x ${perCycle / 4} float lanes x 2) = ${peak.toFixed(0)} GFLOP/s`;
-  console.log(`peak (assumed): ${peakText}; the clock under load may be higher (turbo), so sgemm (W3) is the practical ceiling`);
+  console.log(
+    `peak (assumed): ${peakText}; the clock under load may be higher (turbo), so sgemm (W3) is the practical ceiling`,
+  );
   const rows: Row[] = [];
   for (const w of WORKLOADS) {
     if (only && !only.some((o) => w.name.startsWith(o))) continue;
@@ -263,7 +347,12 @@ async function main() {
     }
     const fn = w.build();
     const f32fn = w.bf16 ? WORKLOADS.find((v) => v.name === f32Name)!.build() : null;
-    const ours: number[] = [], theirs: number[] = [], ratios: number[] = [], oursF32: number[] = [], selfRatios: number[] = [], theirsBf16: number[] = [];
+    const ours: number[] = [],
+      theirs: number[] = [],
+      ratios: number[] = [],
+      oursF32: number[] = [],
+      selfRatios: number[] = [],
+      theirsBf16: number[] = [];
     let layout = '';
     for (let r = 0; r < rounds; r++) {
       const a = timeIt(fn, w.iters);
@@ -280,72 +369,150 @@ async function main() {
       }
     }
     const row: Row = { w, ours: median(ours), torch: median(theirs), layout, ratio: median(ratios), ratios };
-    if (f32fn) Object.assign(row, { oursF32: median(oursF32), selfRatio: median(selfRatios), torchBf16: median(theirsBf16) });
+    if (f32fn)
+      Object.assign(row, { oursF32: median(oursF32), selfRatio: median(selfRatios), torchBf16: median(theirsBf16) });
     rows.push(row);
     const gf = (t: number) => (w.gflop ? (w.gflop / t).toFixed(1) : '-');
-    const extra = row.selfRatio ? ` | own f32 ${(row.oursF32! * 1000).toFixed(1)} ms, f32/bf16 ${row.selfRatio.toFixed(2)} | torch autocast-bf16 ${(row.torchBf16! * 1000).toFixed(1)} ms` : '';
-    console.log(markdown
-      ? `| ${w.what} | ${(row.ours * 1000).toFixed(1)} | ${gf(row.ours)} | ${(row.torch * 1000).toFixed(1)} (${layout}) | ${gf(row.torch)} | **${row.ratio.toFixed(2)}** |`
-      : `${w.name.padEnd(22)} ours ${(row.ours * 1000).toFixed(1).padStart(8)} ms ${gf(row.ours).padStart(6)} GFLOP/s | torch ${(row.torch * 1000).toFixed(1).padStart(8)} ms ${gf(row.torch).padStart(6)} GFLOP/s (${layout}) | ratio torch/ours ${row.ratio.toFixed(2)}  [${ratios.map((x) => x.toFixed(2)).join(' ')}]${extra}`);
+    const extra = row.selfRatio
+      ? ` | own f32 ${(row.oursF32! * 1000).toFixed(1)} ms, f32/bf16 ${row.selfRatio.toFixed(2)} | torch autocast-bf16 ${(row.torchBf16! * 1000).toFixed(1)} ms`
+      : '';
+    console.log(
+      markdown
+        ? `| ${w.what} | ${(row.ours * 1000).toFixed(1)} | ${gf(row.ours)} | ${(row.torch * 1000).toFixed(1)} (${layout}) | ${gf(row.torch)} | **${row.ratio.toFixed(2)}** |`
+        : `${w.name.padEnd(22)} ours ${(row.ours * 1000).toFixed(1).padStart(8)} ms ${gf(row.ours).padStart(6)} GFLOP/s | torch ${(row.torch * 1000).toFixed(1).padStart(8)} ms ${gf(row.torch).padStart(6)} GFLOP/s (${layout}) | ratio torch/ours ${row.ratio.toFixed(2)}  [${ratios.map((x) => x.toFixed(2)).join(' ')}]${extra}`,
+    );
   }
   py.stdin.end();
   if (write) {
     const eps = info.bf16 && existsSync(join(root, 'models', 'mnist', 'config.json')) ? await bf16EpsError() : [];
-    const torchVersion = spawnSync('/usr/bin/python3', [join(root, 'bench', 'torch_bench.py'), '--version'], { encoding: 'utf8' }).stdout.trim();
-    writeDoc(write, rows, { rounds, cpuModel, cores: cpus().length, threads, info, peak, peakText, torchVersion, eps, command: `npm run bench -- ${args.join(' ')}` });
+    const torchVersion = spawnSync('/usr/bin/python3', [join(root, 'bench', 'torch_bench.py'), '--version'], {
+      encoding: 'utf8',
+    }).stdout.trim();
+    writeDoc(write, rows, {
+      rounds,
+      cpuModel,
+      cores: cpus().length,
+      threads,
+      info,
+      peak,
+      peakText,
+      torchVersion,
+      eps,
+      command: `npm run bench -- ${args.join(' ')}`,
+    });
     console.error(`wrote ${write}`);
   }
 }
 
-const MARKER = '<!-- everything above is written by `npm run bench -- --write docs/benchmarks.md`; what follows is kept -->';
+const MARKER =
+  '<!-- everything above is written by `npm run bench -- --write docs/benchmarks.md`; what follows is kept -->';
 
 /** docs/benchmarks.md: the generated part (replaced) and the sections below the marker (kept). */
-function writeDoc(file: string, rows: Row[], m: { rounds: number; cpuModel: string; cores: number; threads: number; info: { onednn?: string; build?: string; bf16?: boolean; convAlgorithm?: string }; peak: number; peakText: string; torchVersion: string; eps: { t: number; max: number; mean: number }[]; command: string }) {
+function writeDoc(
+  file: string,
+  rows: Row[],
+  m: {
+    rounds: number;
+    cpuModel: string;
+    cores: number;
+    threads: number;
+    info: { onednn?: string; build?: string; bf16?: boolean; convAlgorithm?: string };
+    peak: number;
+    peakText: string;
+    torchVersion: string;
+    eps: { t: number; max: number; mean: number }[];
+    command: string;
+  },
+) {
   const ms = (t: number) => (t * 1000).toFixed(1);
   const gf = (r: Row, t: number) => (r.w.gflop ? (r.w.gflop / t).toFixed(1) : '-');
   const find = (name: string) => rows.find((r) => r.w.name === name);
   const out: string[] = [];
   out.push('# Benchmarks: this engine against PyTorch on the same workloads', '');
-  out.push(`Generated on ${new Date().toISOString().slice(0, 10)} by \`${m.command}\`. Machine: ${m.cpuModel}, ${m.cores} cores, ${m.threads} threads; Node ${process.version}; native backend (oneDNN ${m.info.onednn ?? '?'}, ${m.info.build ?? '?'} build${m.info.bf16 ? ', bf16 kernels available' : ''}${m.info.convAlgorithm ? `, ${m.info.convAlgorithm} convolutions` : ''}); PyTorch ${m.torchVersion} with libopenblas0-pthread, \`torch.set_num_threads(2)\`.`, '');
-  out.push(`Method: every workload runs through this engine and through PyTorch in one run, paired: ${m.rounds} rounds of (ours, then PyTorch), each round the median of several timed runs after 2 warm-up runs. Times are medians over the rounds; the ratio is the median of the per-round ratios PyTorch time / our time (above 1: we are faster). PyTorch runs each workload in NCHW and channels_last and the better is used (named). GFLOP/s counts the convolutions and matrix products only (a training step or forward+backward = 3x the forward). The machine is noisy: compare ratios, not times across days.`, '');
-  out.push('| workload | ours ms | ours GFLOP/s | PyTorch ms (layout) | PyTorch GFLOP/s | PyTorch / ours |', '|---|---|---|---|---|---|');
-  for (const r of rows.filter((r) => !r.w.bf16)) out.push(`| ${r.w.what} | ${ms(r.ours)} | ${gf(r, r.ours)} | ${ms(r.torch)} (${r.layout}) | ${gf(r, r.torch)} | **${r.ratio.toFixed(2)}** |`);
+  out.push(
+    `Generated on ${new Date().toISOString().slice(0, 10)} by \`${m.command}\`. Machine: ${m.cpuModel}, ${m.cores} cores, ${m.threads} threads; Node ${process.version}; native backend (oneDNN ${m.info.onednn ?? '?'}, ${m.info.build ?? '?'} build${m.info.bf16 ? ', bf16 kernels available' : ''}${m.info.convAlgorithm ? `, ${m.info.convAlgorithm} convolutions` : ''}); PyTorch ${m.torchVersion} with libopenblas0-pthread, \`torch.set_num_threads(2)\`.`,
+    '',
+  );
+  out.push(
+    `Method: every workload runs through this engine and through PyTorch in one run, paired: ${m.rounds} rounds of (ours, then PyTorch), each round the median of several timed runs after 2 warm-up runs. Times are medians over the rounds; the ratio is the median of the per-round ratios PyTorch time / our time (above 1: we are faster). PyTorch runs each workload in NCHW and channels_last and the better is used (named). GFLOP/s counts the convolutions and matrix products only (a training step or forward+backward = 3x the forward). The machine is noisy: compare ratios, not times across days.`,
+    '',
+  );
+  out.push(
+    '| workload | ours ms | ours GFLOP/s | PyTorch ms (layout) | PyTorch GFLOP/s | PyTorch / ours |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const r of rows.filter((r) => !r.w.bf16))
+    out.push(
+      `| ${r.w.what} | ${ms(r.ours)} | ${gf(r, r.ours)} | ${ms(r.torch)} (${r.layout}) | ${gf(r, r.torch)} | **${r.ratio.toFixed(2)}** |`,
+    );
   const b16 = rows.filter((r) => r.w.bf16);
   if (b16.length) {
     out.push('', '## Sampling in bf16 (`--precision bf16`)', '');
-    out.push('The diffusion model\'s convolutions (all but the first, which sees x_t itself) with input and weights rounded to bfloat16 and float32 accumulation (oneDNN\'s AVX512-BF16 kernels); group norm, attention and the rest stay float32. Our f32 and bf16 are timed in the same rounds; PyTorch\'s bf16 is `torch.autocast("cpu", dtype=torch.bfloat16)` on the same model.', '');
-    out.push('| workload | ours f32 ms | ours bf16 ms | ours f32 / bf16 | PyTorch f32 ms | PyTorch autocast-bf16 ms | PyTorch f32 / ours bf16 |', '|---|---|---|---|---|---|---|');
-    for (const r of b16) out.push(`| ${r.w.what.replace(', bf16', '')} | ${ms(r.oursF32!)} | ${ms(r.ours)} | **${r.selfRatio!.toFixed(2)}** | ${ms(r.torch)} | ${ms(r.torchBf16!)} | **${r.ratio.toFixed(2)}** |`);
+    out.push(
+      "The diffusion model's convolutions (all but the first, which sees x_t itself) with input and weights rounded to bfloat16 and float32 accumulation (oneDNN's AVX512-BF16 kernels); group norm, attention and the rest stay float32. Our f32 and bf16 are timed in the same rounds; PyTorch's bf16 is `torch.autocast(\"cpu\", dtype=torch.bfloat16)` on the same model.",
+      '',
+    );
+    out.push(
+      '| workload | ours f32 ms | ours bf16 ms | ours f32 / bf16 | PyTorch f32 ms | PyTorch autocast-bf16 ms | PyTorch f32 / ours bf16 |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const r of b16)
+      out.push(
+        `| ${r.w.what.replace(', bf16', '')} | ${ms(r.oursF32!)} | ${ms(r.ours)} | **${r.selfRatio!.toFixed(2)}** | ${ms(r.torch)} | ${ms(r.torchBf16!)} | **${r.ratio.toFixed(2)}** |`,
+      );
     if (m.eps.length) {
-      out.push('', 'Error of bf16 against f32 on the shipped MNIST model (eps of x_t for 64 embedded digits, the same noise):', '');
+      out.push(
+        '',
+        'Error of bf16 against f32 on the shipped MNIST model (eps of x_t for 64 embedded digits, the same noise):',
+        '',
+      );
       out.push('| t | max abs error | mean abs error |', '|---|---|---|');
       for (const e of m.eps) out.push(`| ${e.t} | ${e.max.toExponential(2)} | ${e.mean.toExponential(2)} |`);
     }
   }
   out.push('', '## Achieved GFLOP/s against the peak', '');
-  out.push(`Peak (assumed): ${m.peakText}. The clock under load may be higher (turbo), so W3 (sgemm) is the practical ceiling.`, '');
-  if (m.info.convAlgorithm === 'winograd') out.push('With Winograd convolutions (the default) these are effective GFLOP/s: the direct algorithm\'s FLOP count over the time. Winograd F(4x4, 3x3) does about a quarter of those multiplications, so the effective rate can pass what any direct kernel reaches.', '');
-  out.push('bf16 rows are measured against twice that peak (AVX512-BF16 multiplies two bf16 pairs per float lane per instruction), and not against sgemm.', '');
+  out.push(
+    `Peak (assumed): ${m.peakText}. The clock under load may be higher (turbo), so W3 (sgemm) is the practical ceiling.`,
+    '',
+  );
+  if (m.info.convAlgorithm === 'winograd')
+    out.push(
+      "With Winograd convolutions (the default) these are effective GFLOP/s: the direct algorithm's FLOP count over the time. Winograd F(4x4, 3x3) does about a quarter of those multiplications, so the effective rate can pass what any direct kernel reaches.",
+      '',
+    );
+  out.push(
+    'bf16 rows are measured against twice that peak (AVX512-BF16 multiplies two bf16 pairs per float lane per instruction), and not against sgemm.',
+    '',
+  );
   out.push('| workload | ours GFLOP/s | % of peak | % of our sgemm (W3) |', '|---|---|---|---|');
   const w3 = find('W3');
   for (const r of rows.filter((r) => r.w.name.startsWith('U-'))) {
     const g = r.w.gflop / r.ours;
     const ofW3 = w3 && !r.w.bf16 ? `${((100 * g * w3.ours) / w3.w.gflop).toFixed(0)}%` : '-';
-    out.push(`| ${r.w.what} | ${g.toFixed(1)} | ${((100 * g) / (r.w.bf16 ? 2 * m.peak : m.peak)).toFixed(0)}% | ${ofW3} |`);
+    out.push(
+      `| ${r.w.what} | ${g.toFixed(1)} | ${((100 * g) / (r.w.bf16 ? 2 * m.peak : m.peak)).toFixed(0)}% | ${ofW3} |`,
+    );
   }
-  const s32 = find('U-mnist-sample-64'), s16 = find('U-mnist-sample-64-bf16');
+  const s32 = find('U-mnist-sample-64'),
+    s16 = find('U-mnist-sample-64-bf16');
   if (s32) {
     // 1,000 samples x 100 network evaluations, from the per-image cost of a batch-64 sampling step
     const per = (t: number) => (1000 * 100 * t) / 64;
     out.push('', '## Time to 1,000 MNIST samples', '');
-    out.push('At the quality of the best row of the sampler table ([samplers.md](samplers.md)): ancestral sampling with 100 respaced steps (FD 0.151 there, better than every ODE solver at 10-50 steps; 1000-step ancestral was not measured). 1,000 samples x 100 network evaluations of the mnist U-Net, from the batch-64 sampling step above (the sampler\'s own elementwise updates are not counted).', '');
+    out.push(
+      "At the quality of the best row of the sampler table ([samplers.md](samplers.md)): ancestral sampling with 100 respaced steps (FD 0.151 there, better than every ODE solver at 10-50 steps; 1000-step ancestral was not measured). 1,000 samples x 100 network evaluations of the mnist U-Net, from the batch-64 sampling step above (the sampler's own elementwise updates are not counted).",
+      '',
+    );
     out.push('| engine | seconds for 1,000 samples |', '|---|---|');
     out.push(`| ours, f32 | ${per(s32.ours).toFixed(0)} |`);
     if (s16) out.push(`| ours, bf16 | ${per(s16.ours).toFixed(0)} |`);
     out.push(`| PyTorch, f32 (${s32.layout}) | ${per(s32.torch).toFixed(0)} |`);
     if (s16) out.push(`| PyTorch, autocast bf16 | ${per(s16.torchBf16!).toFixed(0)} |`);
   }
-  const kept = existsSync(file) && readFileSync(file, 'utf8').includes(MARKER) ? readFileSync(file, 'utf8').split(MARKER)[1] : '\n';
+  const kept =
+    existsSync(file) && readFileSync(file, 'utf8').includes(MARKER)
+      ? readFileSync(file, 'utf8').split(MARKER)[1]
+      : '\n';
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, `${out.join('\n')}\n\n${MARKER}${kept}`);
   renameSync(tmp, file);

@@ -10,8 +10,10 @@ const params = new URLSearchParams(location.search);
 /** Draws [N, C, H, W] images on [-1, 1] into a canvas as a grid, each pixel `scale` screen pixels. */
 function drawGrid(canvas: HTMLCanvasElement, x: Float32Array, shape: number[], cols: number, scale = 3): void {
   const [N, C, H, W] = shape;
-  const rows = Math.ceil(N / cols), pad = 2;
-  const w = cols * (W + pad) + pad, h = rows * (H + pad) + pad;
+  const rows = Math.ceil(N / cols),
+    pad = 2;
+  const w = cols * (W + pad) + pad,
+    h = rows * (H + pad) + pad;
   canvas.width = w;
   canvas.height = h;
   canvas.style.width = `${w * scale}px`;
@@ -20,7 +22,8 @@ function drawGrid(canvas: HTMLCanvasElement, x: Float32Array, shape: number[], c
   const img = ctx.createImageData(w, h);
   img.data.fill(255);
   for (let n = 0; n < N; n++) {
-    const ox = pad + (n % cols) * (W + pad), oy = pad + Math.floor(n / cols) * (H + pad);
+    const ox = pad + (n % cols) * (W + pad),
+      oy = pad + Math.floor(n / cols) * (H + pad);
     for (let y = 0; y < H; y++)
       for (let xx = 0; xx < W; xx++) {
         const o = ((oy + y) * w + ox + xx) * 4;
@@ -41,12 +44,25 @@ interface Loaded {
 }
 let current: Loaded | null = null;
 
-function fromFolder(name: string, files: { config: Record<string, unknown>; scheduler?: Record<string, unknown>; weights: Uint8Array }): Loaded {
-  const folder = lib.parseModelFolder(files, { dir: name, config: `${name}/config.json`, scheduler: `${name}/scheduler_config.json`, weights: `${name}/diffusion_pytorch_model.safetensors` });
+function fromFolder(
+  name: string,
+  files: { config: Record<string, unknown>; scheduler?: Record<string, unknown>; weights: Uint8Array },
+): Loaded {
+  const folder = lib.parseModelFolder(files, {
+    dir: name,
+    config: `${name}/config.json`,
+    scheduler: `${name}/scheduler_config.json`,
+    weights: `${name}/diffusion_pytorch_model.safetensors`,
+  });
   for (const w of folder.warnings) console.warn(w);
   const model = new lib.UNet(folder.unetConfig);
   lib.loadWeights(model, folder.weights, name);
-  return { name, model, diffusion: new lib.GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas), cfg: folder.unetConfig };
+  return {
+    name,
+    model,
+    diffusion: new lib.GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas),
+    cfg: folder.unetConfig,
+  };
 }
 
 async function loadShipped(name: string): Promise<Loaded> {
@@ -74,10 +90,11 @@ async function shippedNames(): Promise<string[]> {
 
 function setModel(m: Loaded): void {
   current = m;
-  lastSamples = null;  // the interpolation's endpoints belong to the previous model
+  lastSamples = null; // the interpolation's endpoints belong to the previous model
   ($('interp') as HTMLButtonElement).disabled = true;
-  ($('modelPick') as HTMLSelectElement).value = m.name;  // blank for a dropped folder
-  $('model').textContent = `${m.name} (${m.cfg.in_channels}x${m.cfg.sample_size}x${m.cfg.sample_size}, ${m.model.parameterCount.toLocaleString()} parameters, T = ${m.diffusion.numTimesteps})`;
+  ($('modelPick') as HTMLSelectElement).value = m.name; // blank for a dropped folder
+  $('model').textContent =
+    `${m.name} (${m.cfg.in_channels}x${m.cfg.sample_size}x${m.cfg.sample_size}, ${m.model.parameterCount.toLocaleString()} parameters, T = ${m.diffusion.numTimesteps})`;
 }
 
 let stopRequested = false;
@@ -89,7 +106,8 @@ async function runSampling(): Promise<void> {
   if (!current) return;
   const { model, diffusion, cfg } = current;
   const sampler = ($('sampler') as HTMLSelectElement).value as lib.SamplerName;
-  const steps = Number(($('steps') as HTMLInputElement).value), seed = Number(($('seed') as HTMLInputElement).value);
+  const steps = Number(($('steps') as HTMLInputElement).value),
+    seed = Number(($('seed') as HTMLInputElement).value);
   const n = Number(($('num') as HTMLInputElement).value);
   const shape = [n, cfg.in_channels, cfg.sample_size, cfg.sample_size];
   const cols = Math.ceil(Math.sqrt(n));
@@ -112,17 +130,26 @@ async function runSampling(): Promise<void> {
       const [xt, x0] = await Promise.all([st.x.data(), st.predX0.data()]);
       drawGrid($('xt'), xt, shape, cols);
       drawGrid($('x0'), x0, shape, cols);
-      if (st.step % every === 0 || st.step === st.total) strip.push(x0.slice(0, Math.min(n, 8) * shape[1] * shape[2] * shape[3]));
+      if (st.step % every === 0 || st.step === st.total)
+        strip.push(x0.slice(0, Math.min(n, 8) * shape[1] * shape[2] * shape[3]));
       status(`step ${st.step} / ${st.total} (t = ${st.t}), ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      if (stopRequested) { status(`stopped at step ${st.step}`); break; }
+      if (stopRequested) {
+        status(`stopped at step ${st.step}`);
+        break;
+      }
     }
     if (strip.length) {
-      const k = Math.min(n, 8), per = shape[1] * shape[2] * shape[3];
+      const k = Math.min(n, 8),
+        per = shape[1] * shape[2] * shape[3];
       const all = new Float32Array(k * strip.length * per);
-      for (let s = 0; s < k; s++) strip.forEach((row, j) => all.set(row.subarray(s * per, (s + 1) * per), (s * strip.length + j) * per));
+      for (let s = 0; s < k; s++)
+        strip.forEach((row, j) => all.set(row.subarray(s * per, (s + 1) * per), (s * strip.length + j) * per));
       drawGrid($('strip'), all, [k * strip.length, ...shape.slice(1)], strip.length, 2);
     }
-    if (!stopRequested) status(`done: ${n} samples, ${sampler}, ${steps} steps, seed ${seed}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    if (!stopRequested)
+      status(
+        `done: ${n} samples, ${sampler}, ${steps} steps, seed ${seed}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
     document.body.dataset.sampled = String(Number(document.body.dataset.sampled ?? 0) + 1);
   } catch (e) {
     status(`error: ${(e as Error).message}`);
@@ -136,13 +163,20 @@ async function runSampling(): Promise<void> {
 /** Reads a dropped or chosen model folder's three files by name. */
 async function loadFiles(files: File[]): Promise<void> {
   const by = (n: string) => files.find((f) => f.name === n);
-  const cfg = by('config.json'), sched = by('scheduler_config.json'), w = by('diffusion_pytorch_model.safetensors');
-  if (!cfg || !w) throw new Error(`a model folder needs config.json and diffusion_pytorch_model.safetensors; got ${files.map((f) => f.name).join(', ') || 'no files'}`);
-  setModel(fromFolder(cfg.webkitRelativePath.split('/')[0] || 'dropped model', {
-    config: JSON.parse(await cfg.text()),
-    scheduler: sched ? JSON.parse(await sched.text()) : undefined,
-    weights: new Uint8Array(await w.arrayBuffer()),
-  }));
+  const cfg = by('config.json'),
+    sched = by('scheduler_config.json'),
+    w = by('diffusion_pytorch_model.safetensors');
+  if (!cfg || !w)
+    throw new Error(
+      `a model folder needs config.json and diffusion_pytorch_model.safetensors; got ${files.map((f) => f.name).join(', ') || 'no files'}`,
+    );
+  setModel(
+    fromFolder(cfg.webkitRelativePath.split('/')[0] || 'dropped model', {
+      config: JSON.parse(await cfg.text()),
+      scheduler: sched ? JSON.parse(await sched.text()) : undefined,
+      weights: new Uint8Array(await w.arrayBuffer()),
+    }),
+  );
   status('model loaded');
 }
 
@@ -152,7 +186,9 @@ async function droppedFiles(dt: DataTransfer): Promise<File[]> {
   const walk = async (e: FileSystemEntry): Promise<void> => {
     if (e.isFile) out.push(await new Promise<File>((res, rej) => (e as FileSystemFileEntry).file(res, rej)));
     else if (e.isDirectory) {
-      const entries = await new Promise<FileSystemEntry[]>((res, rej) => (e as FileSystemDirectoryEntry).createReader().readEntries(res, rej));
+      const entries = await new Promise<FileSystemEntry[]>((res, rej) =>
+        (e as FileSystemDirectoryEntry).createReader().readEntries(res, rej),
+      );
       for (const c of entries) await walk(c);
     }
   };
@@ -167,11 +203,17 @@ async function droppedFiles(dt: DataTransfer): Promise<File[]> {
 async function runInterpolation(): Promise<void> {
   if (!current || !lastSamples) return;
   const { model, diffusion } = current;
-  const [, C, H, W] = lastSamples.shape, per = C * H * W;
+  const [, C, H, W] = lastSamples.shape,
+    per = C * H * W;
   const num = (id: string) => Number(($(id) as HTMLInputElement).value);
-  const a = num('ia'), b = num('ib'), t = num('it');
+  const a = num('ia'),
+    b = num('ib'),
+    t = num('it');
   const n = lastSamples.shape[0];
-  if (!(a >= 0 && a < n && b >= 0 && b < n)) { $('interpStatus').textContent = `samples a and b must be in [0, ${n - 1}]`; return; }
+  if (!(a >= 0 && a < n && b >= 0 && b < n)) {
+    $('interpStatus').textContent = `samples a and b must be in [0, ${n - 1}]`;
+    return;
+  }
   const one = (i: number) => lib.ops.fromArray(lastSamples!.x.slice(i * per, (i + 1) * per), [1, C, H, W]);
   const lambdas = Array.from({ length: 8 }, (_, k) => k / 7);
   ($('interp') as HTMLButtonElement).disabled = true;
@@ -180,7 +222,8 @@ async function runInterpolation(): Promise<void> {
   try {
     const x = lib.interpolate(diffusion, (xx, tt) => model.forward(xx, tt), one(a), one(b), lambdas, t, 0);
     drawGrid($('interpOut'), await x.data(), [8, C, H, W], 8);
-    $('interpStatus').textContent = `lambda = 0, 1/7, ..., 1 from t = ${t}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    $('interpStatus').textContent =
+      `lambda = 0, 1/7, ..., 1 from t = ${t}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
   } catch (e) {
     $('interpStatus').textContent = `error: ${(e as Error).message}`;
   } finally {
@@ -195,18 +238,34 @@ async function runTraining(): Promise<void> {
   ($('train') as HTMLButtonElement).disabled = true;
   ($('trainStop') as HTMLButtonElement).disabled = false;
   // the training core of `ddpm train` (Algorithm 1 with the paper's recipe), on the tiny preset and T = 100
-  const o = { ...lib.trainOptionsFrom({ out: '', preset: 'tiny', steps: 2000, batch: 16, lr: 2e-3, warmup: 0, ema: 0.99, emaWarmup: false, seed: 0 }) };
+  const o = {
+    ...lib.trainOptionsFrom({
+      out: '',
+      preset: 'tiny',
+      steps: 2000,
+      batch: 16,
+      lr: 2e-3,
+      warmup: 0,
+      ema: 0.99,
+      emaWarmup: false,
+      seed: 0,
+    }),
+  };
   o.diffusion = { ...o.diffusion, timesteps: 100, betaEnd: 0.2 };
   const st = lib.createTrainState(o);
   const params = [...st.model.params.values()];
   const d = new lib.GaussianDiffusion(o.diffusion);
   // 16 blobs at varying positions
-  const N = 16, pixels = new Uint8Array(N * 64);
+  const N = 16,
+    pixels = new Uint8Array(N * 64);
   for (let i = 0; i < N; i++)
-    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) pixels[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2)) ** 2 <= 3 ? 255 : 0;
+    for (let y = 0; y < 8; y++)
+      for (let x = 0; x < 8; x++)
+        pixels[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2)) ** 2 <= 3 ? 255 : 0;
   const data = { name: 'blobs', count: N, channels: 1, height: 8, width: 8, pixels };
   const order = new Map<number, Int32Array>();
-  const model = st.model, ema = st.ema;
+  const model = st.model,
+    ema = st.ema;
   const losses: number[] = [];
   const ctx = ($('loss') as HTMLCanvasElement).getContext('2d')!;
   for (let s = 0; !trainStop && s < o.steps; s++) {
@@ -214,13 +273,20 @@ async function runTraining(): Promise<void> {
     losses.push(m.loss);
     // the loss curve (log scale)
     ctx.clearRect(0, 0, 400, 160);
-    const lo = Math.log(Math.min(...losses)), hi = Math.log(Math.max(...losses)) + 1e-9;
+    const lo = Math.log(Math.min(...losses)),
+      hi = Math.log(Math.max(...losses)) + 1e-9;
     ctx.beginPath();
-    losses.forEach((l, i) => ctx.lineTo((i / Math.max(1, losses.length - 1)) * 398 + 1, 158 - ((Math.log(l) - lo) / (hi - lo)) * 156));
+    losses.forEach((l, i) =>
+      ctx.lineTo((i / Math.max(1, losses.length - 1)) * 398 + 1, 158 - ((Math.log(l) - lo) / (hi - lo)) * 156),
+    );
     ctx.stroke();
     $('trainStatus').textContent = `step ${s + 1}, loss ${losses[losses.length - 1].toFixed(4)}`;
     if ((s + 1) % 50 === 0) {
-      const xs = lib.withValues(params, ema.shadow, () => lib.noGrad(() => lib.sampleAll(d, (x, tt) => model.forward(x, tt), [16, 1, 8, 8], { sampler: 'ddim', steps: 10, seed: 1 })));
+      const xs = lib.withValues(params, ema.shadow, () =>
+        lib.noGrad(() =>
+          lib.sampleAll(d, (x, tt) => model.forward(x, tt), [16, 1, 8, 8], { sampler: 'ddim', steps: 10, seed: 1 }),
+        ),
+      );
       drawGrid($('trainSamples'), await xs.data(), [16, 1, 8, 8], 8, 4);
     }
   }
@@ -230,8 +296,11 @@ async function runTraining(): Promise<void> {
 
 async function main(): Promise<void> {
   const want = params.get('backend');
-  if (want && !['webgpu', 'wasm', 'reference'].includes(want)) throw new Error(`?backend=${want}: expected webgpu, wasm or reference`);
-  const { backend, notes } = await lib.useBestBackend((want ?? undefined) as 'webgpu' | 'wasm' | 'reference' | undefined);
+  if (want && !['webgpu', 'wasm', 'reference'].includes(want))
+    throw new Error(`?backend=${want}: expected webgpu, wasm or reference`);
+  const { backend, notes } = await lib.useBestBackend(
+    (want ?? undefined) as 'webgpu' | 'wasm' | 'reference' | undefined,
+  );
   const info = backend instanceof lib.WebGPUBackend && backend.adapterInfo ? ` (${backend.adapterInfo})` : '';
   $('backend').textContent = `${backend.name}${info}${notes.length ? ` (passed over: ${notes.join('; ')})` : ''}`;
   document.body.dataset.backend = backend.name;
@@ -244,7 +313,12 @@ async function main(): Promise<void> {
   setModel(await loadShipped(params.get('model') ?? 'mnist'));
   pick.onchange = () => {
     status(`loading ${pick.value}...`);
-    void loadShipped(pick.value).then((m) => { setModel(m); status(`model ${m.name} loaded`); }).catch((err) => status(`error: ${err.message}`));
+    void loadShipped(pick.value)
+      .then((m) => {
+        setModel(m);
+        status(`model ${m.name} loaded`);
+      })
+      .catch((err) => status(`error: ${err.message}`));
   };
   $('sample').onclick = () => void runSampling();
   $('stop').onclick = () => (stopRequested = true);
@@ -252,14 +326,22 @@ async function main(): Promise<void> {
   $('train').onclick = () => void runTraining();
   $('trainStop').onclick = () => (trainStop = true);
   const drop = $('drop');
-  drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };
+  drop.ondragover = (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  };
   drop.ondragleave = () => drop.classList.remove('over');
   drop.ondrop = (e) => {
     e.preventDefault();
     drop.classList.remove('over');
-    void droppedFiles(e.dataTransfer!).then(loadFiles).catch((err) => status(`error: ${err.message}`));
+    void droppedFiles(e.dataTransfer!)
+      .then(loadFiles)
+      .catch((err) => status(`error: ${err.message}`));
   };
-  ($('files') as HTMLInputElement).onchange = (e) => void loadFiles(Array.from((e.target as HTMLInputElement).files ?? [])).catch((err) => status(`error: ${err.message}`));
+  ($('files') as HTMLInputElement).onchange = (e) =>
+    void loadFiles(Array.from((e.target as HTMLInputElement).files ?? [])).catch((err) =>
+      status(`error: ${err.message}`),
+    );
   document.body.dataset.ready = '1';
   if (params.get('auto') !== '0') await runSampling();
 }

@@ -14,7 +14,8 @@ const { useBackend } = await lib('backends/select.js');
 const { loadDataset } = await lib('data/load.js');
 const { makeBatch } = await lib('data/dataset.js');
 const { DigitNet, DIGITNET_FEATURES: D, DIGITNET_CLASSES } = await lib('eval/digitnet.js');
-const { featureStats, frechetDistance, kernelInceptionDistance, inceptionScore, precisionRecall } = await lib('eval/metrics.js');
+const { featureStats, frechetDistance, kernelInceptionDistance, inceptionScore, precisionRecall } =
+  await lib('eval/metrics.js');
 const { parseSafetensors } = await lib('io/safetensors.js');
 const { fillRandom, randomPermutation } = await lib('engine/random.js');
 
@@ -23,13 +24,16 @@ useBackend();
 const file = join(root, 'models', `digitnet-${name}.safetensors`);
 const { tensors, metadata } = parseSafetensors(new Uint8Array(readFileSync(file)), file);
 const net = new DigitNet(tensors, file, metadata);
-const S = net.size, per = net.channels * S * S;
+const S = net.size,
+  per = net.channels * S * S;
 // random subsets (a fixed seed): the published files are ordered (MNIST's test set puts its two halves, from
 // different writers, one after the other), so a prefix is not a fair sample
 const images = (split, n) => {
   const ds = loadDataset(data, split);
   const perm = randomPermutation(ds.count, { seed: 7, stream: split === 'train' ? 1 : 2 });
-  return makeBatch(ds, perm.subarray(0, Math.min(n, ds.count))).dataSync().slice();
+  return makeBatch(ds, perm.subarray(0, Math.min(n, ds.count)))
+    .dataSync()
+    .slice();
 };
 const train = await net.embed(images('train', 10000), 10000);
 const testImages = images('test', 10000);
@@ -61,7 +65,9 @@ function row(label, feats, probs, n, refN = 10000) {
   const kid = kernelInceptionDistance(ref, refN, feats, n, D, 20, Math.min(1000, n));
   const is = inceptionScore(probs.subarray(0, n * DIGITNET_CLASSES), n, DIGITNET_CLASSES, 10);
   const pr = precisionRecall(ref.subarray(0, 1000 * D), 1000, feats.subarray(0, 1000 * D), Math.min(1000, n), D);
-  rows.push(`| ${label} | ${n.toLocaleString()} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(3)} +- ${(kid.stderr * 1e3).toFixed(3)} | ${is.mean.toFixed(2)} | ${pr.precision.toFixed(3)} / ${pr.recall.toFixed(3)} |`);
+  rows.push(
+    `| ${label} | ${n.toLocaleString()} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(3)} +- ${(kid.stderr * 1e3).toFixed(3)} | ${is.mean.toFixed(2)} | ${pr.precision.toFixed(3)} / ${pr.recall.toFixed(3)} |`,
+  );
   console.error(rows[rows.length - 1]);
   return fd;
 }
@@ -75,7 +81,10 @@ for (const s of [0.1, 0.3]) {
 }
 const z = new Float32Array(n * per);
 fillRandom(z, z.length, { seed: 98, stream: 1 }, 0, 'normal');
-const pure = await net.embed(z.map((v) => Math.max(-1, Math.min(1, v))), n);
+const pure = await net.embed(
+  z.map((v) => Math.max(-1, Math.min(1, v))),
+  n,
+);
 row('pure noise N(0, 1), clipped (the ceiling)', pure.features, pure.probs, n);
 // optional: .npy files of model samples ([N, C, S, S] on [-1, 1]) to place on the same scale
 const { parseNpy } = await lib('io/npy.js');

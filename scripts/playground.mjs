@@ -34,22 +34,43 @@ const bundle = join(OUT, 'app.js');
 const sources = Math.max(newest(join(ROOT, 'dist', 'src')), newest(join(ROOT, 'dist', 'playground')));
 if (!existsSync(bundle) || statSync(bundle).mtimeMs < sources) {
   mkdirSync(OUT, { recursive: true });
-  await build({ entryPoints: [ENTRY], bundle: true, platform: 'browser', format: 'esm', outfile: bundle, minify: true, logLevel: 'warning' });
+  await build({
+    entryPoints: [ENTRY],
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    outfile: bundle,
+    minify: true,
+    logLevel: 'warning',
+  });
   console.error(`playground: built ${bundle} (${(statSync(bundle).size / 1024).toFixed(0)} KiB)`);
 }
 if (flag('--build-only')) process.exit(0);
 
-const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.safetensors': 'application/octet-stream', '.png': 'image/png' };
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.json': 'application/json',
+  '.safetensors': 'application/octet-stream',
+  '.png': 'image/png',
+};
 // every answer: no MIME sniffing; the page is cross-origin isolated (COOP/COEP), so a wasm backend may share memory
-const COMMON = { 'x-content-type-options': 'nosniff', 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp', 'cache-control': 'no-cache' };
+const COMMON = {
+  'x-content-type-options': 'nosniff',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  'cache-control': 'no-cache',
+};
 const send = (res, status, type, body) => res.writeHead(status, { ...COMMON, 'content-type': type }).end(body);
 let port = 0;
 /** Only names of this machine: a page elsewhere that rebinds its DNS name to 127.0.0.1 sends its own Host and is refused. */
-const hostAllowed = (host) => [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(String(host ?? '').toLowerCase());
+const hostAllowed = (host) =>
+  [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(String(host ?? '').toLowerCase());
 
 function answer(req, res) {
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'only GET and HEAD\n');
-  if (!hostAllowed(req.headers.host)) return send(res, 403, 'text/plain', 'this server answers only to 127.0.0.1, localhost and [::1]\n');
+  if (!hostAllowed(req.headers.host))
+    return send(res, 403, 'text/plain', 'this server answers only to 127.0.0.1, localhost and [::1]\n');
   let url, path;
   try {
     url = new URL(req.url ?? '/', 'http://localhost');
@@ -64,7 +85,12 @@ function answer(req, res) {
   else if (path === '/models/index.json') {
     // the shipped model folders (the page's model picker)
     const names = readdirSync(join(ROOT, 'models'), { withFileTypes: true })
-      .filter((e) => e.isDirectory() && existsSync(join(ROOT, 'models', e.name, 'config.json')) && existsSync(join(ROOT, 'models', e.name, 'diffusion_pytorch_model.safetensors')))
+      .filter(
+        (e) =>
+          e.isDirectory() &&
+          existsSync(join(ROOT, 'models', e.name, 'config.json')) &&
+          existsSync(join(ROOT, 'models', e.name, 'diffusion_pytorch_model.safetensors')),
+      )
       .map((e) => e.name)
       .sort();
     return send(res, 200, TYPES['.json'], JSON.stringify(names));
@@ -73,7 +99,12 @@ function answer(req, res) {
     if (!rel.startsWith('..') && !isAbsolute(rel)) file = join(ROOT, 'models', rel);
   }
   if (!file || !existsSync(file) || !statSync(file).isFile()) return send(res, 404, 'text/plain', 'not found\n');
-  send(res, 200, TYPES[extname(file)] ?? 'application/octet-stream', req.method === 'HEAD' ? undefined : readFileSync(file));
+  send(
+    res,
+    200,
+    TYPES[extname(file)] ?? 'application/octet-stream',
+    req.method === 'HEAD' ? undefined : readFileSync(file),
+  );
 }
 
 const server = createServer((req, res) => {
@@ -86,8 +117,9 @@ const server = createServer((req, res) => {
   }
 });
 // a malformed request line or header: answer 400 and close, never throw
-server.on('clientError', (err, socket) => {
-  if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+server.on('clientError', (_err, socket) => {
+  if (socket.writable && !socket.destroyed)
+    socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
   else socket.destroy();
 });
 

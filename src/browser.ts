@@ -5,7 +5,7 @@
 import type { Backend } from './engine/backend.js';
 import { setBackend } from './engine/tensor.js';
 import { ReferenceBackend } from './backends/reference/index.js';
-import { WebGPUBackend, createWebGPUBackend } from './backends/webgpu/index.js';
+import { type WebGPUBackend, createWebGPUBackend } from './backends/webgpu/index.js';
 import { WasmBackend } from './backends/wasm/index.js';
 
 export * from './engine/tensor.js';
@@ -61,7 +61,9 @@ export function useWasmBackend(): WasmBackend {
  * slower than wasm on the same CPU), else the reference backend. `prefer` names one to take first when it works
  * (webgpu, wasm, reference). Returns the backend and why faster ones were passed over.
  */
-export async function useBestBackend(prefer?: 'webgpu' | 'wasm' | 'reference'): Promise<{ backend: Backend; notes: string[] }> {
+export async function useBestBackend(
+  prefer?: 'webgpu' | 'wasm' | 'reference',
+): Promise<{ backend: Backend; notes: string[] }> {
   const notes: string[] = [];
   if (prefer === 'reference') return { backend: useReferenceBackend(), notes };
   if (prefer !== 'wasm') {

@@ -18,16 +18,35 @@ import { NATIVE_SKIP, native, withBackend, reference } from './helpers.js';
 
 describe('shape errors name the op and both shapes', () => {
   for (const be of [reference, ...(native ? [native] : [])])
-    it(`on ${be.name}`, () => withBackend(be, () => {
-      assert.throws(() => T.add(T.zeros([2, 3]), T.zeros([4, 3])), /add: shapes \[2,3\] and \[4,3\] cannot be broadcast/);
-      assert.throws(() => T.matmul(T.zeros([2, 3]), T.zeros([4, 5])), /matmul: shapes \[2,3\] and \[4,5\] do not match/);
-      assert.throws(() => T.conv2d(T.zeros([1, 3, 8, 8]), T.zeros([4, 2, 3, 3]), null), /conv2d: input \[1,3,8,8\] and weight \[4,2,3,3\]/);
-      assert.throws(() => T.groupNorm(T.zeros([1, 6, 2, 2]), T.zeros([6]), T.zeros([6]), 4, 1e-6), /groupNorm: 6 channels of \[1,6,2,2\] do not split into 4 groups/);
-      assert.throws(() => T.concat([T.zeros([1, 2, 4, 4]), T.zeros([1, 2, 3, 4])]), /concat: shapes \[1,2,4,4\] and \[1,2,3,4\]/);
-      assert.throws(() => T.reshape(T.zeros([2, 3]), [4, 2]), /reshape: cannot view \[2,3\] as \[4,2\]/);
-      assert.throws(() => new Tensor(new Float32Array(5), [2, 3]), /shape \[2,3\] needs 6 values, storage has 5/);
-      assert.throws(() => new Tensor(new Int32Array(6) as unknown as Float32Array, [2, 3]), /storage must be a backend buffer/);
-    }));
+    it(`on ${be.name}`, () =>
+      withBackend(be, () => {
+        assert.throws(
+          () => T.add(T.zeros([2, 3]), T.zeros([4, 3])),
+          /add: shapes \[2,3\] and \[4,3\] cannot be broadcast/,
+        );
+        assert.throws(
+          () => T.matmul(T.zeros([2, 3]), T.zeros([4, 5])),
+          /matmul: shapes \[2,3\] and \[4,5\] do not match/,
+        );
+        assert.throws(
+          () => T.conv2d(T.zeros([1, 3, 8, 8]), T.zeros([4, 2, 3, 3]), null),
+          /conv2d: input \[1,3,8,8\] and weight \[4,2,3,3\]/,
+        );
+        assert.throws(
+          () => T.groupNorm(T.zeros([1, 6, 2, 2]), T.zeros([6]), T.zeros([6]), 4, 1e-6),
+          /groupNorm: 6 channels of \[1,6,2,2\] do not split into 4 groups/,
+        );
+        assert.throws(
+          () => T.concat([T.zeros([1, 2, 4, 4]), T.zeros([1, 2, 3, 4])]),
+          /concat: shapes \[1,2,4,4\] and \[1,2,3,4\]/,
+        );
+        assert.throws(() => T.reshape(T.zeros([2, 3]), [4, 2]), /reshape: cannot view \[2,3\] as \[4,2\]/);
+        assert.throws(() => new Tensor(new Float32Array(5), [2, 3]), /shape \[2,3\] needs 6 values, storage has 5/);
+        assert.throws(
+          () => new Tensor(new Int32Array(6) as unknown as Float32Array, [2, 3]),
+          /storage must be a backend buffer/,
+        );
+      }));
 });
 
 describe('check-numerics mode names the first op that produced NaN or Inf', () => {
@@ -47,26 +66,78 @@ describe('the native addon validates every argument and never crashes', { skip: 
   const f = (n: number) => new Float32Array(n);
   it('wrong sizes, wrong types, short and detached buffers, bad shapes throw Errors', () => {
     const cases: [string, () => unknown, RegExp][] = [
-      ['short input', () => a.conv2dForward(f(10), [1, 1, 4, 4], f(9), [1, 1, 3, 3], null, [1, 1, 1, 1, 1], f(16)), /conv2dForward: input has 10 values, expected 16/],
-      ['short output', () => a.conv2dForward(f(16), [1, 1, 4, 4], f(9), [1, 1, 3, 3], null, [1, 1, 1, 1, 1], f(3)), /output has 3 values, expected 16/],
-      ['channel mismatch', () => a.conv2dForward(f(32), [1, 2, 4, 4], f(9), [1, 1, 3, 3], null, [1, 1, 1, 1, 1], f(16)), /disagree on channels/],
-      ['kernel larger than input', () => a.conv2dForward(f(4), [1, 1, 2, 2], f(9), [1, 1, 3, 3], null, [1, 0, 0, 0, 0], f(1)), /smaller than kernel/],
-      ['zero stride', () => a.conv2dBackward(f(16), [1, 1, 4, 4], f(16), f(9), [1, 1, 3, 3], [0, 1, 1, 1, 1], null, f(9), null), /stride must be >= 1/],
+      [
+        'short input',
+        () => a.conv2dForward(f(10), [1, 1, 4, 4], f(9), [1, 1, 3, 3], null, [1, 1, 1, 1, 1], f(16)),
+        /conv2dForward: input has 10 values, expected 16/,
+      ],
+      [
+        'short output',
+        () => a.conv2dForward(f(16), [1, 1, 4, 4], f(9), [1, 1, 3, 3], null, [1, 1, 1, 1, 1], f(3)),
+        /output has 3 values, expected 16/,
+      ],
+      [
+        'channel mismatch',
+        () => a.conv2dForward(f(32), [1, 2, 4, 4], f(9), [1, 1, 3, 3], null, [1, 1, 1, 1, 1], f(16)),
+        /disagree on channels/,
+      ],
+      [
+        'kernel larger than input',
+        () => a.conv2dForward(f(4), [1, 1, 2, 2], f(9), [1, 1, 3, 3], null, [1, 0, 0, 0, 0], f(1)),
+        /smaller than kernel/,
+      ],
+      [
+        'zero stride',
+        () => a.conv2dBackward(f(16), [1, 1, 4, 4], f(16), f(9), [1, 1, 3, 3], [0, 1, 1, 1, 1], null, f(9), null),
+        /stride must be >= 1/,
+      ],
       ['not a Float32Array', () => a.matmul([1, 2], f(2), 1, 1, 2, 1, false, false, f(1)), /a must be a Float32Array/],
       ['Float64Array', () => a.unary(0, new Float64Array(3), f(3)), /input must be a Float32Array/],
       ['negative dimension', () => a.binary(0, f(1), [-1], f(1), [1], [1], f(1)), /invalid dimension/],
       ['NaN dimension', () => a.reduceSum(f(4), [NaN, 4], [1, 4], f(4)), /invalid dimension/],
       ['huge matmul', () => a.matmul(f(4), f(4), 1, 2 ** 29, 2 ** 29, 2, false, false, f(4)), /sizes are too large/],
-      ['short matmul operand', () => a.matmul(f(4), f(6), 1, 2, 3, 2, false, false, f(4)), /a has 4 values, expected 6/],
-      ['overflowing matmul sizes', () => a.matmul(f(0), f(0), 2 ** 30, 2 ** 30, 2 ** 30, 2 ** 30, false, false, f(0)), /sizes are too large/],
+      [
+        'short matmul operand',
+        () => a.matmul(f(4), f(6), 1, 2, 3, 2, false, false, f(4)),
+        /a has 4 values, expected 6/,
+      ],
+      [
+        'overflowing matmul sizes',
+        () => a.matmul(f(0), f(0), 2 ** 30, 2 ** 30, 2 ** 30, 2 ** 30, false, false, f(0)),
+        /sizes are too large/,
+      ],
       ['overflowing softmax sizes', () => a.softmax(f(0), 2 ** 40, 2 ** 24, f(0)), /sizes are too large/],
-      ['overflowing shape', () => a.binary(0, f(0), [1e9, 1e9, 1e9], f(0), [1e9, 1e9, 1e9], [1e9, 1e9, 1e9], f(0)), /too many elements/],
+      [
+        'overflowing shape',
+        () => a.binary(0, f(0), [1e9, 1e9, 1e9], f(0), [1e9, 1e9, 1e9], [1e9, 1e9, 1e9], f(0)),
+        /too many elements/,
+      ],
       ['missing arguments', () => a.groupNorm(), /must be an array of dimensions|must be a Float32Array/],
-      ['bad groups', () => a.groupNorm(f(12), [1, 3, 2, 2], f(3), f(3), 2, 1e-6, false, f(12), f(2), f(2)), /3 channels do not split into 2 groups/],
+      [
+        'bad groups',
+        () => a.groupNorm(f(12), [1, 3, 2, 2], f(3), f(3), 2, 1e-6, false, f(12), f(2), f(2)),
+        /3 channels do not split into 2 groups/,
+      ],
       ['bad permutation', () => a.permute(f(6), [2, 3], [0, 0], f(6)), /invalid permutation/],
-      ['concat shape mismatch', () => a.concat([f(4), f(6)], [[1, 1, 2, 2], [1, 1, 2, 3]], f(10)), /differ outside axis 1/],
+      [
+        'concat shape mismatch',
+        () =>
+          a.concat(
+            [f(4), f(6)],
+            [
+              [1, 1, 2, 2],
+              [1, 1, 2, 3],
+            ],
+            f(10),
+          ),
+        /differ outside axis 1/,
+      ],
       ['slice out of range', () => a.sliceChannels(f(8), [1, 2, 2, 2], 1, 2, f(8)), /channel count must be an integer/],
-      ['adam step 0', () => a.adamStep(f(2), f(2), f(2), f(2), 1e-3, 0.9, 0.999, 1e-8, 0, 0), /step must be an integer/],
+      [
+        'adam step 0',
+        () => a.adamStep(f(2), f(2), f(2), f(2), 1e-3, 0.9, 0.999, 1e-8, 0, 0),
+        /step must be an integer/,
+      ],
       ['ema size mismatch', () => a.emaUpdate(f(3), f(4), 0.9), /param has 4 values, expected 3/],
     ];
     for (const [what, fn, re] of cases) assert.throws(fn, re, what);
@@ -76,7 +147,8 @@ describe('the native addon validates every argument and never crashes', { skip: 
     assert.throws(() => a.unary(0, view, f(16)), /native unary: (input is detached|out has 16 values, expected 0)/);
   });
   it('NaN values flow through without crashing', () => {
-    const x = Float32Array.from([NaN, 1, Infinity, -Infinity]), y = f(4);
+    const x = Float32Array.from([NaN, 1, Infinity, -Infinity]),
+      y = f(4);
     a.unary(5, x, y);
     assert.ok(Number.isNaN(y[0]));
     a.softmax(x, 1, 4, y);
@@ -90,9 +162,15 @@ describe('files: one clear error naming the file and field', () => {
     assert.throws(() => parseSafetensors(new Uint8Array(4), 'w.safetensors'), /w.safetensors: too short/);
     const bad = new Uint8Array(16);
     new DataView(bad.buffer).setBigUint64(0, 1000n, true);
-    assert.throws(() => parseSafetensors(bad, 'w.safetensors'), /w.safetensors: header length 1000 does not fit in a file of 16 bytes/);
+    assert.throws(
+      () => parseSafetensors(bad, 'w.safetensors'),
+      /w.safetensors: header length 1000 does not fit in a file of 16 bytes/,
+    );
     const good = serializeSafetensors([['a', { shape: [2, 2], data: new Float32Array(4) }]]);
-    assert.throws(() => parseSafetensors(good.slice(0, good.length - 4), 'w.safetensors'), /tensor "a": data_offsets \[0,16\] outside the 12 data bytes/);
+    assert.throws(
+      () => parseSafetensors(good.slice(0, good.length - 4), 'w.safetensors'),
+      /tensor "a": data_offsets \[0,16\] outside the 12 data bytes/,
+    );
     const hdr = (h: object) => {
       const j = new TextEncoder().encode(JSON.stringify(h));
       const out = new Uint8Array(8 + j.length + 16);
@@ -100,10 +178,17 @@ describe('files: one clear error naming the file and field', () => {
       out.set(j, 8);
       return out;
     };
-    assert.throws(() => parseSafetensors(hdr({ a: { dtype: 'I8', shape: [1], data_offsets: [0, 1] } }), 'w'), /tensor "a": dtype "I8" is not supported/);
-    assert.throws(() => parseSafetensors(hdr({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }), 'w'), /tensor "a": 16 bytes for shape \[3\] of F32 \(expected 12\)/);
+    assert.throws(
+      () => parseSafetensors(hdr({ a: { dtype: 'I8', shape: [1], data_offsets: [0, 1] } }), 'w'),
+      /tensor "a": dtype "I8" is not supported/,
+    );
+    assert.throws(
+      () => parseSafetensors(hdr({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }), 'w'),
+      /tensor "a": 16 bytes for shape \[3\] of F32 \(expected 12\)/,
+    );
     const notJson = hdr({});
-    notJson[8] = 0x7b; notJson[9] = 0x7b;
+    notJson[8] = 0x7b;
+    notJson[9] = 0x7b;
     assert.throws(() => parseSafetensors(notJson, 'w'), /w: header is not valid JSON/);
   });
   it('truncated or wrong-magic dataset files', () => {
@@ -116,7 +201,10 @@ describe('files: one clear error naming the file and field', () => {
     assert.throws(() => parseIdxImages(b, 'imgs'), /imgs: truncated: header says 2 images of 28x28/);
     new DataView(b.buffer).setUint32(0, 0x801);
     assert.throws(() => parseIdxImages(b, 'imgs'), /imgs: magic number 0x801 is not an IDX image file/);
-    assert.throws(() => parseCifar(new Uint8Array(3000), 'c.bin'), /c.bin: 3000 bytes is not a whole number of CIFAR-10 records/);
+    assert.throws(
+      () => parseCifar(new Uint8Array(3000), 'c.bin'),
+      /c.bin: 3000 bytes is not a whole number of CIFAR-10 records/,
+    );
     const gz = join(dir, 'train-images-idx3-ubyte.gz');
     writeFileSync(gz, Uint8Array.from([0x1f, 0x8b, 8, 0, 1, 2, 3]));
     assert.throws(() => loadDataset(dir), /train-images-idx3-ubyte.gz: corrupt or truncated gzip data/);
@@ -128,13 +216,19 @@ describe('files: one clear error naming the file and field', () => {
     w.set('conv_in.weight', { shape: [16, 1, 3, 1], data: new Float32Array(48) });
     const md = join(dir, 'model');
     writeModelFolder(md, PRESETS.tiny(), PAPER_DIFFUSION, w);
-    assert.throws(() => loadModel(md), /diffusion_pytorch_model.safetensors: tensor "conv_in.weight" has shape \[16,1,3,1\], but config.json implies \[16,1,3,3\]/);
+    assert.throws(
+      () => loadModel(md),
+      /diffusion_pytorch_model.safetensors: tensor "conv_in.weight" has shape \[16,1,3,1\], but config.json implies \[16,1,3,3\]/,
+    );
   });
   it('invalid config fields', () => {
     const md = join(dir, 'model2');
     mkdirSync(md, { recursive: true });
     writeFileSync(join(md, 'config.json'), JSON.stringify({ ...PRESETS.tiny(), norm_num_groups: 5 }));
-    assert.throws(() => loadModel(md), /config.json: field "norm_num_groups" 5 must divide every entry of block_out_channels/);
+    assert.throws(
+      () => loadModel(md),
+      /config.json: field "norm_num_groups" 5 must divide every entry of block_out_channels/,
+    );
     writeFileSync(join(md, 'config.json'), '{"sample_size": 8,');
     assert.throws(() => loadModel(md), /config.json: invalid JSON/);
   });

@@ -26,22 +26,38 @@ function tinyFolder(dir: string) {
 describe('diffusers model folders', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ddpm-ckpt-'));
 
-  it('the cifar10 preset has every tensor name and shape of the diffusers CIFAR-10 model', { skip: HAS_SHARED ? false : '../shared is absent' }, () => {
-    const keys = readFileSync(join(SHARED, 'reference', 'diffusers-ddpm-cifar10-32.keys.txt'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split('\t'));
+  it('the cifar10 preset has every tensor name and shape of the diffusers CIFAR-10 model', {
+    skip: HAS_SHARED ? false : '../shared is absent',
+  }, () => {
+    const keys = readFileSync(join(SHARED, 'reference', 'diffusers-ddpm-cifar10-32.keys.txt'), 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.split('\t'));
     const m = new UNet(PRESETS.cifar10());
     assert.equal(m.parameterCount, 35_746_307);
     assert.equal(keys.length, m.params.size);
     for (const [name, shape] of keys) assert.equal(m.params.get(name)?.shape.join('x'), shape, name);
     const ref = JSON.parse(readFileSync(join(SHARED, 'reference', 'diffusers-ddpm-cifar10-32.config.json'), 'utf8'));
     const c = PRESETS.cifar10() as unknown as Record<string, unknown>;
-    for (const k of ['block_out_channels', 'layers_per_block', 'down_block_types', 'up_block_types', 'norm_num_groups', 'norm_eps', 'freq_shift', 'flip_sin_to_cos', 'downsample_padding'])
+    for (const k of [
+      'block_out_channels',
+      'layers_per_block',
+      'down_block_types',
+      'up_block_types',
+      'norm_num_groups',
+      'norm_eps',
+      'freq_shift',
+      'flip_sin_to_cos',
+      'downsample_padding',
+    ])
       assert.deepEqual(c[k], ref[k], k);
   });
 
   it('writes and reads back a flat folder; reads unet/ + scheduler/ subfolders and old attention names', () => {
     const flat = join(dir, 'flat');
     const m = tinyFolder(flat);
-    for (const f of ['model_index.json', 'config.json', 'scheduler_config.json', WEIGHTS_FILE]) assert.ok(existsSync(join(flat, f)), f);
+    for (const f of ['model_index.json', 'config.json', 'scheduler_config.json', WEIGHTS_FILE])
+      assert.ok(existsSync(join(flat, f)), f);
     const idx = JSON.parse(readFileSync(join(flat, 'model_index.json'), 'utf8'));
     assert.deepEqual(idx.unet, ['diffusers', 'UNet2DModel']);
     const { model, folder } = loadModel(flat);
@@ -55,8 +71,16 @@ describe('diffusers model folders', () => {
     writeFileSync(join(sub, 'model_index.json'), readFileSync(join(flat, 'model_index.json')));
     writeFileSync(join(sub, 'unet', 'config.json'), readFileSync(join(flat, 'config.json')));
     writeFileSync(join(sub, 'scheduler', 'scheduler_config.json'), readFileSync(join(flat, 'scheduler_config.json')));
-    const old = new Map([...parseSafetensors(new Uint8Array(readFileSync(join(flat, WEIGHTS_FILE))), 'w').tensors].map(([k, v]) => [
-      k.replace('.to_q.', '.query.').replace('.to_k.', '.key.').replace('.to_v.', '.value.').replace('.to_out.0.', '.proj_attn.'), v]));
+    const old = new Map(
+      [...parseSafetensors(new Uint8Array(readFileSync(join(flat, WEIGHTS_FILE))), 'w').tensors].map(([k, v]) => [
+        k
+          .replace('.to_q.', '.query.')
+          .replace('.to_k.', '.key.')
+          .replace('.to_v.', '.value.')
+          .replace('.to_out.0.', '.proj_attn.'),
+        v,
+      ]),
+    );
     assert.ok([...old.keys()].some((k) => k.includes('.proj_attn.')));
     writeFileSync(join(sub, 'unet', WEIGHTS_FILE), serializeSafetensors(old));
     const r = loadModel(sub);
@@ -79,7 +103,17 @@ describe('CLI', () => {
   const m = tinyFolder(model);
 
   it('--help works for every command', () => {
-    for (const c of [[], ['train'], ['sample'], ['eval', 'bpd'], ['predict'], ['convert'], ['info'], ['data'], ['demo']]) {
+    for (const c of [
+      [],
+      ['train'],
+      ['sample'],
+      ['eval', 'bpd'],
+      ['predict'],
+      ['convert'],
+      ['info'],
+      ['data'],
+      ['demo'],
+    ]) {
       const r = run(...c, '--help');
       assert.equal(r.status, 0, `${c.join(' ')}: ${r.stderr}`);
       assert.match(r.stdout, /Usage: ddpm/);
@@ -88,9 +122,25 @@ describe('CLI', () => {
 
   it('sample writes a grid, single PNGs and a denoising strip', () => {
     const out = join(dir, 'samples');
-    const r = run('sample', '--model', model, '--out', out, '-n', '3', '--batch', '2', '--sampler', 'ddim', '--steps', '5', '--strip');
+    const r = run(
+      'sample',
+      '--model',
+      model,
+      '--out',
+      out,
+      '-n',
+      '3',
+      '--batch',
+      '2',
+      '--sampler',
+      'ddim',
+      '--steps',
+      '5',
+      '--strip',
+    );
     assert.equal(r.status, 0, r.stderr);
-    for (const f of ['grid.png', 'strip.png', 'sample-00000.png', 'sample-00002.png']) assert.ok(existsSync(join(out, f)), f);
+    for (const f of ['grid.png', 'strip.png', 'sample-00000.png', 'sample-00002.png'])
+      assert.ok(existsSync(join(out, f)), f);
     // a single sample is exactly the model's size, no border, and reads back as the image
     const png = PNG.sync.read(readFileSync(join(out, 'sample-00000.png')));
     assert.deepEqual([png.width, png.height], [8, 8]);
@@ -98,7 +148,20 @@ describe('CLI', () => {
     const again = run('sample', '--model', model, '--out', out, '-n', '2', '--sampler', 'ddim', '--steps', '5');
     assert.notEqual(again.status, 0);
     assert.match(again.stderr, /holds 5 images of an earlier run; pass --overwrite/);
-    const over = run('sample', '--model', model, '--out', out, '-n', '2', '--sampler', 'ddim', '--steps', '5', '--overwrite');
+    const over = run(
+      'sample',
+      '--model',
+      model,
+      '--out',
+      out,
+      '-n',
+      '2',
+      '--sampler',
+      'ddim',
+      '--steps',
+      '5',
+      '--overwrite',
+    );
     assert.equal(over.status, 0, over.stderr);
     assert.ok(!existsSync(join(out, 'sample-00002.png')) && !existsSync(join(out, 'strip.png')), 'old images removed');
   });
@@ -106,7 +169,17 @@ describe('CLI', () => {
   it('predict runs the model on .npy input and writes .npy output equal to the library', () => {
     const x = Float32Array.from({ length: 2 * 64 }, (_, i) => Math.sin(i));
     writeFileSync(join(dir, 'x.npy'), serializeNpy(x, [2, 1, 8, 8]));
-    const r = run('predict', '--model', model, '--input', join(dir, 'x.npy'), '--t', '3,40', '--output', join(dir, 'y.npy'));
+    const r = run(
+      'predict',
+      '--model',
+      model,
+      '--input',
+      join(dir, 'x.npy'),
+      '--t',
+      '3,40',
+      '--output',
+      join(dir, 'y.npy'),
+    );
     assert.equal(r.status, 0, r.stderr);
     const y = parseNpy(new Uint8Array(readFileSync(join(dir, 'y.npy'))), 'y.npy');
     assert.deepEqual(y.shape, [2, 1, 8, 8]);
@@ -125,7 +198,22 @@ describe('CLI', () => {
     mkdirSync(idxDir, { recursive: true });
     const f = writeTinyIdx(idxDir, 8);
     renameSync(f, join(idxDir, 't10k-images-idx3-ubyte'));
-    const e = run('eval', 'bpd', '--model', model, '--data', idxDir, '--batch', '4', '--t-stride', '7', '--out', join(dir, 'bpd.json'), '--rd-plot', join(dir, 'rd.png'));
+    const e = run(
+      'eval',
+      'bpd',
+      '--model',
+      model,
+      '--data',
+      idxDir,
+      '--batch',
+      '4',
+      '--t-stride',
+      '7',
+      '--out',
+      join(dir, 'bpd.json'),
+      '--rd-plot',
+      join(dir, 'rd.png'),
+    );
     assert.equal(e.status, 0, e.stderr);
     assert.match(e.stdout, /bits\/dim\s+\d+\.\d+/);
     assert.match(e.stdout, /rate-distortion/);
@@ -146,7 +234,23 @@ describe('CLI', () => {
     mkdirSync(idxDir, { recursive: true });
     renameSync(writeTinyIdx(idxDir, 8), join(idxDir, 't10k-images-idx3-ubyte'));
     const out = join(dir, 'interp.png');
-    const r = run('interpolate', '--model', model, '--data', idxDir, '--a', '0', '--b', '5', '--t', '10', '--count', '4', '--out', out);
+    const r = run(
+      'interpolate',
+      '--model',
+      model,
+      '--data',
+      idxDir,
+      '--a',
+      '0',
+      '--b',
+      '5',
+      '--t',
+      '10',
+      '--count',
+      '4',
+      '--out',
+      out,
+    );
     assert.equal(r.status, 0, r.stderr);
     const png = PNG.sync.read(readFileSync(out));
     assert.deepEqual([png.width, png.height], [6 * 10 + 2, 12]);
@@ -159,10 +263,26 @@ describe('CLI', () => {
     // a step budget, not a time budget: a loaded machine still trains the 3 steps that make a loss curve
     const r = run('demo', '--out', out, '--minutes', '5', '--steps', '3');
     assert.equal(r.status, 0, r.stderr);
-    for (const f of ['samples/grid.png', 'samples/strip.png', 'train/loss.png', `train/${WEIGHTS_FILE}`, 'train/metrics.jsonl']) assert.ok(existsSync(join(out, f)), f);
+    for (const f of [
+      'samples/grid.png',
+      'samples/strip.png',
+      'train/loss.png',
+      `train/${WEIGHTS_FILE}`,
+      'train/metrics.jsonl',
+    ])
+      assert.ok(existsSync(join(out, f)), f);
     // each message after the file it names exists (the sampling is awaited)
-    const order = ['wrote .*shipped.grid\\.png', 'ddpm demo: .*shipped.grid\\.png in', 'done: step 3', 'wrote .*samples.grid\\.png', 'demo done'].map((p) => r.stderr.search(new RegExp(p)));
-    assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])), `messages out of order: ${order}\n${r.stderr}`);
+    const order = [
+      'wrote .*shipped.grid\\.png',
+      'ddpm demo: .*shipped.grid\\.png in',
+      'done: step 3',
+      'wrote .*samples.grid\\.png',
+      'demo done',
+    ].map((p) => r.stderr.search(new RegExp(p)));
+    assert.ok(
+      order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])),
+      `messages out of order: ${order}\n${r.stderr}`,
+    );
     // the shipped model answers to its name and gives the demo's first grid
     if (existsSync(join(ROOT, 'models', 'mnist', 'config.json'))) {
       assert.ok(existsSync(join(out, 'shipped', 'grid.png')), 'the shipped model sampled first');
@@ -175,7 +295,22 @@ describe('CLI', () => {
     assert.ok(names.includes('mnist'), `shipped models: ${names.join(', ')}`);
     for (const name of names) {
       const out = join(dir, `shipped-${name}`);
-      const r = run('sample', '--model', name, '-n', '2', '--batch', '2', '--sampler', 'ddim', '--steps', '2', '--npy', '--out', out);
+      const r = run(
+        'sample',
+        '--model',
+        name,
+        '-n',
+        '2',
+        '--batch',
+        '2',
+        '--sampler',
+        'ddim',
+        '--steps',
+        '2',
+        '--npy',
+        '--out',
+        out,
+      );
       assert.equal(r.status, 0, `${name}: ${r.stderr}`);
       const { shape, data } = parseNpy(new Uint8Array(readFileSync(join(out, 'samples.npy'))), 'samples.npy');
       const cfg = readModelFolder(join(ROOT, 'models', name)).unetConfig;
@@ -198,11 +333,31 @@ describe('CLI', () => {
 describe('float16 weights', () => {
   it('float32 -> float16 rounds as IEEE (numpy float16 values) and reads back', async () => {
     const { f32ToF16, serializeSafetensors, parseSafetensors } = await import('../src/io/safetensors.js');
-    const cases: [number, number][] = [[1, 0x3c00], [-2, 0xc000], [0.1, 0x2e66], [65504, 0x7bff], [70000, 0x7c00], [6e-8, 0x0001], [1e-8, 0], [0.333333, 0x3555], [Infinity, 0x7c00]];
+    const cases: [number, number][] = [
+      [1, 0x3c00],
+      [-2, 0xc000],
+      [0.1, 0x2e66],
+      [65504, 0x7bff],
+      [70000, 0x7c00],
+      [6e-8, 0x0001],
+      [1e-8, 0],
+      [0.333333, 0x3555],
+      [Infinity, 0x7c00],
+    ];
     for (const [x, h] of cases) assert.equal(f32ToF16(x), h, `${x}`);
-    assert.ok(Number.isNaN(parseSafetensors(serializeSafetensors([['n', { shape: [1], data: Float32Array.of(NaN) }]], undefined, 'F16'), 'x').tensors.get('n')!.data[0]));
+    assert.ok(
+      Number.isNaN(
+        parseSafetensors(
+          serializeSafetensors([['n', { shape: [1], data: Float32Array.of(NaN) }]], undefined, 'F16'),
+          'x',
+        ).tensors.get('n')!.data[0],
+      ),
+    );
     const v = Float32Array.from({ length: 100 }, (_, i) => Math.sin(i) * 3);
-    const back = parseSafetensors(serializeSafetensors([['w', { shape: [100], data: v }]], undefined, 'F16'), 'x').tensors.get('w')!.data;
+    const back = parseSafetensors(
+      serializeSafetensors([['w', { shape: [100], data: v }]], undefined, 'F16'),
+      'x',
+    ).tensors.get('w')!.data;
     v.forEach((x, i) => assert.ok(Math.abs(back[i] - x) <= Math.abs(x) * 2 ** -11 + 1e-7, `${x} -> ${back[i]}`));
   });
 });
@@ -211,13 +366,22 @@ describe('learned-variance folders', () => {
   it('a folder with variance_type learned_range and no ddpm_loss loads (as hybrid) and samples', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ddpm-learned-'));
     const cfg = { ...PRESETS.tiny(), out_channels: 2 };
-    writeModelFolder(dir, cfg, { ...PAPER_DIFFUSION, variance: 'learnedrange', loss: 'hybrid', timesteps: 20, betaEnd: 0.5 }, hostWeights(new UNet(cfg).init(2)));
+    writeModelFolder(
+      dir,
+      cfg,
+      { ...PAPER_DIFFUSION, variance: 'learnedrange', loss: 'hybrid', timesteps: 20, betaEnd: 0.5 },
+      hostWeights(new UNet(cfg).init(2)),
+    );
     const sched = JSON.parse(readFileSync(join(dir, 'scheduler_config.json'), 'utf8'));
     delete sched.ddpm_loss;
     writeFileSync(join(dir, 'scheduler_config.json'), JSON.stringify(sched));
     const f = readModelFolder(dir);
     assert.equal(f.diffusion.config.loss, 'hybrid');
-    const r = spawnSync(process.execPath, [CLI, '--backend', 'reference', 'sample', '--model', dir, '-n', '2', '--steps', '5', '--out', join(dir, 's')], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [CLI, '--backend', 'reference', 'sample', '--model', dir, '-n', '2', '--steps', '5', '--out', join(dir, 's')],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
   });
 });

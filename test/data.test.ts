@@ -21,7 +21,9 @@ describe('datasets', () => {
     assert.equal(loadDataset(join(SHARED, 'data', 'mnist'), 'test').count, 10000);
   });
 
-  it('CIFAR-10 binary batches (.bin.gz): 10,000 images, per-channel means near the published ones', { skip: NO_SHARED }, () => {
+  it('CIFAR-10 binary batches (.bin.gz): 10,000 images, per-channel means near the published ones', {
+    skip: NO_SHARED,
+  }, () => {
     const ds = loadDataset(join(SHARED, 'data', 'cifar-10-batches-bin'), 'train');
     assert.equal(ds.count, 10000);
     assert.deepEqual([ds.channels, ds.height, ds.width], [3, 32, 32]);
@@ -34,7 +36,12 @@ describe('datasets', () => {
     }
   });
 
-  it('Fashion-MNIST is found where Debian\'s dataset-fashion-mnist puts it', { skip: existsSync(FASHION_MNIST_DIR) || process.env.DDPM_REQUIRE_DATA === '1' ? false : 'apt-get install -y dataset-fashion-mnist' }, () => {
+  it("Fashion-MNIST is found where Debian's dataset-fashion-mnist puts it", {
+    skip:
+      existsSync(FASHION_MNIST_DIR) || process.env.DDPM_REQUIRE_DATA === '1'
+        ? false
+        : 'apt-get install -y dataset-fashion-mnist',
+  }, () => {
     const ds = loadDataset('fashion-mnist', 'test');
     assert.equal(ds.count, 10000);
     assert.deepEqual([ds.channels, ds.height, ds.width], [1, 28, 28]);
@@ -49,14 +56,20 @@ describe('datasets', () => {
   it('a folder of PNG images of any size, gray or RGB, cropped and resized', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ddpm-png-'));
     mkdirSync(dir, { recursive: true });
-    for (const [i, [w, h]] of [[40, 30], [16, 16]].entries()) {
+    for (const [i, [w, h]] of [
+      [40, 30],
+      [16, 16],
+    ].entries()) {
       const png = new PNG({ width: w, height: h });
       for (let p = 0; p < w * h; p++) png.data.set([200, 100, 50, 255], 4 * p);
       writeFileSync(join(dir, `img${i}.png`), PNG.sync.write(png));
     }
     const rgb = loadDataset(dir, 'train', { size: 8, channels: 3 });
     assert.equal(rgb.count, 2);
-    assert.deepEqual([...rgb.pixels.subarray(0, 3 * 64)].filter((_, k) => k % 64 === 0), [200, 100, 50]);
+    assert.deepEqual(
+      [...rgb.pixels.subarray(0, 3 * 64)].filter((_, k) => k % 64 === 0),
+      [200, 100, 50],
+    );
     const gray = loadDataset(dir, 'train', { size: 8, channels: 1 });
     assert.equal(gray.pixels[0], Math.round(0.299 * 200 + 0.587 * 100 + 0.114 * 50));
   });
@@ -79,9 +92,20 @@ describe('evaluation subsets', () => {
     assert.throws(() => subsetIndices(5, 6, true), /n must be an integer in \[0, 5\], got 6/);
   });
   it('warns when the first n images of a labelled set miss some of its classes', () => {
-    const ds = { name: 'sorted', count: 40, channels: 1, height: 1, width: 1, pixels: new Uint8Array(40), labels: Uint8Array.from({ length: 40 }, (_, i) => Math.floor(i / 10)) };
-    assert.match(firstImagesWarning(ds, 8, '--spread')!, /^sorted: its first 8 images hold 1 of its 4 classes .*--spread takes 8 images spread over the set \(4 classes\)$/);
-    assert.equal(firstImagesWarning(ds, 1, '--spread'), null);  // one image holds one class either way
+    const ds = {
+      name: 'sorted',
+      count: 40,
+      channels: 1,
+      height: 1,
+      width: 1,
+      pixels: new Uint8Array(40),
+      labels: Uint8Array.from({ length: 40 }, (_, i) => Math.floor(i / 10)),
+    };
+    assert.match(
+      firstImagesWarning(ds, 8, '--spread')!,
+      /^sorted: its first 8 images hold 1 of its 4 classes .*--spread takes 8 images spread over the set \(4 classes\)$/,
+    );
+    assert.equal(firstImagesWarning(ds, 1, '--spread'), null); // one image holds one class either way
     assert.equal(firstImagesWarning(ds, 40, '--spread'), null);
     const mixed = { ...ds, labels: Uint8Array.from({ length: 40 }, (_, i) => i % 4) };
     assert.equal(firstImagesWarning(mixed, 8, '--spread'), null);

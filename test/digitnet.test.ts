@@ -22,14 +22,18 @@ for (const name of ['mnist', 'fashion', 'cifar10'])
     const file = join(ROOT, 'models', `digitnet-${name}.safetensors`);
     const G = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', `digitnet-${name}.json`), 'utf8'));
     for (const be of [reference, ...(native ? [native] : [])])
-      it(`features and logits equal PyTorch's within 1e-4 (${be.name})`, () => withBackend(be, () => {
-        const { tensors, metadata } = parseSafetensors(new Uint8Array(readFileSync(file)), file);
-        const net = new DigitNet(tensors, file, metadata);
-        const { features, logits } = net.forward(T.fromArray(Float32Array.from(G.x), [4, net.channels, net.size, net.size]));
-        assertClose(features.dataSync(), G.features, 1e-4, 1e-4, 'features');
-        assertClose(logits.dataSync(), G.logits, 1e-4, 1e-4, 'logits');
-      }));
-    it('classifies the held-out test set well (accuracy recorded at training)', () => assert.ok(G.accuracy > ACCURACY[name], `test accuracy ${G.accuracy}`));
+      it(`features and logits equal PyTorch's within 1e-4 (${be.name})`, () =>
+        withBackend(be, () => {
+          const { tensors, metadata } = parseSafetensors(new Uint8Array(readFileSync(file)), file);
+          const net = new DigitNet(tensors, file, metadata);
+          const { features, logits } = net.forward(
+            T.fromArray(Float32Array.from(G.x), [4, net.channels, net.size, net.size]),
+          );
+          assertClose(features.dataSync(), G.features, 1e-4, 1e-4, 'features');
+          assertClose(logits.dataSync(), G.logits, 1e-4, 1e-4, 'logits');
+        }));
+    it('classifies the held-out test set well (accuracy recorded at training)', () =>
+      assert.ok(G.accuracy > ACCURACY[name], `test accuracy ${G.accuracy}`));
   });
 
 describe('ddpm eval quality', () => {
@@ -38,9 +42,35 @@ describe('ddpm eval quality', () => {
     const G = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', 'digitnet-mnist.json'), 'utf8'));
     // 40 images: the 4 golden test digits, slightly perturbed
     const x = new Float32Array(40 * 784);
-    for (let i = 0; i < 40; i++) for (let j = 0; j < 784; j++) x[i * 784 + j] = Math.max(-1, Math.min(1, G.x[(i % 4) * 784 + j] + 0.05 * Math.sin(i * 7 + j)));
+    for (let i = 0; i < 40; i++)
+      for (let j = 0; j < 784; j++)
+        x[i * 784 + j] = Math.max(-1, Math.min(1, G.x[(i % 4) * 784 + j] + 0.05 * Math.sin(i * 7 + j)));
     writeFileSync(join(dir, 'x.npy'), serializeNpy(x, [40, 1, 28, 28]));
-    const r = spawnSync(process.execPath, [CLI, '--backend', 'reference', 'eval', 'quality', '--images', join(dir, 'x.npy'), '--ref', join(dir, 'x.npy'), '--kid-subsets', '5', '--kid-size', '20', '--pr-num', '20', '--save-stats', join(dir, 's.npz'), '--out', join(dir, 'r.json')], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        '--backend',
+        'reference',
+        'eval',
+        'quality',
+        '--images',
+        join(dir, 'x.npy'),
+        '--ref',
+        join(dir, 'x.npy'),
+        '--kid-subsets',
+        '5',
+        '--kid-size',
+        '20',
+        '--pr-num',
+        '20',
+        '--save-stats',
+        join(dir, 's.npz'),
+        '--out',
+        join(dir, 'r.json'),
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /FD +-?\d/);
     const res = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
@@ -49,13 +79,20 @@ describe('ddpm eval quality', () => {
     const z = parseNpz(new Uint8Array(readFileSync(join(dir, 's.npz'))), 's.npz');
     assert.deepEqual(z.get('mu')!.shape, [128]);
     assert.deepEqual(z.get('sigma')!.shape, [128, 128]);
-    const r2 = spawnSync(process.execPath, [CLI, '--backend', 'reference', 'eval', 'quality', '--images', join(dir, 'x.npy'), '--ref', join(dir, 's.npz')], { encoding: 'utf8' });
+    const r2 = spawnSync(
+      process.execPath,
+      [CLI, '--backend', 'reference', 'eval', 'quality', '--images', join(dir, 'x.npy'), '--ref', join(dir, 's.npz')],
+      { encoding: 'utf8' },
+    );
     assert.equal(r2.status, 0, r2.stderr);
     assert.match(r2.stdout, /statistics only/);
     const tiny = writeTinyIdx(dir);
     const bad = spawnSync(process.execPath, [CLI, 'eval', 'quality', '--images', tiny], { encoding: 'utf8' });
     assert.match(bad.stderr, /images are 1x8x8; the digit network needs 1x28x28/);
-    assert.match(spawnSync(process.execPath, [CLI, 'eval', 'fid', '--images', tiny], { encoding: 'utf8' }).stderr, /eval fid: pass --inception FILE/);
+    assert.match(
+      spawnSync(process.execPath, [CLI, 'eval', 'fid', '--images', tiny], { encoding: 'utf8' }).stderr,
+      /eval fid: pass --inception FILE/,
+    );
   });
 
   it('a dataset stored in class order: the first n images are warned about, --spread takes n spread over it', () => {
@@ -68,8 +105,35 @@ describe('ddpm eval quality', () => {
     }
     const f = join(dir, 'sorted_batch.bin');
     writeFileSync(f, bin);
-    const run = (...extra: string[]) => spawnSync(process.execPath, [CLI, '--backend', 'reference', 'eval', 'quality', '--net', 'cifar10', '--images', f, '-n', '8', '--ref', f, '--ref-num', '20',
-      '--kid-subsets', '2', '--kid-size', '4', '--pr-num', '0', ...extra], { encoding: 'utf8' });
+    const run = (...extra: string[]) =>
+      spawnSync(
+        process.execPath,
+        [
+          CLI,
+          '--backend',
+          'reference',
+          'eval',
+          'quality',
+          '--net',
+          'cifar10',
+          '--images',
+          f,
+          '-n',
+          '8',
+          '--ref',
+          f,
+          '--ref-num',
+          '20',
+          '--kid-subsets',
+          '2',
+          '--kid-size',
+          '4',
+          '--pr-num',
+          '0',
+          ...extra,
+        ],
+        { encoding: 'utf8' },
+      );
     const first = run();
     assert.equal(first.status, 0, first.stderr);
     assert.match(first.stderr, /--images: .*its first 8 images hold 1 of its 4 classes/);
@@ -87,13 +151,44 @@ describe('train --eval-every', { skip: NATIVE_SKIP }, () => {
   it('logs FD and KID of the EMA weights into metrics.jsonl, and the report shows them', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ddpm-evalevery-'));
     const run = join(dir, 'run');
-    const r = spawnSync(process.execPath, [CLI, 'train', '--data', 'embedded', '--out', run, '--preset', 'mnist', '--steps', '2', '--batch', '2', '--eval-every', '2', '--eval-samples', '12'], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        'train',
+        '--data',
+        'embedded',
+        '--out',
+        run,
+        '--preset',
+        'mnist',
+        '--steps',
+        '2',
+        '--batch',
+        '2',
+        '--eval-every',
+        '2',
+        '--eval-samples',
+        '12',
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /step 2: FD [\d.]+, KID/);
     const last = JSON.parse(readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').pop()!);
-    assert.ok(last.quality.fd > 0 && Number.isFinite(last.quality.kid) && last.quality.samples === 12, JSON.stringify(last.quality));
-    const refused = spawnSync(process.execPath, [CLI, 'train', '--data', writeTinyIdx(dir), '--out', join(dir, 'x'), '--preset', 'tiny', '--eval-every', '2'], { encoding: 'utf8' });
-    assert.match(refused.stderr, /--eval-every: the feature network "mnist" takes 1x28x28 images; preset tiny makes 1x8x8/);
+    assert.ok(
+      last.quality.fd > 0 && Number.isFinite(last.quality.kid) && last.quality.samples === 12,
+      JSON.stringify(last.quality),
+    );
+    const refused = spawnSync(
+      process.execPath,
+      [CLI, 'train', '--data', writeTinyIdx(dir), '--out', join(dir, 'x'), '--preset', 'tiny', '--eval-every', '2'],
+      { encoding: 'utf8' },
+    );
+    assert.match(
+      refused.stderr,
+      /--eval-every: the feature network "mnist" takes 1x28x28 images; preset tiny makes 1x8x8/,
+    );
   });
 });
 
@@ -101,9 +196,41 @@ describe('eval quality --samples', { skip: NATIVE_SKIP }, () => {
   it('keeps the drawn samples; a run killed mid-way resumes after its last finished batch and gives the same samples', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ddpm-keep-'));
     const model = join(dir, 'model');
-    const t = spawnSync(process.execPath, [CLI, 'train', '--data', 'embedded', '--out', model, '--preset', 'mnist', '--steps', '1', '--batch', '2'], { encoding: 'utf8' });
+    const t = spawnSync(
+      process.execPath,
+      [CLI, 'train', '--data', 'embedded', '--out', model, '--preset', 'mnist', '--steps', '1', '--batch', '2'],
+      { encoding: 'utf8' },
+    );
     assert.equal(t.status, 0, t.stderr);
-    const args = (file: string) => [CLI, '--threads', '1', 'eval', 'quality', '--images', model, '-n', '8', '--batch', '2', '--sampler', 'ddim', '--steps', '40', '--ref', 'embedded', '--ref-num', '50', '--kid-subsets', '2', '--kid-size', '4', '--pr-num', '0', '--samples', file];
+    const args = (file: string) => [
+      CLI,
+      '--threads',
+      '1',
+      'eval',
+      'quality',
+      '--images',
+      model,
+      '-n',
+      '8',
+      '--batch',
+      '2',
+      '--sampler',
+      'ddim',
+      '--steps',
+      '40',
+      '--ref',
+      'embedded',
+      '--ref-num',
+      '50',
+      '--kid-subsets',
+      '2',
+      '--kid-size',
+      '4',
+      '--pr-num',
+      '0',
+      '--samples',
+      file,
+    ];
     const full = join(dir, 'full.npy');
     const a = spawnSync(process.execPath, args(full), { encoding: 'utf8' });
     assert.equal(a.status, 0, a.stderr);
@@ -118,7 +245,10 @@ describe('eval quality --samples', { skip: NATIVE_SKIP }, () => {
           child.kill('SIGKILL');
         }
       }, 5);
-      child.on('exit', () => { clearInterval(timer); resolve(); });
+      child.on('exit', () => {
+        clearInterval(timer);
+        resolve();
+      });
     });
     assert.ok(!existsSync(part), 'the killed run had not finished');
     const b = spawnSync(process.execPath, args(part), { encoding: 'utf8' });

@@ -19,7 +19,11 @@ describe('dataset downloader', { skip: HAS_SHARED ? false : '../shared/data is a
     server = createServer((req, res) => {
       requests++;
       const f = join(SHARED, 'data', 'mnist', (req.url ?? '').replace(/^\/+/, ''));
-      if (!/^[\w.-]+$/.test((req.url ?? '').slice(1)) || !existsSync(f)) { res.statusCode = 404; res.end(); return; }
+      if (!/^[\w.-]+$/.test((req.url ?? '').slice(1)) || !existsSync(f)) {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
       const bytes = readFileSync(f);
       if (corrupt) bytes[bytes.length - 20] ^= 0xff;
       res.end(bytes);
@@ -42,7 +46,10 @@ describe('dataset downloader', { skip: HAS_SHARED ? false : '../shared/data is a
     const cache = mkdtempSync(join(tmpdir(), 'ddpm-cache-'));
     corrupt = true;
     try {
-      await assert.rejects(downloadDataset('mnist', { cacheDir: cache, baseUrl: base }), /(sha256 [0-9a-f]+ does not match|corrupt gzip data)/);
+      await assert.rejects(
+        downloadDataset('mnist', { cacheDir: cache, baseUrl: base }),
+        /(sha256 [0-9a-f]+ does not match|corrupt gzip data)/,
+      );
       assert.ok(!existsSync(join(cache, 'mnist', 'train-images-idx3-ubyte.gz')));
     } finally {
       corrupt = false;
@@ -60,6 +67,9 @@ describe('dataset downloader', { skip: HAS_SHARED ? false : '../shared/data is a
 
   it('HTTP errors and unknown names are clear', async () => {
     await assert.rejects(downloadDataset('nope'), /unknown dataset "nope"/);
-    await assert.rejects(downloadDataset('mnist', { cacheDir: mkdtempSync(join(tmpdir(), 'c-')), baseUrl: base + 'missing/' }), /HTTP 404/);
+    await assert.rejects(
+      downloadDataset('mnist', { cacheDir: mkdtempSync(join(tmpdir(), 'c-')), baseUrl: `${base}missing/` }),
+      /HTTP 404/,
+    );
   });
 });

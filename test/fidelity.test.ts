@@ -22,24 +22,39 @@ describe('respacing as improved-diffusion and diffusers lay it out', () => {
     const [spacing, n] = key.split('_');
     it(`diffusers DDIM ${spacing} spacing, ${n} steps, with the prev timestep its step() uses`, () => {
       const plan = diffusersDdimTimesteps(1000, Number(n), spacing as TimestepSpacing);
-      assert.deepEqual(plan.map((p) => p.t), G.ddim_spacing[key].t);
-      assert.deepEqual(plan.map((p) => p.prev), G.ddim_spacing[key].prev);
+      assert.deepEqual(
+        plan.map((p) => p.t),
+        G.ddim_spacing[key].t,
+      );
+      assert.deepEqual(
+        plan.map((p) => p.prev),
+        G.ddim_spacing[key].prev,
+      );
     });
   }
 
   it('bad respacings are refused with the reason', () => {
-    assert.throws(() => spaceTimesteps(1000, 'ddim999'), /cannot create exactly 999 steps out of 1000 with an integer stride/);
+    assert.throws(
+      () => spaceTimesteps(1000, 'ddim999'),
+      /cannot create exactly 999 steps out of 1000 with an integer stride/,
+    );
     assert.throws(() => spaceTimesteps(10, '3,9'), /cannot divide a section of 5 steps into 9/);
     assert.throws(() => spaceTimesteps(1000, '5,'), /expected a step count/);
     const d = new GaussianDiffusion(PAPER_DIFFUSION);
-    assert.throws(() => samplerPlan(d, { sampler: 'ancestral', steps: 50, timestepSpacing: 'trailing' }), /applies to the ddim sampler only/);
+    assert.throws(
+      () => samplerPlan(d, { sampler: 'ancestral', steps: 50, timestepSpacing: 'trailing' }),
+      /applies to the ddim sampler only/,
+    );
   });
 
   it('the sampler runs exactly the planned timesteps, DDIM moving to the planned prev', () => {
     const d = new GaussianDiffusion(PAPER_DIFFUSION);
     const { plan } = samplerPlan(d, { sampler: 'ddim', steps: '10,15,20' });
     assert.deepEqual(plan.map((p) => p.t).reverse(), G.respacing['10,15,20']);
-    assert.deepEqual(plan.slice(0, -1).map((p) => p.prev), plan.slice(1).map((p) => p.t));
+    assert.deepEqual(
+      plan.slice(0, -1).map((p) => p.prev),
+      plan.slice(1).map((p) => p.t),
+    );
     assert.equal(plan[plan.length - 1].prev, -1);
   });
 });
@@ -51,29 +66,49 @@ describe('bound terms, learned-range and v-prediction steps (numpy goldens)', ()
     for (const key of Object.keys(V.cases)) {
       const [pred, variance, clip, tName] = key.split('_');
       const t = Number(tName.slice(1));
-      it(`${key} (${be.name})`, () => withBackend(be, () => {
-        const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, prediction: pred as Prediction, variance: variance as VarianceType, loss: variance === 'learnedrange' ? 'hybrid' : 'simple' });
-        const x0 = new Tensor(Float32Array.from(V.x0), shape), noise = new Tensor(Float32Array.from(V.noise), shape);
-        const main = new Tensor(Float32Array.from(V.out_main), shape);
-        const out = variance === 'learnedrange' ? T.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]) : main;
-        const tt = new Int32Array(2).fill(t);
-        const xt = d.qSample(x0, tt, noise);
-        const g = V.cases[key];
-        const p = d.pMeanVariance(out, xt, tt, clip === '1');
-        assertClose(p.predX0.dataSync(), g.x0_hat, 1e-4, 1e-4, 'x0 estimate');
-        assertClose(p.mean.dataSync(), g.mean, 1e-4, 1e-4, 'reverse mean');
-        assertClose(T.mul(p.logVariance, T.full(shape, 1)).dataSync(), g.logvar, 1e-4, 1e-4, 'reverse log-variance');
-        assertClose(d.vlbTermsBpd(out, x0, xt, tt, clip === '1').dataSync(), g.bits, 1e-4, 2e-4, 'bound term (bits/dim)');
-      }));
+      it(`${key} (${be.name})`, () =>
+        withBackend(be, () => {
+          const d = new GaussianDiffusion({
+            ...PAPER_DIFFUSION,
+            prediction: pred as Prediction,
+            variance: variance as VarianceType,
+            loss: variance === 'learnedrange' ? 'hybrid' : 'simple',
+          });
+          const x0 = new Tensor(Float32Array.from(V.x0), shape),
+            noise = new Tensor(Float32Array.from(V.noise), shape);
+          const main = new Tensor(Float32Array.from(V.out_main), shape);
+          const out =
+            variance === 'learnedrange' ? T.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]) : main;
+          const tt = new Int32Array(2).fill(t);
+          const xt = d.qSample(x0, tt, noise);
+          const g = V.cases[key];
+          const p = d.pMeanVariance(out, xt, tt, clip === '1');
+          assertClose(p.predX0.dataSync(), g.x0_hat, 1e-4, 1e-4, 'x0 estimate');
+          assertClose(p.mean.dataSync(), g.mean, 1e-4, 1e-4, 'reverse mean');
+          assertClose(T.mul(p.logVariance, T.full(shape, 1)).dataSync(), g.logvar, 1e-4, 1e-4, 'reverse log-variance');
+          assertClose(
+            d.vlbTermsBpd(out, x0, xt, tt, clip === '1').dataSync(),
+            g.bits,
+            1e-4,
+            2e-4,
+            'bound term (bits/dim)',
+          );
+        }));
     }
 
   for (const t of [0, 300])
     it(`training losses at t=${t}: hybrid = mse + bits T/1000, vlb = bits T`, () => {
-      const x0 = new Tensor(Float32Array.from(V.x0), shape), noise = new Tensor(Float32Array.from(V.noise), shape);
+      const x0 = new Tensor(Float32Array.from(V.x0), shape),
+        noise = new Tensor(Float32Array.from(V.noise), shape);
       const main = new Tensor(Float32Array.from(V.out_main), shape);
       const tt = new Int32Array(2).fill(t);
       const hybrid = new GaussianDiffusion({ ...PAPER_DIFFUSION, variance: 'learnedrange', loss: 'hybrid' });
-      const h = hybrid.trainingLosses(() => T.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]), x0, tt, noise);
+      const h = hybrid.trainingLosses(
+        () => T.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]),
+        x0,
+        tt,
+        noise,
+      );
       assertClose(h.mse.dataSync(), V.losses[`t${t}`].mse, 1e-5, 1e-5, 'mse');
       assertClose(h.loss.dataSync(), V.losses[`t${t}`].hybrid, 1e-4, 2e-4, 'hybrid');
       const vlb = new GaussianDiffusion({ ...PAPER_DIFFUSION, loss: 'vlb' }).trainingLosses(() => main, x0, tt, noise);
@@ -85,12 +120,27 @@ describe('few-step samplers against their update rules (numpy goldens)', () => {
   const S = G.samplers;
   const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, clipSample: false });
   // the exact eps-model of N(0, s2) data
-  const model = (x: Tensor, t: Int32Array) => T.mul(x, T.gatherTimesteps(Float64Array.from(d.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab) / (ab * S.s2 + 1 - ab)), t));
+  const model = (x: Tensor, t: Int32Array) =>
+    T.mul(
+      x,
+      T.gatherTimesteps(
+        Float64Array.from(d.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab) / (ab * S.s2 + 1 - ab)),
+        t,
+      ),
+    );
   const shape = [2, 1, 3, 3];
-  const exact = (S.xT as number[]).map((v) => (v * Math.sqrt(S.s2)) / Math.sqrt(d.tables.alphasCumprod[999] * S.s2 + 1 - d.tables.alphasCumprod[999]));
+  const exact = (S.xT as number[]).map(
+    (v) => (v * Math.sqrt(S.s2)) / Math.sqrt(d.tables.alphasCumprod[999] * S.s2 + 1 - d.tables.alphasCumprod[999]),
+  );
   const err = (x: Float32Array) => Math.max(...Array.from(x, (v, i) => Math.abs(v - exact[i])));
   const run = async (sampler: 'dpm2m' | 'dpm3m' | 'plms' | 'heun' | 'ddim', resumeAt?: number) => {
-    const it = sample(d, model, shape, { sampler, seed: 0, steps: S.steps }, { sampler, done: 0, total: S.steps, shape, seed: 0, sampleStart: 0, x: Float32Array.from(S.xT) });
+    const it = sample(
+      d,
+      model,
+      shape,
+      { sampler, seed: 0, steps: S.steps },
+      { sampler, done: 0, total: S.steps, shape, seed: 0, sampleStart: 0, x: Float32Array.from(S.xT) },
+    );
     let r = noGrad(() => it.next());
     let state: SamplerState | undefined;
     while (!r.done) {
@@ -100,8 +150,16 @@ describe('few-step samplers against their update rules (numpy goldens)', () => {
     }
     if (resumeAt === undefined) return (r.value as Tensor).dataSync();
     // resume from a JSON round trip of the state (history included)
-    const saved = JSON.parse(JSON.stringify({ ...state!, x: Array.from(state!.x), history: state!.history?.map((h) => Array.from(h)) }));
-    const again = sample(d, model, shape, { sampler, seed: 0, steps: S.steps }, { ...saved, x: Float32Array.from(saved.x), history: saved.history?.map((h: number[]) => Float32Array.from(h)) });
+    const saved = JSON.parse(
+      JSON.stringify({ ...state!, x: Array.from(state!.x), history: state!.history?.map((h) => Array.from(h)) }),
+    );
+    const again = sample(
+      d,
+      model,
+      shape,
+      { sampler, seed: 0, steps: S.steps },
+      { ...saved, x: Float32Array.from(saved.x), history: saved.history?.map((h: number[]) => Float32Array.from(h)) },
+    );
     let r2 = noGrad(() => again.next());
     while (!r2.done) r2 = noGrad(() => again.next());
     return r2.value.dataSync();
@@ -113,12 +171,20 @@ describe('few-step samplers against their update rules (numpy goldens)', () => {
       assert.deepEqual(await run(sampler, 4), x);
     });
   it('the higher-order samplers land closer to the exact ODE solution than DDIM', () => {
-    const e = Object.fromEntries((['dpm2m', 'dpm3m', 'plms', 'heun', 'ddim'] as const).map((s) => [s, err(Float32Array.from(S.out[s]))]));
+    const e = Object.fromEntries(
+      (['dpm2m', 'dpm3m', 'plms', 'heun', 'ddim'] as const).map((s) => [s, err(Float32Array.from(S.out[s]))]),
+    );
     for (const s of ['dpm2m', 'plms', 'heun']) assert.ok(e[s] < e.ddim, `${s} ${e[s]} vs ddim ${e.ddim}`);
   });
   it('with 50 steps the third-order DPM-Solver++ is closer than the second order and than DDIM', () => {
     const at50 = (sampler: 'dpm2m' | 'dpm3m' | 'ddim') => {
-      const it = sample(d, model, shape, { sampler, seed: 0, steps: 50 }, { sampler, done: 0, total: 50, shape, seed: 0, sampleStart: 0, x: Float32Array.from(S.xT) });
+      const it = sample(
+        d,
+        model,
+        shape,
+        { sampler, seed: 0, steps: 50 },
+        { sampler, done: 0, total: 50, shape, seed: 0, sampleStart: 0, x: Float32Array.from(S.xT) },
+      );
       let r = noGrad(() => it.next());
       while (!r.done) r = noGrad(() => it.next());
       return err(r.value.dataSync());

@@ -17,44 +17,85 @@ function values(n: number, k: number, positive = false): Float64Array {
 }
 
 function gradCheck(name: string, shapes: number[][], fn: (xs: Tensor[]) => Tensor, positive = false) {
-  it(name, () => withBackend(f64, () => {
-    const base = shapes.map((s, k) => values(s.reduce((a, b) => a * b, 1), k, positive));
-    const loss = (vals: Float64Array[], grad: boolean) => {
-      const xs = vals.map((v, k) => new Tensor(v as unknown as Float32Array, shapes[k], grad));
-      const y = fn(xs);
-      const probe = values(y.size, 99) as unknown as Float32Array;
-      const l = T.sum(T.mul(y, new Tensor(probe, y.shape)));
-      return { l, xs };
-    };
-    const { l, xs } = loss(base.map((b) => b.slice()), true);
-    l.backward();
-    const h = 1e-6;
-    base.forEach((b, k) => {
-      const analytic = xs[k].grad!.dataSync();
-      for (let i = 0; i < b.length; i++) {
-        const plus = base.map((v) => v.slice()), minus = base.map((v) => v.slice());
-        plus[k][i] += h;
-        minus[k][i] -= h;
-        const fd = (noGrad(() => loss(plus, false).l.item()) - noGrad(() => loss(minus, false).l.item())) / (2 * h);
-        const err = Math.abs(fd - analytic[i]);
-        assert.ok(err <= 1e-6 + 1e-5 * Math.abs(fd), `${name}: input ${k} index ${i}: analytic ${analytic[i]} vs finite difference ${fd}`);
-      }
-    });
-  }));
+  it(name, () =>
+    withBackend(f64, () => {
+      const base = shapes.map((s, k) =>
+        values(
+          s.reduce((a, b) => a * b, 1),
+          k,
+          positive,
+        ),
+      );
+      const loss = (vals: Float64Array[], grad: boolean) => {
+        const xs = vals.map((v, k) => new Tensor(v as unknown as Float32Array, shapes[k], grad));
+        const y = fn(xs);
+        const probe = values(y.size, 99) as unknown as Float32Array;
+        const l = T.sum(T.mul(y, new Tensor(probe, y.shape)));
+        return { l, xs };
+      };
+      const { l, xs } = loss(
+        base.map((b) => b.slice()),
+        true,
+      );
+      l.backward();
+      const h = 1e-6;
+      base.forEach((b, k) => {
+        const analytic = xs[k].grad!.dataSync();
+        for (let i = 0; i < b.length; i++) {
+          const plus = base.map((v) => v.slice()),
+            minus = base.map((v) => v.slice());
+          plus[k][i] += h;
+          minus[k][i] -= h;
+          const fd = (noGrad(() => loss(plus, false).l.item()) - noGrad(() => loss(minus, false).l.item())) / (2 * h);
+          const err = Math.abs(fd - analytic[i]);
+          assert.ok(
+            err <= 1e-6 + 1e-5 * Math.abs(fd),
+            `${name}: input ${k} index ${i}: analytic ${analytic[i]} vs finite difference ${fd}`,
+          );
+        }
+      });
+    }),
+  );
 }
 
 describe('gradients equal finite differences (float64)', () => {
-  gradCheck('conv2d 3x3 stride 2 asymmetric padding', [[1, 2, 5, 4], [3, 2, 3, 3], [3]], ([x, w, b]) => T.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] }));
+  gradCheck('conv2d 3x3 stride 2 asymmetric padding', [[1, 2, 5, 4], [3, 2, 3, 3], [3]], ([x, w, b]) =>
+    T.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] }),
+  );
   gradCheck('conv2d 1x1', [[2, 3, 2, 3], [2, 3, 1, 1], [2]], ([x, w, b]) => T.conv2d(x, w, b));
   gradCheck('linear', [[3, 4], [2, 4], [2]], ([x, w, b]) => T.linear(x, w, b));
-  gradCheck('batched matmul with transposes', [[2, 3, 4], [2, 5, 3]], ([a, b]) => T.matmul(a, b, true, true));
+  gradCheck(
+    'batched matmul with transposes',
+    [
+      [2, 3, 4],
+      [2, 5, 3],
+    ],
+    ([a, b]) => T.matmul(a, b, true, true),
+  );
   gradCheck('group norm', [[2, 4, 2, 3], [4], [4]], ([x, g, b]) => T.groupNorm(x, g, b, 2, 1e-6));
   gradCheck('group norm + SiLU', [[2, 4, 3, 2], [4], [4]], ([x, g, b]) => T.groupNorm(x, g, b, 2, 1e-6, true));
   gradCheck('softmax', [[3, 5]], ([x]) => T.softmax(x));
-  gradCheck('silu, tanh, exp, square', [[2, 5]], ([x]) => T.add(T.add(T.silu(x), T.tanh(x)), T.add(T.exp(x), T.square(x))));
+  gradCheck('silu, tanh, exp, square', [[2, 5]], ([x]) =>
+    T.add(T.add(T.silu(x), T.tanh(x)), T.add(T.exp(x), T.square(x))),
+  );
   gradCheck('log, sqrt', [[2, 5]], ([x]) => T.add(T.log(x), T.sqrt(x)), true);
-  gradCheck('broadcast add, sub, mul, div', [[2, 3, 2], [3, 1], [1, 2]], ([a, b, c]) => T.div(T.mul(T.sub(T.add(a, b), c), b), T.affine(T.square(c), 1, 1)));
-  gradCheck('concat, upsample, permute, reshape', [[1, 2, 2, 2], [1, 1, 2, 2]], ([a, b]) => T.reshape(T.permute(T.upsample2x(T.concat([a, b])), [0, 2, 3, 1]), [-1]));
+  gradCheck(
+    'broadcast add, sub, mul, div',
+    [
+      [2, 3, 2],
+      [3, 1],
+      [1, 2],
+    ],
+    ([a, b, c]) => T.div(T.mul(T.sub(T.add(a, b), c), b), T.affine(T.square(c), 1, 1)),
+  );
+  gradCheck(
+    'concat, upsample, permute, reshape',
+    [
+      [1, 2, 2, 2],
+      [1, 1, 2, 2],
+    ],
+    ([a, b]) => T.reshape(T.permute(T.upsample2x(T.concat([a, b])), [0, 2, 3, 1]), [-1]),
+  );
   gradCheck('normal cdf and clamp', [[3, 4]], ([x]) => T.add(T.normalCdf(x), T.mul(T.clamp(x, -0.5, 0.5), x)));
   gradCheck('slice channels', [[2, 5, 2, 2]], ([x]) => T.mul(T.sliceChannels(x, 1, 3), T.sliceChannels(x, 2, 3)));
   gradCheck('sum and mean over axes', [[2, 3, 4]], ([x]) => T.add(T.sum(x, [1], true), T.mean(x, [0, 2], true)));

@@ -21,8 +21,10 @@ const addon = loadAddon().addon;
 export const native: Backend | null = addon ? new NativeBackend(addon) : null;
 // CI sets DDPM_REQUIRE_NATIVE=1 and DDPM_REQUIRE_DATA=1: a missing addon or ../shared/data then fails every test
 // file at once instead of letting the native, golden and data tests skip quietly.
-if (!native && process.env.DDPM_REQUIRE_NATIVE === '1') throw new Error(`DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error})`);
-if (!HAS_SHARED && process.env.DDPM_REQUIRE_DATA === '1') throw new Error(`DDPM_REQUIRE_DATA=1 but ${join(SHARED, 'data')} is absent`);
+if (!native && process.env.DDPM_REQUIRE_NATIVE === '1')
+  throw new Error(`DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error})`);
+if (!HAS_SHARED && process.env.DDPM_REQUIRE_DATA === '1')
+  throw new Error(`DDPM_REQUIRE_DATA=1 but ${join(SHARED, 'data')} is absent`);
 export const NATIVE_SKIP = native ? false : 'native addon not built (install libdnnl-dev and run npm rebuild)';
 export const SHARED_SKIP = HAS_SHARED ? false : '../shared/data is absent';
 
@@ -66,30 +68,61 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number, what: string): void {
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol: number,
+  rtol: number,
+  what: string,
+): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
   for (let i = 0; i < actual.length; i++) {
     const tol = atol + rtol * Math.abs(expected[i]);
     if (!(Math.abs(actual[i] - expected[i]) <= tol))
-      assert.fail(`${what}: index ${i}: ${actual[i]} vs expected ${expected[i]} (tolerance ${tol}, max abs diff ${maxAbsDiff(actual, expected)})`);
+      assert.fail(
+        `${what}: index ${i}: ${actual[i]} vs expected ${expected[i]} (tolerance ${tol}, max abs diff ${maxAbsDiff(actual, expected)})`,
+      );
   }
 }
 
 /** Runs fn(inputs) on a backend and returns the output values and the gradients of sum(output * probe) w.r.t. inputs. */
-export function runWithGrads(b: Backend, inputs: { values: Float32Array; shape: number[] }[], fn: (xs: Tensor[]) => Tensor, probe?: Float32Array) {
+export function runWithGrads(
+  b: Backend,
+  inputs: { values: Float32Array; shape: number[] }[],
+  fn: (xs: Tensor[]) => Tensor,
+  probe?: Float32Array,
+) {
   return withBackend(b, () => {
     const { y, xs, p } = forwardBackward(b, inputs, fn, probe);
-    return { y: y.dataSync().slice(), grads: xs.map((x) => (x.grad ? x.grad.dataSync().slice() : new Float32Array(x.size))), probe: p };
+    return {
+      y: y.dataSync().slice(),
+      grads: xs.map((x) => (x.grad ? x.grad.dataSync().slice() : new Float32Array(x.size))),
+      probe: p,
+    };
   });
 }
 
 /** runWithGrads for any backend, device ones included (values read back with the async read). */
-export async function runWithGradsAsync(b: Backend, inputs: { values: Float32Array; shape: number[] }[], fn: (xs: Tensor[]) => Tensor, probe?: Float32Array) {
+export async function runWithGradsAsync(
+  b: Backend,
+  inputs: { values: Float32Array; shape: number[] }[],
+  fn: (xs: Tensor[]) => Tensor,
+  probe?: Float32Array,
+) {
   const { y, xs, p } = withBackend(b, () => forwardBackward(b, inputs, fn, probe));
-  return { y: await y.data(), grads: await Promise.all(xs.map((x) => (x.grad ? x.grad.data() : new Float32Array(x.size)))), probe: p };
+  return {
+    y: await y.data(),
+    grads: await Promise.all(xs.map((x) => (x.grad ? x.grad.data() : new Float32Array(x.size)))),
+    probe: p,
+  };
 }
 
-function forwardBackward(b: Backend, inputs: { values: Float32Array; shape: number[] }[], fn: (xs: Tensor[]) => Tensor, probe?: Float32Array) {
+function forwardBackward(
+  b: Backend,
+  inputs: { values: Float32Array; shape: number[] }[],
+  fn: (xs: Tensor[]) => Tensor,
+  probe?: Float32Array,
+) {
   const xs = inputs.map((i) => new Tensor(b.upload(i.values), i.shape, true));
   const y = fn(xs);
   const p = probe ?? randValues(y.size);
@@ -106,13 +139,17 @@ export function hostWeights(model: UNet): Map<string, SafeTensor> {
 export function writeTinyIdx(dir: string, n = 64): string {
   const b = new Uint8Array(16 + n * 64);
   const dv = new DataView(b.buffer);
-  dv.setUint32(0, 0x803); dv.setUint32(4, n); dv.setUint32(8, 8); dv.setUint32(12, 8);
+  dv.setUint32(0, 0x803);
+  dv.setUint32(4, n);
+  dv.setUint32(8, 8);
+  dv.setUint32(12, 8);
   for (let i = 0; i < n; i++) {
-    const cy = 2 + (i % 4), cx = 2 + ((i >> 2) % 4);
-    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) b[16 + i * 64 + y * 8 + x] = (y - cy) ** 2 + (x - cx) ** 2 <= 3 ? 255 : 0;
+    const cy = 2 + (i % 4),
+      cx = 2 + ((i >> 2) % 4);
+    for (let y = 0; y < 8; y++)
+      for (let x = 0; x < 8; x++) b[16 + i * 64 + y * 8 + x] = (y - cy) ** 2 + (x - cx) ** 2 <= 3 ? 255 : 0;
   }
   const f = join(dir, 'train-images-idx3-ubyte');
   writeFileSync(f, b);
   return f;
 }
-

@@ -4,7 +4,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
@@ -17,7 +26,11 @@ import { NATIVE_SKIP, ROOT, hostWeights, writeTinyIdx } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const cli = (args: string[], o: { cwd?: string; backend?: string } = {}) =>
-  spawnSync(process.execPath, [CLI, '--backend', o.backend ?? 'reference', ...args], { encoding: 'utf8', cwd: o.cwd, timeout: 120_000 });
+  spawnSync(process.execPath, [CLI, '--backend', o.backend ?? 'reference', ...args], {
+    encoding: 'utf8',
+    cwd: o.cwd,
+    timeout: 120_000,
+  });
 const tiny = ['--preset', 'tiny', '--batch', '4', '--warmup', '0', '--lr', '1e-3'];
 /** One line on stderr, "ddpm: ...", and no stack trace. */
 function assertCleanError(r: ReturnType<typeof cli>, re: RegExp): void {
@@ -33,17 +46,32 @@ describe('hostile inputs', () => {
 
   it('train --out over a model folder without checkpoints refuses and changes nothing (data loss)', () => {
     const model = join(dir, 'model');
-    writeModelFolder(model, PRESETS.tiny(), { ...PAPER_DIFFUSION, timesteps: 20 }, hostWeights(new UNet(PRESETS.tiny()).init(3)));
+    writeModelFolder(
+      model,
+      PRESETS.tiny(),
+      { ...PAPER_DIFFUSION, timesteps: 20 },
+      hostWeights(new UNet(PRESETS.tiny()).init(3)),
+    );
     writeFileSync(join(model, 'metrics.jsonl'), '{"step":1,"loss":0.5}\n');
     const before = readFileSync(join(model, WEIGHTS_FILE));
     const r = cli(['train', '--data', data, '--out', model, ...tiny, '--steps', '1']);
-    assertCleanError(r, /--out .*model: holds .*(config\.json|diffusion_pytorch_model).* but no checkpoint of a ddpm training run; training there would overwrite it/);
+    assertCleanError(
+      r,
+      /--out .*model: holds .*(config\.json|diffusion_pytorch_model).* but no checkpoint of a ddpm training run; training there would overwrite it/,
+    );
     assert.deepEqual(readFileSync(join(model, WEIGHTS_FILE)), before, 'the weights were overwritten');
-    assert.equal(readFileSync(join(model, 'metrics.jsonl'), 'utf8'), '{"step":1,"loss":0.5}\n', 'metrics.jsonl was truncated');
+    assert.equal(
+      readFileSync(join(model, 'metrics.jsonl'), 'utf8'),
+      '{"step":1,"loss":0.5}\n',
+      'metrics.jsonl was truncated',
+    );
     // a shipped model copied into a clone: the same
     const shipped = join(dir, 'mnist-copy');
     cpSync(join(ROOT, 'models', 'mnist'), shipped, { recursive: true });
-    assertCleanError(cli(['train', '--data', data, '--out', shipped, ...tiny, '--steps', '1']), /but no checkpoint of a ddpm training run/);
+    assertCleanError(
+      cli(['train', '--data', data, '--out', shipped, ...tiny, '--steps', '1']),
+      /but no checkpoint of a ddpm training run/,
+    );
     // a folder of the user's own files
     const own = join(dir, 'notes');
     mkdirSync(own);
@@ -64,9 +92,13 @@ describe('hostile inputs', () => {
     assert.match(again.stderr, /resuming from step 2/);
   });
 
-  it('sample --out /proc/... refuses at once instead of spinning (hang)', { skip: existsSync('/proc/self') ? false : 'no /proc here' }, () => {
+  it('sample --out /proc/... refuses at once instead of spinning (hang)', {
+    skip: existsSync('/proc/self') ? false : 'no /proc here',
+  }, () => {
     const t0 = Date.now();
-    const r = cli(['sample', '--model', 'mnist', '-n', '1', '--steps', '1', '--out', '/proc/ddpm-no-such/x'], { backend: 'reference' });
+    const r = cli(['sample', '--model', 'mnist', '-n', '1', '--steps', '1', '--out', '/proc/ddpm-no-such/x'], {
+      backend: 'reference',
+    });
     assertCleanError(r, /--out \/proc\/ddpm-no-such\/x: the folder cannot be created/);
     assert.ok(Date.now() - t0 < 60_000, 'took too long');
   });
@@ -74,10 +106,16 @@ describe('hostile inputs', () => {
   it('eval fid with a bad --inception file and demo --out a file or a read-only folder give one line, no stack trace (crashes)', () => {
     const bad = join(dir, 'bad.safetensors');
     writeFileSync(bad, Buffer.from('this is not a safetensors file at all'));
-    assertCleanError(cli(['eval', 'fid', '--images', 'mnist', '--inception', bad, '-n', '2']), /ddpm: .*bad\.safetensors/);
+    assertCleanError(
+      cli(['eval', 'fid', '--images', 'mnist', '--inception', bad, '-n', '2']),
+      /ddpm: .*bad\.safetensors/,
+    );
     const empty = join(dir, 'empty.safetensors');
     writeFileSync(empty, serializeSafetensors([['x', { shape: [1], data: Float32Array.of(1) }]]));
-    assertCleanError(cli(['eval', 'is', '--images', 'mnist', '--inception', empty, '-n', '2']), /ddpm: .*empty\.safetensors/);
+    assertCleanError(
+      cli(['eval', 'is', '--images', 'mnist', '--inception', empty, '-n', '2']),
+      /ddpm: .*empty\.safetensors/,
+    );
     const file = join(dir, 'a-file');
     writeFileSync(file, 'x');
     assertCleanError(cli(['demo', '--out', file, '--minutes', '0.1']), /--out .*a-file: the folder is not a folder/);
@@ -87,19 +125,56 @@ describe('hostile inputs', () => {
       chmodSync(ro, 0o555);
       assertCleanError(cli(['demo', '--out', join(ro, 'demo'), '--minutes', '0.1']), /read-only|cannot be created/);
     }
-    assertCleanError(cli(['demo', '--out', '/proc/ddpm-no-such', '--minutes', '0.1']), /--out \/proc\/ddpm-no-such: the folder cannot be created/);
+    assertCleanError(
+      cli(['demo', '--out', '/proc/ddpm-no-such', '--minutes', '0.1']),
+      /--out \/proc\/ddpm-no-such: the folder cannot be created/,
+    );
   });
 
-  it('eval quality --samples resumed after the request changed discards the old partial samples (silent mix)', { skip: NATIVE_SKIP }, async () => {
+  it('eval quality --samples resumed after the request changed discards the old partial samples (silent mix)', {
+    skip: NATIVE_SKIP,
+  }, async () => {
     const ref = join(dir, 'ref.npy');
-    writeFileSync(ref, serializeNpy(Float32Array.from({ length: 8 * 784 }, (_, i) => Math.sin(i)), [8, 1, 28, 28]));
-    const base = ['--backend', 'native', 'eval', 'quality', '--images', 'mnist', '-n', '8', '--batch', '2', '--sampler', 'ddim', '--steps', '20', '--ref', ref, '--kid-subsets', '2', '--kid-size', '4', '--pr-num', '0'];
-    const file = join(dir, 'kept.npy'), clean = join(dir, 'clean.npy');
+    writeFileSync(
+      ref,
+      serializeNpy(
+        Float32Array.from({ length: 8 * 784 }, (_, i) => Math.sin(i)),
+        [8, 1, 28, 28],
+      ),
+    );
+    const base = [
+      '--backend',
+      'native',
+      'eval',
+      'quality',
+      '--images',
+      'mnist',
+      '-n',
+      '8',
+      '--batch',
+      '2',
+      '--sampler',
+      'ddim',
+      '--steps',
+      '20',
+      '--ref',
+      ref,
+      '--kid-subsets',
+      '2',
+      '--kid-size',
+      '4',
+      '--pr-num',
+      '0',
+    ];
+    const file = join(dir, 'kept.npy'),
+      clean = join(dir, 'clean.npy');
     // samples of another request (another seed), left by a killed run
     writeFileSync(`${file}.partial`, Buffer.from(new Float32Array(2 * 784).fill(7).buffer));
     writeFileSync(`${file}.partial.json`, JSON.stringify({ key: 'another request', done: 2 }));
     // the new request is killed after its first batch ...
-    const child = spawn(process.execPath, [CLI, ...base, '--seed', '0', '--samples', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...base, '--seed', '0', '--samples', file], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<void>((r) => child.on('exit', () => r()));
@@ -128,8 +203,9 @@ describe('hostile inputs', () => {
     assert.equal(resumed.status, 0, resumed.stderr);
     const fresh = spawnSync(process.execPath, [CLI, ...base, '--seed', '0', '--samples', clean], { encoding: 'utf8' });
     assert.equal(fresh.status, 0, fresh.stderr);
-    const a = parseNpy(new Uint8Array(readFileSync(file)), 'kept').data, b = parseNpy(new Uint8Array(readFileSync(clean)), 'clean').data;
-    assert.ok(!a.some((v) => v === 7), 'the other request\'s samples were mixed in');
+    const a = parseNpy(new Uint8Array(readFileSync(file)), 'kept').data,
+      b = parseNpy(new Uint8Array(readFileSync(clean)), 'clean').data;
+    assert.ok(!a.some((v) => v === 7), "the other request's samples were mixed in");
     assert.deepEqual(Array.from(a), Array.from(b));
     assert.ok(!existsSync(`${file}.partial`) && !existsSync(`${file}.partial.json`), 'partial files left behind');
   });
@@ -139,20 +215,33 @@ describe('hostile inputs', () => {
     const r = cli(['train', '--data', data, '--out', out, ...tiny, '--steps', '2', '--grad-clip', '0', '--lr', '1e-2']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /--grad-clip 0: gradients are not clipped/);
-    const m = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const m = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.ok(m.every((x) => Number.isFinite(x.loss) && x.grad_norm > 0));
     // the weights moved (a zero scale would leave Adam with zero gradients and the raw weights unchanged)
     const init = hostWeights(new UNet(PRESETS.tiny()).init(0));
     const ck = readdirSync(join(out, 'checkpoints')).sort().pop()!;
-    const raw = parseSafetensors(new Uint8Array(readFileSync(join(out, 'checkpoints', ck, 'raw_weights.safetensors'))), 'raw').tensors;
+    const raw = parseSafetensors(
+      new Uint8Array(readFileSync(join(out, 'checkpoints', ck, 'raw_weights.safetensors'))),
+      'raw',
+    ).tensors;
     const name = 'conv_in.weight';
-    assert.notDeepEqual(Array.from(raw.get(name)!.data), Array.from(init.get(name)!.data), 'the weights did not change');
+    assert.notDeepEqual(
+      Array.from(raw.get(name)!.data),
+      Array.from(init.get(name)!.data),
+      'the weights did not change',
+    );
   });
 
   it('PNGs with transparent pixels are read with a warning naming them (silent alpha loss)', () => {
     const pngs = join(dir, 'pngs');
     mkdirSync(pngs);
-    for (const [name, alpha] of [['a.png', 255], ['b.png', 128]] as const) {
+    for (const [name, alpha] of [
+      ['a.png', 255],
+      ['b.png', 128],
+    ] as const) {
       const img = new PNG({ width: 4, height: 4 });
       img.data.fill(200);
       for (let i = 3; i < img.data.length; i += 4) img.data[i] = alpha;
@@ -160,16 +249,27 @@ describe('hostile inputs', () => {
     }
     const r = cli(['data', '--data', pngs]);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /warning: .*pngs: 1 of 2 PNGs have transparent pixels \(b\.png\); their alpha channel is dropped/);
+    assert.match(
+      r.stderr,
+      /warning: .*pngs: 1 of 2 PNGs have transparent pixels \(b\.png\); their alpha channel is dropped/,
+    );
   });
 
   it('sample and eval --batch are checked against memory before any work (no estimate before)', () => {
     const s = cli(['sample', '--model', 'cifar10', '-n', '200000', '--batch', '200000', '--out', join(dir, 'huge')]);
     assertCleanError(s, /-n 200000|--batch 200000: sampling at this batch needs about [\d.]+ GiB/);
     const big = join(dir, 'big');
-    writeModelFolder(big, { ...PRESETS.tiny(), sample_size: 512 }, { ...PAPER_DIFFUSION, timesteps: 20 }, hostWeights(new UNet({ ...PRESETS.tiny(), sample_size: 512 }).init(1)));
+    writeModelFolder(
+      big,
+      { ...PRESETS.tiny(), sample_size: 512 },
+      { ...PAPER_DIFFUSION, timesteps: 20 },
+      hostWeights(new UNet({ ...PRESETS.tiny(), sample_size: 512 }).init(1)),
+    );
     const r = cli(['sample', '--model', big, '-n', '4000', '--batch', '4000', '--out', join(dir, 'huge3')]);
-    assertCleanError(r, /--batch 4000: sampling at this batch needs about [\d.]+ GiB .* and this machine allows [\d.]+ GiB/);
+    assertCleanError(
+      r,
+      /--batch 4000: sampling at this batch needs about [\d.]+ GiB .* and this machine allows [\d.]+ GiB/,
+    );
     assert.ok(!existsSync(join(dir, 'huge3')), 'the output folder was made before the check');
     const e = cli(['eval', 'bpd', '--model', big, '--data', data, '--batch', '4000']);
     assertCleanError(e, /--batch|images are 1x8x8, the model expects 1x512x512/);
@@ -185,25 +285,59 @@ describe('hostile inputs', () => {
       writeFileSync(join(pngs, `${i}.png`), PNG.sync.write(img));
     }
     const out = join(dir, 'resume');
-    assert.equal(cli(['train', '--data', pngs, '--out', out, ...tiny, '--steps', '2', '--checkpoint-every', '2']).status, 0);
-    const p = cli(['train', '--data', pngs, '--out', out, ...tiny.map((a) => (a === 'tiny' ? 'tiny-rgb' : a)), '--steps', '4']);
+    assert.equal(
+      cli(['train', '--data', pngs, '--out', out, ...tiny, '--steps', '2', '--checkpoint-every', '2']).status,
+      0,
+    );
+    const p = cli([
+      'train',
+      '--data',
+      pngs,
+      '--out',
+      out,
+      ...tiny.map((a) => (a === 'tiny' ? 'tiny-rgb' : a)),
+      '--steps',
+      '4',
+    ]);
     assertCleanError(p, /resume: --preset is .* but the run in .* was started with .*; start a new --out/);
     assert.doesNotMatch(p.stderr, /unreadable|move the run's checkpoints/);
-    const v = cli(['train', '--data', pngs, '--out', out, ...tiny, '--steps', '4', '--variance', 'learnedrange', '--loss', 'hybrid']);
-    assertCleanError(v, /resume: --variance is "learnedrange" but the run in .* was started with "fixedlarge"; start a new --out/);
+    const v = cli([
+      'train',
+      '--data',
+      pngs,
+      '--out',
+      out,
+      ...tiny,
+      '--steps',
+      '4',
+      '--variance',
+      'learnedrange',
+      '--loss',
+      'hybrid',
+    ]);
+    assertCleanError(
+      v,
+      /resume: --variance is "learnedrange" but the run in .* was started with "fixedlarge"; start a new --out/,
+    );
     assert.doesNotMatch(v.stderr, /unreadable/);
   });
 
   it('a NaN right after a resume does not call the checkpoint it came from "good" (misleading)', () => {
     const out = join(dir, 'nan');
-    assert.equal(cli(['train', '--data', data, '--out', out, ...tiny, '--steps', '2', '--checkpoint-every', '2']).status, 0);
+    assert.equal(
+      cli(['train', '--data', data, '--out', out, ...tiny, '--steps', '2', '--checkpoint-every', '2']).status,
+      0,
+    );
     const ck = join(out, 'checkpoints', readdirSync(join(out, 'checkpoints')).sort().pop()!);
     const file = join(ck, 'raw_weights.safetensors');
     const t = parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors;
     t.get('conv_in.weight')!.data.fill(NaN);
     writeFileSync(file, serializeSafetensors([...t.entries()]));
     const r = cli(['train', '--data', data, '--out', out, ...tiny, '--steps', '4']);
-    assertCleanError(r, /training stopped at step 3: loss is NaN; the newest checkpoint \(step 2\) holds the weights that gave it/);
+    assertCleanError(
+      r,
+      /training stopped at step 3: loss is NaN; the newest checkpoint \(step 2\) holds the weights that gave it/,
+    );
     assert.doesNotMatch(r.stderr, /last good checkpoint/);
   });
 
@@ -215,8 +349,15 @@ describe('hostile inputs', () => {
     // a folder named like a shipped model: its samples do not land in the shipped model's default folder
     const cwd = mkdtempSync(join(tmpdir(), 'ddpm-cwd-'));
     cpSync(join(ROOT, 'models', 'mnist'), join(cwd, 'runs', 'mnist'), { recursive: true });
-    for (const m of ['mnist', 'runs/mnist']) assert.equal(cli(['sample', '--model', m, '-n', '1', '--batch', '1', '--sampler', 'ddim', '--steps', '1'], { cwd }).status, 0);
-    assert.deepEqual(readdirSync(join(cwd, 'samples')).sort(), ['runs_mnist-ddim-1-seed0', 'shipped-mnist-ddim-1-seed0']);
+    for (const m of ['mnist', 'runs/mnist'])
+      assert.equal(
+        cli(['sample', '--model', m, '-n', '1', '--batch', '1', '--sampler', 'ddim', '--steps', '1'], { cwd }).status,
+        0,
+      );
+    assert.deepEqual(readdirSync(join(cwd, 'samples')).sort(), [
+      'runs_mnist-ddim-1-seed0',
+      'shipped-mnist-ddim-1-seed0',
+    ]);
   });
 
   it('eval fid / is / kid do not offer --net, which they would ignore (small)', () => {
@@ -224,7 +365,10 @@ describe('hostile inputs', () => {
       const h = cli(['eval', c, '--help']);
       assert.equal(h.status, 0);
       assert.doesNotMatch(h.stdout, /--net/, c);
-      assertCleanError(cli(['eval', c, '--images', 'mnist', '--inception', join(dir, 'bad.safetensors'), '--net', 'fashion']), /--net is for `ddpm eval quality`/);
+      assertCleanError(
+        cli(['eval', c, '--images', 'mnist', '--inception', join(dir, 'bad.safetensors'), '--net', 'fashion']),
+        /--net is for `ddpm eval quality`/,
+      );
     }
     assert.match(cli(['eval', 'quality', '--help']).stdout, /--net/);
   });

@@ -25,11 +25,18 @@ function formulaWeights() {
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
   [...shapes.keys()].sort().forEach((name, j) => {
     const shape = shapes.get(name)!;
-    const n = shape.reduce((a, b) => a * b, 1), fanIn = n / shape[0];
+    const n = shape.reduce((a, b) => a * b, 1),
+      fanIn = n / shape[0];
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) {
       const s = Math.sin(1.7 * i + 0.3 + j);
-      data[i] = name.endsWith('conv.weight') ? (s * 2) / Math.sqrt(fanIn) : name.endsWith('bn.weight') ? 1 + 0.1 * s : name.endsWith('running_var') ? 1 + 0.5 * s * s : 0.1 * s;
+      data[i] = name.endsWith('conv.weight')
+        ? (s * 2) / Math.sqrt(fanIn)
+        : name.endsWith('bn.weight')
+          ? 1 + 0.1 * s
+          : name.endsWith('running_var')
+            ? 1 + 0.5 * s * s
+            : 0.1 * s;
     }
     out.set(name, { shape, data });
   });
@@ -40,20 +47,34 @@ describe('Inception-v3 (FID variant)', () => {
   const weights = formulaWeights();
   const x = Float32Array.from({ length: 2 * 3 * 75 * 75 }, (_, i) => Math.sin(1.7 * i + 0.3 + 77) * 0.8);
   for (const be of [reference, ...(native ? [native] : [])])
-    it(`pool3 features equal the independent PyTorch implementation within 1e-3 (${be.name})`, () => withBackend(be, () => {
-      const net = new InceptionV3(weights, 'formula weights');
-      const f = net.forward(T.fromArray(x, [2, 3, 75, 75])).features;
-      assertClose(f.dataSync(), G.features, 1e-3, 1e-3, 'features');
-    }));
+    it(`pool3 features equal the independent PyTorch implementation within 1e-3 (${be.name})`, () =>
+      withBackend(be, () => {
+        const net = new InceptionV3(weights, 'formula weights');
+        const f = net.forward(T.fromArray(x, [2, 3, 75, 75])).features;
+        assertClose(f.dataSync(), G.features, 1e-3, 1e-3, 'features');
+      }));
 
   for (const be of [reference, ...(native ? [native] : [])])
-    it(`max and average pooling (with and without padding counted) equal PyTorch (${be.name})`, () => withBackend(be, () => {
-      const t = T.fromArray(Float32Array.from(P.x), P.xshape);
-      assertClose(T.pool2d('max', t, 3, 2).dataSync(), P.max_k3_s2, 1e-6, 1e-6, 'max k3 s2');
-      assertClose(T.pool2d('max', t, 3, 1, 1).dataSync(), P.max_k3_s1_p1, 1e-6, 1e-6, 'max k3 s1 p1');
-      assertClose(T.pool2d('avg', t, 3, 1, 1, false).dataSync(), P.avg_k3_s1_p1_nopad, 1e-6, 1e-6, 'avg, padding not counted');
-      assertClose(T.pool2d('avg', t, 3, 1, 1, true).dataSync(), P.avg_k3_s1_p1_pad, 1e-6, 1e-6, 'avg, padding counted');
-    }));
+    it(`max and average pooling (with and without padding counted) equal PyTorch (${be.name})`, () =>
+      withBackend(be, () => {
+        const t = T.fromArray(Float32Array.from(P.x), P.xshape);
+        assertClose(T.pool2d('max', t, 3, 2).dataSync(), P.max_k3_s2, 1e-6, 1e-6, 'max k3 s2');
+        assertClose(T.pool2d('max', t, 3, 1, 1).dataSync(), P.max_k3_s1_p1, 1e-6, 1e-6, 'max k3 s1 p1');
+        assertClose(
+          T.pool2d('avg', t, 3, 1, 1, false).dataSync(),
+          P.avg_k3_s1_p1_nopad,
+          1e-6,
+          1e-6,
+          'avg, padding not counted',
+        );
+        assertClose(
+          T.pool2d('avg', t, 3, 1, 1, true).dataSync(),
+          P.avg_k3_s1_p1_pad,
+          1e-6,
+          1e-6,
+          'avg, padding counted',
+        );
+      }));
 
   it('bilinear resize equals F.interpolate(align_corners=False), up and down', () => {
     const x = Float32Array.from(P.x);
@@ -66,18 +87,55 @@ describe('ddpm eval fid', { skip: NATIVE_SKIP }, () => {
   it('computes FID, KID and IS on Inception features of 32x32 RGB images resized to 299', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ddpm-fid-'));
     const w = formulaWeights();
-    w.set('fc.weight', { shape: [8, 2048], data: Float32Array.from({ length: 8 * 2048 }, (_, i) => Math.sin(i * 0.37)) });
+    w.set('fc.weight', {
+      shape: [8, 2048],
+      data: Float32Array.from({ length: 8 * 2048 }, (_, i) => Math.sin(i * 0.37)),
+    });
     w.set('fc.bias', { shape: [8], data: new Float32Array(8) });
     writeFileSync(join(dir, 'inception.safetensors'), serializeSafetensors(w));
     const x = Float32Array.from({ length: 6 * 3 * 32 * 32 }, (_, i) => Math.sin(i * 0.01) * Math.cos(i * 0.003));
     writeFileSync(join(dir, 'x.npy'), serializeNpy(x, [6, 3, 32, 32]));
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'eval', 'fid', '--images', join(dir, 'x.npy'), '--ref', join(dir, 'x.npy'), '--inception', join(dir, 'inception.safetensors'), '--kid-subsets', '2', '--kid-size', '6', '--pr-num', '6', '--out', join(dir, 'r.json')], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, 'dist', 'src', 'cli', 'main.js'),
+        'eval',
+        'fid',
+        '--images',
+        join(dir, 'x.npy'),
+        '--ref',
+        join(dir, 'x.npy'),
+        '--inception',
+        join(dir, 'inception.safetensors'),
+        '--kid-subsets',
+        '2',
+        '--kid-size',
+        '6',
+        '--pr-num',
+        '6',
+        '--out',
+        join(dir, 'r.json'),
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /network +Inception-v3/);
     const res = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
     assert.ok(Math.abs(res.fd) < 1e-3, `FID of a set against itself ${res.fd}`);
     assert.ok(res.is.mean >= 1, JSON.stringify(res.is));
-    const bad = spawnSync(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'eval', 'fid', '--images', join(dir, 'x.npy'), '--inception', join(dir, 'x.npy')], { encoding: 'utf8' });
+    const bad = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, 'dist', 'src', 'cli', 'main.js'),
+        'eval',
+        'fid',
+        '--images',
+        join(dir, 'x.npy'),
+        '--inception',
+        join(dir, 'x.npy'),
+      ],
+      { encoding: 'utf8' },
+    );
     assert.notEqual(bad.status, 0);
   });
 });

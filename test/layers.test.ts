@@ -8,7 +8,21 @@ import { ROOT } from './helpers.js';
 const SRC = join(ROOT, 'src');
 /** Rank of each folder, bottom first (the README's layering table); a file may import only equal or lower ranks. */
 const RANK: Record<string, number> = {
-  engine: 0, 'backends/reference': 1, 'backends/native': 1, 'backends/webgpu': 1, 'backends/wasm': 1, backends: 2, diffusion: 3, model: 3, io: 4, data: 5, training: 6, eval: 6, cli: 7, 'cli/commands': 7, '.': 8,
+  engine: 0,
+  'backends/reference': 1,
+  'backends/native': 1,
+  'backends/webgpu': 1,
+  'backends/wasm': 1,
+  backends: 2,
+  diffusion: 3,
+  model: 3,
+  io: 4,
+  data: 5,
+  training: 6,
+  eval: 6,
+  cli: 7,
+  'cli/commands': 7,
+  '.': 8,
 };
 const CORE = ['engine', 'backends/reference', 'backends/webgpu', 'backends/wasm', 'diffusion', 'model'];
 
@@ -20,13 +34,15 @@ function folderOf(file: string): string {
 function sources(): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') && out.push(join(d, e.name));
+    for (const e of readdirSync(d, { withFileTypes: true }))
+      e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') && out.push(join(d, e.name));
   };
   walk(SRC);
   return out;
 }
 
-const importsOf = (f: string) => [...readFileSync(f, 'utf8').matchAll(/^\s*(?:import|export)[^'"]*from\s+'([^']+)'/gm)].map((m) => m[1]);
+const importsOf = (f: string) =>
+  [...readFileSync(f, 'utf8').matchAll(/^\s*(?:import|export)[^'"]*from\s+'([^']+)'/gm)].map((m) => m[1]);
 
 describe('layering', () => {
   it('every folder has a rank', () => {
@@ -53,7 +69,8 @@ describe('layering', () => {
         if (from === 'backends/native') assert.notEqual(to, 'backends/reference', relative(ROOT, f));
         // the wasm backend runs the reference backend's loops for everything but its GEMMs; no other backend imports another
         const allowed = from === 'backends/wasm' && to === 'backends/reference';
-        if (from.startsWith('backends/') && to.startsWith('backends/') && !allowed) assert.equal(to, from, `${relative(ROOT, f)}: one backend imports another`);
+        if (from.startsWith('backends/') && to.startsWith('backends/') && !allowed)
+          assert.equal(to, from, `${relative(ROOT, f)}: one backend imports another`);
         if (from === 'engine') assert.ok(!to.startsWith('backends'), `${relative(ROOT, f)} imports ${spec}`);
       }
     }
@@ -67,7 +84,11 @@ describe('layering', () => {
       assert.doesNotMatch(text, /\.storage\b/, `${relative(ROOT, f)} reads a tensor's storage`);
       assert.doesNotMatch(text, /new Tensor\(/, `${relative(ROOT, f)} wraps a buffer itself (use ops.fromArray)`);
       // synchronous reads work on CPU backends only; everything above the engine reads with await data()
-      assert.doesNotMatch(text, /\.dataSync\(|\.item\(\)/, `${relative(ROOT, f)} reads values synchronously (use await tensor.data())`);
+      assert.doesNotMatch(
+        text,
+        /\.dataSync\(|\.item\(\)/,
+        `${relative(ROOT, f)} reads values synchronously (use await tensor.data())`,
+      );
     }
   });
 

@@ -8,10 +8,15 @@ import { discretizedGaussianLogLikelihood, makeDiffusion } from '../src/diffusio
 import { betaSchedule, makeTables, scaledBetaRange } from '../src/diffusion/schedule.js';
 import { withBackend } from './helpers.js';
 
-const x0 = () => T.tensor(Array.from({ length: 2 * 1 * 4 * 4 }, (_, i) => Math.round(Math.sin(i) * 127.5) / 127.5), [2, 1, 4, 4]);
+const x0 = () =>
+  T.tensor(
+    Array.from({ length: 2 * 1 * 4 * 4 }, (_, i) => Math.round(Math.sin(i) * 127.5) / 127.5),
+    [2, 1, 4, 4],
+  );
 const noise = () => T.randn([2, 1, 4, 4], { seed: 1, stream: 1 });
 const t = Int32Array.from([3, 700]);
-const close = (a: number, b: number, tol: number, what: string) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
+const close = (a: number, b: number, tol: number, what: string) =>
+  assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
 
 describe('training losses', () => {
   for (const prediction of ['eps', 'x0', 'v'] as const)
@@ -41,27 +46,57 @@ describe('training losses', () => {
   it('hybrid is L_simple + (T / 1000) x the bound in bits/dim, the mean gradient stopped in the bound', () => {
     const d = makeDiffusion({ variance: 'learnedrange', loss: 'hybrid', timesteps: 500, betaEnd: 0.04 });
     const out = new Tensor(T.randn([2, 2, 4, 4], { seed: 3, stream: 0 }).dataSync().slice(), [2, 2, 4, 4], true);
-    const { loss, mse } = d.trainingLosses(() => out, x0(), t.map((v) => v % 500), noise());
-    const xt = d.qSample(x0(), t.map((v) => v % 500), noise());
-    const bits = d.vlbTermsBpd(out.detach(), x0(), xt, t.map((v) => v % 500)).dataSync();
+    const { loss, mse } = d.trainingLosses(
+      () => out,
+      x0(),
+      t.map((v) => v % 500),
+      noise(),
+    );
+    const xt = d.qSample(
+      x0(),
+      t.map((v) => v % 500),
+      noise(),
+    );
+    const bits = d
+      .vlbTermsBpd(
+        out.detach(),
+        x0(),
+        xt,
+        t.map((v) => v % 500),
+      )
+      .dataSync();
     loss.dataSync().forEach((v, i) => close(v, mse.dataSync()[i] + bits[i] * 0.5, 1e-5, `sample ${i}`));
     T.mean(loss).backward();
     const g = out.grad!.dataSync();
-    const meanPart = [...g.subarray(0, 16), ...g.subarray(32, 48)], varPart = [...g.subarray(16, 32), ...g.subarray(48, 64)];
-    assert.ok(varPart.some((v) => v !== 0), 'variance channels get a gradient');
+    const meanPart = [...g.subarray(0, 16), ...g.subarray(32, 48)],
+      varPart = [...g.subarray(16, 32), ...g.subarray(48, 64)];
+    assert.ok(
+      varPart.some((v) => v !== 0),
+      'variance channels get a gradient',
+    );
     // the mean channels' gradient equals that of L_simple alone
     const out2 = new Tensor(out.dataSync().slice(), out.shape, true);
     const main = T.sliceChannels(out2, 0, 1);
     T.mean(d.lossSimplePerSample(main, noise())).backward();
-    [...out2.grad!.dataSync().subarray(0, 16), ...out2.grad!.dataSync().subarray(32, 48)].forEach((v, i) => assert.ok(Math.abs(v - meanPart[i]) < 1e-7));
+    [...out2.grad!.dataSync().subarray(0, 16), ...out2.grad!.dataSync().subarray(32, 48)].forEach((v, i) =>
+      assert.ok(Math.abs(v - meanPart[i]) < 1e-7),
+    );
   });
 
   it('hybrid without a learned variance, and a learned variance with L_simple only, are refused', () => {
     const out = () => T.zeros([2, 1, 4, 4]);
-    assert.throws(() => makeDiffusion({ loss: 'hybrid' }).trainingLosses(out, x0(), t, noise()), /loss "hybrid" needs variance "learnedrange".*got variance "fixedlarge"/);
-    assert.throws(() => makeDiffusion({ loss: 'simple', variance: 'learnedrange' }).trainingLosses(out, x0(), t, noise()), /would never train the variance/);
+    assert.throws(
+      () => makeDiffusion({ loss: 'hybrid' }).trainingLosses(out, x0(), t, noise()),
+      /loss "hybrid" needs variance "learnedrange".*got variance "fixedlarge"/,
+    );
+    assert.throws(
+      () => makeDiffusion({ loss: 'simple', variance: 'learnedrange' }).trainingLosses(out, x0(), t, noise()),
+      /would never train the variance/,
+    );
     // sampling from such a process is fine: the loss only matters for training
-    assert.doesNotThrow(() => makeDiffusion({ loss: 'simple', variance: 'learnedrange' }).pMeanVariance(T.zeros([2, 2, 4, 4]), x0(), t, true));
+    assert.doesNotThrow(() =>
+      makeDiffusion({ loss: 'simple', variance: 'learnedrange' }).pMeanVariance(T.zeros([2, 2, 4, 4]), x0(), t, true),
+    );
   });
 
   it('the true bound (vlb) trains a fixed-variance model, the decoder term L_0 included', () => {
@@ -71,37 +106,51 @@ describe('training losses', () => {
     const { loss } = d.trainingLosses(() => out, x0(), Int32Array.from([0, 0]), noise());
     T.mean(loss).backward();
     assert.ok(loss.dataSync().every((v) => Number.isFinite(v) && v > 0));
-    assert.ok(out.grad!.dataSync().some((v) => v !== 0), 'L_0 has a gradient');
+    assert.ok(
+      out.grad!.dataSync().some((v) => v !== 0),
+      'L_0 has a gradient',
+    );
   });
 });
 
 describe('discretized decoder, eq. (13)', () => {
   const f64 = new ReferenceBackend('float64');
-  it('gradient in means and log-scales equals central finite differences (float64)', () => withBackend(f64, () => {
-    // data on the 256 levels, with both edges present
-    const xs = Float64Array.from([-1, -1 + 2 / 255, -0.2, 0, 0.5, 1 - 2 / 255, 1, 0.3]);
-    const means = Float64Array.from([-0.97, -0.99, -0.25, 0.01, 0.48, 0.99, 0.95, 0.31]);
-    const logs = Float64Array.from([-3, -4, -2.5, -5, -3.5, -4.5, -3, -2]);
-    const mk = (v: Float64Array, grad = false) => new Tensor(v.slice() as unknown as Float32Array, [8], grad);
-    const f = (m: Float64Array, l: Float64Array) => T.sum(discretizedGaussianLogLikelihood(mk(xs), mk(m), mk(l))).item();
-    const M = mk(means, true), L = mk(logs, true);
-    T.sum(discretizedGaussianLogLikelihood(mk(xs), M, L)).backward();
-    const h = 1e-6;
-    for (let i = 0; i < 8; i++) {
-      const mp = means.slice(), mm = means.slice(), lp = logs.slice(), lm = logs.slice();
-      mp[i] += h; mm[i] -= h; lp[i] += h; lm[i] -= h;
-      close(M.grad!.dataSync()[i], (f(mp, logs) - f(mm, logs)) / (2 * h), 1e-5, `d/dmean[${i}]`);
-      close(L.grad!.dataSync()[i], (f(means, lp) - f(means, lm)) / (2 * h), 1e-5, `d/dlogscale[${i}]`);
-    }
-  }));
+  it('gradient in means and log-scales equals central finite differences (float64)', () =>
+    withBackend(f64, () => {
+      // data on the 256 levels, with both edges present
+      const xs = Float64Array.from([-1, -1 + 2 / 255, -0.2, 0, 0.5, 1 - 2 / 255, 1, 0.3]);
+      const means = Float64Array.from([-0.97, -0.99, -0.25, 0.01, 0.48, 0.99, 0.95, 0.31]);
+      const logs = Float64Array.from([-3, -4, -2.5, -5, -3.5, -4.5, -3, -2]);
+      const mk = (v: Float64Array, grad = false) => new Tensor(v.slice() as unknown as Float32Array, [8], grad);
+      const f = (m: Float64Array, l: Float64Array) =>
+        T.sum(discretizedGaussianLogLikelihood(mk(xs), mk(m), mk(l))).item();
+      const M = mk(means, true),
+        L = mk(logs, true);
+      T.sum(discretizedGaussianLogLikelihood(mk(xs), M, L)).backward();
+      const h = 1e-6;
+      for (let i = 0; i < 8; i++) {
+        const mp = means.slice(),
+          mm = means.slice(),
+          lp = logs.slice(),
+          lm = logs.slice();
+        mp[i] += h;
+        mm[i] -= h;
+        lp[i] += h;
+        lm[i] -= h;
+        close(M.grad!.dataSync()[i], (f(mp, logs) - f(mm, logs)) / (2 * h), 1e-5, `d/dmean[${i}]`);
+        close(L.grad!.dataSync()[i], (f(means, lp) - f(means, lm)) / (2 * h), 1e-5, `d/dlogscale[${i}]`);
+      }
+    }));
 
   it('edge levels integrate to -inf / +inf (official where(x < -0.999), where(x > 0.999))', () => {
-    const x = T.tensor([-1, 1, 0], [3]), m = T.tensor([-1, 1, 0], [3]), l = T.tensor([0, 0, 0], [3]);
+    const x = T.tensor([-1, 1, 0], [3]),
+      m = T.tensor([-1, 1, 0], [3]),
+      l = T.tensor([0, 0, 0], [3]);
     const ll = discretizedGaussianLogLikelihood(x, m, l).dataSync();
     // unit scale around the level: P(X < -1 + 1/255) with X ~ N(-1, 1) is about one half
     close(Math.exp(ll[0]), 0.5016, 1e-3, 'low edge');
     close(Math.exp(ll[1]), 0.5016, 1e-3, 'high edge');
-    close(Math.exp(ll[2]), 2 / 255 * 0.3989, 2e-3, 'interior level');
+    close(Math.exp(ll[2]), (2 / 255) * 0.3989, 2e-3, 'interior level');
   });
 });
 
@@ -109,7 +158,10 @@ describe('schedules', () => {
   it('with the paper schedule L_T is about 1e-5 bits/dim', () => {
     const d = makeDiffusion();
     const prior = d.priorBpd(x0()).dataSync();
-    assert.ok(prior.every((v) => v > 0 && v < 1e-4), `prior ${prior}`);
+    assert.ok(
+      prior.every((v) => v > 0 && v < 1e-4),
+      `prior ${prior}`,
+    );
   });
   it('T != 1000: the linear range scales by 1000/T, keeping alphabar_T about the same', () => {
     const r = scaledBetaRange(250);
@@ -129,7 +181,10 @@ describe('bits/dim estimator', () => {
     for (const k of [1, 7, 20]) {
       const e = evaluatedTimesteps(1000, k);
       assert.ok(Math.abs(e.reduce((a, b) => a + b.weight, 0) - 1000) < 1e-9);
-      assert.deepEqual(e.slice(0, 100).map((x) => x.t), Array.from({ length: 100 }, (_, i) => i));
+      assert.deepEqual(
+        e.slice(0, 100).map((x) => x.t),
+        Array.from({ length: 100 }, (_, i) => i),
+      );
     }
     assert.equal(evaluatedTimesteps(1000, 1).length, 1000);
     assert.equal(evaluatedTimesteps(1000, 20).length, 145);

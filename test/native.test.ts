@@ -24,7 +24,10 @@ describe('native addon', { skip: NATIVE_SKIP }, () => {
           most = Math.max(most, a.info().convCacheEntries);
         }
       console.log(JSON.stringify({ worst, most, limit: a.info().convCacheLimit }));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DDPM_CONV_CACHE: '2' } });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, DDPM_CONV_CACHE: '2' },
+    });
     assert.equal(r.status, 0, r.stderr);
     const { worst, most, limit } = JSON.parse(r.stdout);
     assert.equal(limit, 2);
@@ -37,7 +40,10 @@ describe('native addon', { skip: NATIVE_SKIP }, () => {
       import { loadAddon } from ${JSON.stringify(join(ROOT, 'dist/src/backends/native/index.js'))};
       console.log(loadAddon().addon.info().convCacheLimit);`;
     for (const bad of ['abc', '0', '12x']) {
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DDPM_CONV_CACHE: bad } });
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        env: { ...process.env, DDPM_CONV_CACHE: bad },
+      });
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout.trim(), '64');
       assert.match(r.stderr, new RegExp(`DDPM_CONV_CACHE="${bad}" is not a positive integer; using the default 64`));
@@ -46,10 +52,13 @@ describe('native addon', { skip: NATIVE_SKIP }, () => {
 
   it('a second thread loading the addon while the main thread owns it gets a clear error, not a crash', async () => {
     const addonPath = join(ROOT, 'build', 'Release', 'ddpm_native.node');
-    const w = new Worker(`
+    const w = new Worker(
+      `
       const { parentPort } = require('node:worker_threads');
       try { require(${JSON.stringify(addonPath)}); parentPort.postMessage('loaded'); }
-      catch (e) { parentPort.postMessage('error: ' + e.message); }`, { eval: true });
+      catch (e) { parentPort.postMessage('error: ' + e.message); }`,
+      { eval: true },
+    );
     const msg = await new Promise<string>((resolve) => w.on('message', resolve));
     await w.terminate();
     assert.match(msg, /error: native: the addon is already in use by another thread/);
@@ -59,10 +68,19 @@ describe('native addon', { skip: NATIVE_SKIP }, () => {
 describe('native build', () => {
   it('with DDPM_REQUIRE_NATIVE=1 an unbuildable addon fails the install (CI), otherwise it only says so', () => {
     const env = { ...process.env, DNNL_ROOT: '/nonexistent-onednn' };
-    const strict = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-native.mjs')], { encoding: 'utf8', env: { ...env, DDPM_REQUIRE_NATIVE: '1' } });
+    const strict = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-native.mjs')], {
+      encoding: 'utf8',
+      env: { ...env, DDPM_REQUIRE_NATIVE: '1' },
+    });
     assert.equal(strict.status, 1);
-    assert.match(strict.stdout + strict.stderr, /DNNL_ROOT=\/nonexistent-onednn has no include\/dnnl.hpp[\s\S]*failing the install/);
-    const lax = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-native.mjs')], { encoding: 'utf8', env: { ...env, DDPM_REQUIRE_NATIVE: '0' } });
+    assert.match(
+      strict.stdout + strict.stderr,
+      /DNNL_ROOT=\/nonexistent-onednn has no include\/dnnl.hpp[\s\S]*failing the install/,
+    );
+    const lax = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-native.mjs')], {
+      encoding: 'utf8',
+      env: { ...env, DDPM_REQUIRE_NATIVE: '0' },
+    });
     assert.equal(lax.status, 0);
   });
 });
@@ -73,15 +91,24 @@ describe('native threads', { skip: NATIVE_SKIP }, () => {
     const e = { ...process.env, ...env };
     delete e.DDPM_THREADS;
     delete e.OMP_NUM_THREADS;
-    const r = pre.length ? spawnSync(pre[0], [...pre.slice(1), process.execPath, CLI, ...args, 'info'], { encoding: 'utf8', env: { ...e, ...env } }) : spawnSync(process.execPath, [CLI, ...args, 'info'], { encoding: 'utf8', env: { ...e, ...env } });
+    const r = pre.length
+      ? spawnSync(pre[0], [...pre.slice(1), process.execPath, CLI, ...args, 'info'], {
+          encoding: 'utf8',
+          env: { ...e, ...env },
+        })
+      : spawnSync(process.execPath, [CLI, ...args, 'info'], { encoding: 'utf8', env: { ...e, ...env } });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(/backend +native (\{.*\})/.exec(r.stdout)![1]).threads;
   };
   it('follow --threads, then DDPM_THREADS, then the CPUs the process may use (affinity)', () => {
     assert.equal(threads(['--threads', '1'], {}), 1);
     assert.equal(threads([], { DDPM_THREADS: '1' }), 1);
-    if (spawnSync('taskset', ['-c', '0', 'true']).status === 0) assert.equal(threads([], {}, ['taskset', '-c', '0']), 1);
-    const bad = spawnSync(process.execPath, [CLI, 'info'], { encoding: 'utf8', env: { ...process.env, DDPM_THREADS: 'lots' } });
+    if (spawnSync('taskset', ['-c', '0', 'true']).status === 0)
+      assert.equal(threads([], {}, ['taskset', '-c', '0']), 1);
+    const bad = spawnSync(process.execPath, [CLI, 'info'], {
+      encoding: 'utf8',
+      env: { ...process.env, DDPM_THREADS: 'lots' },
+    });
     assert.match(bad.stderr, /DDPM_THREADS: expected a positive integer, got "lots"/);
   });
 });
@@ -97,7 +124,10 @@ describe('native builds', { skip: NATIVE_SKIP }, () => {
       const s = b.softmax(x, 16, 81), e = b.unary('exp', x);
       console.log(JSON.stringify({ build: a.info().build, y: Array.from(y), s: Array.from(s), e: Array.from(e) }));`;
     const run = (env: string) => {
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DDPM_NATIVE_BUILD: env } });
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        env: { ...process.env, DDPM_NATIVE_BUILD: env },
+      });
       assert.equal(r.status, 0, r.stderr);
       return JSON.parse(r.stdout);
     };
@@ -105,10 +135,23 @@ describe('native builds', { skip: NATIVE_SKIP }, () => {
     assert.equal(base.build, 'baseline');
     for (const level of ['v3', 'v4', '']) {
       const other = run(level);
-      if (level) assert.ok(other.build === `x86-64-${level}` || other.build !== 'baseline' || level === 'v3', `asked for ${level}, got ${other.build}`);
-      for (const k of ['y', 's', 'e']) base[k].forEach((v: number, i: number) => assert.ok(Math.abs(v - other[k][i]) <= 1e-5 * Math.max(1, Math.abs(v)), `${k}[${i}]: ${v} vs ${other[k][i]} (${other.build})`));
+      if (level)
+        assert.ok(
+          other.build === `x86-64-${level}` || other.build !== 'baseline' || level === 'v3',
+          `asked for ${level}, got ${other.build}`,
+        );
+      for (const k of ['y', 's', 'e'])
+        base[k].forEach((v: number, i: number) =>
+          assert.ok(
+            Math.abs(v - other[k][i]) <= 1e-5 * Math.max(1, Math.abs(v)),
+            `${k}[${i}]: ${v} vs ${other[k][i]} (${other.build})`,
+          ),
+        );
     }
-    const bad = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DDPM_NATIVE_BUILD: 'v9' } });
+    const bad = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, DDPM_NATIVE_BUILD: 'v9' },
+    });
     assert.notEqual(bad.status, 0);
   });
 });

@@ -12,22 +12,89 @@ export interface OpCase {
 }
 
 export const OP_CASES: OpCase[] = [
-  { name: 'conv2d 3x3 s1 p1 bias', shapes: [[2, 5, 7, 9], [6, 5, 3, 3], [6]], fn: ([x, w, b]) => T.conv2d(x, w, b, { padding: 1 }) },
-  { name: 'conv2d 3x3 s2 asymmetric pad', shapes: [[3, 4, 9, 8], [5, 4, 3, 3], [5]], fn: ([x, w, b]) => T.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] }) },
-  { name: 'conv2d 1x1 no bias', shapes: [[2, 7, 5, 5], [3, 7, 1, 1]], fn: ([x, w]) => T.conv2d(x, w, null) },
-  { name: 'conv2d 3x3 s2 p1', shapes: [[1, 3, 11, 11], [4, 3, 3, 3], [4]], fn: ([x, w, b]) => T.conv2d(x, w, b, { stride: 2, padding: 1 }) },
+  {
+    name: 'conv2d 3x3 s1 p1 bias',
+    shapes: [[2, 5, 7, 9], [6, 5, 3, 3], [6]],
+    fn: ([x, w, b]) => T.conv2d(x, w, b, { padding: 1 }),
+  },
+  {
+    name: 'conv2d 3x3 s2 asymmetric pad',
+    shapes: [[3, 4, 9, 8], [5, 4, 3, 3], [5]],
+    fn: ([x, w, b]) => T.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] }),
+  },
+  {
+    name: 'conv2d 1x1 no bias',
+    shapes: [
+      [2, 7, 5, 5],
+      [3, 7, 1, 1],
+    ],
+    fn: ([x, w]) => T.conv2d(x, w, null),
+  },
+  {
+    name: 'conv2d 3x3 s2 p1',
+    shapes: [[1, 3, 11, 11], [4, 3, 3, 3], [4]],
+    fn: ([x, w, b]) => T.conv2d(x, w, b, { stride: 2, padding: 1 }),
+  },
   { name: 'linear', shapes: [[7, 13], [5, 13], [5]], fn: ([x, w, b]) => T.linear(x, w, b) },
-  { name: 'batched matmul', shapes: [[3, 4, 6], [3, 6, 5]], fn: ([a, b]) => T.matmul(a, b) },
-  { name: 'batched matmul transposed', shapes: [[3, 6, 4], [3, 5, 6]], fn: ([a, b]) => T.matmul(a, b, true, true) },
+  {
+    name: 'batched matmul',
+    shapes: [
+      [3, 4, 6],
+      [3, 6, 5],
+    ],
+    fn: ([a, b]) => T.matmul(a, b),
+  },
+  {
+    name: 'batched matmul transposed',
+    shapes: [
+      [3, 6, 4],
+      [3, 5, 6],
+    ],
+    fn: ([a, b]) => T.matmul(a, b, true, true),
+  },
   { name: 'group norm', shapes: [[3, 8, 5, 3], [8], [8]], fn: ([x, g, b]) => T.groupNorm(x, g, b, 4, 1e-6) },
-  { name: 'group norm + silu', shapes: [[2, 6, 7, 7], [6], [6]], fn: ([x, g, b]) => T.groupNorm(x, g, b, 3, 1e-6, true) },
+  {
+    name: 'group norm + silu',
+    shapes: [[2, 6, 7, 7], [6], [6]],
+    fn: ([x, g, b]) => T.groupNorm(x, g, b, 3, 1e-6, true),
+  },
   { name: 'silu', shapes: [[3, 17]], fn: ([x]) => T.silu(x) },
   { name: 'softmax', shapes: [[4, 3, 19]], fn: ([x]) => T.softmax(x) },
-  { name: 'add broadcast', shapes: [[2, 3, 4, 5], [2, 3, 1, 1]], fn: ([a, b]) => T.add(a, b) },
-  { name: 'sub broadcast', shapes: [[1, 3, 4, 1], [2, 1, 1, 5]], fn: ([a, b]) => T.sub(a, b) },
+  {
+    name: 'add broadcast',
+    shapes: [
+      [2, 3, 4, 5],
+      [2, 3, 1, 1],
+    ],
+    fn: ([a, b]) => T.add(a, b),
+  },
+  {
+    name: 'sub broadcast',
+    shapes: [
+      [1, 3, 4, 1],
+      [2, 1, 1, 5],
+    ],
+    fn: ([a, b]) => T.sub(a, b),
+  },
   { name: 'mul broadcast', shapes: [[2, 3, 4, 5], [5]], fn: ([a, b]) => T.mul(a, b) },
-  { name: 'div broadcast', shapes: [[2, 3, 4, 5], [2, 1, 4, 1]], fn: ([a, b]) => T.div(a, b), positive: true },
-  { name: 'concat', shapes: [[2, 3, 4, 5], [2, 2, 4, 5], [2, 1, 4, 5]], fn: (xs) => T.concat(xs) },
+  {
+    name: 'div broadcast',
+    shapes: [
+      [2, 3, 4, 5],
+      [2, 1, 4, 1],
+    ],
+    fn: ([a, b]) => T.div(a, b),
+    positive: true,
+  },
+  {
+    name: 'concat',
+    shapes: [
+      [2, 3, 4, 5],
+      [2, 2, 4, 5],
+      [2, 1, 4, 5],
+    ],
+    fn: (xs) => T.concat(xs),
+  },
   { name: 'slice channels', shapes: [[2, 7, 3, 2]], fn: ([x]) => T.sliceChannels(x, 2, 4) },
   { name: 'upsample2x', shapes: [[2, 3, 5, 7]], fn: ([x]) => T.upsample2x(x) },
   { name: 'permute', shapes: [[2, 3, 4, 5]], fn: ([x]) => T.permute(x, [0, 2, 3, 1]) },
@@ -42,10 +109,25 @@ export const OP_CASES: OpCase[] = [
   { name: 'normal cdf', shapes: [[5, 7]], fn: ([x]) => T.normalCdf(x) },
   { name: 'clamp', shapes: [[6, 7]], fn: ([x]) => T.clamp(x, -0.5, 0.7) },
   { name: 'clamp below only', shapes: [[6, 7]], fn: ([x]) => T.clamp(x, -0.2, Infinity) },
-  { name: 'conv2d 3x3 more channels than a GEMM tile', shapes: [[2, 70, 9, 9], [67, 70, 3, 3], [67]], fn: ([x, w, b]) => T.conv2d(x, w, b, { padding: 1 }) },
-  { name: 'matmul larger than a GEMM tile', shapes: [[2, 70, 130], [2, 130, 67]], fn: ([a, b]) => T.matmul(a, b) },
+  {
+    name: 'conv2d 3x3 more channels than a GEMM tile',
+    shapes: [[2, 70, 9, 9], [67, 70, 3, 3], [67]],
+    fn: ([x, w, b]) => T.conv2d(x, w, b, { padding: 1 }),
+  },
+  {
+    name: 'matmul larger than a GEMM tile',
+    shapes: [
+      [2, 70, 130],
+      [2, 130, 67],
+    ],
+    fn: ([a, b]) => T.matmul(a, b),
+  },
   { name: 'softmax rows longer than a workgroup', shapes: [[3, 300]], fn: ([x]) => T.softmax(x) },
-  { name: 'group norm groups longer than a workgroup', shapes: [[2, 4, 20, 20], [4], [4]], fn: ([x, g, b]) => T.groupNorm(x, g, b, 2, 1e-6, true) },
+  {
+    name: 'group norm groups longer than a workgroup',
+    shapes: [[2, 4, 20, 20], [4], [4]],
+    fn: ([x, g, b]) => T.groupNorm(x, g, b, 2, 1e-6, true),
+  },
   { name: 'full sum of a large tensor (split across threads)', shapes: [[70000]], fn: ([x]) => T.sum(x) },
 ];
 

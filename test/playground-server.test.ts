@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { ROOT } from './helpers.js';
 
 async function startServer(): Promise<{ server: ChildProcess; port: number }> {
-  const server = spawn(process.execPath, [join(ROOT, 'scripts', 'playground.mjs'), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const server = spawn(process.execPath, [join(ROOT, 'scripts', 'playground.mjs'), '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   server.stderr!.on('data', (d) => (err += d));
   const port = await new Promise<number>((resolve, reject) => {
@@ -43,7 +45,8 @@ function raw(port: number, request: string | Buffer): Promise<number> {
   });
 }
 
-const get = (port: number, path: string, host = `127.0.0.1:${port}`) => raw(port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+const get = (port: number, path: string, host = `127.0.0.1:${port}`) =>
+  raw(port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
 
 /** A deterministic generator (mulberry32), so that a failure can be replayed. */
 function rng(seed: number) {
@@ -84,14 +87,40 @@ describe('playground server', () => {
     const rand = rng(16);
     const pick = <T>(a: T[]) => a[Math.floor(rand() * a.length)];
     const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rand() * 256)));
-    const pieces = ['/', '/models/', '%', '%2', '%zz', '%00', '%2e%2e', '..', '//', '\\', 'index.json', 'mnist', 'config.json', '?a=%', '#x', '\u00e9', '%C0%AF', 'app.js', ' ', '%E0%A4%A'];
+    const pieces = [
+      '/',
+      '/models/',
+      '%',
+      '%2',
+      '%zz',
+      '%00',
+      '%2e%2e',
+      '..',
+      '//',
+      '\\',
+      'index.json',
+      'mnist',
+      'config.json',
+      '?a=%',
+      '#x',
+      '\u00e9',
+      '%C0%AF',
+      'app.js',
+      ' ',
+      '%E0%A4%A',
+    ];
     const kinds: (() => string | Buffer)[] = [
-      () => `GET ${Array.from({ length: 1 + Math.floor(rand() * 6) }, () => pick(pieces)).join('')} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
-      () => `GET /models/${Array.from({ length: 1 + Math.floor(rand() * 4) }, () => pick(pieces)).join('')} HTTP/1.1\r\nHost: ${pick([`127.0.0.1:${port}`, `localhost:${port}`, 'evil.test', '', `[::1]:${port}`])}\r\nConnection: close\r\n\r\n`,
-      () => `${pick(['GET', 'POST', 'PUT', 'OPTIONS', 'HEAD', 'BREW', 'get'])} / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+      () =>
+        `GET ${Array.from({ length: 1 + Math.floor(rand() * 6) }, () => pick(pieces)).join('')} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+      () =>
+        `GET /models/${Array.from({ length: 1 + Math.floor(rand() * 4) }, () => pick(pieces)).join('')} HTTP/1.1\r\nHost: ${pick([`127.0.0.1:${port}`, `localhost:${port}`, 'evil.test', '', `[::1]:${port}`])}\r\nConnection: close\r\n\r\n`,
+      () =>
+        `${pick(['GET', 'POST', 'PUT', 'OPTIONS', 'HEAD', 'BREW', 'get'])} / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
       () => Buffer.concat([bytes(1 + Math.floor(rand() * 200)), Buffer.from('\r\n\r\n')]),
-      () => `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${'X-A: b\r\n'.repeat(Math.floor(rand() * 50))}Bad Header Line\r\nConnection: close\r\n\r\n`,
-      () => `GET /${'a'.repeat(Math.floor(rand() * 20000))} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+      () =>
+        `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${'X-A: b\r\n'.repeat(Math.floor(rand() * 50))}Bad Header Line\r\nConnection: close\r\n\r\n`,
+      () =>
+        `GET /${'a'.repeat(Math.floor(rand() * 20000))} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
     ];
     const statuses = new Map<number, number>();
     for (let i = 0; i < 1000; i += 20) {

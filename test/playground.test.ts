@@ -9,12 +9,19 @@ import { join } from 'node:path';
 import { ROOT } from './helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const NO_BROWSER = existsSync(CHROMIUM) || process.env.DDPM_REQUIRE_BROWSER === '1' ? false : `${CHROMIUM} is absent (apt-get install -y chromium)`;
+const NO_BROWSER =
+  existsSync(CHROMIUM) || process.env.DDPM_REQUIRE_BROWSER === '1'
+    ? false
+    : `${CHROMIUM} is absent (apt-get install -y chromium)`;
 const SHOT = join(ROOT, 'docs', 'playground.png');
 
 describe('playground', () => {
-  it('the server prints its URL, and the page samples the shipped model on WebGPU, draws the grids and interpolates', { skip: NO_BROWSER }, async () => {
-    const server = spawn(process.execPath, [join(ROOT, 'scripts', 'playground.mjs'), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  it('the server prints its URL, and the page samples the shipped model on WebGPU, draws the grids and interpolates', {
+    skip: NO_BROWSER,
+  }, async () => {
+    const server = spawn(process.execPath, [join(ROOT, 'scripts', 'playground.mjs'), '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     server.stderr.on('data', (d) => (err += d));
     try {
@@ -28,7 +35,16 @@ describe('playground', () => {
         server.on('exit', (code) => reject(new Error(`playground server exited with ${code}: ${err}`)));
       });
       const { chromium } = await import('playwright-core');
-      const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--no-first-run', '--disable-background-networking'] });
+      const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: [
+          '--no-sandbox',
+          '--enable-unsafe-webgpu',
+          '--use-webgpu-adapter=swiftshader',
+          '--no-first-run',
+          '--disable-background-networking',
+        ],
+      });
       try {
         const p = await browser.newPage({ viewport: { width: 1000, height: 900 } });
         const errors: string[] = [];
@@ -49,16 +65,30 @@ describe('playground', () => {
         // interpolation (Fig. 8) between samples 0 and 1, decoded from t = 2
         await p.fill('#it', '2');
         await p.click('#interp');
-        await p.waitForFunction(() => /lambda = 0|error/.test(document.getElementById('interpStatus')!.textContent ?? ''), undefined, { timeout: 240_000 });
+        await p.waitForFunction(
+          () => /lambda = 0|error/.test(document.getElementById('interpStatus')!.textContent ?? ''),
+          undefined,
+          { timeout: 240_000 },
+        );
         assert.match((await p.textContent('#interpStatus')) ?? '', /lambda = 0, 1\/7, \.\.\., 1 from t = 2/);
         assert.equal(await p.evaluate('document.getElementById("interpOut").width'), 8 * 30 + 2);
         if (process.env.DDPM_UPDATE_SCREENSHOTS === '1') await p.screenshot({ path: SHOT, fullPage: true });
         // the model picker lists the shipped folders and loads the one chosen
-        const shipped = readdirSync(join(ROOT, 'models'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
-        assert.deepEqual(await p.evaluate('[...document.getElementById("modelPick").options].map((o) => o.value)'), shipped);
+        const shipped = readdirSync(join(ROOT, 'models'), { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => e.name)
+          .sort();
+        assert.deepEqual(
+          await p.evaluate('[...document.getElementById("modelPick").options].map((o) => o.value)'),
+          shipped,
+        );
         assert.equal(await p.inputValue('#modelPick'), 'mnist');
         await p.selectOption('#modelPick', 'fashion');
-        await p.waitForFunction(() => /loaded|error/.test(document.getElementById('status')!.textContent ?? ''), undefined, { timeout: 60_000 });
+        await p.waitForFunction(
+          () => /loaded|error/.test(document.getElementById('status')!.textContent ?? ''),
+          undefined,
+          { timeout: 60_000 },
+        );
         assert.equal(await p.textContent('#status'), 'model fashion loaded');
         assert.match((await p.textContent('#model')) ?? '', /^fashion \(1x28x28, [\d,]+ parameters, T = 1000\)$/);
         assert.equal(await p.evaluate('document.getElementById("interp").disabled'), true);

@@ -8,9 +8,21 @@ import * as T from '../src/engine/ops.js';
 describe('Philox 4x32-10', () => {
   // Random123's kat_vectors: counter (4 words), key (2 words) -> output (4 words)
   const kat: [number[], number[], number[]][] = [
-    [[0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]],
-    [[0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]],
-    [[0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0], [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]],
+    [
+      [0, 0, 0, 0],
+      [0, 0],
+      [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+    ],
+    [
+      [0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff],
+      [0xffffffff, 0xffffffff],
+      [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+    ],
+    [
+      [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+      [0xa4093822, 0x299f31d0],
+      [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+    ],
   ];
   for (const [ctr, key, want] of kat)
     it(`known answer for counter ${ctr.map((v) => v.toString(16)).join(' ')}`, () => {
@@ -39,7 +51,9 @@ describe('Philox 4x32-10', () => {
   });
 
   it('different seeds and streams give different numbers', () => {
-    const a = T.randn([1, 8], { seed: 1, stream: 0 }).dataSync(), b = T.randn([1, 8], { seed: 2, stream: 0 }).dataSync(), c = T.randn([1, 8], { seed: 1, stream: 1 }).dataSync();
+    const a = T.randn([1, 8], { seed: 1, stream: 0 }).dataSync(),
+      b = T.randn([1, 8], { seed: 2, stream: 0 }).dataSync(),
+      c = T.randn([1, 8], { seed: 1, stream: 1 }).dataSync();
     assert.notDeepEqual(a, b);
     assert.notDeepEqual(a, c);
   });
@@ -48,9 +62,15 @@ describe('Philox 4x32-10', () => {
     const t = randomIntegers(100_000, 0, 9, { seed: 1, stream: 2 });
     const counts = new Array(10).fill(0);
     t.forEach((v) => counts[v]++);
-    assert.ok(counts.every((c) => Math.abs(c - 10_000) < 500), `counts ${counts}`);
+    assert.ok(
+      counts.every((c) => Math.abs(c - 10_000) < 500),
+      `counts ${counts}`,
+    );
     const p = randomPermutation(1000, { seed: 1, stream: 3 });
-    assert.deepEqual([...p].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => i));
+    assert.deepEqual(
+      [...p].sort((a, b) => a - b),
+      Array.from({ length: 1000 }, (_, i) => i),
+    );
   });
 
   it('rejects a seed that is not a safe non-negative integer', () => {

@@ -13,24 +13,28 @@ import { native, reference, withBackend } from './helpers.js';
 function tinyModel() {
   const m = new UNet(PRESETS.tiny()).init(1);
   // make the near-zero output layers non-trivial so that samples depend on the network
-  for (const [n, p] of m.params) if (n.endsWith('conv2.weight') || n.startsWith('conv_out.weight') || n.includes('to_out.0.weight')) p.write(Float32Array.from({ length: p.size }, (_, i) => 0.02 * Math.sin(i + 1)));
+  for (const [n, p] of m.params)
+    if (n.endsWith('conv2.weight') || n.startsWith('conv_out.weight') || n.includes('to_out.0.weight'))
+      p.write(Float32Array.from({ length: p.size }, (_, i) => 0.02 * Math.sin(i + 1)));
   return m;
 }
 
 describe('samples do not depend on the batch size', () => {
   for (const be of [reference, ...(native ? [native] : [])])
-    it(`sample i is the same in a batch of 1 or of 4 (${be.name})`, () => withBackend(be, () => {
-      const m = tinyModel();
-      const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 40, betaEnd: 0.5 });
-      const f = (x: Parameters<typeof m.forward>[0], t: Int32Array) => m.forward(x, t);
-      const big = noGrad(() => sampleAll(d, f, [4, 1, 8, 8], { sampler: 'ancestral', seed: 9 }));
-      for (const i of [0, 3]) {
-        const one = noGrad(() => sampleAll(d, f, [1, 1, 8, 8], { sampler: 'ancestral', seed: 9, sampleStart: i }));
-        let maxDiff = 0;
-        for (let j = 0; j < 64; j++) maxDiff = Math.max(maxDiff, Math.abs(one.dataSync()[j] - big.dataSync()[i * 64 + j]) / 2);
-        assert.ok(maxDiff <= 1e-3, `sample ${i}: max difference ${maxDiff} on [0, 1]`);
-      }
-    }));
+    it(`sample i is the same in a batch of 1 or of 4 (${be.name})`, () =>
+      withBackend(be, () => {
+        const m = tinyModel();
+        const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 40, betaEnd: 0.5 });
+        const f = (x: Parameters<typeof m.forward>[0], t: Int32Array) => m.forward(x, t);
+        const big = noGrad(() => sampleAll(d, f, [4, 1, 8, 8], { sampler: 'ancestral', seed: 9 }));
+        for (const i of [0, 3]) {
+          const one = noGrad(() => sampleAll(d, f, [1, 1, 8, 8], { sampler: 'ancestral', seed: 9, sampleStart: i }));
+          let maxDiff = 0;
+          for (let j = 0; j < 64; j++)
+            maxDiff = Math.max(maxDiff, Math.abs(one.dataSync()[j] - big.dataSync()[i * 64 + j]) / 2);
+          assert.ok(maxDiff <= 1e-3, `sample ${i}: max difference ${maxDiff} on [0, 1]`);
+        }
+      }));
 });
 
 describe('samplers', () => {
@@ -39,7 +43,15 @@ describe('samplers', () => {
     it(`${s} runs, yields every step and returns finite images`, () => {
       const m = tinyModel();
       const steps: number[] = [];
-      const x = noGrad(() => sampleAll(d, (xx, t) => m.forward(xx, t), [2, 1, 8, 8], { sampler: s, seed: 1, steps: 10, eta: 0.5, langevinSteps: 2 }, (st) => steps.push(st.step)));
+      const x = noGrad(() =>
+        sampleAll(
+          d,
+          (xx, t) => m.forward(xx, t),
+          [2, 1, 8, 8],
+          { sampler: s, seed: 1, steps: 10, eta: 0.5, langevinSteps: 2 },
+          (st) => steps.push(st.step),
+        ),
+      );
       assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
       assert.ok(x.dataSync().every(Number.isFinite));
     });
@@ -61,7 +73,8 @@ describe('samplers', () => {
     const full = noGrad(() => sampleAll(d, f, [2, 1, 8, 8], opts));
     let saved: SamplerState | undefined;
     const it1 = sample(d, f, [2, 1, 8, 8], opts);
-    for (let k = 0; k < 5; k++) saved = await (noGrad(() => it1.next()).value as { saveState: () => Promise<SamplerState> }).saveState(); // cancel after 5 steps
+    for (let k = 0; k < 5; k++)
+      saved = await (noGrad(() => it1.next()).value as { saveState: () => Promise<SamplerState> }).saveState(); // cancel after 5 steps
     const state = JSON.parse(JSON.stringify({ ...saved!, x: Array.from(saved!.x) }));
     state.x = Float32Array.from(state.x);
     const it2 = sample(d, f, [2, 1, 8, 8], opts, state);
@@ -69,12 +82,12 @@ describe('samplers', () => {
     while (!r.done) r = noGrad(() => it2.next());
     assert.deepEqual(r.value.dataSync(), full.dataSync());
   });
-
 });
 
 /** Mean and variance of all values. */
 function moments(x: Float32Array) {
-  let m = 0, v = 0;
+  let m = 0,
+    v = 0;
   for (const a of x) m += a;
   m /= x.length;
   for (const a of x) v += (a - m) ** 2;
@@ -90,7 +103,13 @@ describe('sampler correctness', () => {
     const f = (xx: Tensor, t: Int32Array) => m.forward(xx, t);
     const xT = T.randn(shape, { seed: 77, stream: 3 }).dataSync().slice();
     const run = (seed: number, eta: number) => {
-      const it = sample(d, f, shape, { sampler: 'ddim', seed, steps: 10, eta }, { sampler: 'ddim', done: 0, total: 10, shape, seed, sampleStart: 0, x: xT });
+      const it = sample(
+        d,
+        f,
+        shape,
+        { sampler: 'ddim', seed, steps: 10, eta },
+        { sampler: 'ddim', done: 0, total: 10, shape, seed, sampleStart: 0, x: xT },
+      );
       let r = noGrad(() => it.next());
       while (!r.done) r = noGrad(() => it.next());
       return r.value.dataSync();
@@ -102,12 +121,20 @@ describe('sampler correctness', () => {
   it('DDIM with eta 1 is the ancestral step with the posterior variance (fixedsmall), step by step', () => {
     const m = tinyModel();
     const f = (xx: Tensor, t: Int32Array) => m.forward(xx, t);
-    const ds = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, variance: 'fixedsmall', clipSample: false });
+    const ds = new GaussianDiffusion({
+      ...PAPER_DIFFUSION,
+      timesteps: 100,
+      betaEnd: 0.2,
+      variance: 'fixedsmall',
+      clipSample: false,
+    });
     for (const t of [99, 50, 7, 1]) {
-      const x = T.randn([2, 1, 8, 8], { seed: 5, stream: t }), z = T.randn([2, 1, 8, 8], { seed: 6, stream: t });
+      const x = T.randn([2, 1, 8, 8], { seed: 5, stream: t }),
+        z = T.randn([2, 1, 8, 8], { seed: 6, stream: t });
       const a = noGrad(() => ancestralStep(ds, f, x, new Int32Array(2).fill(t), false, z).x.dataSync());
       const b = noGrad(() => ddimStep(ds, f, x, t, t - 1, false, 1, z).x.dataSync());
-      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-5, `t=${t} index ${i}: ${a[i]} vs ${b[i]}`);
+      for (let i = 0; i < a.length; i++)
+        assert.ok(Math.abs(a[i] - b[i]) < 1e-5, `t=${t} index ${i}: ${a[i]} vs ${b[i]}`);
     }
   });
 
@@ -119,28 +146,53 @@ describe('sampler correctness', () => {
   };
 
   it('with the exact model, ancestral (fixedsmall) and DDIM eta 1 give the same marginal variances as the linear recursion', () => {
-    const ds = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, variance: 'fixedsmall', clipSample: false });
+    const ds = new GaussianDiffusion({
+      ...PAPER_DIFFUSION,
+      timesteps: 100,
+      betaEnd: 0.2,
+      variance: 'fixedsmall',
+      clipSample: false,
+    });
     // x_{t-1} = a_t x_t + sigma_t z with a_t = c1 (1 - sqrt(1 - abar) k_t) / sqrt(abar) + c2, k_t the exact model's gain
     const tb = ds.tables;
     const expected: number[] = [];
     let v = 1;
     for (let t = 99; t >= 0; t--) {
-      const ab = tb.alphasCumprod[t], k = Math.sqrt(1 - ab) / (ab * s2 + 1 - ab);
+      const ab = tb.alphasCumprod[t],
+        k = Math.sqrt(1 - ab) / (ab * s2 + 1 - ab);
       const a = (tb.posteriorMeanCoef1[t] * (1 - Math.sqrt(1 - ab) * k)) / Math.sqrt(ab) + tb.posteriorMeanCoef2[t];
       v = a * a * v + (t > 0 ? Math.exp(tb.posteriorLogVarianceClipped[t]) : 0);
       expected.push(v);
     }
-    for (const [sampler, seed] of [['ancestral', 3], ['ddim', 4]] as const) {
+    for (const [sampler, seed] of [
+      ['ancestral', 3],
+      ['ddim', 4],
+    ] as const) {
       const got: number[] = [];
-      noGrad(() => sampleAll(ds, exactGaussian(ds), [64, 1, 8, 8], { sampler, seed, eta: 1 }, (st) => got.push(moments(st.x.dataSync()).variance)));
-      for (const k of [9, 49, 89, 99]) assert.ok(Math.abs(got[k] / expected[k] - 1) < 0.06, `${sampler} after ${k + 1} steps: variance ${got[k]}, expected ${expected[k]}`);
+      noGrad(() =>
+        sampleAll(ds, exactGaussian(ds), [64, 1, 8, 8], { sampler, seed, eta: 1 }, (st) =>
+          got.push(moments(st.x.dataSync()).variance),
+        ),
+      );
+      for (const k of [9, 49, 89, 99])
+        assert.ok(
+          Math.abs(got[k] / expected[k] - 1) < 0.06,
+          `${sampler} after ${k + 1} steps: variance ${got[k]}, expected ${expected[k]}`,
+        );
     }
   });
 
   it('with N(0, I) data the ancestral sampler with fixedlarge variance (sigma^2 = beta) recovers unit variance', () => {
     const dl = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, clipSample: false });
     // exact eps-model for x0 ~ N(0, I): E[eps | x_t] = sqrt(1 - abar) x_t
-    const model = (x: Tensor, t: Int32Array) => T.mul(x, T.gatherTimesteps(Float64Array.from(dl.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab)), t));
+    const model = (x: Tensor, t: Int32Array) =>
+      T.mul(
+        x,
+        T.gatherTimesteps(
+          Float64Array.from(dl.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab)),
+          t,
+        ),
+      );
     const x = noGrad(() => sampleAll(dl, model, [64, 1, 8, 8], { sampler: 'ancestral', seed: 5 })).dataSync();
     const { variance } = moments(x);
     assert.ok(Math.abs(variance - 1) < 0.06, `variance ${variance}`);
@@ -148,11 +200,17 @@ describe('sampler correctness', () => {
 
   // a two-component Gaussian mixture 0.5 N(-0.5, 0.05^2) + 0.5 N(0.5, 0.05^2), its exact score at every noise level
   const mixture = (dd: GaussianDiffusion) => (x: Tensor, t: Int32Array) => {
-    const xs = x.dataSync(), per = xs.length / t.length, out = new Float32Array(xs.length);
+    const xs = x.dataSync(),
+      per = xs.length / t.length,
+      out = new Float32Array(xs.length);
     for (let b = 0; b < t.length; b++) {
-      const ab = dd.tables.alphasCumprod[t[b]], v = ab * 0.0025 + 1 - ab, mu = 0.5 * Math.sqrt(ab);
+      const ab = dd.tables.alphasCumprod[t[b]],
+        v = ab * 0.0025 + 1 - ab,
+        mu = 0.5 * Math.sqrt(ab);
       for (let j = b * per; j < (b + 1) * per; j++) {
-        const y = xs[j], la = -((y - mu) ** 2) / (2 * v), lb = -((y + mu) ** 2) / (2 * v);
+        const y = xs[j],
+          la = -((y - mu) ** 2) / (2 * v),
+          lb = -((y + mu) ** 2) / (2 * v);
         const wa = 1 / (1 + Math.exp(lb - la));
         const score = -(wa * (y - mu) + (1 - wa) * (y + mu)) / v;
         out[j] = -Math.sqrt(1 - ab) * score;
@@ -164,7 +222,14 @@ describe('sampler correctness', () => {
   for (const sampler of ['langevin', 'pc'] as const)
     it(`${sampler} with the exact score of a 1-D Gaussian mixture matches its mean, variance and mode weights`, () => {
       const dm = new GaussianDiffusion({ ...PAPER_DIFFUSION, clipSample: false });
-      const x = noGrad(() => sampleAll(dm, mixture(dm), [32, 1, 8, 8], { sampler, seed: 11, steps: 100, langevinSteps: sampler === 'langevin' ? 3 : 1 })).dataSync();
+      const x = noGrad(() =>
+        sampleAll(dm, mixture(dm), [32, 1, 8, 8], {
+          sampler,
+          seed: 11,
+          steps: 100,
+          langevinSteps: sampler === 'langevin' ? 3 : 1,
+        }),
+      ).dataSync();
       const { mean, variance } = moments(x);
       const right = x.filter((v) => v > 0).length / x.length;
       // exact: mean 0, variance 0.25 + 0.0025, half of the mass on each mode

@@ -26,10 +26,12 @@ describe('random streams', () => {
       for (let site = 0; site < 40; site++) add(`dropout ${m}/${site}`, streams.dropout(seed, m, site).stream);
     }
     // the collision the old layout had: dropout of micro-batch m at site 160 vs the noise of micro-batch 256 m + 160
-    for (const m of [1, 2, 3]) assert.notEqual(streams.dropout(seed, m, 160).stream, streams.trainNoise(seed, 256 * m + 160).stream);
+    for (const m of [1, 2, 3])
+      assert.notEqual(streams.dropout(seed, m, 160).stream, streams.trainNoise(seed, 256 * m + 160).stream);
     add('samplerInit', streams.samplerInit(seed).stream);
     for (let step = 0; step < 1000; step++) {
-      for (let sub = 0; sub < 4; sub++) add(`samplerNoise ${step}/${sub}`, streams.samplerNoise(seed, step, sub).stream);
+      for (let sub = 0; sub < 4; sub++)
+        add(`samplerNoise ${step}/${sub}`, streams.samplerNoise(seed, step, sub).stream);
       add(`bpdNoise ${step}`, streams.bpdNoise(seed, step).stream);
       add(`interpolate ${step}`, streams.interpolate(seed, step).stream);
     }
@@ -56,7 +58,8 @@ describe('random streams', () => {
   it('no source file outside the registry builds a stream id by hand', () => {
     const files: string[] = [];
     const walk = (d: string) => {
-      for (const e of readdirSync(d, { withFileTypes: true })) e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') && files.push(join(d, e.name));
+      for (const e of readdirSync(d, { withFileTypes: true }))
+        e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') && files.push(join(d, e.name));
     };
     walk(join(ROOT, 'src'));
     for (const f of files) {

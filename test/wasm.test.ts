@@ -27,15 +27,27 @@ describe('wasm backend equals reference', () => {
 
   it('the tiny U-Net training loss and gradients equal reference within 1e-4', () => {
     const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100 });
-    const x0 = randValues(3 * 64), t = Int32Array.from([0, 40, 99]), noise = randValues(3 * 64);
-    const step = (b: typeof reference) => withBackend(b, () => {
-      const model = new UNet(PRESETS.tiny()).init(2);
-      const { loss } = d.trainingLosses((x, tt) => model.forward(x, tt), T.fromArray(x0, [3, 1, 8, 8]), t, T.fromArray(noise, [3, 1, 8, 8]));
-      const total = T.mean(loss);
-      total.backward();
-      return { loss: total.dataSync().slice(), grads: [...model.params.values()].map((p) => p.grad!.dataSync().slice()) };
-    });
-    const w = step(wasm), r = step(reference);
+    const x0 = randValues(3 * 64),
+      t = Int32Array.from([0, 40, 99]),
+      noise = randValues(3 * 64);
+    const step = (b: typeof reference) =>
+      withBackend(b, () => {
+        const model = new UNet(PRESETS.tiny()).init(2);
+        const { loss } = d.trainingLosses(
+          (x, tt) => model.forward(x, tt),
+          T.fromArray(x0, [3, 1, 8, 8]),
+          t,
+          T.fromArray(noise, [3, 1, 8, 8]),
+        );
+        const total = T.mean(loss);
+        total.backward();
+        return {
+          loss: total.dataSync().slice(),
+          grads: [...model.params.values()].map((p) => p.grad!.dataSync().slice()),
+        };
+      });
+    const w = step(wasm),
+      r = step(reference);
     assertClose(w.loss, r.loss, 1e-5, 1e-4, 'loss');
     r.grads.forEach((g, i) => assertClose(w.grads[i], g, 1e-4, 1e-4, `gradient ${i}`));
   });

@@ -42,10 +42,20 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
   }
 
   /** Runs a backend-level kernel on both backends with the same inputs; returns every buffer's values after. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  async function both(sizes: number[], fn: (b: Backend, bufs: any[]) => any[], positive: number[] = []): Promise<[Float32Array[], Float32Array[]]> {
+  async function both(
+    sizes: number[],
+    // biome-ignore lint/suspicious/noExplicitAny: each backend's own buffers
+    fn: (b: Backend, bufs: any[]) => any[],
+    positive: number[] = [],
+  ): Promise<[Float32Array[], Float32Array[]]> {
     const vals = sizes.map((k, i) => (positive.includes(i) ? randValues(k).map(Math.abs) : randValues(k)));
-    const run = async (b: Backend) => Promise.all(fn(b, vals.map((v) => b.upload(v))).map((s) => b.read(s)));
+    const run = async (b: Backend) =>
+      Promise.all(
+        fn(
+          b,
+          vals.map((v) => b.upload(v)),
+        ).map((s) => b.read(s)),
+      );
     return [await run(gpu!), await run(reference)];
   }
   function close(g: Float32Array[], r: Float32Array[], what: string): void {
@@ -55,22 +65,38 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
   it('adam step, EMA update, sum of squares, scale and add in place', async () => {
     const n = 1000;
     const h = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 3 };
-    const [g1, r1] = await both([n, n, n, n], (b, [p, gr, m, v]) => {
-      b.adamStep(p, gr, m, v, h);
-      return [p, m, v];
-    }, [3]); // the second moment v >= 0
+    const [g1, r1] = await both(
+      [n, n, n, n],
+      (b, [p, gr, m, v]) => {
+        b.adamStep(p, gr, m, v, h);
+        return [p, m, v];
+      },
+      [3],
+    ); // the second moment v >= 0
     close(g1, r1, 'adamStep');
-    const [g2, r2] = await both([n, n], (b, [e, p]) => { b.emaUpdate(e, p, 0.999); return [e]; });
+    const [g2, r2] = await both([n, n], (b, [e, p]) => {
+      b.emaUpdate(e, p, 0.999);
+      return [e];
+    });
     close(g2, r2, 'emaUpdate');
     const [g3, r3] = await both([70001], (b, [x]) => [b.sumSquares(x)]);
     close(g3, r3, 'sumSquares');
-    const [g4, r4] = await both([n, 1, n], (b, [x, s, y]) => { b.scaleInPlace(x, s); b.addInPlace(x, y); return [x]; });
+    const [g4, r4] = await both([n, 1, n], (b, [x, s, y]) => {
+      b.scaleInPlace(x, s);
+      b.addInPlace(x, y);
+      return [x];
+    });
     close(g4, r4, 'scaleInPlace + addInPlace');
   });
 
   it('max and average pooling (count_include_pad on and off)', async () => {
     const xs = [2, 3, 9, 8];
-    for (const [kind, k, s, p, cp] of [['max', 3, 2, 0, false], ['avg', 3, 1, 1, false], ['avg', 3, 1, 1, true], ['max', 3, 2, 1, false]] as const) {
+    for (const [kind, k, s, p, cp] of [
+      ['max', 3, 2, 0, false],
+      ['avg', 3, 1, 1, false],
+      ['avg', 3, 1, 1, true],
+      ['max', 3, 2, 1, false],
+    ] as const) {
       const [g, r] = await both([2 * 3 * 9 * 8], (b, [x]) => [b.pool2d(kind, x, xs, k, s, p, cp)]);
       close(g, r, `pool2d ${kind} k${k} s${s} p${p}${cp ? ' countPad' : ''}`);
     }
@@ -81,17 +107,27 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
   it('the tiny U-Net training loss and every parameter gradient equal native within 1e-4', async () => {
     const cfg = { ...PRESETS.tiny(), dropout: 0.1 };
     const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100 });
-    const x0 = randValues(4 * 64), t = Int32Array.from([0, 17, 50, 99]);
+    const x0 = randValues(4 * 64),
+      t = Int32Array.from([0, 17, 50, 99]);
     const step = async (b: Backend) => {
       const prev = getBackend();
       setBackend(b);
       try {
         const model = new UNet(cfg).init(3);
         const noise = T.randn([4, 1, 8, 8], streams.trainNoise(0, 0));
-        const { loss } = d.trainingLosses((x, tt) => model.forward(x, tt, { dropout: { seed: 0, micro: 0 } }), T.fromArray(x0, [4, 1, 8, 8]), t, noise);
+        const { loss } = d.trainingLosses(
+          (x, tt) => model.forward(x, tt, { dropout: { seed: 0, micro: 0 } }),
+          T.fromArray(x0, [4, 1, 8, 8]),
+          t,
+          noise,
+        );
         const total = T.mean(loss);
         total.backward();
-        return { loss: await total.data(), grads: await Promise.all([...model.params.values()].map((p) => p.grad!.data())), names: [...model.params.keys()] };
+        return {
+          loss: await total.data(),
+          grads: await Promise.all([...model.params.values()].map((p) => p.grad!.data())),
+          names: [...model.params.keys()],
+        };
       } finally {
         setBackend(prev);
       }
@@ -109,18 +145,52 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
       setBackend(b);
       try {
         const out = join(dir, name);
-        const st = await train(trainOptionsFrom({ out, preset: 'tiny', steps: 3, batch: 4, lr: 1e-3, warmup: 0, gradClip: 1, ema: 0.9, accumulate: 1, checkpointEvery: 3, keep: 1, sampleEvery: 0, sampleSteps: 10, seed: 0 }), data);
-        const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+        const st = await train(
+          trainOptionsFrom({
+            out,
+            preset: 'tiny',
+            steps: 3,
+            batch: 4,
+            lr: 1e-3,
+            warmup: 0,
+            gradClip: 1,
+            ema: 0.9,
+            accumulate: 1,
+            checkpointEvery: 3,
+            keep: 1,
+            sampleEvery: 0,
+            sampleSteps: 10,
+            seed: 0,
+          }),
+          data,
+        );
+        const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l));
         return { metrics, weights: await weightsOf(st.model) };
       } finally {
         setBackend(prev);
       }
     };
-    const g = await run(gpu!, 'gpu'), r = await run(oracle, 'cpu');
+    const g = await run(gpu!, 'gpu'),
+      r = await run(oracle, 'cpu');
     assert.equal(g.metrics.length, 3);
     g.metrics.forEach((m, i) => {
-      assertClose([m.loss, m.grad_norm], [r.metrics[i].loss, r.metrics[i].grad_norm], 1e-4, 1e-3, `step ${i + 1} loss and gradient norm`);
-      assertClose(m.loss_q.map((v: number | null) => v ?? 0), r.metrics[i].loss_q.map((v: number | null) => v ?? 0), 1e-4, 1e-3, `step ${i + 1} loss per quarter`);
+      assertClose(
+        [m.loss, m.grad_norm],
+        [r.metrics[i].loss, r.metrics[i].grad_norm],
+        1e-4,
+        1e-3,
+        `step ${i + 1} loss and gradient norm`,
+      );
+      assertClose(
+        m.loss_q.map((v: number | null) => v ?? 0),
+        r.metrics[i].loss_q.map((v: number | null) => v ?? 0),
+        1e-4,
+        1e-3,
+        `step ${i + 1} loss per quarter`,
+      );
     });
   });
 
@@ -137,7 +207,8 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
         if (i % 25 === 24) await x.data();
       }
       const after = b.stats();
-      const allocs = after.allocations - before.allocations, created = after.created - before.created;
+      const allocs = after.allocations - before.allocations,
+        created = after.created - before.created;
       assert.ok(created < 0.5 * allocs, `${created} GPU buffers created for ${allocs} allocations`);
     } finally {
       setBackend(prev);

@@ -22,7 +22,10 @@ export function defaultThreads(): number {
   const env = process.env.DDPM_THREADS || process.env.OMP_NUM_THREADS;
   if (env !== undefined && env !== '') {
     const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${process.env.DDPM_THREADS ? 'DDPM_THREADS' : 'OMP_NUM_THREADS'}: expected a positive integer, got "${env}"`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(
+        `${process.env.DDPM_THREADS ? 'DDPM_THREADS' : 'OMP_NUM_THREADS'}: expected a positive integer, got "${env}"`,
+      );
     return n;
   }
   let n = availableParallelism();
@@ -39,30 +42,45 @@ export function defaultThreads(): number {
 export function defaultConvAlgorithm(): ConvAlgorithm {
   const env = process.env.DDPM_CONV_ALGORITHM;
   if (env === undefined || env === '') return 'winograd';
-  if (!CONV_ALGORITHMS.includes(env as ConvAlgorithm)) throw new Error(`DDPM_CONV_ALGORITHM: expected ${CONV_ALGORITHMS.join(' or ')}, got "${env}"`);
+  if (!CONV_ALGORITHMS.includes(env as ConvAlgorithm))
+    throw new Error(`DDPM_CONV_ALGORITHM: expected ${CONV_ALGORITHMS.join(' or ')}, got "${env}"`);
   return env as ConvAlgorithm;
 }
 
-export function createBackend(name: 'native' | 'reference' | 'wasm', threads?: number, convAlgorithm?: ConvAlgorithm): Backend {
+export function createBackend(
+  name: 'native' | 'reference' | 'wasm',
+  threads?: number,
+  convAlgorithm?: ConvAlgorithm,
+): Backend {
   if (name === 'reference') return new ReferenceBackend();
   if (name === 'wasm') return new WasmBackend();
   const { addon, error } = loadAddon();
-  if (!addon) throw new Error(`backend native: the addon is not available (${error}); install libdnnl-dev and run \`npm rebuild\``);
+  if (!addon)
+    throw new Error(
+      `backend native: the addon is not available (${error}); install libdnnl-dev and run \`npm rebuild\``,
+    );
   return new NativeBackend(addon, threads ?? defaultThreads(), convAlgorithm ?? defaultConvAlgorithm());
 }
 
 /** Chooses and installs the engine's backend; returns it. */
 export function useBackend(name?: string, threads?: number): Backend {
   const want = name ?? process.env.DDPM_BACKEND;
-  if (want !== undefined && !NAMES.includes(want)) throw new Error(`backend: unknown backend "${want}" (expected native, reference, wasm or webgpu)`);
-  if (want === 'webgpu') throw new Error('backend webgpu: the device is created asynchronously; use useBackendAsync("webgpu")');
+  if (want !== undefined && !NAMES.includes(want))
+    throw new Error(`backend: unknown backend "${want}" (expected native, reference, wasm or webgpu)`);
+  if (want === 'webgpu')
+    throw new Error('backend webgpu: the device is created asynchronously; use useBackendAsync("webgpu")');
   let b: Backend;
   if (want) b = createBackend(want as 'native' | 'reference' | 'wasm', threads);
   else if (loadAddon().addon) b = createBackend('native', threads);
   else if (process.env.DDPM_REQUIRE_NATIVE === '1') {
-    throw new Error(`backend: DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error || 'not built'}); install libdnnl-dev and run \`npm rebuild\``);
+    throw new Error(
+      `backend: DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error || 'not built'}); install libdnnl-dev and run \`npm rebuild\``,
+    );
   } else {
-    if (!warned) console.error('ddpm: native backend not built, using the slow reference backend (apt-get install -y libdnnl-dev, then npm rebuild)');
+    if (!warned)
+      console.error(
+        'ddpm: native backend not built, using the slow reference backend (apt-get install -y libdnnl-dev, then npm rebuild)',
+      );
     warned = true;
     b = new ReferenceBackend();
   }
@@ -83,17 +101,21 @@ export async function createNodeWebGPU(): Promise<WebGPUBackend> {
   try {
     mod = (await import('webgpu')) as unknown as typeof mod;
   } catch (e) {
-    throw new Error(`backend webgpu: the \`webgpu\` package is not installed (npm install webgpu): ${(e as Error).message}`);
+    throw new Error(
+      `backend webgpu: the \`webgpu\` package is not installed (npm install webgpu): ${(e as Error).message}`,
+    );
   }
   const icdDir = '/usr/share/vulkan/icd.d';
   const systemIcds = existsSync(icdDir) ? readdirSync(icdDir).filter((f) => f.endsWith('.json')) : [];
   const swiftshader = !process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD);
   if (swiftshader && !systemIcds.length) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  const hint = 'in Node it needs the Vulkan loader and a driver: a GPU\'s, or chromium\'s SwiftShader (apt-get install -y libvulkan1 chromium)';
+  const hint =
+    "in Node it needs the Vulkan loader and a driver: a GPU's, or chromium's SwiftShader (apt-get install -y libvulkan1 chromium)";
   try {
     return await createWebGPUBackend(mod.create([]));
   } catch (e) {
-    if (!swiftshader || process.env.VK_ICD_FILENAMES === SWIFTSHADER_ICD) throw new Error(`backend webgpu: ${(e as Error).message}; ${hint}`);
+    if (!swiftshader || process.env.VK_ICD_FILENAMES === SWIFTSHADER_ICD)
+      throw new Error(`backend webgpu: ${(e as Error).message}; ${hint}`);
   }
   // the system's drivers gave no adapter Dawn accepts (Mesa's lavapipe lacks features it needs): try SwiftShader
   process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;

@@ -22,15 +22,28 @@ program
   .name('ddpm')
   .version(VERSION, '-V, --version', 'print the version of ddpm')
   .description('Denoising diffusion probabilistic models (Ho, Jain & Abbeel 2020): train, sample, evaluate')
-  .option('--backend <name>', 'tensor backend: native, reference, wasm or webgpu (default: native when built; env DDPM_BACKEND)')
-  .option('--threads <n>', 'CPU threads of the native backend (default: the CPUs this process may use; env DDPM_THREADS)', int('--threads', 1))
+  .option(
+    '--backend <name>',
+    'tensor backend: native, reference, wasm or webgpu (default: native when built; env DDPM_BACKEND)',
+  )
+  .option(
+    '--threads <n>',
+    'CPU threads of the native backend (default: the CPUs this process may use; env DDPM_THREADS)',
+    int('--threads', 1),
+  )
   .addOption(
-    new Option('--precision <p>', 'convolutions of the diffusion model in sampling and evaluation: f32, or bf16 (native backend on CPUs with AVX512-BF16 / AMX; float32 accumulation; training stays f32)')
+    new Option(
+      '--precision <p>',
+      'convolutions of the diffusion model in sampling and evaluation: f32, or bf16 (native backend on CPUs with AVX512-BF16 / AMX; float32 accumulation; training stays f32)',
+    )
       .choices(['f32', 'bf16'])
       .default('f32'),
   )
   .addOption(
-    new Option('--conv-algorithm <a>', 'float32 3x3 convolutions of the native backend: winograd (Winograd F(4x4, 3x3) where measured faster, on AVX-512 CPUs; rounding error ~10x direct\'s) or direct (oneDNN\'s direct kernels, as PyTorch; env DDPM_CONV_ALGORITHM; default winograd)').choices(['winograd', 'direct']),
+    new Option(
+      '--conv-algorithm <a>',
+      "float32 3x3 convolutions of the native backend: winograd (Winograd F(4x4, 3x3) where measured faster, on AVX-512 CPUs; rounding error ~10x direct's) or direct (oneDNN's direct kernels, as PyTorch; env DDPM_CONV_ALGORITHM; default winograd)",
+    ).choices(['winograd', 'direct']),
   )
   .hook('preAction', async (cmdObj, action) => {
     const backend = await useBackendAsync(cmdObj.opts().backend, cmdObj.opts().threads);

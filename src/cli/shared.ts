@@ -30,20 +30,26 @@ export function int(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
     const n = Number(v);
     if (!INT_RE.test(v.trim()) || !Number.isSafeInteger(n) || n < min || n > max)
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ''}, got "${v}"`);
+      throw new InvalidArgumentError(
+        `${name} must be an integer >= ${min}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ''}, got "${v}"`,
+      );
     return n;
   };
 }
 export function num(name: string, min = -Infinity, max = Infinity) {
   return (v: string): number => {
     const n = Number(v);
-    if (!NUM_RE.test(v.trim()) || !Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}], got "${v}"`);
+    if (!NUM_RE.test(v.trim()) || !Number.isFinite(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}], got "${v}"`);
     return n;
   };
 }
 /** A respacing: a count, counts per section ("10,15,20"), or ddimN. */
 export function stepsSpec(v: string): string {
-  if (!/^(\d+(,\d+)*|ddim\d+)$/.test(v.trim())) throw new InvalidArgumentError(`--steps must be a step count, counts per section ("10,15,20") or ddimN, got "${v}"`);
+  if (!/^(\d+(,\d+)*|ddim\d+)$/.test(v.trim()))
+    throw new InvalidArgumentError(
+      `--steps must be a step count, counts per section ("10,15,20") or ddimN, got "${v}"`,
+    );
   return v.trim();
 }
 export function split(s: string): Split {
@@ -80,14 +86,18 @@ export function ensureWritableDir(dir: string, what: string): void {
 /** For an output file: its folder must be writable. */
 export function ensureWritableFile(path: string, what: string): void {
   ensureWritableDir(dirname(resolve(path)), what);
-  if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${what} ${path}: is a folder, expected a file name`);
+  if (existsSync(path) && statSync(path).isDirectory())
+    throw new Error(`${what} ${path}: is a folder, expected a file name`);
 }
 
 /** Refuses a --batch whose forward passes (sampling, evaluation) would not fit in memory, before any work starts. */
 export function checkForwardBatch(cfg: UNetConfig, batch: number, what: string): void {
-  const need = samplingMemoryBytes(cfg, batch), have = availableMemory();
+  const need = samplingMemoryBytes(cfg, batch),
+    have = availableMemory();
   if (need > 0.85 * have)
-    throw new Error(`--batch ${batch}: ${what} at this batch needs about ${gib(need)} GiB for a ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size} model of ${JSON.stringify(cfg.block_out_channels)} channels, and this machine allows ${gib(have)} GiB (${gib(freemem())} GiB free now); use a smaller --batch`);
+    throw new Error(
+      `--batch ${batch}: ${what} at this batch needs about ${gib(need)} GiB for a ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size} model of ${JSON.stringify(cfg.block_out_channels)} channels, and this machine allows ${gib(have)} GiB (${gib(freemem())} GiB free now); use a smaller --batch`,
+    );
 }
 
 /** loadDataset, with what reading the set changed or dropped shown as warnings. */
@@ -109,9 +119,12 @@ export const currentPrecision = (): Precision => precision;
 /** The global --precision: bf16 only for commands that run the model forward, on a backend that has it. */
 export function setPrecision(p: Precision, command: string, backend: Backend): void {
   if (p === 'bf16') {
-    if (command === 'train') throw new Error('--precision bf16: training runs in float32 (bf16 is for sampling and evaluation)');
+    if (command === 'train')
+      throw new Error('--precision bf16: training runs in float32 (bf16 is for sampling and evaluation)');
     if (backend instanceof NativeBackend && !backend.info.bf16)
-      throw new Error('--precision bf16: this CPU has neither AVX512-BF16 nor AMX, so oneDNN has no bf16 kernels for it; use f32');
+      throw new Error(
+        '--precision bf16: this CPU has neither AVX512-BF16 nor AMX, so oneDNN has no bf16 kernels for it; use f32',
+      );
     if (backend.name === 'webgpu') throw new Error('--precision bf16: not implemented on the webgpu backend; use f32');
   }
   precision = p;
@@ -123,7 +136,10 @@ export function setConvAlgorithm(a: ConvAlgorithm | undefined, backend: Backend)
   if (backend instanceof NativeBackend) {
     const notice = backend.setConvAlgorithm(a);
     if (notice) warn(`--conv-algorithm ${a}: ${notice}`);
-  } else warn(`--conv-algorithm ${a}: only the native backend has a choice; the ${backend.name} backend computes its convolutions directly`);
+  } else
+    warn(
+      `--conv-algorithm ${a}: only the native backend has a choice; the ${backend.name} backend computes its convolutions directly`,
+    );
 }
 
 /** A model folder (or a shipped model's name) loaded for the forward pass in the chosen precision, warnings shown. */

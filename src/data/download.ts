@@ -49,7 +49,7 @@ export async function downloadDataset(name: string, o: DownloadOptions = {}): Pr
   for (const [file, sha] of Object.entries(ds.files)) {
     const path = join(dir, file);
     if (existsSync(path) && contentSha256(readFileSync(path)) === sha) continue;
-    const url = new URL(file, base.endsWith('/') ? base : base + '/').toString();
+    const url = new URL(file, base.endsWith('/') ? base : `${base}/`).toString();
     o.log?.(`downloading ${url}`);
     let res: Response;
     try {
@@ -65,7 +65,8 @@ export async function downloadDataset(name: string, o: DownloadOptions = {}): Pr
     } catch (e) {
       throw new Error(`download ${url}: corrupt gzip data (${(e as Error).message})`);
     }
-    if (got !== sha) throw new Error(`download ${url}: sha256 ${got} does not match the expected ${sha}; the file was not saved`);
+    if (got !== sha)
+      throw new Error(`download ${url}: sha256 ${got} does not match the expected ${sha}; the file was not saved`);
     writeFileAtomic(path, bytes);
   }
   return dir;

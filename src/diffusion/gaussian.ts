@@ -1,7 +1,7 @@
 // The Gaussian diffusion process of Ho, Jain & Abbeel (2020): forward process, posterior, reverse process and
 // losses, one function per equation. Timesteps are indices t = 0..T-1 (the paper's t = 1..T).
 import * as T from '../engine/ops.js';
-import { Tensor, fmtShape } from '../engine/tensor.js';
+import { type Tensor, fmtShape } from '../engine/tensor.js';
 import { type DiffusionTables, makeTables, betaSchedule, respacedBetas, type BetaSchedule } from './schedule.js';
 
 export type Prediction = 'eps' | 'x0' | 'v';
@@ -23,8 +23,14 @@ export interface DiffusionConfig {
 }
 
 export const PAPER_DIFFUSION: DiffusionConfig = {
-  schedule: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02,
-  prediction: 'eps', variance: 'fixedlarge', loss: 'simple', clipSample: true,
+  schedule: 'linear',
+  timesteps: 1000,
+  betaStart: 1e-4,
+  betaEnd: 0.02,
+  prediction: 'eps',
+  variance: 'fixedlarge',
+  loss: 'simple',
+  clipSample: true,
 };
 
 const at = (table: Float64Array, t: Int32Array) => T.gatherTimesteps(table, t);
@@ -37,7 +43,9 @@ export class GaussianDiffusion {
 
   constructor(config: DiffusionConfig, betas?: Float64Array, timestepMap?: Int32Array) {
     this.config = config;
-    this.tables = makeTables(betas ?? betaSchedule(config.schedule, config.timesteps, config.betaStart, config.betaEnd));
+    this.tables = makeTables(
+      betas ?? betaSchedule(config.schedule, config.timesteps, config.betaStart, config.betaEnd),
+    );
     this.timestepMap = timestepMap ?? Int32Array.from({ length: this.tables.T }, (_, i) => i);
   }
 
@@ -47,7 +55,11 @@ export class GaussianDiffusion {
 
   /** A process over a subset of timesteps (ascending) with the same alphabar there: respaced sampling. */
   respaced(use: number[]): GaussianDiffusion {
-    return new GaussianDiffusion(this.config, respacedBetas(this.tables.alphasCumprod, use), Int32Array.from(use, (t) => this.timestepMap[t]));
+    return new GaussianDiffusion(
+      this.config,
+      respacedBetas(this.tables.alphasCumprod, use),
+      Int32Array.from(use, (t) => this.timestepMap[t]),
+    );
   }
 
   /** Model timesteps for this process's indices. */
@@ -68,7 +80,10 @@ export class GaussianDiffusion {
 
   /** Eq. (4) reparametrised: x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps. */
   qSample(x0: Tensor, t: Int32Array, noise: Tensor): Tensor {
-    return T.add(T.mul(x0, at(this.tables.sqrtAlphasCumprod, t)), T.mul(noise, at(this.tables.sqrtOneMinusAlphasCumprod, t)));
+    return T.add(
+      T.mul(x0, at(this.tables.sqrtAlphasCumprod, t)),
+      T.mul(noise, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
+    );
   }
 
   /** Eqs. (6), (7): posterior q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I), with the clipped log-variance. */
@@ -84,26 +99,41 @@ export class GaussianDiffusion {
 
   /** Eq. (4) solved for x_0 (the route of eq. (11) in the code): x_0 = (x_t - sqrt(1 - alphabar_t) eps) / sqrt(alphabar_t). */
   predictX0FromEps(xt: Tensor, t: Int32Array, eps: Tensor): Tensor {
-    return T.sub(T.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)), T.mul(eps, at(this.tables.sqrtRecipm1AlphasCumprod, t)));
+    return T.sub(
+      T.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)),
+      T.mul(eps, at(this.tables.sqrtRecipm1AlphasCumprod, t)),
+    );
   }
 
   predictEpsFromX0(xt: Tensor, t: Int32Array, x0: Tensor): Tensor {
-    return T.div(T.sub(T.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)), x0), at(this.tables.sqrtRecipm1AlphasCumprod, t));
+    return T.div(
+      T.sub(T.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)), x0),
+      at(this.tables.sqrtRecipm1AlphasCumprod, t),
+    );
   }
 
   /** v-prediction (Salimans & Ho 2022): v = sqrt(alphabar) eps - sqrt(1 - alphabar) x_0, so x_0 = sqrt(alphabar) x_t - sqrt(1 - alphabar) v. */
   predictX0FromV(xt: Tensor, t: Int32Array, v: Tensor): Tensor {
-    return T.sub(T.mul(xt, at(this.tables.sqrtAlphasCumprod, t)), T.mul(v, at(this.tables.sqrtOneMinusAlphasCumprod, t)));
+    return T.sub(
+      T.mul(xt, at(this.tables.sqrtAlphasCumprod, t)),
+      T.mul(v, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
+    );
   }
 
   velocity(x0: Tensor, t: Int32Array, eps: Tensor): Tensor {
-    return T.sub(T.mul(eps, at(this.tables.sqrtAlphasCumprod, t)), T.mul(x0, at(this.tables.sqrtOneMinusAlphasCumprod, t)));
+    return T.sub(
+      T.mul(eps, at(this.tables.sqrtAlphasCumprod, t)),
+      T.mul(x0, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
+    );
   }
 
   /** Splits a learned-range output [B, 2C, ...] into the mean part and the variance fraction part. */
   splitOutput(out: Tensor, channels: number): { main: Tensor; varPart: Tensor | null } {
     if (this.config.variance !== 'learnedrange') return { main: out, varPart: null };
-    if (out.shape[1] !== 2 * channels) throw new Error(`diffusion: learned variance needs ${2 * channels} output channels, model gave ${fmtShape(out.shape)}`);
+    if (out.shape[1] !== 2 * channels)
+      throw new Error(
+        `diffusion: learned variance needs ${2 * channels} output channels, model gave ${fmtShape(out.shape)}`,
+      );
     return { main: T.sliceChannels(out, 0, channels), varPart: T.sliceChannels(out, channels, channels) };
   }
 
@@ -113,25 +143,37 @@ export class GaussianDiffusion {
    */
   pMeanVariance(modelOut: Tensor, xt: Tensor, t: Int32Array, clip: boolean) {
     const C = xt.shape[1];
-    let main = modelOut, logVariance: Tensor;
+    let main = modelOut,
+      logVariance: Tensor;
     if (this.config.variance === 'learnedrange') {
       // improved DDPM: log sigma^2 = frac log beta_t + (1 - frac) log beta~_t, frac = (v + 1) / 2
       const parts = this.splitOutput(modelOut, C);
       main = parts.main;
       const frac = T.affine(parts.varPart!, 0.5, 0.5);
-      const maxLog = at(this.tables.logBetas, t), minLog = at(this.tables.posteriorLogVarianceClipped, t);
+      const maxLog = at(this.tables.logBetas, t),
+        minLog = at(this.tables.posteriorLogVarianceClipped, t);
       logVariance = T.add(T.mul(frac, maxLog), T.mul(T.affine(frac, -1, 1), minLog));
     } else {
-      const table = this.config.variance === 'fixedlarge' ? this.tables.fixedLargeLogVariance : this.tables.posteriorLogVarianceClipped;
+      const table =
+        this.config.variance === 'fixedlarge'
+          ? this.tables.fixedLargeLogVariance
+          : this.tables.posteriorLogVarianceClipped;
       logVariance = at(table, t);
     }
     let predX0 =
-      this.config.prediction === 'eps' ? this.predictX0FromEps(xt, t, main)
-      : this.config.prediction === 'x0' ? main
-      : this.predictX0FromV(xt, t, main);
+      this.config.prediction === 'eps'
+        ? this.predictX0FromEps(xt, t, main)
+        : this.config.prediction === 'x0'
+          ? main
+          : this.predictX0FromV(xt, t, main);
     if (clip) predX0 = T.clamp(predX0, -1, 1);
     const { mean } = this.qPosteriorMeanVariance(predX0, xt, t);
-    return { mean, logVariance, predX0, eps: this.config.prediction === 'eps' ? main : this.predictEpsFromX0(xt, t, predX0) };
+    return {
+      mean,
+      logVariance,
+      predX0,
+      eps: this.config.prediction === 'eps' ? main : this.predictEpsFromX0(xt, t, predX0),
+    };
   }
 
   // ------------------------------------------------------------------ losses
@@ -144,7 +186,11 @@ export class GaussianDiffusion {
 
   /** The training target for the configured parametrisation. */
   target(x0: Tensor, t: Int32Array, noise: Tensor): Tensor {
-    return this.config.prediction === 'eps' ? noise : this.config.prediction === 'x0' ? x0 : this.velocity(x0, t, noise);
+    return this.config.prediction === 'eps'
+      ? noise
+      : this.config.prediction === 'x0'
+        ? x0
+        : this.velocity(x0, t, noise);
   }
 
   /**
@@ -161,7 +207,10 @@ export class GaussianDiffusion {
     const m = T.fromArray(isFirst, [t.length, ...dims.map(() => 1)]);
     const kl = T.mul(T.mean(normalKl(q.mean, q.logVariance, p.mean, p.logVariance), dims), 1 / Math.LN2);
     if (!isFirst.some((v) => v === 1)) return kl;
-    const nll = T.mul(T.mean(T.neg(discretizedGaussianLogLikelihood(x0, p.mean, T.mul(p.logVariance, 0.5))), dims), 1 / Math.LN2);
+    const nll = T.mul(
+      T.mean(T.neg(discretizedGaussianLogLikelihood(x0, p.mean, T.mul(p.logVariance, 0.5))), dims),
+      1 / Math.LN2,
+    );
     const mask = T.reshape(m, [t.length]);
     return T.add(T.mul(nll, mask), T.mul(kl, T.affine(mask, -1, 1)));
   }
@@ -208,9 +257,13 @@ export class GaussianDiffusion {
 /** Checks (for training) that loss and variance go together as in the official code; throws naming both otherwise. */
 export function validateDiffusionConfig(c: DiffusionConfig): void {
   if (c.loss === 'hybrid' && c.variance !== 'learnedrange')
-    throw new Error(`diffusion: loss "hybrid" needs variance "learnedrange" (with a fixed variance the official code has no bound term to add; use loss "simple", or "vlb" to train the mean through the bound), got variance "${c.variance}"`);
+    throw new Error(
+      `diffusion: loss "hybrid" needs variance "learnedrange" (with a fixed variance the official code has no bound term to add; use loss "simple", or "vlb" to train the mean through the bound), got variance "${c.variance}"`,
+    );
   if (c.loss === 'simple' && c.variance === 'learnedrange')
-    throw new Error('diffusion: variance "learnedrange" with loss "simple" would never train the variance; use loss "hybrid" (L_simple + the bound for the variance) or "vlb"');
+    throw new Error(
+      'diffusion: variance "learnedrange" with loss "simple" would never train the variance; use loss "hybrid" (L_simple + the bound for the variance) or "vlb"',
+    );
 }
 
 /** KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), elementwise, in nats. */

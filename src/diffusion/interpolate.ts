@@ -1,9 +1,9 @@
 // Interpolation in latent space (the paper's section 4.3, Fig. 8): encode two images to x_t with q(x_t | x_0) and the
 // same noise, mix them linearly, and decode each mixture with the reverse chain from t.
 import * as T from '../engine/ops.js';
-import { Tensor, noGrad } from '../engine/tensor.js';
+import { type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
-import { type DenoiseFn, GaussianDiffusion } from './gaussian.js';
+import type { DenoiseFn, GaussianDiffusion } from './gaussian.js';
 import { ancestralStep } from './samplers.js';
 
 /**
@@ -11,14 +11,25 @@ import { ancestralStep } from './samplers.js';
  * Returns [lambdas.length, C, H, W]: row k decodes (1 - lambda_k) x_t(a) + lambda_k x_t(b). onStep(done, total)
  * reports progress through the t + 1 reverse steps.
  */
-export function interpolate(d: GaussianDiffusion, model: DenoiseFn, x0a: Tensor, x0b: Tensor, lambdas: number[], t: number, seed: number, onStep?: (done: number, total: number) => void): Tensor {
-  if (!Number.isInteger(t) || t < 0 || t >= d.numTimesteps) throw new Error(`interpolate: t must be an integer in [0, ${d.numTimesteps - 1}], got ${t}`);
+export function interpolate(
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  x0a: Tensor,
+  x0b: Tensor,
+  lambdas: number[],
+  t: number,
+  seed: number,
+  onStep?: (done: number, total: number) => void,
+): Tensor {
+  if (!Number.isInteger(t) || t < 0 || t >= d.numTimesteps)
+    throw new Error(`interpolate: t must be an integer in [0, ${d.numTimesteps - 1}], got ${t}`);
   return noGrad(() => {
     const K = lambdas.length;
     const one = [1, ...x0a.shape.slice(1)];
     const noise = T.randn(one, streams.interpolate(seed, 0));
     const tt = new Int32Array(1).fill(t);
-    const xa = d.qSample(x0a, tt, noise), xb = d.qSample(x0b, tt, noise);
+    const xa = d.qSample(x0a, tt, noise),
+      xb = d.qSample(x0b, tt, noise);
     // mixtures as a batch: x = xa + lambda (xb - xa), lambda per row
     const lam = T.fromArray(Float32Array.from(lambdas), [K, 1, 1, 1]);
     let x = T.add(xa, T.mul(lam, T.sub(xb, xa)));

@@ -3,15 +3,24 @@
 // so a caller can show progress, cancel, save the state and resume. Noise for sample i comes from the counter-based
 // generator at (seed, streams.samplerNoise(step), sample = sampleStart + i): the same whatever the batch size.
 import * as T from '../engine/ops.js';
-import { Tensor, noGrad } from '../engine/tensor.js';
+import { type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
-import { type DenoiseFn, GaussianDiffusion } from './gaussian.js';
+import type { DenoiseFn, GaussianDiffusion } from './gaussian.js';
 import { type TimestepSpacing, diffusersDdimTimesteps, spaceTimesteps } from './schedule.js';
 
 export type SamplerName = 'ancestral' | 'ddim' | 'langevin' | 'pc' | 'dpm2m' | 'dpm3m' | 'plms' | 'heun';
 export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc', 'dpm2m', 'dpm3m', 'plms', 'heun'];
 /** Network evaluations per reverse step (heun: 2, except the last step). */
-export const EVALS_PER_STEP: Record<SamplerName, number> = { ancestral: 1, ddim: 1, langevin: 4, pc: 2, dpm2m: 1, dpm3m: 1, plms: 1, heun: 2 };
+export const EVALS_PER_STEP: Record<SamplerName, number> = {
+  ancestral: 1,
+  ddim: 1,
+  langevin: 4,
+  pc: 2,
+  dpm2m: 1,
+  dpm3m: 1,
+  plms: 1,
+  heun: 2,
+};
 
 export interface SampleOptions {
   sampler: SamplerName;
@@ -81,29 +90,50 @@ export function initialNoise(shape: number[], seed: number, sampleStart = 0): Te
  * The reverse steps of a run, first to last: model timestep t and the timestep prev it moves to (-1: the end, with
  * alphabar = 1), and i, the index of t in the respaced process (for the samplers that use its betas).
  */
-export function samplerPlan(diffusion: GaussianDiffusion, opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing'>): { plan: { i: number; t: number; prev: number }[]; proc: GaussianDiffusion } {
+export function samplerPlan(
+  diffusion: GaussianDiffusion,
+  opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing'>,
+): { plan: { i: number; t: number; prev: number }[]; proc: GaussianDiffusion } {
   const Tn = diffusion.numTimesteps;
   if (opts.timestepSpacing) {
-    if (opts.sampler !== 'ddim') throw new Error(`sample: timestep spacing "${opts.timestepSpacing}" is diffusers' DDIM layout and applies to the ddim sampler only (got ${opts.sampler})`);
+    if (opts.sampler !== 'ddim')
+      throw new Error(
+        `sample: timestep spacing "${opts.timestepSpacing}" is diffusers' DDIM layout and applies to the ddim sampler only (got ${opts.sampler})`,
+      );
     const n = typeof opts.steps === 'number' ? opts.steps : Number(opts.steps ?? Tn);
-    if (!Number.isInteger(n)) throw new Error(`sample: timestep spacing "${opts.timestepSpacing}" needs a step count, got "${opts.steps}"`);
-    return { plan: diffusersDdimTimesteps(Tn, n, opts.timestepSpacing).map((p, k) => ({ ...p, i: n - 1 - k })), proc: diffusion };
+    if (!Number.isInteger(n))
+      throw new Error(`sample: timestep spacing "${opts.timestepSpacing}" needs a step count, got "${opts.steps}"`);
+    return {
+      plan: diffusersDdimTimesteps(Tn, n, opts.timestepSpacing).map((p, k) => ({ ...p, i: n - 1 - k })),
+      proc: diffusion,
+    };
   }
   const use = opts.steps === undefined ? Array.from({ length: Tn }, (_, k) => k) : spaceTimesteps(Tn, opts.steps);
   const proc = use.length === Tn ? diffusion : diffusion.respaced(use);
-  const plan = use.map((t, i) => ({ i, t: diffusion.timestepMap[t], prev: i > 0 ? diffusion.timestepMap[use[i - 1]] : -1 })).reverse();
+  const plan = use
+    .map((t, i) => ({ i, t: diffusion.timestepMap[t], prev: i > 0 ? diffusion.timestepMap[use[i - 1]] : -1 }))
+    .reverse();
   return { plan, proc };
 }
 
 /** Runs a sampler; pass `resume` to continue a saved state. */
-export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: number[], opts: SampleOptions, resume?: SamplerState): Generator<SamplerStep, Tensor> {
+export function* sample(
+  diffusion: GaussianDiffusion,
+  model: DenoiseFn,
+  shape: number[],
+  opts: SampleOptions,
+  resume?: SamplerState,
+): Generator<SamplerStep, Tensor> {
   const sampleStart = opts.sampleStart ?? 0;
   const clip = opts.clip ?? defaultClip(opts.sampler, diffusion);
-  if (!SAMPLERS.includes(opts.sampler)) throw new Error(`sample: unknown sampler "${opts.sampler}" (expected one of ${SAMPLERS.join(', ')})`);
+  if (!SAMPLERS.includes(opts.sampler))
+    throw new Error(`sample: unknown sampler "${opts.sampler}" (expected one of ${SAMPLERS.join(', ')})`);
   const { plan, proc } = samplerPlan(diffusion, opts);
   const total = plan.length;
   if (resume && (resume.sampler !== opts.sampler || resume.total !== total || resume.seed !== opts.seed))
-    throw new Error(`sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the request (${opts.sampler}, ${total} steps, seed ${opts.seed})`);
+    throw new Error(
+      `sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the request (${opts.sampler}, ${total} steps, seed ${opts.seed})`,
+    );
   let x = resume ? T.fromArray(resume.x, resume.shape) : initialNoise(shape, opts.seed, sampleStart);
   const B = shape[0];
   // multistep samplers: earlier x0 (dpm2m) or eps (plms) predictions, newest last
@@ -124,14 +154,47 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
           ({ x, predX0 } = ddimStep(diffusion, model, x, t, prev, clip, opts.eta ?? 0, noise()));
           break;
         case 'langevin':
-          ({ x, predX0 } = langevinLevel(proc, model, x, tIdx, opts.langevinSteps ?? 3, opts.snr ?? 0.16, opts.seed, done, sampleStart, clip));
+          ({ x, predX0 } = langevinLevel(
+            proc,
+            model,
+            x,
+            tIdx,
+            opts.langevinSteps ?? 3,
+            opts.snr ?? 0.16,
+            opts.seed,
+            done,
+            sampleStart,
+            clip,
+          ));
           break;
         case 'pc':
           ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, noise()));
-          if (i > 0) ({ x } = langevinLevel(proc, model, x, new Int32Array(B).fill(i - 1), opts.langevinSteps ?? 1, opts.snr ?? 0.16, opts.seed, done, sampleStart, clip, true));
+          if (i > 0)
+            ({ x } = langevinLevel(
+              proc,
+              model,
+              x,
+              new Int32Array(B).fill(i - 1),
+              opts.langevinSteps ?? 1,
+              opts.snr ?? 0.16,
+              opts.seed,
+              done,
+              sampleStart,
+              clip,
+              true,
+            ));
           break;
         case 'dpm2m': {
-          const r = dpmSolver2mStep(diffusion, model, x, t, prev, clip, history.length ? history[history.length - 1] : null, hPrev);
+          const r = dpmSolver2mStep(
+            diffusion,
+            model,
+            x,
+            t,
+            prev,
+            clip,
+            history.length ? history[history.length - 1] : null,
+            hPrev,
+          );
           ({ x, predX0 } = r);
           history = [r.predX0];
           hPrev = r.h;
@@ -157,7 +220,15 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
     });
     const [xNow, hist, hp, hh] = [x, history, hPrev, [...hHistory]];
     const saveState = async (): Promise<SamplerState> => {
-      const state: SamplerState = { sampler: opts.sampler, done: done + 1, total, shape: [...shape], seed: opts.seed, sampleStart, x: await xNow.data() };
+      const state: SamplerState = {
+        sampler: opts.sampler,
+        done: done + 1,
+        total,
+        shape: [...shape],
+        seed: opts.seed,
+        sampleStart,
+        x: await xNow.data(),
+      };
       if (hist.length) state.history = await Promise.all(hist.map((h) => h.data()));
       if (opts.sampler === 'dpm2m') state.hPrev = hp;
       if (opts.sampler === 'dpm3m') state.hHistory = hh;
@@ -169,7 +240,13 @@ export function* sample(diffusion: GaussianDiffusion, model: DenoiseFn, shape: n
 }
 
 /** Runs a sampler to the end and returns x_0. */
-export function sampleAll(diffusion: GaussianDiffusion, model: DenoiseFn, shape: number[], opts: SampleOptions, onStep?: (s: SamplerStep) => void): Tensor {
+export function sampleAll(
+  diffusion: GaussianDiffusion,
+  model: DenoiseFn,
+  shape: number[],
+  opts: SampleOptions,
+  onStep?: (s: SamplerStep) => void,
+): Tensor {
   const it = sample(diffusion, model, shape, opts);
   for (;;) {
     const r = it.next();
@@ -179,7 +256,14 @@ export function sampleAll(diffusion: GaussianDiffusion, model: DenoiseFn, shape:
 }
 
 /** Algorithm 2, one step: x_{t-1} = mu_theta(x_t, t) + sigma_t z, with z = 0 at the last step. */
-export function ancestralStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor, t: Int32Array, clip: boolean, noise: Tensor) {
+export function ancestralStep(
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  xt: Tensor,
+  t: Int32Array,
+  clip: boolean,
+  noise: Tensor,
+) {
   const out = model(xt, d.modelTimesteps(t));
   const p = d.pMeanVariance(out, xt, t, clip);
   if (t[0] === 0) return { x: p.mean, predX0: p.predX0 };
@@ -192,12 +276,22 @@ export function ancestralStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor
  * x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z,
  * sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev). d is the model's full process.
  */
-export function ddimStep(d: GaussianDiffusion, model: DenoiseFn, xt: Tensor, t: number, prev: number, clip: boolean, eta: number, noise: Tensor) {
+export function ddimStep(
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  xt: Tensor,
+  t: number,
+  prev: number,
+  clip: boolean,
+  eta: number,
+  noise: Tensor,
+) {
   const tt = new Int32Array(xt.shape[0]).fill(t);
   const out = model(xt, d.modelTimesteps(tt));
   const p = d.pMeanVariance(out, xt, tt, clip);
   const eps = d.predictEpsFromX0(xt, tt, p.predX0);
-  const ab = d.tables.alphasCumprod[t], abPrev = prev >= 0 ? d.tables.alphasCumprod[prev] : 1;
+  const ab = d.tables.alphasCumprod[t],
+    abPrev = prev >= 0 ? d.tables.alphasCumprod[prev] : 1;
   const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
   let x = T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma))));
   if (prev >= 0 && sigma > 0) x = T.add(x, T.mul(noise, sigma));
@@ -224,10 +318,20 @@ function predict(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, c
  *   D = x0_t for the first step, else (1 + 1/(2r)) x0_t - 1/(2r) x0_before with r = h_before / h.
  * The step to the end (prev = -1, sigma = 0) is first order and returns x0_t (lower_order_final).
  */
-export function dpmSolver2mStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, prev: number, clip: boolean, x0Before: Tensor | null, hBefore: number) {
+export function dpmSolver2mStep(
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  x: Tensor,
+  t: number,
+  prev: number,
+  clip: boolean,
+  x0Before: Tensor | null,
+  hBefore: number,
+) {
   const { x0 } = predict(d, model, x, t, clip);
   if (prev < 0) return { x: x0, predX0: x0, h: Infinity };
-  const cur = vp(d, t), nxt = vp(d, prev);
+  const cur = vp(d, t),
+    nxt = vp(d, prev);
   const h = nxt.lambda - cur.lambda;
   let D = x0;
   if (x0Before && Number.isFinite(hBefore)) {
@@ -247,10 +351,20 @@ export function dpmSolver2mStep(d: GaussianDiffusion, model: DenoiseFn, x: Tenso
  * Lower orders while fewer predictions are known (the first step is first order, the second is 2M), and the step to
  * the end (sigma = 0) returns m0.
  */
-export function dpmSolver3mStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, prev: number, clip: boolean, x0Before: Tensor[], hBefore: number[]) {
+export function dpmSolver3mStep(
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  x: Tensor,
+  t: number,
+  prev: number,
+  clip: boolean,
+  x0Before: Tensor[],
+  hBefore: number[],
+) {
   const { x0 } = predict(d, model, x, t, clip);
   if (prev < 0) return { x: x0, predX0: x0, h: Infinity };
-  const cur = vp(d, t), nxt = vp(d, prev);
+  const cur = vp(d, t),
+    nxt = vp(d, prev);
   const h = nxt.lambda - cur.lambda;
   const em1 = Math.expm1(-h);
   let out = T.add(T.mul(x, nxt.sigma / cur.sigma), T.mul(x0, -nxt.alpha * em1));
@@ -260,10 +374,13 @@ export function dpmSolver3mStep(d: GaussianDiffusion, model: DenoiseFn, x: Tenso
     out = T.add(out, T.mul(T.sub(x0, x0Before[x0Before.length - 1]), (-0.5 * nxt.alpha * em1) / r0));
   } else if (x0Before.length >= 2) {
     const [m2, m1] = x0Before.slice(-2);
-    const r0 = hBefore[hBefore.length - 1] / h, r1 = hBefore[hBefore.length - 2] / h;
-    const d10 = T.mul(T.sub(x0, m1), 1 / r0), d11 = T.mul(T.sub(m1, m2), 1 / r1);
+    const r0 = hBefore[hBefore.length - 1] / h,
+      r1 = hBefore[hBefore.length - 2] / h;
+    const d10 = T.mul(T.sub(x0, m1), 1 / r0),
+      d11 = T.mul(T.sub(m1, m2), 1 / r1);
     const diff = T.sub(d10, d11);
-    const D1 = T.add(d10, T.mul(diff, r0 / (r0 + r1))), D2 = T.mul(diff, 1 / (r0 + r1));
+    const D1 = T.add(d10, T.mul(diff, r0 / (r0 + r1))),
+      D2 = T.mul(diff, 1 / (r0 + r1));
     out = T.add(out, T.mul(D1, nxt.alpha * (em1 / h + 1)));
     out = T.add(out, T.mul(D2, -nxt.alpha * ((em1 + h) / (h * h) - 0.5)));
   }
@@ -275,10 +392,20 @@ export function dpmSolver3mStep(d: GaussianDiffusion, model: DenoiseFn, x: Tenso
  * of the current and up to three earlier eps predictions, (55 e0 - 59 e1 + 37 e2 - 9 e3) / 24, with the lower-order
  * formulas while fewer are known (e0; (3 e0 - e1) / 2; (23 e0 - 16 e1 + 5 e2) / 12).
  */
-export function plmsStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, prev: number, clip: boolean, epsBefore: Tensor[]) {
+export function plmsStep(
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  x: Tensor,
+  t: number,
+  prev: number,
+  clip: boolean,
+  epsBefore: Tensor[],
+) {
   const { x0, eps } = predict(d, model, x, t, clip);
   const e = [eps, ...[...epsBefore].reverse()]; // e[0] newest
-  const COEF = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]][Math.min(3, e.length - 1)];
+  const COEF = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]][
+    Math.min(3, e.length - 1)
+  ];
   let ePrime = T.mul(e[0], COEF[0]);
   for (let k = 1; k < COEF.length; k++) ePrime = T.add(ePrime, T.mul(e[k], COEF[k]));
   const tt = new Int32Array(x.shape[0]).fill(t);
@@ -295,8 +422,10 @@ export function plmsStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: n
  * prev, corrected by the slope at prev (one more network evaluation) unless prev is the end (sigma~ = 0).
  */
 export function heunStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: number, prev: number, clip: boolean) {
-  const cur = vp(d, t), nxt = vp(d, prev);
-  const s0 = cur.sigma / cur.alpha, s1 = nxt.sigma / nxt.alpha;
+  const cur = vp(d, t),
+    nxt = vp(d, prev);
+  const s0 = cur.sigma / cur.alpha,
+    s1 = nxt.sigma / nxt.alpha;
   const xs = T.mul(x, 1 / cur.alpha);
   const { x0 } = predict(d, model, x, t, clip);
   const d0 = T.mul(T.sub(xs, x0), 1 / s0);
@@ -315,7 +444,19 @@ export function heunStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: n
  * ratio (Song et al. 2021): x <- x + a s + sqrt(2a) z, a = 2 (snr ||z|| / ||s||)^2 per sample.
  * As a plain sampler (not a corrector) it ends each level by moving to the next level's scale through x0_hat.
  */
-export function langevinLevel(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: Int32Array, nSteps: number, snr: number, seed: number, step: number, sampleStart: number, clip: boolean, correctorOnly = false) {
+export function langevinLevel(
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  x: Tensor,
+  t: Int32Array,
+  nSteps: number,
+  snr: number,
+  seed: number,
+  step: number,
+  sampleStart: number,
+  clip: boolean,
+  correctorOnly = false,
+) {
   const i = t[0];
   const sqrt1m = d.tables.sqrtOneMinusAlphasCumprod[i];
   for (let k = 0; k < nSteps; k++) {
@@ -332,12 +473,16 @@ export function langevinLevel(d: GaussianDiffusion, model: DenoiseFn, x: Tensor,
   // move to level t-1: x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps_hat (deterministic, as DDIM eta=0)
   const abPrev = d.tables.alphasCumprodPrev[i];
   const eps = d.predictEpsFromX0(x, t, p.predX0);
-  return { x: T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(1 - abPrev))), predX0: T.clamp(p.predX0, -1, 1) };
+  return {
+    x: T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(1 - abPrev))),
+    predX0: T.clamp(p.predX0, -1, 1),
+  };
 }
 
 /** a = 2 (snr ||z|| / ||s||)^2 per sample, as [B, 1, ..., 1]. */
 function perSampleStepSize(score: Tensor, z: Tensor, snr: number): Tensor {
   const dims = score.shape.map((_, k) => k).slice(1);
-  const gs = T.clamp(T.sum(T.square(score), dims, true), 1e-24, Infinity), zs = T.sum(T.square(z), dims, true);
+  const gs = T.clamp(T.sum(T.square(score), dims, true), 1e-24, Infinity),
+    zs = T.sum(T.square(z), dims, true);
   return T.mul(T.div(zs, gs), 2 * snr * snr);
 }

@@ -14,7 +14,8 @@ function linspace(a: number, b: number, n: number): Float64Array {
  * scaledBetaRange(T) to keep the paper's linear schedule's shape (the rule of improved-diffusion).
  */
 export function betaSchedule(name: BetaSchedule, T: number, betaStart = 1e-4, betaEnd = 0.02): Float64Array {
-  if (!Number.isInteger(T) || T < 1) throw new Error(`betaSchedule: number of timesteps must be a positive integer, got ${T}`);
+  if (!Number.isInteger(T) || T < 1)
+    throw new Error(`betaSchedule: number of timesteps must be a positive integer, got ${T}`);
   switch (name) {
     case 'linear':
       return linspace(betaStart, betaEnd, T);
@@ -35,7 +36,7 @@ export function betaSchedule(name: BetaSchedule, T: number, betaStart = 1e-4, be
 
 /** Improved DDPM's cosine schedule: alphabar(t) = cos^2(((t/T) + s) / (1 + s) * pi/2), betas capped at 0.999. */
 export function cosineBetas(T: number, s = 0.008): Float64Array {
-  const f = (t: number) => Math.cos((((t / T) + s) / (1 + s)) * Math.PI / 2) ** 2;
+  const f = (t: number) => Math.cos((((t / T + s) / (1 + s)) * Math.PI) / 2) ** 2;
   const out = new Float64Array(T);
   for (let i = 0; i < T; i++) out[i] = Math.min(1 - f(i + 1) / f(i), 0.999);
   return out;
@@ -128,9 +129,11 @@ export function spaceTimesteps(T: number, spec: string | number): number[] {
     }
     throw bad(`cannot create exactly ${want} steps out of ${T} with an integer stride`);
   }
-  if (!/^\d+(,\d+)*$/.test(str)) throw bad('expected a step count, comma-separated counts per section ("10,15,20"), or ddimN');
+  if (!/^\d+(,\d+)*$/.test(str))
+    throw bad('expected a step count, comma-separated counts per section ("10,15,20"), or ddimN');
   const counts = str.split(',').map(Number);
-  const sizePer = Math.floor(T / counts.length), extra = T % counts.length;
+  const sizePer = Math.floor(T / counts.length),
+    extra = T % counts.length;
   const out = new Set<number>();
   let start = 0;
   counts.forEach((count, i) => {
@@ -160,7 +163,8 @@ export const TIMESTEP_SPACINGS: TimestepSpacing[] = ['leading', 'trailing', 'lin
  *   linspace: round(linspace(0, T - 1, n))
  */
 export function diffusersDdimTimesteps(T: number, n: number, spacing: TimestepSpacing): { t: number; prev: number }[] {
-  if (!Number.isInteger(n) || n < 1 || n > T) throw new Error(`timestep spacing ${spacing}: steps must be an integer in [1, ${T}], got ${n}`);
+  if (!Number.isInteger(n) || n < 1 || n > T)
+    throw new Error(`timestep spacing ${spacing}: steps must be an integer in [1, ${T}], got ${n}`);
   let ts: number[];
   switch (spacing) {
     case 'leading': {
@@ -170,13 +174,16 @@ export function diffusersDdimTimesteps(T: number, n: number, spacing: TimestepSp
     }
     case 'trailing': {
       // np.arange(T, 0, -T / n): ceil(T / (T / n)) values T + k * (-T / n)
-      const step = -T / n, len = Math.ceil(-T / step);
+      const step = -T / n,
+        len = Math.ceil(-T / step);
       ts = Array.from({ length: len }, (_, k) => roundHalfEven(T + k * step) - 1);
       break;
     }
     case 'linspace':
       // np.linspace(0, T - 1, n): k * ((T - 1) / (n - 1)), the last value exactly T - 1
-      ts = Array.from({ length: n }, (_, k) => roundHalfEven(n === 1 ? 0 : k === n - 1 ? T - 1 : k * ((T - 1) / (n - 1)))).reverse();
+      ts = Array.from({ length: n }, (_, k) =>
+        roundHalfEven(n === 1 ? 0 : k === n - 1 ? T - 1 : k * ((T - 1) / (n - 1))),
+      ).reverse();
       break;
     default:
       throw new Error(`timestep spacing: unknown "${spacing}" (expected one of ${TIMESTEP_SPACINGS.join(', ')})`);

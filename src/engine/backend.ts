@@ -39,7 +39,7 @@ export interface AdamHyper {
   step: number; // 1-based, for bias correction
 }
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
+// biome-ignore lint/suspicious/noExplicitAny: each backend has its own buffer type; code above the engine never sees it
 export interface Backend<S = any> {
   readonly name: string;
 
@@ -60,7 +60,16 @@ export interface Backend<S = any> {
   /** y[N,O,Ho,Wo] = conv(x[N,C,H,W], w[O,C,kh,kw]) + b[O] */
   conv2d(x: S, xs: number[], w: S, ws: number[], b: S | null, p: ConvParams): S;
   /** Gradients of conv2d: dx (when needDx), dw and db (when withBias). */
-  conv2dBackward(x: S, xs: number[], dy: S, w: S, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean): { dx: S | null; dw: S; db: S | null };
+  conv2dBackward(
+    x: S,
+    xs: number[],
+    dy: S,
+    w: S,
+    ws: number[],
+    p: ConvParams,
+    needDx: boolean,
+    withBias: boolean,
+  ): { dx: S | null; dw: S; db: S | null };
 
   /** out[b] = op(A[b]) op(B[b]), A as [batch, M, K] (or [batch, K, M] when transA), B as [batch, K, N] (or [batch, N, K]). */
   matmul(a: S, b: S, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): S;
@@ -79,8 +88,26 @@ export interface Backend<S = any> {
   /** y = alpha * x + beta */
   affine(x: S, alpha: number, beta: number): S;
 
-  groupNorm(x: S, xs: number[], gamma: S, beta: S, groups: number, eps: number, silu: boolean): { y: S; mean: S; rstd: S };
-  groupNormBackward(x: S, xs: number[], gamma: S, beta: S, mean: S, rstd: S, groups: number, silu: boolean, dy: S): { dx: S; dgamma: S; dbeta: S };
+  groupNorm(
+    x: S,
+    xs: number[],
+    gamma: S,
+    beta: S,
+    groups: number,
+    eps: number,
+    silu: boolean,
+  ): { y: S; mean: S; rstd: S };
+  groupNormBackward(
+    x: S,
+    xs: number[],
+    gamma: S,
+    beta: S,
+    mean: S,
+    rstd: S,
+    groups: number,
+    silu: boolean,
+    dy: S,
+  ): { dx: S; dgamma: S; dbeta: S };
 
   /** Softmax over rows of length cols. */
   softmax(x: S, rows: number, cols: number): S;

@@ -11,11 +11,16 @@ const be = getBackend;
 export function tensor(values: ArrayLike<number>, shape: readonly number[], requiresGrad = false): Tensor {
   const n = shapeSize(shape);
   if (values.length !== n) throw new Error(`tensor: shape ${fmtShape(shape)} needs ${n} values, got ${values.length}`);
-  return new Tensor(be().upload(values instanceof Float32Array ? values : Float32Array.from(values)), shape, requiresGrad);
+  return new Tensor(
+    be().upload(values instanceof Float32Array ? values : Float32Array.from(values)),
+    shape,
+    requiresGrad,
+  );
 }
 
 /** A tensor holding a copy of a Float32Array (the way host data enters the engine). */
-export const fromArray = (values: Float32Array, shape: readonly number[], requiresGrad = false): Tensor => tensor(values, shape, requiresGrad);
+export const fromArray = (values: Float32Array, shape: readonly number[], requiresGrad = false): Tensor =>
+  tensor(values, shape, requiresGrad);
 
 export function zeros(shape: readonly number[], requiresGrad = false): Tensor {
   return new Tensor(be().zeros(shapeSize(shape)), shape, requiresGrad);
@@ -44,8 +49,10 @@ function broadcastShape(op: string, a: number[], b: number[]): number[] {
   const r = Math.max(a.length, b.length);
   const out: number[] = [];
   for (let i = 0; i < r; i++) {
-    const da = a[a.length - r + i] ?? 1, db = b[b.length - r + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) throw new Error(`${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} cannot be broadcast together`);
+    const da = a[a.length - r + i] ?? 1,
+      db = b[b.length - r + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1)
+      throw new Error(`${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} cannot be broadcast together`);
     out.push(da === 1 ? db : da);
   }
   return out;
@@ -70,9 +77,15 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const y = be().binary(op, a.storage, padRank(a.shape, r), b.storage, padRank(b.shape, r), outShape);
   return makeResult(op, y, outShape, [a, b], (g) => {
     switch (op) {
-      case 'add': return [unbroadcast(g, a.shape), unbroadcast(g, b.shape)];
-      case 'sub': return [unbroadcast(g, a.shape), unbroadcast(neg(g), b.shape)];
-      case 'mul': return [a.requiresGrad || a.node ? unbroadcast(mul(g, b), a.shape) : null, b.requiresGrad || b.node ? unbroadcast(mul(g, a), b.shape) : null];
+      case 'add':
+        return [unbroadcast(g, a.shape), unbroadcast(g, b.shape)];
+      case 'sub':
+        return [unbroadcast(g, a.shape), unbroadcast(neg(g), b.shape)];
+      case 'mul':
+        return [
+          a.requiresGrad || a.node ? unbroadcast(mul(g, b), a.shape) : null,
+          b.requiresGrad || b.node ? unbroadcast(mul(g, a), b.shape) : null,
+        ];
       case 'div': {
         const ga = a.requiresGrad || a.node ? unbroadcast(div(g, b), a.shape) : null;
         const gb = b.requiresGrad || b.node ? unbroadcast(neg(div(mul(g, a), mul(b, b))), b.shape) : null;
@@ -128,7 +141,9 @@ export const normalCdf = (x: Tensor) => unary('ncdf', x);
 export function clamp(x: Tensor, lo: number, hi: number): Tensor {
   if (!(lo <= hi)) throw new Error(`clamp: lower bound ${lo} exceeds upper bound ${hi}`);
   const y = be().clamp(x.storage, lo, hi);
-  return makeResult('clamp', y, x.shape, [x], (g) => [new Tensor(be().clampBackward(x.storage, lo, hi, g.storage), x.shape)]);
+  return makeResult('clamp', y, x.shape, [x], (g) => [
+    new Tensor(be().clampBackward(x.storage, lo, hi, g.storage), x.shape),
+  ]);
 }
 
 // ---------------------------------------------------------------- shape ops
@@ -146,7 +161,13 @@ export function permute(x: Tensor, perm: number[]): Tensor {
     throw new Error(`permute: ${JSON.stringify(perm)} is not a permutation of the axes of ${fmtShape(x.shape)}`);
   const y = be().permute(x.storage, x.shape, perm);
   const inv = perm.map((_, i) => perm.indexOf(i));
-  return makeResult('permute', y, perm.map((p) => x.shape[p]), [x], (g) => [permute(g, inv)]);
+  return makeResult(
+    'permute',
+    y,
+    perm.map((p) => x.shape[p]),
+    [x],
+    (g) => [permute(g, inv)],
+  );
 }
 
 export function transpose(x: Tensor, a: number, b: number): Tensor {
@@ -162,7 +183,10 @@ export function concat(xs: Tensor[]): Tensor {
     if (t.shape.length !== s0.length || t.shape.some((d, i) => i !== 1 && d !== s0[i]))
       throw new Error(`concat: shapes ${fmtShape(s0)} and ${fmtShape(t.shape)} differ outside the channel axis`);
   const C = xs.reduce((a, t) => a + t.shape[1], 0);
-  const y = be().concat(xs.map((t) => t.storage), xs.map((t) => t.shape));
+  const y = be().concat(
+    xs.map((t) => t.storage),
+    xs.map((t) => t.shape),
+  );
   const outShape = [s0[0], C, ...s0.slice(2)];
   return makeResult('concat', y, outShape, xs, (g) => {
     let c0 = 0;
@@ -195,7 +219,9 @@ export function upsample2x(x: Tensor): Tensor {
   if (x.shape.length !== 4) throw new Error(`upsample2x: expected [N,C,H,W], got ${fmtShape(x.shape)}`);
   const [N, C, H, W] = x.shape;
   const y = be().upsample2x(x.storage, x.shape);
-  return makeResult('upsample2x', y, [N, C, 2 * H, 2 * W], [x], (g) => [new Tensor(be().upsample2xBackward(g.storage, x.shape), x.shape)]);
+  return makeResult('upsample2x', y, [N, C, 2 * H, 2 * W], [x], (g) => [
+    new Tensor(be().upsample2xBackward(g.storage, x.shape), x.shape),
+  ]);
 }
 
 /**
@@ -204,10 +230,23 @@ export function upsample2x(x: Tensor): Tensor {
  */
 export function pool2d(kind: 'max' | 'avg', x: Tensor, k: number, stride: number, pad = 0, countPad = false): Tensor {
   if (x.shape.length !== 4) throw new Error(`pool2d: expected [N,C,H,W], got ${fmtShape(x.shape)}`);
-  if (!(Number.isInteger(k) && k >= 1 && Number.isInteger(stride) && stride >= 1 && Number.isInteger(pad) && pad >= 0 && pad < k)) throw new Error(`pool2d: invalid kernel ${k}, stride ${stride} or padding ${pad}`);
+  if (
+    !(
+      Number.isInteger(k) &&
+      k >= 1 &&
+      Number.isInteger(stride) &&
+      stride >= 1 &&
+      Number.isInteger(pad) &&
+      pad >= 0 &&
+      pad < k
+    )
+  )
+    throw new Error(`pool2d: invalid kernel ${k}, stride ${stride} or padding ${pad}`);
   const [N, C, H, W] = x.shape;
-  if (H + 2 * pad < k || W + 2 * pad < k) throw new Error(`pool2d: input ${fmtShape(x.shape)} is smaller than the ${k}x${k} window`);
-  const Ho = Math.floor((H + 2 * pad - k) / stride) + 1, Wo = Math.floor((W + 2 * pad - k) / stride) + 1;
+  if (H + 2 * pad < k || W + 2 * pad < k)
+    throw new Error(`pool2d: input ${fmtShape(x.shape)} is smaller than the ${k}x${k} window`);
+  const Ho = Math.floor((H + 2 * pad - k) / stride) + 1,
+    Wo = Math.floor((W + 2 * pad - k) / stride) + 1;
   const y = be().pool2d(kind, x.storage, x.shape, k, stride, pad, countPad);
   return makeResult(`${kind}Pool2d`, y, [N, C, Ho, Wo], [x], () => {
     throw new Error(`${kind}Pool2d: forward only (used by the FID network)`);
@@ -237,28 +276,35 @@ export function mean(x: Tensor, axes?: number[], keepDims = false): Tensor {
 
 /** Batched matrix product: a [..., M, K] @ b [..., K, N]; b may be 2-D and is then shared across the batch. */
 export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
-  const ra = a.shape.length, rb = b.shape.length;
-  if (ra < 2 || rb < 2) throw new Error(`matmul: operands must have rank >= 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  const ra = a.shape.length,
+    rb = b.shape.length;
+  if (ra < 2 || rb < 2)
+    throw new Error(`matmul: operands must have rank >= 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   const M = transA ? a.shape[ra - 1] : a.shape[ra - 2];
   const Ka = transA ? a.shape[ra - 2] : a.shape[ra - 1];
   const Kb = transB ? b.shape[rb - 1] : b.shape[rb - 2];
   const N = transB ? b.shape[rb - 2] : b.shape[rb - 1];
-  const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
+  const batchA = a.shape.slice(0, -2),
+    batchB = b.shape.slice(0, -2);
   const batch = shapeSize(batchA);
   const shared = rb === 2 && !transA; // b shared across batch: fold the batch into M
   if (Ka !== Kb || (!shared && (batchA.length !== batchB.length || batchA.some((d, i) => d !== batchB[i]))))
-    throw new Error(`matmul: shapes ${fmtShape(a.shape)}${transA ? 'ᵀ' : ''} and ${fmtShape(b.shape)}${transB ? 'ᵀ' : ''} do not match`);
+    throw new Error(
+      `matmul: shapes ${fmtShape(a.shape)}${transA ? 'ᵀ' : ''} and ${fmtShape(b.shape)}${transB ? 'ᵀ' : ''} do not match`,
+    );
   const outShape = [...batchA, M, N];
   const y = shared
     ? be().matmul(a.storage, b.storage, 1, batch * M, Ka, N, false, transB)
     : be().matmul(a.storage, b.storage, batch, M, Ka, N, transA, transB);
   return makeResult('matmul', y, outShape, [a, b], (g) => {
     // y = A B  =>  dA = g B^T, dB = A^T g (with transposes folded in)
-    let ga: Tensor | null = null, gb: Tensor | null = null;
+    let ga: Tensor | null = null,
+      gb: Tensor | null = null;
     if (a.requiresGrad || a.node) ga = transA ? matmul(b, g, transB, true) : matmul(g, b, false, !transB);
     if (b.requiresGrad || b.node) {
       if (shared) {
-        const a2 = reshape(a.detach(), [batch * M, Ka]), g2 = reshape(g, [batch * M, N]);
+        const a2 = reshape(a.detach(), [batch * M, Ka]),
+          g2 = reshape(g, [batch * M, N]);
         gb = transB ? matmul(g2, a2, true, false) : matmul(a2, g2, true, false);
       } else gb = transB ? matmul(g, a, true, transA) : matmul(a.detach(), g, !transA, false);
     }
@@ -269,7 +315,9 @@ export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Te
 /** y = x W^T + b with W of shape [out, in] (PyTorch's nn.Linear layout). */
 export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
   if (x.shape[x.shape.length - 1] !== w.shape[1])
-    throw new Error(`linear: input ${fmtShape(x.shape)} does not match weight ${fmtShape(w.shape)} (expected last dim ${w.shape[1]})`);
+    throw new Error(
+      `linear: input ${fmtShape(x.shape)} does not match weight ${fmtShape(w.shape)} (expected last dim ${w.shape[1]})`,
+    );
   const y = matmul(x, w, false, true);
   return b ? add(y, b) : y;
 }
@@ -292,17 +340,27 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptio
   const [pt, pb, pl, pr] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad;
   const p: ConvParams = { stride, padTop: pt, padBottom: pb, padLeft: pl, padRight: pr };
   if (opts.precision === 'bf16') {
-    if (isGradEnabled() && [x, w, b].some((t) => t && (t.requiresGrad || t.node))) throw new Error('conv2d: precision bf16 is forward-only (sampling, evaluation); run it under noGrad, and train in f32');
+    if (isGradEnabled() && [x, w, b].some((t) => t && (t.requiresGrad || t.node)))
+      throw new Error(
+        'conv2d: precision bf16 is forward-only (sampling, evaluation); run it under noGrad, and train in f32',
+      );
     p.bf16 = true;
-  } else if (opts.precision !== undefined && opts.precision !== 'f32') throw new Error(`conv2d: unknown precision "${opts.precision}" (expected f32 or bf16)`);
+  } else if (opts.precision !== undefined && opts.precision !== 'f32')
+    throw new Error(`conv2d: unknown precision "${opts.precision}" (expected f32 or bf16)`);
   if (x.shape.length !== 4 || w.shape.length !== 4 || x.shape[1] !== w.shape[1])
-    throw new Error(`conv2d: input ${fmtShape(x.shape)} and weight ${fmtShape(w.shape)} do not match (expected [N,C,H,W] and [O,C,kh,kw])`);
-  if (b && (b.shape.length !== 1 || b.shape[0] !== w.shape[0])) throw new Error(`conv2d: bias ${fmtShape(b.shape)} does not match weight ${fmtShape(w.shape)}`);
-  if (!(stride >= 1) || [pt, pb, pl, pr].some((v) => v < 0 || !Number.isInteger(v))) throw new Error(`conv2d: invalid stride ${stride} or padding ${JSON.stringify(pad)}`);
+    throw new Error(
+      `conv2d: input ${fmtShape(x.shape)} and weight ${fmtShape(w.shape)} do not match (expected [N,C,H,W] and [O,C,kh,kw])`,
+    );
+  if (b && (b.shape.length !== 1 || b.shape[0] !== w.shape[0]))
+    throw new Error(`conv2d: bias ${fmtShape(b.shape)} does not match weight ${fmtShape(w.shape)}`);
+  if (!(stride >= 1) || [pt, pb, pl, pr].some((v) => v < 0 || !Number.isInteger(v)))
+    throw new Error(`conv2d: invalid stride ${stride} or padding ${JSON.stringify(pad)}`);
   const [N, , H, W] = x.shape;
   const [O, , KH, KW] = w.shape;
-  const Ho = Math.floor((H + pt + pb - KH) / stride) + 1, Wo = Math.floor((W + pl + pr - KW) / stride) + 1;
-  if (Ho < 1 || Wo < 1) throw new Error(`conv2d: input ${fmtShape(x.shape)} is smaller than kernel ${fmtShape(w.shape)}`);
+  const Ho = Math.floor((H + pt + pb - KH) / stride) + 1,
+    Wo = Math.floor((W + pl + pr - KW) / stride) + 1;
+  if (Ho < 1 || Wo < 1)
+    throw new Error(`conv2d: input ${fmtShape(x.shape)} is smaller than kernel ${fmtShape(w.shape)}`);
   const y = be().conv2d(x.storage, x.shape, w.storage, w.shape, b ? b.storage : null, p);
   return makeResult('conv2d', y, [N, O, Ho, Wo], b ? [x, w, b] : [x, w], (g) => {
     const needDx = !!(x.requiresGrad || x.node);
@@ -318,11 +376,25 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptio
 /** GroupNorm over [N, C, ...] with per-channel affine; with silu, fused GroupNorm followed by SiLU. */
 export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, groups: number, eps: number, silu = false): Tensor {
   const C = x.shape[1];
-  if (x.shape.length < 2 || C % groups !== 0) throw new Error(`groupNorm: ${C} channels of ${fmtShape(x.shape)} do not split into ${groups} groups`);
-  if (gamma.size !== C || beta.size !== C) throw new Error(`groupNorm: affine parameters ${fmtShape(gamma.shape)}, ${fmtShape(beta.shape)} do not match ${C} channels`);
+  if (x.shape.length < 2 || C % groups !== 0)
+    throw new Error(`groupNorm: ${C} channels of ${fmtShape(x.shape)} do not split into ${groups} groups`);
+  if (gamma.size !== C || beta.size !== C)
+    throw new Error(
+      `groupNorm: affine parameters ${fmtShape(gamma.shape)}, ${fmtShape(beta.shape)} do not match ${C} channels`,
+    );
   const r = be().groupNorm(x.storage, x.shape, gamma.storage, beta.storage, groups, eps, silu);
   return makeResult(silu ? 'groupNorm+silu' : 'groupNorm', r.y, x.shape, [x, gamma, beta], (g) => {
-    const d = be().groupNormBackward(x.storage, x.shape, gamma.storage, beta.storage, r.mean, r.rstd, groups, silu, g.storage);
+    const d = be().groupNormBackward(
+      x.storage,
+      x.shape,
+      gamma.storage,
+      beta.storage,
+      r.mean,
+      r.rstd,
+      groups,
+      silu,
+      g.storage,
+    );
     return [new Tensor(d.dx, x.shape), new Tensor(d.dgamma, gamma.shape), new Tensor(d.dbeta, beta.shape)];
   });
 }
@@ -332,14 +404,17 @@ export function softmax(x: Tensor): Tensor {
   const cols = x.shape[x.shape.length - 1];
   const rows = x.size / cols;
   const y = be().softmax(x.storage, rows, cols);
-  return makeResult('softmax', y, x.shape, [x], (g) => [new Tensor(be().softmaxBackward(y, g.storage, rows, cols), x.shape)]);
+  return makeResult('softmax', y, x.shape, [x], (g) => [
+    new Tensor(be().softmaxBackward(y, g.storage, rows, cols), x.shape),
+  ]);
 }
 
 /** Inverted dropout with keep-probability 1 - p; the mask is drawn from the counter-based generator. */
 export function dropout(x: Tensor, p: number, key: RandomKey): Tensor {
   if (p <= 0) return x;
   if (p >= 1) throw new Error(`dropout: probability must be below 1, got ${p}`);
-  const b = be(), perSample = x.size / x.shape[0];
+  const b = be(),
+    perSample = x.size / x.shape[0];
   if (b.dropoutMask) return mul(x, new Tensor(b.dropoutMask(x.size, perSample, keyWords(key), p, x.storage), x.shape));
   const u = new Float32Array(x.size);
   fillRandom(u, perSample, key, 0, 'uniform');
@@ -353,7 +428,8 @@ export function gatherTimesteps(table: Float64Array, t: Int32Array | number[], r
   const out = new Float32Array(t.length);
   for (let i = 0; i < t.length; i++) {
     const k = t[i];
-    if (!Number.isInteger(k) || k < 0 || k >= table.length) throw new Error(`gatherTimesteps: timestep ${k} outside [0, ${table.length - 1}]`);
+    if (!Number.isInteger(k) || k < 0 || k >= table.length)
+      throw new Error(`gatherTimesteps: timestep ${k} outside [0, ${table.length - 1}]`);
     out[i] = table[k];
   }
   return new Tensor(be().upload(out), [t.length, ...new Array<number>(rank - 1).fill(1)]);

@@ -38,7 +38,14 @@ export class Adam {
   /** One update from the .grad of every parameter (parameters without a gradient are left alone). */
   update(): void {
     this.step++;
-    const h = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.step };
+    const h = {
+      lr: this.lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      step: this.step,
+    };
     this.params.forEach((p, i) => {
       if (p.grad) getBackend().adamStep(p.storage, p.grad.storage, this.m[i].storage, this.v[i].storage, h);
     });

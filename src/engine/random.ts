@@ -2,31 +2,55 @@
 // The stream of numbers is a pure function of (seed, stream, sample index, element index), so every backend and
 // every batch split draws the same values: sample i gets the same noise in a batch of 1 or of 64.
 
-const M0 = 0xd2511f53, M1 = 0xcd9e8d57;
-const W0 = 0x9e3779b9, W1 = 0xbb67ae85;
+const M0 = 0xd2511f53,
+  M1 = 0xcd9e8d57;
+const W0 = 0x9e3779b9,
+  W1 = 0xbb67ae85;
 
 /** High 32 bits of the 64-bit product of two uint32, exact in double arithmetic. */
 function mulhi32(a: number, b: number): number {
-  const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
-  const ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+  const al = a & 0xffff,
+    ah = a >>> 16,
+    bl = b & 0xffff,
+    bh = b >>> 16;
+  const ll = al * bl,
+    lh = al * bh,
+    hl = ah * bl,
+    hh = ah * bh;
   const mid = (ll >>> 16) + (lh & 0xffff) + (hl & 0xffff);
   return (hh + Math.floor(lh / 65536) + Math.floor(hl / 65536) + Math.floor(mid / 65536)) >>> 0;
 }
 
 /** Philox 4x32 with 10 rounds: counter (4 words) and key (2 words) to 4 random words, written into out. */
-export function philox4x32_10(ctr: ArrayLike<number>, key: ArrayLike<number>, out: Uint32Array = new Uint32Array(4)): Uint32Array {
-  let c0 = ctr[0] >>> 0, c1 = ctr[1] >>> 0, c2 = ctr[2] >>> 0, c3 = ctr[3] >>> 0;
-  let k0 = key[0] >>> 0, k1 = key[1] >>> 0;
+export function philox4x32_10(
+  ctr: ArrayLike<number>,
+  key: ArrayLike<number>,
+  out: Uint32Array = new Uint32Array(4),
+): Uint32Array {
+  let c0 = ctr[0] >>> 0,
+    c1 = ctr[1] >>> 0,
+    c2 = ctr[2] >>> 0,
+    c3 = ctr[3] >>> 0;
+  let k0 = key[0] >>> 0,
+    k1 = key[1] >>> 0;
   for (let r = 0; r < 10; r++) {
-    if (r > 0) { k0 = (k0 + W0) >>> 0; k1 = (k1 + W1) >>> 0; }
-    const hi0 = mulhi32(M0, c0), lo0 = Math.imul(M0, c0) >>> 0;
-    const hi1 = mulhi32(M1, c2), lo1 = Math.imul(M1, c2) >>> 0;
+    if (r > 0) {
+      k0 = (k0 + W0) >>> 0;
+      k1 = (k1 + W1) >>> 0;
+    }
+    const hi0 = mulhi32(M0, c0),
+      lo0 = Math.imul(M0, c0) >>> 0;
+    const hi1 = mulhi32(M1, c2),
+      lo1 = Math.imul(M1, c2) >>> 0;
     c0 = (hi1 ^ c1 ^ k0) >>> 0;
     c1 = lo1;
     c2 = (hi0 ^ c3 ^ k1) >>> 0;
     c3 = lo0;
   }
-  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
   return out;
 }
 
@@ -39,8 +63,9 @@ export interface RandomKey {
 const TWO32 = 4294967296;
 
 function splitWords(x: number, what: string): [number, number] {
-  if (!Number.isSafeInteger(x) || x < 0) throw new Error(`random: ${what} must be a non-negative safe integer, got ${x}`);
-  return [x % TWO32 >>> 0, Math.floor(x / TWO32) >>> 0];
+  if (!Number.isSafeInteger(x) || x < 0)
+    throw new Error(`random: ${what} must be a non-negative safe integer, got ${x}`);
+  return [(x % TWO32) >>> 0, Math.floor(x / TWO32) >>> 0];
 }
 
 /** The 32-bit words of a key as Philox takes them: [seed low, seed high, stream low, stream high]. */
@@ -58,11 +83,19 @@ export function toUniform(u: number): number {
  * Element j of sample s comes from counter (j >> 2, s, stream_lo, stream_hi) under key (seed_lo, seed_hi), lane j & 3.
  * Normal values use Box-Muller on the lane pairs (0, 1) and (2, 3).
  */
-export function fillRandom(out: Float32Array, perSample: number, key: RandomKey, sampleStart: number, dist: 'normal' | 'uniform'): Float32Array {
-  if (perSample <= 0 || out.length % perSample !== 0) throw new Error(`random: buffer of ${out.length} is not a whole number of samples of ${perSample}`);
+export function fillRandom(
+  out: Float32Array,
+  perSample: number,
+  key: RandomKey,
+  sampleStart: number,
+  dist: 'normal' | 'uniform',
+): Float32Array {
+  if (perSample <= 0 || out.length % perSample !== 0)
+    throw new Error(`random: buffer of ${out.length} is not a whole number of samples of ${perSample}`);
   const [k0, k1] = splitWords(key.seed, 'seed');
   const [s0, s1] = splitWords(key.stream, 'stream');
-  const ctr = [0, 0, s0, s1], kk = [k0, k1];
+  const ctr = [0, 0, s0, s1],
+    kk = [k0, k1];
   const words = new Uint32Array(4);
   const nSamples = out.length / perSample;
   for (let s = 0; s < nSamples; s++) {
@@ -75,8 +108,10 @@ export function fillRandom(out: Float32Array, perSample: number, key: RandomKey,
         for (let l = 0; l < 4 && j + l < perSample; l++) out[base + j + l] = toUniform(words[l]);
       } else {
         for (let l = 0; l < 4; l += 2) {
-          const u1 = toUniform(words[l]), u2 = toUniform(words[l + 1]);
-          const r = Math.sqrt(-2 * Math.log(u1)), th = 2 * Math.PI * u2;
+          const u1 = toUniform(words[l]),
+            u2 = toUniform(words[l + 1]);
+          const r = Math.sqrt(-2 * Math.log(u1)),
+            th = 2 * Math.PI * u2;
           if (j + l < perSample) out[base + j + l] = r * Math.cos(th);
           if (j + l + 1 < perSample) out[base + j + l + 1] = r * Math.sin(th);
         }

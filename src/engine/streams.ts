@@ -39,7 +39,8 @@ const SITE_BITS = 2 ** 12;
 const SUB_BITS = 2 ** 10;
 
 function check(what: string, v: number, limit: number): number {
-  if (!Number.isSafeInteger(v) || v < 0 || v >= limit) throw new Error(`random streams: ${what} ${v} is outside [0, ${limit})`);
+  if (!Number.isSafeInteger(v) || v < 0 || v >= limit)
+    throw new Error(`random streams: ${what} ${v} is outside [0, ${limit})`);
   return v;
 }
 
@@ -57,10 +58,18 @@ export const streams = {
   timesteps: (seed: number, micro: number) => key(seed, 'timesteps', micro),
   trainNoise: (seed: number, micro: number) => key(seed, 'trainNoise', micro),
   dropout: (seed: number, micro: number, site: number) =>
-    key(seed, 'dropout', check('dropout micro-batch', micro, INDEX_BITS / SITE_BITS) * SITE_BITS + check('dropout site', site, SITE_BITS)),
+    key(
+      seed,
+      'dropout',
+      check('dropout micro-batch', micro, INDEX_BITS / SITE_BITS) * SITE_BITS + check('dropout site', site, SITE_BITS),
+    ),
   samplerInit: (seed: number) => key(seed, 'samplerInit', 0),
   samplerNoise: (seed: number, step: number, sub = 0) =>
-    key(seed, 'samplerNoise', check('sampler step', step, INDEX_BITS / SUB_BITS) * SUB_BITS + check('sampler sub-step', sub, SUB_BITS)),
+    key(
+      seed,
+      'samplerNoise',
+      check('sampler step', step, INDEX_BITS / SUB_BITS) * SUB_BITS + check('sampler sub-step', sub, SUB_BITS),
+    ),
   bpdNoise: (seed: number, t: number) => key(seed, 'bpdNoise', t),
   interpolate: (seed: number, index: number) => key(seed, 'interpolate', index),
   metrics: (seed: number, index: number) => key(seed, 'metrics', index),

@@ -18,7 +18,10 @@ interface EngineState {
 const state: EngineState = { backend: null, gradEnabled: true, checkNumerics: false };
 
 export function getBackend(): Backend {
-  if (!state.backend) throw new Error('engine: no backend installed; call useBackend() (Node) or setBackend(new ReferenceBackend()) first');
+  if (!state.backend)
+    throw new Error(
+      'engine: no backend installed; call useBackend() (Node) or setBackend(new ReferenceBackend()) first',
+    );
   return state.backend;
 }
 
@@ -81,7 +84,10 @@ export class Tensor {
     for (const d of shape)
       if (!Number.isInteger(d) || d < 0) throw new Error(`tensor: invalid shape ${fmtShape(shape)}`);
     const size = shapeSize(shape);
-    if (storage instanceof Int32Array || storage instanceof Uint8Array || Array.isArray(storage)) throw new Error(`tensor: storage must be a backend buffer (a Float32Array on CPU backends), got ${Object.prototype.toString.call(storage)}; use ops.fromArray for host values`);
+    if (storage instanceof Int32Array || storage instanceof Uint8Array || Array.isArray(storage))
+      throw new Error(
+        `tensor: storage must be a backend buffer (a Float32Array on CPU backends), got ${Object.prototype.toString.call(storage)}; use ops.fromArray for host values`,
+      );
     const n = backend.size(storage);
     if (n !== size) throw new Error(`tensor: shape ${fmtShape(shape)} needs ${size} values, storage has ${n}`);
     this.shape = [...shape];
@@ -103,12 +109,14 @@ export class Tensor {
 
   /** Overwrites the values in place (weights loaded from a file, an initialisation). */
   write(values: ArrayLike<number>): void {
-    if (values.length !== this.size) throw new Error(`write: ${values.length} values for a tensor of shape ${fmtShape(this.shape)}`);
+    if (values.length !== this.size)
+      throw new Error(`write: ${values.length} values for a tensor of shape ${fmtShape(this.shape)}`);
     this.backend.write(this.storage, values instanceof Float32Array ? values : Float32Array.from(values));
   }
 
   item(): number {
-    if (this.size !== 1) throw new Error(`item: tensor of shape ${fmtShape(this.shape)} has ${this.size} values, expected 1`);
+    if (this.size !== 1)
+      throw new Error(`item: tensor of shape ${fmtShape(this.shape)} has ${this.size} values, expected 1`);
     return this.dataSync()[0];
   }
 
@@ -119,7 +127,10 @@ export class Tensor {
 
   /** Reverse-mode autodiff: accumulates dL/dx into .grad of every leaf x with requiresGrad. */
   backward(seed?: Tensor): void {
-    if (!seed && this.size !== 1) throw new Error(`backward: output has shape ${fmtShape(this.shape)}; pass the output gradient or reduce to a scalar`);
+    if (!seed && this.size !== 1)
+      throw new Error(
+        `backward: output has shape ${fmtShape(this.shape)}; pass the output gradient or reduce to a scalar`,
+      );
     const order: Tensor[] = [];
     const seen = new Set<Tensor>();
     // iterative depth-first topological order
@@ -127,7 +138,10 @@ export class Tensor {
     while (stack.length) {
       const top = stack[stack.length - 1];
       const [t, i] = top;
-      if (i === 0 && seen.has(t)) { stack.pop(); continue; }
+      if (i === 0 && seen.has(t)) {
+        stack.pop();
+        continue;
+      }
       seen.add(t);
       const inputs = t.node ? t.node.inputs : [];
       if (i < inputs.length) {
@@ -158,11 +172,20 @@ export class Tensor {
         t.node.inputs.forEach((inp, j) => {
           const gi = gin[j];
           if (!gi || !(inp.node || inp.requiresGrad)) return;
-          if (gi.size !== inp.size) throw new Error(`backward of ${t.node!.op}: gradient ${fmtShape(gi.shape)} for input ${fmtShape(inp.shape)}`);
+          if (gi.size !== inp.size)
+            throw new Error(
+              `backward of ${t.node!.op}: gradient ${fmtShape(gi.shape)} for input ${fmtShape(inp.shape)}`,
+            );
           const prev = grads.get(inp);
           if (prev) {
             // a new buffer (either gradient may be shared with another tensor), in one pass
-            grads.set(inp, new Tensor(inp.backend.binary('add', prev.storage, inp.shape, gi.storage, inp.shape, inp.shape), inp.shape));
+            grads.set(
+              inp,
+              new Tensor(
+                inp.backend.binary('add', prev.storage, inp.shape, gi.storage, inp.shape, inp.shape),
+                inp.shape,
+              ),
+            );
           } else grads.set(inp, gi);
         });
       }
@@ -171,13 +194,20 @@ export class Tensor {
 }
 
 /** Wraps a freshly computed storage as the output of an op, recording how to differentiate it. */
-export function makeResult(op: string, storage: Storage, shape: readonly number[], inputs: Tensor[], backward: GradNode['backward']): Tensor {
+export function makeResult(
+  op: string,
+  storage: Storage,
+  shape: readonly number[],
+  inputs: Tensor[],
+  backward: GradNode['backward'],
+): Tensor {
   const out = new Tensor(storage, shape);
   if (state.checkNumerics) {
     // a readback per op: a debugging mode
     const v = out.dataSync();
     for (let i = 0; i < v.length; i++)
-      if (!Number.isFinite(v[i])) throw new Error(`check numerics: ${op} produced ${v[i]} at index ${i} of output ${fmtShape(shape)}`);
+      if (!Number.isFinite(v[i]))
+        throw new Error(`check numerics: ${op} produced ${v[i]} at index ${i} of output ${fmtShape(shape)}`);
   }
   if (state.gradEnabled && inputs.some((t) => t.requiresGrad || t.node)) out.node = { op, inputs, backward };
   return out;

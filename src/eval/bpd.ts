@@ -1,7 +1,7 @@
 // Bits per dimension: the variational bound of eq. (5), L = L_T + sum_{t>1} L_{t-1} + L_0, term by term, as the
 // paper's Tables 1 and 2 report it (the official code's calc_bpd_loop).
 import * as T from '../engine/ops.js';
-import { Tensor, noGrad } from '../engine/tensor.js';
+import { type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
 import type { DenoiseFn, GaussianDiffusion } from '../diffusion/gaussian.js';
 
@@ -82,10 +82,18 @@ export async function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tenso
   return { ts, perT, prior, sqErr };
 }
 
-export async function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches: Iterable<{ x0: Tensor; start: number }>, o: BpdOptions): Promise<BpdResult> {
+export async function bitsPerDim(
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  batches: Iterable<{ x0: Tensor; start: number }>,
+  o: BpdOptions,
+): Promise<BpdResult> {
   const tStride = o.tStride ?? 1;
-  const sums = new Map<number, number>(), sq = new Map<number, number>();
-  let priorSum = 0, n = 0, dims = 0;
+  const sums = new Map<number, number>(),
+    sq = new Map<number, number>();
+  let priorSum = 0,
+    n = 0,
+    dims = 0;
   for (const { x0, start } of batches) {
     const r = await bpdBatch(d, model, x0, start, o);
     dims = x0.size / x0.shape[0];
@@ -97,7 +105,9 @@ export async function bitsPerDim(d: GaussianDiffusion, model: DenoiseFn, batches
     n += x0.shape[0];
   }
   const weights = new Map(evaluatedTimesteps(d.numTimesteps, tStride).map((e) => [e.t, e.weight]));
-  const terms = [...sums.entries()].sort((a, b) => a[0] - b[0]).map(([t, s]) => ({ t, bpd: s / n, weight: weights.get(t)! }));
+  const terms = [...sums.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([t, s]) => ({ t, bpd: s / n, weight: weights.get(t)! }));
   const decoder = terms[0].bpd;
   const kl = terms.slice(1).reduce((a, b) => a + b.bpd * b.weight, 0);
   const prior = priorSum / n;

@@ -38,7 +38,11 @@ export interface Extractor {
   channels: number;
   /** the image size it takes; null: any H x W */
   size: number | null;
-  embed(images: Float32Array, n: number, hw: [number, number]): Promise<{ features: Float32Array; probs: Float32Array | null }>;
+  embed(
+    images: Float32Array,
+    n: number,
+    hw: [number, number],
+  ): Promise<{ features: Float32Array; probs: Float32Array | null }>;
 }
 
 /** A shipped small feature network by name (mnist, fashion, cifar10) or a safetensors file. */
@@ -52,17 +56,26 @@ export function loadFeatureNet(spec: string): DigitNet {
 export function extractor(o: { inception?: string; net: string }, ctx: ImageSetContext): Extractor {
   if (o.inception) {
     const file = o.inception;
-    if (!existsSync(file)) throw new Error(`--inception ${file}: file not found (pytorch-fid's weights as safetensors, see docs/metrics.md)`);
+    if (!existsSync(file))
+      throw new Error(
+        `--inception ${file}: file not found (pytorch-fid's weights as safetensors, see docs/metrics.md)`,
+      );
     const net = new InceptionV3(parseSafetensors(new Uint8Array(readFileSync(file)), file).tensors, file);
     return {
-      label: `Inception-v3 (pytorch-fid's FID network, ${file}; images resized to 299 bilinearly)`, dim: INCEPTION_FEATURES, channels: 3, size: null,
+      label: `Inception-v3 (pytorch-fid's FID network, ${file}; images resized to 299 bilinearly)`,
+      dim: INCEPTION_FEATURES,
+      channels: 3,
+      size: null,
       embed: (images, n, hw) => net.embed(images, n, hw, 16, 299, ctx.progress?.('inception features', n)),
     };
   }
   const net = loadFeatureNet(o.net);
   return {
     label: `feature network "${o.net}" (${net.channels}x${net.size}x${net.size} images, ${DIGITNET_FEATURES}-d features; FD is FID's formula on these features, not on Inception-v3's)`,
-    dim: DIGITNET_FEATURES, channels: net.channels, size: net.size, embed: (images, n) => net.embed(images, n),
+    dim: DIGITNET_FEATURES,
+    channels: net.channels,
+    size: net.size,
+    embed: (images, n) => net.embed(images, n),
   };
 }
 
@@ -79,7 +92,13 @@ export function toChannels(x: Float32Array, n: number, c: number, hw: number, wa
  * The n images of a dataset an evaluation uses: evenly spread over it with `spread`, else the first n (with a warning
  * when those miss classes); `which` names the choice ('' when n is the whole set).
  */
-export function evalSubset(ds: ImageDataset, n: number, spread: boolean, what: string, warn: (m: string) => void): { indices: Int32Array; which: string } {
+export function evalSubset(
+  ds: ImageDataset,
+  n: number,
+  spread: boolean,
+  what: string,
+  warn: (m: string) => void,
+): { indices: Int32Array; which: string } {
   if (!spread) {
     const w = firstImagesWarning(ds, n, '--spread');
     if (w) warn(what ? `${what}: ${w}` : w);
@@ -116,22 +135,39 @@ export interface ImageSet {
 
 /** Whether spec is a model folder (or a shipped model's name) rather than a dataset or image files. */
 export function isModelSpec(spec: string): boolean {
-  return existsSync(join(spec, 'config.json')) || (!existsSync(spec) && !DATASET_NAMES.includes(spec) && existsSync(join(MODELS_DIR, spec, 'config.json')));
+  return (
+    existsSync(join(spec, 'config.json')) ||
+    (!existsSync(spec) && !DATASET_NAMES.includes(spec) && existsSync(join(MODELS_DIR, spec, 'config.json')))
+  );
 }
 
 /** Images on [-1, 1] in the extractor's channels; `what` names the set in messages (--images, --ref). */
-export async function imageSet(r: ImageSetRequest, what: string, ex: Extractor, ctx: ImageSetContext): Promise<ImageSet> {
+export async function imageSet(
+  r: ImageSetRequest,
+  what: string,
+  ex: Extractor,
+  ctx: ImageSetContext,
+): Promise<ImageSet> {
   const spec = r.spec;
   const fits = (c: number, h: number, w: number) => {
     if (ex.size !== null && (h !== ex.size || w !== ex.size || c !== ex.channels))
-      throw new Error(`${what} ${spec}: images are ${c}x${h}x${w}; the feature network needs ${ex.channels}x${ex.size}x${ex.size} (--net ${Object.keys(FEATURE_NETS).join(' / ')}, or --inception for other images)`);
+      throw new Error(
+        `${what} ${spec}: images are ${c}x${h}x${w}; the feature network needs ${ex.channels}x${ex.size}x${ex.size} (--net ${Object.keys(FEATURE_NETS).join(' / ')}, or --inception for other images)`,
+      );
   };
   if (spec.endsWith('.npy')) {
     const { shape, data } = parseNpy(new Uint8Array(readFileSync(spec)), spec);
-    if (shape.length !== 4) throw new Error(`${spec}: expected [N, C, H, W] images on [-1, 1], got shape (${shape.join(', ')})`);
+    if (shape.length !== 4)
+      throw new Error(`${spec}: expected [N, C, H, W] images on [-1, 1], got shape (${shape.join(', ')})`);
     fits(shape[1], shape[2], shape[3]);
-    const n = Math.min(shape[0], r.num ?? shape[0]), hw = shape[2] * shape[3];
-    return { images: toChannels(data.subarray(0, n * shape[1] * hw), n, shape[1], hw, ex.channels), n, hw: [shape[2], shape[3]], name: spec };
+    const n = Math.min(shape[0], r.num ?? shape[0]),
+      hw = shape[2] * shape[3];
+    return {
+      images: toChannels(data.subarray(0, n * shape[1] * hw), n, shape[1], hw, ex.channels),
+      n,
+      hw: [shape[2], shape[3]],
+      name: spec,
+    };
   }
   if (isModelSpec(spec)) {
     const dir = modelPath(spec);
@@ -139,17 +175,44 @@ export async function imageSet(r: ImageSetRequest, what: string, ex: Extractor, 
     model.precision = ctx.precision ?? 'f32';
     for (const w of folder.warnings) ctx.warn(w);
     const diffusion = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
-    const C = folder.unetConfig.in_channels, S = folder.unetConfig.sample_size;
+    const C = folder.unetConfig.in_channels,
+      S = folder.unetConfig.sample_size;
     fits(C, S, S);
-    const n = r.num ?? 1000, batch = r.batch ?? 64, sampler = r.sampler ?? 'ancestral', seed = r.seed ?? 0;
+    const n = r.num ?? 1000,
+      batch = r.batch ?? 64,
+      sampler = r.sampler ?? 'ancestral',
+      seed = r.seed ?? 0;
     ctx.checkBatch?.(folder.unetConfig, Math.min(batch, n), `${what} ${spec}: sampling`);
     const { plan } = samplerPlan(diffusion, { sampler, steps: r.steps, timestepSpacing: r.timestepSpacing });
-    const sopts = { sampler, steps: r.steps, timestepSpacing: r.timestepSpacing, seed, eta: r.eta, clip: r.clip ?? defaultClip(sampler, diffusion) };
+    const sopts = {
+      sampler,
+      steps: r.steps,
+      timestepSpacing: r.timestepSpacing,
+      seed,
+      eta: r.eta,
+      clip: r.clip ?? defaultClip(sampler, diffusion),
+    };
     const keep = r.samples ? { file: r.samples, key: JSON.stringify({ model: resolve(dir), n, ...sopts }) } : undefined;
-    const bar = ctx.progress ? (done: number, total: number) => (barFn ??= ctx.progress!(`sample ${sampler} ${plan.length} steps`, total))(done) : undefined;
     let barFn: ((d: number) => void) | undefined;
-    const images = await drawSamples(model, diffusion, [n, C, S, S], batch, sopts, { what: `${what} samples`, keep, onProgress: bar, log: ctx.warn });
-    return { images: toChannels(images, n, C, S * S, ex.channels), n, hw: [S, S], name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${seed})` };
+    const progress = ctx.progress;
+    const bar = progress
+      ? (done: number, total: number) => {
+          barFn ??= progress(`sample ${sampler} ${plan.length} steps`, total);
+          barFn(done);
+        }
+      : undefined;
+    const images = await drawSamples(model, diffusion, [n, C, S, S], batch, sopts, {
+      what: `${what} samples`,
+      keep,
+      onProgress: bar,
+      log: ctx.warn,
+    });
+    return {
+      images: toChannels(images, n, C, S * S, ex.channels),
+      n,
+      hw: [S, S],
+      name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${seed})`,
+    };
   }
   const ds = loadDataset(spec, r.split, { size: ex.size ?? 299, channels: ex.channels as 1 | 3 });
   for (const w of ds.warnings ?? []) ctx.warn(w);
@@ -157,5 +220,10 @@ export async function imageSet(r: ImageSetRequest, what: string, ex: Extractor, 
   const n = Math.min(ds.count, r.num ?? ds.count);
   const { indices, which } = evalSubset(ds, n, !!r.spread, what, ctx.warn);
   const x = await makeBatch(ds, indices).data();
-  return { images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels), n, hw: [ds.height, ds.width], name: `${ds.name} (${which || n} images)` };
+  return {
+    images: toChannels(x, n, ds.channels, ds.height * ds.width, ex.channels),
+    n,
+    hw: [ds.height, ds.width],
+    name: `${ds.name} (${which || n} images)`,
+  };
 }

@@ -21,13 +21,17 @@ export function resizeBilinear(x: Float32Array, shape: number[], outH: number, o
     const i0 = Math.min(Math.floor(src), inSize - 1);
     return { i0, i1: Math.min(i0 + 1, inSize - 1), l: src - i0 };
   };
-  const ys = Array.from({ length: outH }, (_, o) => axis(o, H, outH)), xs = Array.from({ length: outW }, (_, o) => axis(o, W, outW));
+  const ys = Array.from({ length: outH }, (_, o) => axis(o, H, outH)),
+    xs = Array.from({ length: outW }, (_, o) => axis(o, W, outW));
   for (let p = 0; p < N * C; p++)
     for (let oh = 0; oh < outH; oh++) {
       const { i0: y0, i1: y1, l: ly } = ys[oh];
       for (let ow = 0; ow < outW; ow++) {
         const { i0: x0, i1: x1, l: lx } = xs[ow];
-        const a = x[(p * H + y0) * W + x0], b = x[(p * H + y0) * W + x1], c = x[(p * H + y1) * W + x0], d = x[(p * H + y1) * W + x1];
+        const a = x[(p * H + y0) * W + x0],
+          b = x[(p * H + y0) * W + x1],
+          c = x[(p * H + y1) * W + x0],
+          d = x[(p * H + y1) * W + x1];
         out[(p * outH + oh) * outW + ow] = (1 - ly) * ((1 - lx) * a + lx * b) + ly * ((1 - lx) * c + lx * d);
       }
     }
@@ -46,38 +50,78 @@ interface ConvSpec {
 
 /** Every BasicConv2d (conv without bias + batch norm + ReLU) of the network, in torchvision's order. */
 export function inceptionConvs(): ConvSpec[] {
-  const c = (name: string, cin: number, cout: number, kh: number, kw = kh, stride = 1, pad: [number, number] = [0, 0]): ConvSpec => ({ name, cin, cout, kh, kw, stride, pad });
+  const c = (
+    name: string,
+    cin: number,
+    cout: number,
+    kh: number,
+    kw = kh,
+    stride = 1,
+    pad: [number, number] = [0, 0],
+  ): ConvSpec => ({ name, cin, cout, kh, kw, stride, pad });
   const specs: ConvSpec[] = [
-    c('Conv2d_1a_3x3', 3, 32, 3, 3, 2), c('Conv2d_2a_3x3', 32, 32, 3), c('Conv2d_2b_3x3', 32, 64, 3, 3, 1, [1, 1]),
-    c('Conv2d_3b_1x1', 64, 80, 1), c('Conv2d_4a_3x3', 80, 192, 3),
+    c('Conv2d_1a_3x3', 3, 32, 3, 3, 2),
+    c('Conv2d_2a_3x3', 32, 32, 3),
+    c('Conv2d_2b_3x3', 32, 64, 3, 3, 1, [1, 1]),
+    c('Conv2d_3b_1x1', 64, 80, 1),
+    c('Conv2d_4a_3x3', 80, 192, 3),
   ];
-  const A = (n: string, cin: number, pool: number) => specs.push(
-    c(`${n}.branch1x1`, cin, 64, 1), c(`${n}.branch5x5_1`, cin, 48, 1), c(`${n}.branch5x5_2`, 48, 64, 5, 5, 1, [2, 2]),
-    c(`${n}.branch3x3dbl_1`, cin, 64, 1), c(`${n}.branch3x3dbl_2`, 64, 96, 3, 3, 1, [1, 1]), c(`${n}.branch3x3dbl_3`, 96, 96, 3, 3, 1, [1, 1]),
-    c(`${n}.branch_pool`, cin, pool, 1));
+  const A = (n: string, cin: number, pool: number) =>
+    specs.push(
+      c(`${n}.branch1x1`, cin, 64, 1),
+      c(`${n}.branch5x5_1`, cin, 48, 1),
+      c(`${n}.branch5x5_2`, 48, 64, 5, 5, 1, [2, 2]),
+      c(`${n}.branch3x3dbl_1`, cin, 64, 1),
+      c(`${n}.branch3x3dbl_2`, 64, 96, 3, 3, 1, [1, 1]),
+      c(`${n}.branch3x3dbl_3`, 96, 96, 3, 3, 1, [1, 1]),
+      c(`${n}.branch_pool`, cin, pool, 1),
+    );
   A('Mixed_5b', 192, 32);
   A('Mixed_5c', 256, 64);
   A('Mixed_5d', 288, 64);
-  specs.push(c('Mixed_6a.branch3x3', 288, 384, 3, 3, 2), c('Mixed_6a.branch3x3dbl_1', 288, 64, 1), c('Mixed_6a.branch3x3dbl_2', 64, 96, 3, 3, 1, [1, 1]), c('Mixed_6a.branch3x3dbl_3', 96, 96, 3, 3, 2));
-  const C = (n: string, c7: number) => specs.push(
-    c(`${n}.branch1x1`, 768, 192, 1),
-    c(`${n}.branch7x7_1`, 768, c7, 1), c(`${n}.branch7x7_2`, c7, c7, 1, 7, 1, [0, 3]), c(`${n}.branch7x7_3`, c7, 192, 7, 1, 1, [3, 0]),
-    c(`${n}.branch7x7dbl_1`, 768, c7, 1), c(`${n}.branch7x7dbl_2`, c7, c7, 7, 1, 1, [3, 0]), c(`${n}.branch7x7dbl_3`, c7, c7, 1, 7, 1, [0, 3]),
-    c(`${n}.branch7x7dbl_4`, c7, c7, 7, 1, 1, [3, 0]), c(`${n}.branch7x7dbl_5`, c7, 192, 1, 7, 1, [0, 3]),
-    c(`${n}.branch_pool`, 768, 192, 1));
+  specs.push(
+    c('Mixed_6a.branch3x3', 288, 384, 3, 3, 2),
+    c('Mixed_6a.branch3x3dbl_1', 288, 64, 1),
+    c('Mixed_6a.branch3x3dbl_2', 64, 96, 3, 3, 1, [1, 1]),
+    c('Mixed_6a.branch3x3dbl_3', 96, 96, 3, 3, 2),
+  );
+  const C = (n: string, c7: number) =>
+    specs.push(
+      c(`${n}.branch1x1`, 768, 192, 1),
+      c(`${n}.branch7x7_1`, 768, c7, 1),
+      c(`${n}.branch7x7_2`, c7, c7, 1, 7, 1, [0, 3]),
+      c(`${n}.branch7x7_3`, c7, 192, 7, 1, 1, [3, 0]),
+      c(`${n}.branch7x7dbl_1`, 768, c7, 1),
+      c(`${n}.branch7x7dbl_2`, c7, c7, 7, 1, 1, [3, 0]),
+      c(`${n}.branch7x7dbl_3`, c7, c7, 1, 7, 1, [0, 3]),
+      c(`${n}.branch7x7dbl_4`, c7, c7, 7, 1, 1, [3, 0]),
+      c(`${n}.branch7x7dbl_5`, c7, 192, 1, 7, 1, [0, 3]),
+      c(`${n}.branch_pool`, 768, 192, 1),
+    );
   C('Mixed_6b', 128);
   C('Mixed_6c', 160);
   C('Mixed_6d', 160);
   C('Mixed_6e', 192);
   specs.push(
-    c('Mixed_7a.branch3x3_1', 768, 192, 1), c('Mixed_7a.branch3x3_2', 192, 320, 3, 3, 2),
-    c('Mixed_7a.branch7x7x3_1', 768, 192, 1), c('Mixed_7a.branch7x7x3_2', 192, 192, 1, 7, 1, [0, 3]), c('Mixed_7a.branch7x7x3_3', 192, 192, 7, 1, 1, [3, 0]), c('Mixed_7a.branch7x7x3_4', 192, 192, 3, 3, 2));
-  const E = (n: string, cin: number) => specs.push(
-    c(`${n}.branch1x1`, cin, 320, 1),
-    c(`${n}.branch3x3_1`, cin, 384, 1), c(`${n}.branch3x3_2a`, 384, 384, 1, 3, 1, [0, 1]), c(`${n}.branch3x3_2b`, 384, 384, 3, 1, 1, [1, 0]),
-    c(`${n}.branch3x3dbl_1`, cin, 448, 1), c(`${n}.branch3x3dbl_2`, 448, 384, 3, 3, 1, [1, 1]),
-    c(`${n}.branch3x3dbl_3a`, 384, 384, 1, 3, 1, [0, 1]), c(`${n}.branch3x3dbl_3b`, 384, 384, 3, 1, 1, [1, 0]),
-    c(`${n}.branch_pool`, cin, 192, 1));
+    c('Mixed_7a.branch3x3_1', 768, 192, 1),
+    c('Mixed_7a.branch3x3_2', 192, 320, 3, 3, 2),
+    c('Mixed_7a.branch7x7x3_1', 768, 192, 1),
+    c('Mixed_7a.branch7x7x3_2', 192, 192, 1, 7, 1, [0, 3]),
+    c('Mixed_7a.branch7x7x3_3', 192, 192, 7, 1, 1, [3, 0]),
+    c('Mixed_7a.branch7x7x3_4', 192, 192, 3, 3, 2),
+  );
+  const E = (n: string, cin: number) =>
+    specs.push(
+      c(`${n}.branch1x1`, cin, 320, 1),
+      c(`${n}.branch3x3_1`, cin, 384, 1),
+      c(`${n}.branch3x3_2a`, 384, 384, 1, 3, 1, [0, 1]),
+      c(`${n}.branch3x3_2b`, 384, 384, 3, 1, 1, [1, 0]),
+      c(`${n}.branch3x3dbl_1`, cin, 448, 1),
+      c(`${n}.branch3x3dbl_2`, 448, 384, 3, 3, 1, [1, 1]),
+      c(`${n}.branch3x3dbl_3a`, 384, 384, 1, 3, 1, [0, 1]),
+      c(`${n}.branch3x3dbl_3b`, 384, 384, 3, 1, 1, [1, 0]),
+      c(`${n}.branch_pool`, cin, 192, 1),
+    );
   E('Mixed_7b', 1280);
   E('Mixed_7c', 2048);
   return specs;
@@ -92,27 +136,39 @@ export class InceptionV3 {
     const get = (name: string, shape: number[]) => {
       const t = weights.get(name);
       if (!t) throw new Error(`${where}: tensor "${name}" is missing (not pytorch-fid's Inception-v3)`);
-      if (t.shape.join(',') !== shape.join(',')) throw new Error(`${where}: tensor "${name}" has shape ${fmtShape(t.shape)}, expected ${fmtShape(shape)}`);
+      if (t.shape.join(',') !== shape.join(','))
+        throw new Error(`${where}: tensor "${name}" has shape ${fmtShape(t.shape)}, expected ${fmtShape(shape)}`);
       return t.data;
     };
     for (const s of inceptionConvs()) {
       const w = get(`${s.name}.conv.weight`, [s.cout, s.cin, s.kh, s.kw]);
-      const g = get(`${s.name}.bn.weight`, [s.cout]), b = get(`${s.name}.bn.bias`, [s.cout]);
-      const mean = get(`${s.name}.bn.running_mean`, [s.cout]), v = get(`${s.name}.bn.running_var`, [s.cout]);
+      const g = get(`${s.name}.bn.weight`, [s.cout]),
+        b = get(`${s.name}.bn.bias`, [s.cout]);
+      const mean = get(`${s.name}.bn.running_mean`, [s.cout]),
+        v = get(`${s.name}.bn.running_var`, [s.cout]);
       // fold the batch norm (eps 0.001, as the 2015 graph): w' = w g / sqrt(v + eps), b' = beta - mean g / sqrt(v + eps)
       const per = s.cin * s.kh * s.kw;
-      const wf = new Float32Array(w.length), bf = new Float32Array(s.cout);
+      const wf = new Float32Array(w.length),
+        bf = new Float32Array(s.cout);
       for (let o = 0; o < s.cout; o++) {
         const scale = g[o] / Math.sqrt(v[o] + 0.001);
         for (let i = 0; i < per; i++) wf[o * per + i] = w[o * per + i] * scale;
         bf[o] = b[o] - mean[o] * scale;
       }
-      this.w.set(s.name, { weight: T.fromArray(wf, [s.cout, s.cin, s.kh, s.kw]), bias: T.fromArray(bf, [s.cout]), spec: s });
+      this.w.set(s.name, {
+        weight: T.fromArray(wf, [s.cout, s.cin, s.kh, s.kw]),
+        bias: T.fromArray(bf, [s.cout]),
+        spec: s,
+      });
     }
     if (weights.has('fc.weight')) {
       const fw = weights.get('fc.weight')!;
-      if (fw.shape.length !== 2 || fw.shape[1] !== INCEPTION_FEATURES) throw new Error(`${where}: tensor "fc.weight" has shape ${fmtShape(fw.shape)}, expected [classes, 2048]`);
-      this.fc = { weight: T.fromArray(fw.data, fw.shape), bias: T.fromArray(get('fc.bias', [fw.shape[0]]), [fw.shape[0]]) };
+      if (fw.shape.length !== 2 || fw.shape[1] !== INCEPTION_FEATURES)
+        throw new Error(`${where}: tensor "fc.weight" has shape ${fmtShape(fw.shape)}, expected [classes, 2048]`);
+      this.fc = {
+        weight: T.fromArray(fw.data, fw.shape),
+        bias: T.fromArray(get('fc.bias', [fw.shape[0]]), [fw.shape[0]]),
+      };
     }
   }
 
@@ -124,7 +180,8 @@ export class InceptionV3 {
 
   /** x: [N, 3, H, W] already at the network's resolution (299 x 299 for FID), values on [-1, 1]. */
   forward(x: Tensor): { features: Tensor; logits: Tensor | null } {
-    if (x.shape.length !== 4 || x.shape[1] !== 3 || x.shape[2] < 75 || x.shape[3] < 75) throw new Error(`inception: input ${fmtShape(x.shape)} is not [N, 3, >=75, >=75]`);
+    if (x.shape.length !== 4 || x.shape[1] !== 3 || x.shape[2] < 75 || x.shape[3] < 75)
+      throw new Error(`inception: input ${fmtShape(x.shape)} is not [N, 3, >=75, >=75]`);
     const cv = (n: string, h: Tensor) => this.conv(n, h);
     const avg = (h: Tensor) => T.pool2d('avg', h, 3, 1, 1, false); // pytorch-fid: count_include_pad=False
     let h = cv('Conv2d_2b_3x3', cv('Conv2d_2a_3x3', cv('Conv2d_1a_3x3', x)));
@@ -175,13 +232,24 @@ export class InceptionV3 {
    * pool3 features (and softmax probabilities when the fc layer is loaded) of n images [n, 3, H, W] on [-1, 1]: each
    * batch is resized to size x size (299 for FID) bilinearly, as pytorch-fid does, then run; read back to the host.
    */
-  async embed(images: Float32Array, n: number, hw: [number, number], batch = 16, size = 299, onBatch?: (done: number) => void): Promise<{ features: Float32Array; probs: Float32Array | null }> {
-    const [H, W] = hw, per = 3 * H * W;
+  async embed(
+    images: Float32Array,
+    n: number,
+    hw: [number, number],
+    batch = 16,
+    size = 299,
+    onBatch?: (done: number) => void,
+  ): Promise<{ features: Float32Array; probs: Float32Array | null }> {
+    const [H, W] = hw,
+      per = 3 * H * W;
     const features = new Float32Array(n * INCEPTION_FEATURES);
     let probs: Float32Array | null = null;
     for (let s = 0; s < n; s += batch) {
       const b = Math.min(batch, n - s);
-      const x = H === size && W === size ? images.slice(s * per, (s + b) * per) : resizeBilinear(images.subarray(s * per, (s + b) * per), [b, 3, H, W], size, size);
+      const x =
+        H === size && W === size
+          ? images.slice(s * per, (s + b) * per)
+          : resizeBilinear(images.subarray(s * per, (s + b) * per), [b, 3, H, W], size, size);
       const out = noGrad(() => {
         const o = this.forward(T.fromArray(x, [b, 3, size, size]));
         return { features: o.features, probs: o.logits ? T.softmax(o.logits) : null };

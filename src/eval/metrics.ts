@@ -55,7 +55,8 @@ export function featureStats(feats: ArrayLike<number>, n: number, d: number): Fe
  */
 export function symmetricEigenvalues(m: Float64Array, n: number): Float64Array {
   const a = Float64Array.from(m);
-  const d = new Float64Array(n), e = new Float64Array(n);
+  const d = new Float64Array(n),
+    e = new Float64Array(n);
   for (let i = n - 1; i > 0; i--) {
     const l = i - 1;
     let h = 0;
@@ -94,7 +95,8 @@ export function symmetricEigenvalues(m: Float64Array, n: number): Float64Array {
   for (let i = 1; i < n; i++) e[i - 1] = e[i];
   e[n - 1] = 0;
   for (let l = 0; l < n; l++) {
-    let iter = 0, m: number;
+    let iter = 0,
+      m: number;
     do {
       for (m = l; m < n - 1; m++) {
         const dd = Math.abs(d[m]) + Math.abs(d[m + 1]);
@@ -105,9 +107,13 @@ export function symmetricEigenvalues(m: Float64Array, n: number): Float64Array {
         let g = (d[l + 1] - d[l]) / (2 * e[l]);
         let r = Math.hypot(g, 1);
         g = d[m] - d[l] + e[l] / (g + (g >= 0 ? Math.abs(r) : -Math.abs(r)));
-        let s = 1, c = 1, p = 0, i: number;
+        let s = 1,
+          c = 1,
+          p = 0,
+          i: number;
         for (i = m - 1; i >= l; i--) {
-          const f = s * e[i], b = c * e[i];
+          const f = s * e[i],
+            b = c * e[i];
           e[i + 1] = r = Math.hypot(f, g);
           if (r === 0) {
             d[i + 1] -= p;
@@ -118,7 +124,8 @@ export function symmetricEigenvalues(m: Float64Array, n: number): Float64Array {
           c = g / r;
           g = d[i + 1] - p;
           r = (d[i] - g) * s + 2 * c * b;
-          d[i + 1] = g + (p = s * r);
+          p = s * r;
+          d[i + 1] = g + p;
           g = c * r - b;
         }
         if (r === 0 && i >= l) continue;
@@ -177,7 +184,8 @@ export function symmetricEigen(a: Float64Array, d: number): { values: Float64Arr
   const V = new Float64Array(d * d);
   for (let i = 0; i < d; i++) V[i * d + i] = 1;
   for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0, total = 0;
+    let off = 0,
+      total = 0;
     for (let p = 0; p < d; p++)
       for (let q = 0; q < d; q++) {
         const v = A[p * d + q] * A[p * d + q];
@@ -189,22 +197,27 @@ export function symmetricEigen(a: Float64Array, d: number): { values: Float64Arr
       for (let q = p + 1; q < d; q++) {
         const apq = A[p * d + q];
         if (Math.abs(apq) < 1e-300) continue;
-        const app = A[p * d + p], aqq = A[q * d + q];
+        const app = A[p * d + p],
+          aqq = A[q * d + q];
         const theta = (aqq - app) / (2 * apq);
         const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const cs = 1 / Math.sqrt(t * t + 1), sn = t * cs;
+        const cs = 1 / Math.sqrt(t * t + 1),
+          sn = t * cs;
         for (let k = 0; k < d; k++) {
-          const akp = A[k * d + p], akq = A[k * d + q];
+          const akp = A[k * d + p],
+            akq = A[k * d + q];
           A[k * d + p] = cs * akp - sn * akq;
           A[k * d + q] = sn * akp + cs * akq;
         }
         for (let k = 0; k < d; k++) {
-          const apk = A[p * d + k], aqk = A[q * d + k];
+          const apk = A[p * d + k],
+            aqk = A[q * d + k];
           A[p * d + k] = cs * apk - sn * aqk;
           A[q * d + k] = sn * apk + cs * aqk;
         }
         for (let k = 0; k < d; k++) {
-          const vkp = V[k * d + p], vkq = V[k * d + q];
+          const vkp = V[k * d + p],
+            vkq = V[k * d + q];
           V[k * d + p] = cs * vkp - sn * vkq;
           V[k * d + q] = sn * vkp + cs * vkq;
         }
@@ -246,7 +259,8 @@ export function traceSqrtProduct(s1: Float64Array, s2: Float64Array, d: number):
       if (l === 0) continue;
       for (let j = 0; j < d; j++) M[i * d + j] += l * T[k * d + j];
     }
-  for (let i = 0; i < d; i++) for (let j = i + 1; j < d; j++) M[i * d + j] = M[j * d + i] = 0.5 * (M[i * d + j] + M[j * d + i]);
+  for (let i = 0; i < d; i++)
+    for (let j = i + 1; j < d; j++) M[i * d + j] = M[j * d + i] = 0.5 * (M[i * d + j] + M[j * d + i]);
   return symmetricEigenvalues(M, d).reduce((acc, v) => acc + Math.sqrt(Math.max(0, v)), 0);
 }
 
@@ -258,13 +272,16 @@ export function traceSqrtProduct(s1: Float64Array, s2: Float64Array, d: number):
 export function frechetDistance(a: FeatureStats, b: FeatureStats): number {
   if (a.dim !== b.dim) throw new Error(`frechetDistance: feature dimensions differ (${a.dim} vs ${b.dim})`);
   const d = a.dim;
-  let diff = 0, tr = 0;
+  let diff = 0,
+    tr = 0;
   for (let j = 0; j < d; j++) {
     diff += (a.mu[j] - b.mu[j]) ** 2;
     tr += a.sigma[j * d + j] + b.sigma[j * d + j];
   }
   const low = [a, b].filter((x) => x.centered).sort((x, y) => x.n - y.n)[0];
-  const cross = low ? traceSqrtLowRank(low === a ? b.sigma : a.sigma, low.centered!, low.n, d) : traceSqrtProduct(a.sigma, b.sigma, d);
+  const cross = low
+    ? traceSqrtLowRank(low === a ? b.sigma : a.sigma, low.centered!, low.n, d)
+    : traceSqrtProduct(a.sigma, b.sigma, d);
   return diff + tr - 2 * cross;
 }
 
@@ -272,11 +289,14 @@ export function frechetDistance(a: FeatureStats, b: FeatureStats): number {
 export function polynomialMmd(x: ArrayLike<number>, y: ArrayLike<number>, m: number, d: number): number {
   const k = (A: ArrayLike<number>, i: number, B: ArrayLike<number>, j: number) => {
     let s = 0;
-    const a = i * d, b = j * d;
+    const a = i * d,
+      b = j * d;
     for (let c = 0; c < d; c++) s += A[a + c] * B[b + c];
     return (s / d + 1) ** 3;
   };
-  let xx = 0, yy = 0, xy = 0;
+  let xx = 0,
+    yy = 0,
+    xy = 0;
   for (let i = 0; i < m; i++) {
     for (let j = i + 1; j < m; j++) {
       xx += k(x, i, x, j);
@@ -292,7 +312,16 @@ export function polynomialMmd(x: ArrayLike<number>, y: ArrayLike<number>, m: num
  * KID: the unbiased polynomial MMD^2 averaged over `subsets` random subsets of `subsetSize` rows of each set (as
  * torch-fidelity and the KID paper's code do); mean, standard deviation over subsets, and standard error.
  */
-export function kernelInceptionDistance(real: ArrayLike<number>, nReal: number, fake: ArrayLike<number>, nFake: number, d: number, subsets = 100, subsetSize = 1000, seed = 0) {
+export function kernelInceptionDistance(
+  real: ArrayLike<number>,
+  nReal: number,
+  fake: ArrayLike<number>,
+  nFake: number,
+  d: number,
+  subsets = 100,
+  subsetSize = 1000,
+  seed = 0,
+) {
   const m = Math.min(subsetSize, nReal, nFake);
   if (m < 2) throw new Error(`KID: need at least 2 feature vectors in each set, got ${nReal} and ${nFake}`);
   const pick = (src: ArrayLike<number>, n: number, s: number, which: number) => {
@@ -313,7 +342,8 @@ export function inceptionScore(probs: ArrayLike<number>, n: number, k: number, s
   if (n < splits) throw new Error(`inceptionScore: ${n} samples cannot make ${splits} splits`);
   const scores: number[] = [];
   for (let s = 0; s < splits; s++) {
-    const a = Math.floor((s * n) / splits), b = Math.floor(((s + 1) * n) / splits);
+    const a = Math.floor((s * n) / splits),
+      b = Math.floor(((s + 1) * n) / splits);
     const py = new Float64Array(k);
     for (let i = a; i < b; i++) for (let c = 0; c < k; c++) py[c] += probs[i * k + c] / (b - a);
     let kl = 0;
@@ -357,7 +387,14 @@ function kthRadii(D: Float64Array, n: number, k: number): Float64Array {
  * Improved precision and recall (Kynkaenniemi et al. 2019): precision is the share of fake samples inside some real
  * sample's k-NN ball (radius: distance to its k-th nearest real neighbour); recall swaps the roles.
  */
-export function precisionRecall(real: ArrayLike<number>, nReal: number, fake: ArrayLike<number>, nFake: number, d: number, k = 3) {
+export function precisionRecall(
+  real: ArrayLike<number>,
+  nReal: number,
+  fake: ArrayLike<number>,
+  nFake: number,
+  d: number,
+  k = 3,
+) {
   const rr = kthRadii(sqDistances(real, nReal, real, nReal, d), nReal, k);
   const rf = kthRadii(sqDistances(fake, nFake, fake, nFake, d), nFake, k);
   const fr = sqDistances(fake, nFake, real, nReal, d);

@@ -24,13 +24,18 @@ class Html {
     return this.text;
   }
 }
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const esc = (s: string) =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 type Part = Html | string | number | boolean | null | undefined | Html[];
 /** Tagged template: every interpolated value is escaped unless it is Html (arrays of Html are joined). */
 export function html(strings: TemplateStringsArray, ...values: Part[]): Html {
   let out = strings[0];
   values.forEach((v, i) => {
-    out += Array.isArray(v) ? v.map((x) => (x instanceof Html ? x.text : esc(String(x)))).join('') : v instanceof Html ? v.text : esc(String(v ?? ''));
+    out += Array.isArray(v)
+      ? v.map((x) => (x instanceof Html ? x.text : esc(String(x)))).join('')
+      : v instanceof Html
+        ? v.text
+        : esc(String(v ?? ''));
     out += strings[i + 1];
   });
   return new Html(out);
@@ -38,21 +43,40 @@ export function html(strings: TemplateStringsArray, ...values: Part[]): Html {
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 /** A number from a run folder's file, formatted; "-" for anything that is not a finite number. */
 const num = (v: unknown, f: (x: number) => string = (x) => fmt(x)) => (isNum(v) ? f(v) : '-');
-const fmt = (v: number) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(2) : v.toPrecision(3));
+const fmt = (v: number) =>
+  Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(2) : v.toPrecision(3);
 /** A [x, y] pair from a file, or null when either is not a finite number. */
 const pair = (x: unknown, y: unknown): [number, number] | null => (isNum(x) && isNum(y) ? [x, y] : null);
 const pairs = (p: ([number, number] | null)[]) => p.filter((q): q is [number, number] => q !== null);
 
 /** A line chart as inline SVG (log y when logY; points with y <= 0 are dropped there). */
-export function svgChart(title: string, series: Series[], o: { logY?: boolean; xLabel?: string; yLabel?: string; width?: number; height?: number } = {}): Html {
-  const W = o.width ?? 640, H = o.height ?? 300, L = 70, R = 20, Tp = 30, B = 40;
+export function svgChart(
+  title: string,
+  series: Series[],
+  o: { logY?: boolean; xLabel?: string; yLabel?: string; width?: number; height?: number } = {},
+): Html {
+  const W = o.width ?? 640,
+    H = o.height ?? 300,
+    L = 70,
+    R = 20,
+    Tp = 30,
+    B = 40;
   const fy = (y: number) => (o.logY ? Math.log10(y) : y);
-  const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
+  const pts = series
+    .flatMap((s) => s.points)
+    .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
   if (!pts.length) return html`<p class="empty">${title}: no data</p>`;
-  const xs = pts.map((p) => p[0]), ys = pts.map((p) => fy(p[1]));
-  let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const xs = pts.map((p) => p[0]),
+    ys = pts.map((p) => fy(p[1]));
+  let x0 = Math.min(...xs),
+    x1 = Math.max(...xs),
+    y0 = Math.min(...ys),
+    y1 = Math.max(...ys);
   if (x1 === x0) x1 = x0 + 1;
-  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  if (y1 === y0) {
+    y0 -= 0.5;
+    y1 += 0.5;
+  }
   const px = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const py = (y: number) => H - B - ((fy(y) - y0) / (y1 - y0)) * (H - Tp - B);
   const ticks = (a: number, b: number, n: number) => Array.from({ length: n + 1 }, (_, i) => a + ((b - a) * i) / n);
@@ -65,14 +89,15 @@ export function svgChart(title: string, series: Series[], o: { logY?: boolean; x
   }
   for (const v of ticks(x0, x1, 5)) svg += `<text x="${px(v)}" y="${H - B + 16}" text-anchor="middle">${fmt(v)}</text>`;
   if (o.xLabel) svg += `<text x="${(W + L) / 2}" y="${H - 6}" text-anchor="middle">${esc(o.xLabel)}</text>`;
-  if (o.yLabel) svg += `<text x="14" y="${(H + Tp - B) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(H + Tp - B) / 2})">${esc(o.yLabel)}</text>`;
+  if (o.yLabel)
+    svg += `<text x="14" y="${(H + Tp - B) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(H + Tp - B) / 2})">${esc(o.yLabel)}</text>`;
   series.forEach((s, k) => {
     const p = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
     if (!p.length) return;
     svg += `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`;
     svg += `<text x="${L + 8}" y="${Tp + 16 + 14 * k}" fill="${s.color}">${esc(s.label)}</text>`;
   });
-  return new Html(svg + '</svg>'); // every value above is a finite number or escaped text
+  return new Html(`${svg}</svg>`); // every value above is a finite number or escaped text
 }
 
 function movingAverage(points: [number, number][], k: number): [number, number][] {
@@ -89,17 +114,20 @@ function movingAverage(points: [number, number][], k: number): [number, number][
 }
 
 /** Keeps at most n points (every k-th), so that long runs stay light. */
-const thin = (p: [number, number][], n = 1500) => (p.length <= n ? p : p.filter((_, i) => i % Math.ceil(p.length / n) === 0 || i === p.length - 1));
+const thin = (p: [number, number][], n = 1500) =>
+  p.length <= n ? p : p.filter((_, i) => i % Math.ceil(p.length / n) === 0 || i === p.length - 1);
 
 function readJsonFiles(dir: string): { file: string; value: Record<string, unknown> }[] {
-  return readdirSync(dir).filter((f) => f.endsWith('.json') && !['config.json', 'scheduler_config.json', 'model_index.json'].includes(f)).flatMap((f) => {
-    try {
-      const value = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
-      return value && typeof value === 'object' && !Array.isArray(value) ? [{ file: f, value }] : [];
-    } catch {
-      return []; // not ours (or a folder named *.json): the report shows what it can read
-    }
-  });
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json') && !['config.json', 'scheduler_config.json', 'model_index.json'].includes(f))
+    .flatMap((f) => {
+      try {
+        const value = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
+        return value && typeof value === 'object' && !Array.isArray(value) ? [{ file: f, value }] : [];
+      } catch {
+        return []; // not ours (or a folder named *.json): the report shows what it can read
+      }
+    });
 }
 
 interface StepLine {
@@ -128,7 +156,12 @@ export function runReport(dir: string): string {
   const title = `ddpm run ${basename(dir)}`;
   // options of the newest checkpoint
   const ckRoot = join(dir, 'checkpoints');
-  const ck = existsSync(ckRoot) ? readdirSync(ckRoot).filter((d) => /^step-\d+$/.test(d)).sort().pop() : undefined;
+  const ck = existsSync(ckRoot)
+    ? readdirSync(ckRoot)
+        .filter((d) => /^step-\d+$/.test(d))
+        .sort()
+        .pop()
+    : undefined;
   const last = steps[steps.length - 1];
   let summary = last
     ? html`<p>${num(last.step, (x) => x.toLocaleString())} steps logged, ${num(last.time_s, (x) => (x / 60).toFixed(1))} minutes in the last session.</p>`
@@ -147,43 +180,92 @@ export function runReport(dir: string): string {
   if (steps.length) {
     const loss = pairs(steps.map((m) => pair(m.step, m.loss)));
     const w = Math.max(1, Math.min(100, Math.floor(steps.length / 20)));
-    sections.push(html`<h2>Training loss</h2>${svgChart('loss per step (grey) and its moving average (blue)', [
-      { label: 'per step', color: '#bbb', points: thin(loss) },
-      { label: `moving average (${w} steps)`, color: '#1450c8', points: thin(movingAverage(loss, w)) },
-    ], { logY: true, xLabel: 'step', yLabel: 'loss' })}`);
+    sections.push(
+      html`<h2>Training loss</h2>${svgChart(
+        'loss per step (grey) and its moving average (blue)',
+        [
+          { label: 'per step', color: '#bbb', points: thin(loss) },
+          { label: `moving average (${w} steps)`, color: '#1450c8', points: thin(movingAverage(loss, w)) },
+        ],
+        { logY: true, xLabel: 'step', yLabel: 'loss' },
+      )}`,
+    );
     const colors = ['#c81e1e', '#e08214', '#1a9850', '#1450c8'];
     const quarter = [0, 1, 2, 3].map((q) => ({
-      label: `t in quarter ${q + 1} of [0, T)`, color: colors[q],
-      points: thin(movingAverage(pairs(steps.map((m) => pair(m.step, Array.isArray(m.loss_q) ? m.loss_q[q] : null))), w)),
+      label: `t in quarter ${q + 1} of [0, T)`,
+      color: colors[q],
+      points: thin(
+        movingAverage(pairs(steps.map((m) => pair(m.step, Array.isArray(m.loss_q) ? m.loss_q[q] : null))), w),
+      ),
     }));
-    sections.push(svgChart('L_simple by quarter of the t range (moving average)', quarter, { logY: true, xLabel: 'step', yLabel: 'mse' }));
+    sections.push(
+      svgChart('L_simple by quarter of the t range (moving average)', quarter, {
+        logY: true,
+        xLabel: 'step',
+        yLabel: 'mse',
+      }),
+    );
     const gn = pairs(steps.map((m) => pair(m.step, m.grad_norm)));
-    if (gn.length) sections.push(svgChart('gradient norm (before clipping)', [{ label: 'grad norm', color: '#7b3294', points: thin(movingAverage(gn, w)) }], { logY: true, xLabel: 'step' }));
+    if (gn.length)
+      sections.push(
+        svgChart(
+          'gradient norm (before clipping)',
+          [{ label: 'grad norm', color: '#7b3294', points: thin(movingAverage(gn, w)) }],
+          { logY: true, xLabel: 'step' },
+        ),
+      );
     const q = pairs(steps.map((m) => pair(m.step, m.quality?.fd)));
-    if (q.length) sections.push(html`<h2>Sample quality during training</h2>${svgChart('FD on the digit network', [{ label: 'FD', color: '#c81e1e', points: q }], { xLabel: 'step' })}`);
+    if (q.length)
+      sections.push(
+        html`<h2>Sample quality during training</h2>${svgChart('FD on the digit network', [{ label: 'FD', color: '#c81e1e', points: q }], { xLabel: 'step' })}`,
+      );
   }
 
   const sampleDir = join(dir, 'samples');
-  const grids = existsSync(sampleDir) ? readdirSync(sampleDir).filter((f) => /^step-\d+\.png$/.test(f)).sort() : [];
+  const grids = existsSync(sampleDir)
+    ? readdirSync(sampleDir)
+        .filter((f) => /^step-\d+\.png$/.test(f))
+        .sort()
+    : [];
   if (grids.length) {
-    const shown = grids.length <= 12 ? grids : grids.filter((_, i) => i % Math.ceil(grids.length / 12) === 0 || i === grids.length - 1);
-    const figures = shown.map((f) => html`<figure><img alt="${f}" src="data:image/png;base64,${readFileSync(join(sampleDir, f)).toString('base64')}"><figcaption>step ${Number(/\d+/.exec(f)![0]).toLocaleString()}</figcaption></figure>`);
+    const shown =
+      grids.length <= 12
+        ? grids
+        : grids.filter((_, i) => i % Math.ceil(grids.length / 12) === 0 || i === grids.length - 1);
+    const figures = shown.map(
+      (f) =>
+        html`<figure><img alt="${f}" src="data:image/png;base64,${readFileSync(join(sampleDir, f)).toString('base64')}"><figcaption>step ${Number(/\d+/.exec(f)![0]).toLocaleString()}</figcaption></figure>`,
+    );
     sections.push(html`<h2>Samples over training</h2><div class="grid">${figures}</div>`);
   }
 
   for (const { file, value } of readJsonFiles(dir)) {
     if (isNum(value.total) && Array.isArray(value.terms)) {
       const terms = pairs((value.terms as { t?: unknown; bpd?: unknown }[]).map((x) => pair(x?.t, x?.bpd)));
-      const rd = Array.isArray(value.rateDistortion) ? pairs((value.rateDistortion as { rate?: unknown; rmse?: unknown }[]).map((x) => pair(x?.rate, x?.rmse))).sort((a, b) => a[0] - b[0]) : [];
+      const rd = Array.isArray(value.rateDistortion)
+        ? pairs((value.rateDistortion as { rate?: unknown; rmse?: unknown }[]).map((x) => pair(x?.rate, x?.rmse))).sort(
+            (a, b) => a[0] - b[0],
+          )
+        : [];
       const clip = typeof value.clip === 'boolean' ? String(value.clip) : '?';
-      sections.push(html`<h2>Bits/dim (${file})</h2><table><tr><th>total</th><th>prior L_T</th><th>decoder L_0</th><th>KL sum</th><th>images</th><th>x0 clipped</th></tr><tr><td>${num(value.total, (x) => x.toFixed(4))}</td><td>${num(value.prior, (x) => x.toExponential(2))}</td><td>${num(value.decoder, (x) => x.toFixed(4))}</td><td>${num(value.kl, (x) => x.toFixed(4))}</td><td>${num(value.images, String)}</td><td>${clip}</td></tr></table>${svgChart('bound term per t (bits/dim)', [{ label: 'L_t', color: '#1450c8', points: terms }], { logY: true, xLabel: 't' })}${svgChart('rate-distortion of the reverse chain (paper Fig. 5)', [{ label: 'RMSE (0-255) against rate', color: '#c81e1e', points: rd }], { xLabel: 'rate (bits/dim)', yLabel: 'RMSE' })}`);
+      sections.push(
+        html`<h2>Bits/dim (${file})</h2><table><tr><th>total</th><th>prior L_T</th><th>decoder L_0</th><th>KL sum</th><th>images</th><th>x0 clipped</th></tr><tr><td>${num(value.total, (x) => x.toFixed(4))}</td><td>${num(value.prior, (x) => x.toExponential(2))}</td><td>${num(value.decoder, (x) => x.toFixed(4))}</td><td>${num(value.kl, (x) => x.toFixed(4))}</td><td>${num(value.images, String)}</td><td>${clip}</td></tr></table>${svgChart('bound term per t (bits/dim)', [{ label: 'L_t', color: '#1450c8', points: terms }], { logY: true, xLabel: 't' })}${svgChart('rate-distortion of the reverse chain (paper Fig. 5)', [{ label: 'RMSE (0-255) against rate', color: '#c81e1e', points: rd }], { xLabel: 'rate (bits/dim)', yLabel: 'RMSE' })}`,
+      );
     } else if (isNum(value.fd)) {
-      const k = (value.kid ?? {}) as { mean?: unknown; stderr?: unknown }, is = (value.is ?? {}) as { mean?: unknown; std?: unknown };
-      const kid = isNum(k.mean) ? html`${num(k.mean, (x) => x.toExponential(2))} &plusmn; ${num(k.stderr, (x) => x.toExponential(1))}` : '-';
-      const iss = isNum(is.mean) ? html`${num(is.mean, (x) => x.toFixed(2))} &plusmn; ${num(is.std, (x) => x.toFixed(2))}` : '-';
-      sections.push(html`<h2>Sample quality (${file})</h2><table><tr><th>images</th><th>reference</th><th>FD</th><th>KID</th><th>IS</th></tr><tr><td>${String(value.images)}</td><td>${String(value.reference)}</td><td>${num(value.fd, (x) => x.toFixed(3))}</td><td>${kid}</td><td>${iss}</td></tr></table>`);
+      const k = (value.kid ?? {}) as { mean?: unknown; stderr?: unknown },
+        is = (value.is ?? {}) as { mean?: unknown; std?: unknown };
+      const kid = isNum(k.mean)
+        ? html`${num(k.mean, (x) => x.toExponential(2))} &plusmn; ${num(k.stderr, (x) => x.toExponential(1))}`
+        : '-';
+      const iss = isNum(is.mean)
+        ? html`${num(is.mean, (x) => x.toFixed(2))} &plusmn; ${num(is.std, (x) => x.toFixed(2))}`
+        : '-';
+      sections.push(
+        html`<h2>Sample quality (${file})</h2><table><tr><th>images</th><th>reference</th><th>FD</th><th>KID</th><th>IS</th></tr><tr><td>${String(value.images)}</td><td>${String(value.reference)}</td><td>${num(value.fd, (x) => x.toFixed(3))}</td><td>${kid}</td><td>${iss}</td></tr></table>`,
+      );
     }
   }
-  const css = 'body{font:14px system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}svg{display:block;margin:1em 0}svg text{font-size:11px;fill:#444}svg text.t{font-size:13px;fill:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}img{image-rendering:pixelated;width:180px}';
+  const css =
+    'body{font:14px system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}svg{display:block;margin:1em 0}svg text{font-size:11px;fill:#444}svg text.t{font-size:13px;fill:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}img{image-rendering:pixelated;width:180px}';
   return `${html`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title><style>${new Html(css)}</style></head><body>${sections}</body></html>`}\n`;
 }

@@ -29,11 +29,21 @@ export interface DrawOptions {
 /** Throws naming the first non-finite value; nothing is written then. */
 export function assertFinite(x: Float32Array, what: string): void {
   for (let i = 0; i < x.length; i++)
-    if (!Number.isFinite(x[i])) throw new Error(`${what}: the model produced ${x[i]} at index ${i}; nothing was written (check the weights, or try --backend reference)`);
+    if (!Number.isFinite(x[i]))
+      throw new Error(
+        `${what}: the model produced ${x[i]} at index ${i}; nothing was written (check the weights, or try --backend reference)`,
+      );
 }
 
 /** Draws shape[0] samples in batches of `batch`; returns them [n, C, H, W] on [-1, 1]. */
-export async function drawSamples(model: UNet, diffusion: GaussianDiffusion, shape: number[], batch: number, opts: Omit<SampleOptions, 'sampleStart'>, o: DrawOptions = {}): Promise<Float32Array> {
+export async function drawSamples(
+  model: UNet,
+  diffusion: GaussianDiffusion,
+  shape: number[],
+  batch: number,
+  opts: Omit<SampleOptions, 'sampleStart'>,
+  o: DrawOptions = {},
+): Promise<Float32Array> {
   const [n, ...per] = shape;
   const size = per.reduce((a, b) => a * b, 1);
   const all = new Float32Array(n * size);
@@ -63,8 +73,15 @@ export async function drawSamples(model: UNet, diffusion: GaussianDiffusion, sha
 // While a run draws, FILE.partial holds the finished batches' float32 values and FILE.partial.json the request and
 // how many images are done (written after the values, so a kill between the two loses at most one batch). Kept
 // values of another request (or unreadable ones) are removed before the run appends its own.
-function resumeSamples(k: SampleKeep, all: Float32Array, size: number, batch: number, log: (m: string) => void): number {
-  const meta = `${k.file}.partial.json`, raw = `${k.file}.partial`;
+function resumeSamples(
+  k: SampleKeep,
+  all: Float32Array,
+  size: number,
+  batch: number,
+  log: (m: string) => void,
+): number {
+  const meta = `${k.file}.partial.json`,
+    raw = `${k.file}.partial`;
   const discard = () => {
     rmSync(raw, { force: true });
     rmSync(meta, { force: true });
@@ -79,7 +96,9 @@ function resumeSamples(k: SampleKeep, all: Float32Array, size: number, batch: nu
     return discard();
   }
   if (m.key !== k.key) {
-    log(`warning: ${k.file}: the kept samples were drawn for another request (${String(m.key)}); they are discarded and drawn again`);
+    log(
+      `warning: ${k.file}: the kept samples were drawn for another request (${String(m.key)}); they are discarded and drawn again`,
+    );
     return discard();
   }
   const done = Math.min(Number(m.done) || 0, Math.floor(statSync(raw).size / 4 / size), all.length / size);

@@ -16,14 +16,19 @@ export function readModelFolder(dir: string): ModelFolder {
   if (!existsSync(dir)) throw new Error(`${dir}: model folder not found`);
   const unetDir = existsSync(join(dir, 'unet', 'config.json')) ? join(dir, 'unet') : dir;
   const schedDir = existsSync(join(dir, 'scheduler', 'scheduler_config.json')) ? join(dir, 'scheduler') : dir;
-  const cfgPath = join(unetDir, 'config.json'), schedPath = join(schedDir, 'scheduler_config.json'), wPath = join(unetDir, WEIGHTS_FILE);
+  const cfgPath = join(unetDir, 'config.json'),
+    schedPath = join(schedDir, 'scheduler_config.json'),
+    wPath = join(unetDir, WEIGHTS_FILE);
   const config = readJson(cfgPath);
   const scheduler = existsSync(schedPath) ? readJson(schedPath) : undefined;
   const weights = () => {
     if (!existsSync(wPath)) throw new Error(`${unetDir}: ${WEIGHTS_FILE} not found`);
     return new Uint8Array(readFileSync(wPath));
   };
-  return parseModelFolder({ config, scheduler, weights }, { dir, config: cfgPath, scheduler: schedPath, weights: wPath });
+  return parseModelFolder(
+    { config, scheduler, weights },
+    { dir, config: cfgPath, scheduler: schedPath, weights: wPath },
+  );
 }
 
 export function loadModel(dir: string): { model: UNet; folder: ModelFolder } {
@@ -34,9 +39,42 @@ export function loadModel(dir: string): { model: UNet; folder: ModelFolder } {
 }
 
 /** Writes a flat diffusers folder (each file atomically); dtype F16 halves the weights file (loaders read it as float32). */
-export function writeModelFolder(dir: string, unetConfig: UNetConfig, diffusion: DiffusionConfig, weights: Map<string, SafeTensor>, dtype: 'F32' | 'F16' = 'F32'): void {
-  writeFileAtomic(join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'DDPMPipeline', _diffusers_version: '0.21.0', scheduler: ['diffusers', 'DDPMScheduler'], unet: ['diffusers', 'UNet2DModel'] }, null, 2));
-  writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ _class_name: 'UNet2DModel', _diffusers_version: '0.21.0', ...unetConfig, act_fn: 'silu', center_input_sample: unetConfig.center_input_sample ?? false, mid_block_scale_factor: 1, time_embedding_type: 'positional' }, null, 2));
+export function writeModelFolder(
+  dir: string,
+  unetConfig: UNetConfig,
+  diffusion: DiffusionConfig,
+  weights: Map<string, SafeTensor>,
+  dtype: 'F32' | 'F16' = 'F32',
+): void {
+  writeFileAtomic(
+    join(dir, 'model_index.json'),
+    JSON.stringify(
+      {
+        _class_name: 'DDPMPipeline',
+        _diffusers_version: '0.21.0',
+        scheduler: ['diffusers', 'DDPMScheduler'],
+        unet: ['diffusers', 'UNet2DModel'],
+      },
+      null,
+      2,
+    ),
+  );
+  writeFileAtomic(
+    join(dir, 'config.json'),
+    JSON.stringify(
+      {
+        _class_name: 'UNet2DModel',
+        _diffusers_version: '0.21.0',
+        ...unetConfig,
+        act_fn: 'silu',
+        center_input_sample: unetConfig.center_input_sample ?? false,
+        mid_block_scale_factor: 1,
+        time_embedding_type: 'positional',
+      },
+      null,
+      2,
+    ),
+  );
   writeFileAtomic(join(dir, 'scheduler_config.json'), JSON.stringify(schedulerConfig(diffusion), null, 2));
   writeFileAtomic(join(dir, WEIGHTS_FILE), serializeSafetensors(weights, { format: 'pt' }, dtype));
 }

@@ -19,7 +19,9 @@ export function makeDirs(dir: string): void {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') continue;
-      throw Object.assign(new Error(`${dir}: cannot create the folder ${d} (${code ?? (e as Error).message})`), { code });
+      throw Object.assign(new Error(`${dir}: cannot create the folder ${d} (${code ?? (e as Error).message})`), {
+        code,
+      });
     }
   }
 }

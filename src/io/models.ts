@@ -9,7 +9,11 @@ export const MODELS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '.
 
 /** The names of the shipped models (folders of models/ with a config.json). */
 export function shippedModels(): string[] {
-  return existsSync(MODELS_DIR) ? readdirSync(MODELS_DIR).filter((f) => existsSync(join(MODELS_DIR, f, 'config.json'))).sort() : [];
+  return existsSync(MODELS_DIR)
+    ? readdirSync(MODELS_DIR)
+        .filter((f) => existsSync(join(MODELS_DIR, f, 'config.json')))
+        .sort()
+    : [];
 }
 
 /** A model folder, or the name of a model shipped with ddpm (models/NAME). */
@@ -35,7 +39,12 @@ export function modelLabel(spec: string): string {
   if (dirname(path) === resolve(MODELS_DIR)) return `shipped-${basename(path)}`;
   const rel = relative(process.cwd(), path);
   const shown = rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
-  return shown.replace(/^[/\\]+/, '').replace(/[/\\:]+/g, '_').replace(/[^\w.+-]/g, '-') || 'model';
+  return (
+    shown
+      .replace(/^[/\\]+/, '')
+      .replace(/[/\\:]+/g, '_')
+      .replace(/[^\w.+-]/g, '-') || 'model'
+  );
 }
 
 /** The small feature networks shipped for the quality metrics, and the dataset each was trained on. */
@@ -49,6 +58,9 @@ export const FEATURE_NETS: Record<string, { file: string; data: string }> = {
 export function featureNetPath(spec: string): string {
   const named = FEATURE_NETS[spec];
   const file = named ? join(MODELS_DIR, named.file) : spec;
-  if (!existsSync(file)) throw new Error(`--net ${spec}: ${file} not found (expected ${Object.keys(FEATURE_NETS).join(', ')}, or a safetensors file)`);
+  if (!existsSync(file))
+    throw new Error(
+      `--net ${spec}: ${file} not found (expected ${Object.keys(FEATURE_NETS).join(', ')}, or a safetensors file)`,
+    );
   return file;
 }

@@ -21,12 +21,16 @@ export function parseNpz(bytes: Uint8Array, file: string): Map<string, { shape: 
   const out = new Map<string, { shape: number[]; data: Float64Array }>();
   for (let k = 0; k < count; k++) {
     if (p + 46 > bytes.length || dv.getUint32(p, true) !== 0x02014b50) throw err('corrupt central directory');
-    const method = dv.getUint16(p + 10, true), csize = dv.getUint32(p + 20, true);
-    const nlen = dv.getUint16(p + 28, true), xlen = dv.getUint16(p + 30, true), clen = dv.getUint16(p + 32, true);
+    const method = dv.getUint16(p + 10, true),
+      csize = dv.getUint32(p + 20, true);
+    const nlen = dv.getUint16(p + 28, true),
+      xlen = dv.getUint16(p + 30, true),
+      clen = dv.getUint16(p + 32, true);
     const local = dv.getUint32(p + 42, true);
     const name = new TextDecoder().decode(bytes.subarray(p + 46, p + 46 + nlen));
     p += 46 + nlen + xlen + clen;
-    if (local + 30 > bytes.length || dv.getUint32(local, true) !== 0x04034b50) throw err(`corrupt local header of ${name}`);
+    if (local + 30 > bytes.length || dv.getUint32(local, true) !== 0x04034b50)
+      throw err(`corrupt local header of ${name}`);
     const start = local + 30 + dv.getUint16(local + 26, true) + dv.getUint16(local + 28, true);
     if (start + csize > bytes.length) throw err(`entry ${name} is truncated`);
     const raw = bytes.subarray(start, start + csize);
@@ -40,9 +44,12 @@ export function parseNpz(bytes: Uint8Array, file: string): Map<string, { shape: 
 }
 
 /** An .npz archive of the given arrays, stored uncompressed (what np.savez writes). */
-export function serializeNpz(arrays: Record<string, { shape: number[]; data: Float32Array | Float64Array }>): Uint8Array {
+export function serializeNpz(
+  arrays: Record<string, { shape: number[]; data: Float32Array | Float64Array }>,
+): Uint8Array {
   const enc = new TextEncoder();
-  const parts: Uint8Array[] = [], central: Uint8Array[] = [];
+  const parts: Uint8Array[] = [],
+    central: Uint8Array[] = [];
   let offset = 0;
   for (const [key, a] of Object.entries(arrays)) {
     const name = enc.encode(`${key}.npy`);

@@ -2,7 +2,7 @@
 // self-attention and a sinusoidal timestep embedding), with the parameter names and layouts of diffusers'
 // UNet2DModel so that checkpoints load both ways.
 import * as T from '../engine/ops.js';
-import { Tensor, fmtShape } from '../engine/tensor.js';
+import { type Tensor, fmtShape } from '../engine/tensor.js';
 import { fillRandom } from '../engine/random.js';
 import { streams } from '../engine/streams.js';
 
@@ -32,11 +32,29 @@ function levelsWithAttention(n: number, attnLevels: number[]) {
   return { down_block_types: down, up_block_types: up };
 }
 
-function preset(size: number, ch: number[], layers: number, attnLevels: number[], dropout: number, inCh: number, groups = 32): UNetConfig {
+function preset(
+  size: number,
+  ch: number[],
+  layers: number,
+  attnLevels: number[],
+  dropout: number,
+  inCh: number,
+  groups = 32,
+): UNetConfig {
   return {
-    sample_size: size, in_channels: inCh, out_channels: inCh, block_out_channels: ch, layers_per_block: layers,
+    sample_size: size,
+    in_channels: inCh,
+    out_channels: inCh,
+    block_out_channels: ch,
+    layers_per_block: layers,
     ...levelsWithAttention(ch.length, attnLevels),
-    norm_num_groups: groups, norm_eps: 1e-6, dropout, freq_shift: 1, flip_sin_to_cos: false, downsample_padding: 0, attention_head_dim: null,
+    norm_num_groups: groups,
+    norm_eps: 1e-6,
+    dropout,
+    freq_shift: 1,
+    flip_sin_to_cos: false,
+    downsample_padding: 0,
+    attention_head_dim: null,
   };
 }
 
@@ -59,27 +77,54 @@ export const PRESETS: Record<string, () => UNetConfig> = {
 export function validateConfig(c: UNetConfig, where = 'config.json'): void {
   const bad = (field: string, msg: string) => new Error(`${where}: field "${field}" ${msg}`);
   const posInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
-  if (!posInt(c.sample_size)) throw bad('sample_size', `must be a positive integer, got ${JSON.stringify(c.sample_size)}`);
-  if (!posInt(c.in_channels)) throw bad('in_channels', `must be a positive integer, got ${JSON.stringify(c.in_channels)}`);
-  if (!posInt(c.out_channels)) throw bad('out_channels', `must be a positive integer, got ${JSON.stringify(c.out_channels)}`);
+  if (!posInt(c.sample_size))
+    throw bad('sample_size', `must be a positive integer, got ${JSON.stringify(c.sample_size)}`);
+  if (!posInt(c.in_channels))
+    throw bad('in_channels', `must be a positive integer, got ${JSON.stringify(c.in_channels)}`);
+  if (!posInt(c.out_channels))
+    throw bad('out_channels', `must be a positive integer, got ${JSON.stringify(c.out_channels)}`);
   if (!Array.isArray(c.block_out_channels) || !c.block_out_channels.length || !c.block_out_channels.every(posInt))
-    throw bad('block_out_channels', `must be a non-empty list of positive integers, got ${JSON.stringify(c.block_out_channels)}`);
-  if (!posInt(c.layers_per_block)) throw bad('layers_per_block', `must be a positive integer, got ${JSON.stringify(c.layers_per_block)}`);
+    throw bad(
+      'block_out_channels',
+      `must be a non-empty list of positive integers, got ${JSON.stringify(c.block_out_channels)}`,
+    );
+  if (!posInt(c.layers_per_block))
+    throw bad('layers_per_block', `must be a positive integer, got ${JSON.stringify(c.layers_per_block)}`);
   const n = c.block_out_channels.length;
-  if (!Array.isArray(c.down_block_types) || c.down_block_types.length !== n || c.down_block_types.some((t) => t !== 'DownBlock2D' && t !== 'AttnDownBlock2D'))
-    throw bad('down_block_types', `must list ${n} of DownBlock2D / AttnDownBlock2D, got ${JSON.stringify(c.down_block_types)}`);
-  if (!Array.isArray(c.up_block_types) || c.up_block_types.length !== n || c.up_block_types.some((t) => t !== 'UpBlock2D' && t !== 'AttnUpBlock2D'))
+  if (
+    !Array.isArray(c.down_block_types) ||
+    c.down_block_types.length !== n ||
+    c.down_block_types.some((t) => t !== 'DownBlock2D' && t !== 'AttnDownBlock2D')
+  )
+    throw bad(
+      'down_block_types',
+      `must list ${n} of DownBlock2D / AttnDownBlock2D, got ${JSON.stringify(c.down_block_types)}`,
+    );
+  if (
+    !Array.isArray(c.up_block_types) ||
+    c.up_block_types.length !== n ||
+    c.up_block_types.some((t) => t !== 'UpBlock2D' && t !== 'AttnUpBlock2D')
+  )
     throw bad('up_block_types', `must list ${n} of UpBlock2D / AttnUpBlock2D, got ${JSON.stringify(c.up_block_types)}`);
   if (!posInt(c.norm_num_groups) || c.block_out_channels.some((ch) => ch % c.norm_num_groups !== 0))
-    throw bad('norm_num_groups', `${c.norm_num_groups} must divide every entry of block_out_channels ${JSON.stringify(c.block_out_channels)}`);
+    throw bad(
+      'norm_num_groups',
+      `${c.norm_num_groups} must divide every entry of block_out_channels ${JSON.stringify(c.block_out_channels)}`,
+    );
   if (c.attention_head_dim !== null && c.attention_head_dim !== undefined)
-    throw bad('attention_head_dim', `is ${JSON.stringify(c.attention_head_dim)} (multi-head attention; diffusers' default when the field is absent is 8); only null is implemented (one head as wide as the channels, as in the paper)`);
-  if (c.flip_sin_to_cos) throw bad('flip_sin_to_cos', 'must be false (the paper\'s embedding)');
+    throw bad(
+      'attention_head_dim',
+      `is ${JSON.stringify(c.attention_head_dim)} (multi-head attention; diffusers' default when the field is absent is 8); only null is implemented (one head as wide as the channels, as in the paper)`,
+    );
+  if (c.flip_sin_to_cos) throw bad('flip_sin_to_cos', "must be false (the paper's embedding)");
   if (c.downsample_padding !== 0 && c.downsample_padding !== 1) throw bad('downsample_padding', 'must be 0 or 1');
   if (!(c.dropout >= 0 && c.dropout < 1)) throw bad('dropout', `must be in [0, 1), got ${c.dropout}`);
-  if (c.center_input_sample !== undefined && typeof c.center_input_sample !== 'boolean') throw bad('center_input_sample', `must be true or false, got ${JSON.stringify(c.center_input_sample)}`);
-  if (!(typeof c.norm_eps === 'number' && c.norm_eps > 0)) throw bad('norm_eps', `must be a positive number, got ${JSON.stringify(c.norm_eps)}`);
-  if (!Number.isInteger(c.freq_shift)) throw bad('freq_shift', `must be an integer, got ${JSON.stringify(c.freq_shift)}`);
+  if (c.center_input_sample !== undefined && typeof c.center_input_sample !== 'boolean')
+    throw bad('center_input_sample', `must be true or false, got ${JSON.stringify(c.center_input_sample)}`);
+  if (!(typeof c.norm_eps === 'number' && c.norm_eps > 0))
+    throw bad('norm_eps', `must be a positive number, got ${JSON.stringify(c.norm_eps)}`);
+  if (!Number.isInteger(c.freq_shift))
+    throw bad('freq_shift', `must be an integer, got ${JSON.stringify(c.freq_shift)}`);
 }
 
 /**
@@ -88,25 +133,55 @@ export function validateConfig(c: UNetConfig, where = 'config.json'): void {
  * load a different model).
  */
 const FIXED_FIELDS: Record<string, unknown> = {
-  act_fn: 'silu', time_embedding_type: 'positional', mid_block_scale_factor: 1, resnet_time_scale_shift: 'default',
-  add_attention: true, class_embed_type: null, num_class_embeds: null, downsample_type: 'conv', upsample_type: 'conv',
+  act_fn: 'silu',
+  time_embedding_type: 'positional',
+  mid_block_scale_factor: 1,
+  resnet_time_scale_shift: 'default',
+  add_attention: true,
+  class_embed_type: null,
+  num_class_embeds: null,
+  downsample_type: 'conv',
+  upsample_type: 'conv',
   attn_norm_num_groups: null,
 };
 /** Fields read by withDefaults, and those diffusers writes that do not change the network. */
-const KNOWN_FIELDS = new Set(['sample_size', 'in_channels', 'out_channels', 'block_out_channels', 'layers_per_block', 'down_block_types',
-  'up_block_types', 'norm_num_groups', 'norm_eps', 'dropout', 'freq_shift', 'flip_sin_to_cos', 'downsample_padding', 'attention_head_dim',
-  'center_input_sample', 'num_train_timesteps']);
+const KNOWN_FIELDS = new Set([
+  'sample_size',
+  'in_channels',
+  'out_channels',
+  'block_out_channels',
+  'layers_per_block',
+  'down_block_types',
+  'up_block_types',
+  'norm_num_groups',
+  'norm_eps',
+  'dropout',
+  'freq_shift',
+  'flip_sin_to_cos',
+  'downsample_padding',
+  'attention_head_dim',
+  'center_input_sample',
+  'num_train_timesteps',
+]);
 
 /**
  * Fills in diffusers' defaults (UNet2DModel, diffusers 0.21) for keys a config.json may leave out; refuses fields whose
  * value this model does not implement; returns the names of unknown fields (the caller warns about them).
  */
-export function withDefaults(raw: Partial<UNetConfig> & Record<string, unknown>, where = 'config.json', unknown: string[] = []): UNetConfig {
-  if (raw.sample_size === undefined || raw.sample_size === null) throw new Error(`${where}: required field "sample_size" is missing`);
+export function withDefaults(
+  raw: Partial<UNetConfig> & Record<string, unknown>,
+  where = 'config.json',
+  unknown: string[] = [],
+): UNetConfig {
+  if (raw.sample_size === undefined || raw.sample_size === null)
+    throw new Error(`${where}: required field "sample_size" is missing`);
   for (const [k, want] of Object.entries(FIXED_FIELDS))
     if (k in raw && raw[k] !== want && !(want === null && raw[k] === undefined))
-      throw new Error(`${where}: field "${k}" is ${JSON.stringify(raw[k])}; only ${JSON.stringify(want)} is implemented (the paper's U-Net)`);
-  for (const k of Object.keys(raw)) if (!k.startsWith('_') && !KNOWN_FIELDS.has(k) && !(k in FIXED_FIELDS)) unknown.push(k);
+      throw new Error(
+        `${where}: field "${k}" is ${JSON.stringify(raw[k])}; only ${JSON.stringify(want)} is implemented (the paper's U-Net)`,
+      );
+  for (const k of Object.keys(raw))
+    if (!k.startsWith('_') && !KNOWN_FIELDS.has(k) && !(k in FIXED_FIELDS)) unknown.push(k);
   return {
     sample_size: raw.sample_size as number,
     in_channels: raw.in_channels ?? 3,
@@ -186,7 +261,8 @@ export class UNet {
       else if (s.init !== 'zero') {
         const scale = s.init === 'tiny' ? 1e-10 : 1;
         const recept = s.shape.length === 4 ? s.shape[2] * s.shape[3] : 1;
-        const fanIn = s.shape[1] * recept, fanOut = s.shape[0] * recept;
+        const fanIn = s.shape[1] * recept,
+          fanOut = s.shape[0] * recept;
         const limit = Math.sqrt((3 * scale) / ((fanIn + fanOut) / 2));
         fillRandom(v, p.size, streams.init(seed, i), 0, 'uniform');
         for (let k = 0; k < p.size; k++) v[k] = (2 * v[k] - 1) * limit;
@@ -229,7 +305,10 @@ export class UNet {
 
   /** The parameter list, in the order of diffusers' UNet2DModel. */
   private declare() {
-    const c = this.config, ch = c.block_out_channels, L = c.layers_per_block, temb = ch[0] * 4;
+    const c = this.config,
+      ch = c.block_out_channels,
+      L = c.layers_per_block,
+      temb = ch[0] * 4;
     this.conv('conv_in', c.in_channels, ch[0], 3);
     this.lin('time_embedding.linear_1', ch[0], temb);
     this.lin('time_embedding.linear_2', temb, temb);
@@ -271,7 +350,14 @@ export class UNet {
   }
 
   private gn(name: string, x: Tensor, silu: boolean): Tensor {
-    return T.groupNorm(x, this.p(`${name}.weight`), this.p(`${name}.bias`), this.config.norm_num_groups, this.config.norm_eps, silu);
+    return T.groupNorm(
+      x,
+      this.p(`${name}.weight`),
+      this.p(`${name}.bias`),
+      this.config.norm_num_groups,
+      this.config.norm_eps,
+      silu,
+    );
   }
 
   private convF(name: string, x: Tensor, opts: T.Conv2dOptions = { padding: 1 }): Tensor {
@@ -288,9 +374,12 @@ export class UNet {
     h = T.add(h, T.reshape(tproj, [tproj.shape[0], tproj.shape[1], 1, 1]));
     h = this.gn(`${name}.norm2`, h, true);
     const site = this.dropoutSite++;
-    if (o.dropout && this.config.dropout > 0) h = T.dropout(h, this.config.dropout, streams.dropout(o.dropout.seed, o.dropout.micro, site));
+    if (o.dropout && this.config.dropout > 0)
+      h = T.dropout(h, this.config.dropout, streams.dropout(o.dropout.seed, o.dropout.micro, site));
     h = this.convF(`${name}.conv2`, h);
-    const skip = this.params.has(`${name}.conv_shortcut.weight`) ? this.convF(`${name}.conv_shortcut`, x, { padding: 0 }) : x;
+    const skip = this.params.has(`${name}.conv_shortcut.weight`)
+      ? this.convF(`${name}.conv_shortcut`, x, { padding: 0 })
+      : x;
     return T.add(skip, h);
   }
 
@@ -299,7 +388,9 @@ export class UNet {
     const h = this.gn(`${name}.group_norm`, x, false);
     const seq = T.permute(T.reshape(h, [B, C, H * W]), [0, 2, 1]); // [B, HW, C]
     const lin = (n: string, v: Tensor) => T.linear(v, this.p(`${n}.weight`), this.p(`${n}.bias`));
-    const q = lin(`${name}.to_q`, seq), k = lin(`${name}.to_k`, seq), v = lin(`${name}.to_v`, seq);
+    const q = lin(`${name}.to_q`, seq),
+      k = lin(`${name}.to_k`, seq),
+      v = lin(`${name}.to_v`, seq);
     const w = T.softmax(T.mul(T.matmul(q, k, false, true), 1 / Math.sqrt(C)));
     const a = lin(`${name}.to_out.0`, T.matmul(w, v));
     return T.add(x, T.reshape(T.permute(a, [0, 2, 1]), [B, C, H, W]));
@@ -307,11 +398,16 @@ export class UNet {
 
   /** eps_theta(x_t, t): x [B, in_channels, H, W], t integer timesteps. */
   forward(x: Tensor, t: Int32Array | number[], o: ForwardOptions = {}): Tensor {
-    const c = this.config, ch = c.block_out_channels, L = c.layers_per_block;
+    const c = this.config,
+      ch = c.block_out_channels,
+      L = c.layers_per_block;
     if (x.shape.length !== 4 || x.shape[1] !== c.in_channels)
-      throw new Error(`unet: input ${fmtShape(x.shape)} does not match in_channels ${c.in_channels} (expected [B,${c.in_channels},H,W])`);
+      throw new Error(
+        `unet: input ${fmtShape(x.shape)} does not match in_channels ${c.in_channels} (expected [B,${c.in_channels},H,W])`,
+      );
     const factor = 2 ** (ch.length - 1);
-    if (x.shape[2] % factor || x.shape[3] % factor) throw new Error(`unet: input size ${x.shape[2]}x${x.shape[3]} must be divisible by ${factor}`);
+    if (x.shape[2] % factor || x.shape[3] % factor)
+      throw new Error(`unet: input size ${x.shape[2]}x${x.shape[3]} must be divisible by ${factor}`);
     if (t.length !== x.shape[0]) throw new Error(`unet: ${t.length} timesteps for a batch of ${x.shape[0]}`);
     this.dropoutSite = 0;
     let temb = timestepEmbedding(t, ch[0], c.freq_shift);
@@ -356,8 +452,13 @@ export class UNet {
  * temporaries (what a forward pass without a graph holds beside the skips).
  */
 function activationFloats(c: UNetConfig): { all: number; skips: number; layer: number } {
-  const ch = c.block_out_channels, L = c.layers_per_block;
-  let all = 0, skips = 0, layer = 0, res = c.sample_size, hw = res * res;
+  const ch = c.block_out_channels,
+    L = c.layers_per_block;
+  let all = 0,
+    skips = 0,
+    layer = 0,
+    res = c.sample_size,
+    hw = res * res;
   const add = (n: number) => {
     all += n;
     layer = Math.max(layer, n);
@@ -422,6 +523,7 @@ export function trainingMemoryBytes(c: UNetConfig, batch: number): number {
  * cannot fit before the work starts.
  */
 export function samplingMemoryBytes(c: UNetConfig, batch: number): number {
-  const a = activationFloats(c), image = c.in_channels * c.sample_size * c.sample_size;
+  const a = activationFloats(c),
+    image = c.in_channels * c.sample_size * c.sample_size;
   return 1.25 * 4 * (batch * (a.skips + 2 * a.layer + 8 * image) + 2 * parameterFloats(c)) + 200 * 2 ** 20;
 }

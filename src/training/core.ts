@@ -42,8 +42,19 @@ export interface TrainOptions {
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'outDir' | 'unet' | 'diffusion' | 'steps'> = {
-  batchSize: 128, lr: 2e-4, warmup: 5000, gradClip: 1, emaDecay: 0.9999, emaWarmup: true, flip: false, accumulate: 1,
-  checkpointEvery: 1000, keepCheckpoints: 3, sampleEvery: 0, sampleSteps: 100, seed: 0,
+  batchSize: 128,
+  lr: 2e-4,
+  warmup: 5000,
+  gradClip: 1,
+  emaDecay: 0.9999,
+  emaWarmup: true,
+  flip: false,
+  accumulate: 1,
+  checkpointEvery: 1000,
+  keepCheckpoints: 3,
+  sampleEvery: 0,
+  sampleSteps: 100,
+  seed: 0,
 };
 
 export interface StepMetrics {
@@ -78,16 +89,26 @@ export function createTrainState(o: Pick<TrainOptions, 'unet' | 'lr' | 'seed'>):
 
 /** The loss or the gradient norm of a step was not finite (its update was applied; the step count did not advance). */
 export class NonFiniteLossError extends Error {
-  constructor(readonly step: number, readonly what: string) {
+  constructor(
+    readonly step: number,
+    readonly what: string,
+  ) {
     super(`training stopped at step ${step}: ${what}`);
   }
 }
 
 /** The images for one micro-batch: positions in an endless sequence of per-epoch permutations. */
-export function batchIndices(n: number, first: number, count: number, seed: number, cache: Map<number, Int32Array>): Int32Array {
+export function batchIndices(
+  n: number,
+  first: number,
+  count: number,
+  seed: number,
+  cache: Map<number, Int32Array>,
+): Int32Array {
   const out = new Int32Array(count);
   for (let i = 0; i < count; i++) {
-    const pos = first + i, epoch = Math.floor(pos / n);
+    const pos = first + i,
+      epoch = Math.floor(pos / n);
     let perm = cache.get(epoch);
     if (!perm) {
       perm = randomPermutation(n, streams.dataOrder(seed, epoch));
@@ -100,7 +121,8 @@ export function batchIndices(n: number, first: number, count: number, seed: numb
 }
 
 /** The learning rate of step s (0-based): linear warmup over `warmup` steps, then constant (the paper's). */
-export const learningRateAt = (o: Pick<TrainOptions, 'lr' | 'warmup'>, s: number): number => o.lr * Math.min(1, (s + 1) / Math.max(1, o.warmup));
+export const learningRateAt = (o: Pick<TrainOptions, 'lr' | 'warmup'>, s: number): number =>
+  o.lr * Math.min(1, (s + 1) / Math.max(1, o.warmup));
 
 /**
  * One step of Algorithm 1, st.step -> st.step + 1: for each micro-batch, x0 from the data order, t ~ Uniform({0..T-1}),
@@ -108,8 +130,18 @@ export const learningRateAt = (o: Pick<TrainOptions, 'lr' | 'warmup'>, s: number
  * Adam at the warmed-up rate and the EMA update. The logged values come back in one read. Throws NonFiniteLossError
  * (before the state's step advances) when the loss or gradient norm is not finite.
  */
-export async function trainStep(o: TrainOptions, diffusion: GaussianDiffusion, st: TrainState, data: ImageDataset, order: Map<number, Int32Array>): Promise<Omit<StepMetrics, 'images_per_s' | 'time_s'>> {
-  const s = st.step, B = o.batchSize, C = o.unet.in_channels, S = o.unet.sample_size, Tn = diffusion.numTimesteps;
+export async function trainStep(
+  o: TrainOptions,
+  diffusion: GaussianDiffusion,
+  st: TrainState,
+  data: ImageDataset,
+  order: Map<number, Int32Array>,
+): Promise<Omit<StepMetrics, 'images_per_s' | 'time_s'>> {
+  const s = st.step,
+    B = o.batchSize,
+    C = o.unet.in_channels,
+    S = o.unet.sample_size,
+    Tn = diffusion.numTimesteps;
   const params = [...st.model.params.values()];
   const logged: Tensor[] = []; // per micro-batch: the loss, then the per-sample MSE
   const tMicro: Int32Array[] = [];
@@ -125,7 +157,12 @@ export async function trainStep(o: TrainOptions, diffusion: GaussianDiffusion, s
     const x0 = makeBatch(data, idx, flips);
     const t = randomIntegers(B, 0, Tn - 1, streams.timesteps(o.seed, mb));
     const noise = ops.randn([B, C, S, S], streams.trainNoise(o.seed, mb));
-    const { loss, mse } = diffusion.trainingLosses((x, tt) => st.model.forward(x, tt, { dropout: { seed: o.seed, micro: mb } }), x0, t, noise);
+    const { loss, mse } = diffusion.trainingLosses(
+      (x, tt) => st.model.forward(x, tt, { dropout: { seed: o.seed, micro: mb } }),
+      x0,
+      t,
+      noise,
+    );
     const total = ops.mul(ops.mean(loss), 1 / o.accumulate);
     total.backward();
     logged.push(ops.reshape(total, [1]), mse);
@@ -140,8 +177,10 @@ export async function trainStep(o: TrainOptions, diffusion: GaussianDiffusion, s
   st.ema.update(params, decay);
   // the step's work is all issued; its logged values come back in one read (on a GPU, the only readback)
   const values = await ops.concat([...logged, norm].map((x) => ops.reshape(x, [1, x.size]))).data();
-  let lossSum = 0, off = 0;
-  const qSum = [0, 0, 0, 0], qN = [0, 0, 0, 0];
+  let lossSum = 0,
+    off = 0;
+  const qSum = [0, 0, 0, 0],
+    qN = [0, 0, 0, 0];
   for (const t of tMicro) {
     lossSum += values[off++];
     for (let i = 0; i < B; i++) {
@@ -154,5 +193,12 @@ export async function trainStep(o: TrainOptions, diffusion: GaussianDiffusion, s
   if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(s + 1, `loss is ${lossSum}`);
   if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(s + 1, `gradient norm is ${gradNorm}`);
   st.step = s + 1;
-  return { step: st.step, loss: lossSum, loss_q: qSum.map((v, i) => (qN[i] ? v / qN[i] : null)), grad_norm: gradNorm, lr, ema_decay: decay };
+  return {
+    step: st.step,
+    loss: lossSum,
+    loss_q: qSum.map((v, i) => (qN[i] ? v / qN[i] : null)),
+    grad_norm: gradNorm,
+    lr,
+    ema_decay: decay,
+  };
 }

@@ -46,18 +46,42 @@ export function trainOptionsFrom(o: TrainFlags): TrainOptions {
   const T = o.timesteps ?? 1000;
   const range = T === 1000 ? { betaStart: 1e-4, betaEnd: 0.02 } : scaledBetaRange(T);
   const diffusion: DiffusionConfig = {
-    ...PAPER_DIFFUSION, schedule: o.schedule ?? 'linear', timesteps: T, ...range,
-    prediction: o.prediction ?? 'eps', variance: o.variance ?? 'fixedlarge', loss: o.loss ?? 'simple',
+    ...PAPER_DIFFUSION,
+    schedule: o.schedule ?? 'linear',
+    timesteps: T,
+    ...range,
+    prediction: o.prediction ?? 'eps',
+    variance: o.variance ?? 'fixedlarge',
+    loss: o.loss ?? 'simple',
   };
   validateDiffusionConfig(diffusion);
   const d = DEFAULT_TRAIN;
   return {
-    ...d, outDir: o.out, unet, diffusion, steps: o.steps ?? 10000, batchSize: o.batch ?? d.batchSize, lr: o.lr ?? d.lr,
-    warmup: o.warmup ?? d.warmup, gradClip: o.gradClip ?? d.gradClip, emaDecay: o.ema ?? d.emaDecay, emaWarmup: o.emaWarmup !== false,
-    flip: !!o.flip, accumulate: o.accumulate ?? d.accumulate, checkpointEvery: o.checkpointEvery ?? d.checkpointEvery,
-    keepCheckpoints: o.keep ?? d.keepCheckpoints, sampleEvery: o.sampleEvery ?? d.sampleEvery, sampleSteps: o.sampleSteps ?? d.sampleSteps,
-    seed: o.seed ?? d.seed, maxSeconds: o.maxMinutes !== undefined ? o.maxMinutes * 60 : undefined,
-    override: o.override ? o.override.split(',').map((f) => f.trim().replace(/^--/, '')).filter(Boolean) : undefined,
+    ...d,
+    outDir: o.out,
+    unet,
+    diffusion,
+    steps: o.steps ?? 10000,
+    batchSize: o.batch ?? d.batchSize,
+    lr: o.lr ?? d.lr,
+    warmup: o.warmup ?? d.warmup,
+    gradClip: o.gradClip ?? d.gradClip,
+    emaDecay: o.ema ?? d.emaDecay,
+    emaWarmup: o.emaWarmup !== false,
+    flip: !!o.flip,
+    accumulate: o.accumulate ?? d.accumulate,
+    checkpointEvery: o.checkpointEvery ?? d.checkpointEvery,
+    keepCheckpoints: o.keep ?? d.keepCheckpoints,
+    sampleEvery: o.sampleEvery ?? d.sampleEvery,
+    sampleSteps: o.sampleSteps ?? d.sampleSteps,
+    seed: o.seed ?? d.seed,
+    maxSeconds: o.maxMinutes !== undefined ? o.maxMinutes * 60 : undefined,
+    override: o.override
+      ? o.override
+          .split(',')
+          .map((f) => f.trim().replace(/^--/, ''))
+          .filter(Boolean)
+      : undefined,
     evalEvery: o.evalEvery ?? 0,
   };
 }

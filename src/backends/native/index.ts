@@ -3,13 +3,19 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type UnaryOp, convOutSize } from '../../engine/backend.js';
+import {
+  type AdamHyper,
+  type Backend,
+  type BinaryOp,
+  type ConvParams,
+  type UnaryOp,
+  convOutSize,
+} from '../../engine/backend.js';
 
 /** This backend's buffers: Float32Arrays that the addon reads and writes in place. */
 type Storage = Float32Array;
 
-
-/* eslint-disable @typescript-eslint/no-explicit-any */
+// biome-ignore lint/suspicious/noExplicitAny: the addon's functions are checked by the addon itself (native/binding)
 type Addon = Record<string, (...args: any[]) => any>;
 
 const BINARY: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3 };
@@ -40,7 +46,8 @@ export function loadAddon(): { addon: Addon | null; error: string } {
   const require = createRequire(import.meta.url);
   const at = (name: string) => [join(root, 'build', 'Release', name), join(root, 'build', 'Debug', name)];
   const want = process.env.DDPM_NATIVE_BUILD || 'v4';
-  if (!['baseline', 'v3', 'v4'].includes(want)) throw new Error(`DDPM_NATIVE_BUILD must be baseline, v3 or v4, got "${want}"`);
+  if (!['baseline', 'v3', 'v4'].includes(want))
+    throw new Error(`DDPM_NATIVE_BUILD must be baseline, v3 or v4, got "${want}"`);
   let error = '';
   for (const c of at('ddpm_native.node')) {
     let base: Addon;
@@ -73,14 +80,17 @@ export function loadAddon(): { addon: Addon | null; error: string } {
 }
 
 /** Activation layouts of the addon (native/ddpm_native.cc): channel-blocked nChw16c (f32 convolutions) and NHWC (bf16). */
-const BLOCKED16 = 1, NHWC = 2;
+const BLOCKED16 = 1;
 /** A buffer's layout and the [N, C, H, W] it holds. */
 interface Tag {
   layout: number;
   dims: number[];
 }
 /** The row-major shape whose order is the buffer's: [N, C/16, H*W, 16] or [N, H*W, C]. */
-const physical = (t: Tag) => (t.layout === BLOCKED16 ? [t.dims[0], t.dims[1] / 16, t.dims[2] * t.dims[3], 16] : [t.dims[0], t.dims[2] * t.dims[3], t.dims[1]]);
+const physical = (t: Tag) =>
+  t.layout === BLOCKED16
+    ? [t.dims[0], t.dims[1] / 16, t.dims[2] * t.dims[3], 16]
+    : [t.dims[0], t.dims[2] * t.dims[3], t.dims[1]];
 /** The same for a [1|N, C|1, 1, 1] operand broadcast against it. */
 const physicalPerChannel = (t: Tag, s: number[]) =>
   t.layout === BLOCKED16 ? [s[0], s[1] === 1 ? 1 : s[1] / 16, 1, s[1] === 1 ? 1 : 16] : [s[0], 1, s[1]];
@@ -103,7 +113,15 @@ export class NativeBackend implements Backend<Storage> {
    * blockedLayout: whether float32 convolutions compute in the channel-blocked nChw16c layout that activations are kept
    * in between kernels (AVX-512; an AVX2 CPU computes in nChw8c, and activations stay plain NCHW there).
    */
-  readonly info: { onednn: string; threads: number; bf16: boolean; convAlgorithm: ConvAlgorithm; conv3x3: string; winograd: boolean; blockedLayout: boolean };
+  readonly info: {
+    onednn: string;
+    threads: number;
+    bf16: boolean;
+    convAlgorithm: ConvAlgorithm;
+    conv3x3: string;
+    winograd: boolean;
+    blockedLayout: boolean;
+  };
   private readonly a: Addon;
   /**
    * Layout tags. A buffer in this map holds [N, C, H, W] in the layout its convolution computed in (nChw16c for f32,
@@ -126,7 +144,10 @@ export class NativeBackend implements Backend<Storage> {
   private nextId = 1;
   private idOf(w: Storage): number {
     let id = this.ids.get(w);
-    if (id === undefined) this.ids.set(w, (id = this.nextId++));
+    if (id === undefined) {
+      id = this.nextId++;
+      this.ids.set(w, id);
+    }
     return id;
   }
   /** Called by every kernel that writes a buffer in place. */
@@ -141,10 +162,15 @@ export class NativeBackend implements Backend<Storage> {
     if (threads !== undefined) addon.setThreads(threads);
     // probe what oneDNN runs on this CPU: a 32-channel 3x3 convolution under Winograd, and a convolution's own layout
     addon.setConvAlgorithm('winograd');
-    const probe = [2, 32, 8, 8], pw = [16, 32, 3, 3], pp = [1, 1, 1, 1, 1];
+    const probe = [2, 32, 8, 8],
+      pw = [16, 32, 3, 3],
+      pp = [1, 1, 1, 1, 1];
     const winograd = /wino/.test(addon.convImplementations(probe, pw, pp, false).forward);
-    const x = new Float32Array(16 * 16), w = new Float32Array(16 * 16), y = new Float32Array(16 * 16);
-    const blockedLayout = addon.conv2dForward(x, [1, 16, 4, 4], w, [16, 16, 1, 1], null, [1, 0, 0, 0, 0], y, false, 0, true) === BLOCKED16;
+    const x = new Float32Array(16 * 16),
+      w = new Float32Array(16 * 16),
+      y = new Float32Array(16 * 16);
+    const blockedLayout =
+      addon.conv2dForward(x, [1, 16, 4, 4], w, [16, 16, 1, 1], null, [1, 0, 0, 0, 0], y, false, 0, true) === BLOCKED16;
     this.info = { ...addon.info(), bf16: addon.cpuHasBf16(), convAlgorithm, conv3x3: '', winograd, blockedLayout };
     this.setConvAlgorithm(convAlgorithm);
   }
@@ -154,15 +180,23 @@ export class NativeBackend implements Backend<Storage> {
    * CPU cannot run the one asked for (Winograd without AVX-512: oneDNN runs direct kernels instead).
    */
   setConvAlgorithm(a: ConvAlgorithm): string {
-    if (!CONV_ALGORITHMS.includes(a)) throw new Error(`native: convolution algorithm must be ${CONV_ALGORITHMS.join(' or ')}, got "${a}"`);
+    if (!CONV_ALGORITHMS.includes(a))
+      throw new Error(`native: convolution algorithm must be ${CONV_ALGORITHMS.join(' or ')}, got "${a}"`);
     this.a.setConvAlgorithm(a);
     this.info.conv3x3 = this.a.convImplementations([2, 32, 8, 8], [16, 32, 3, 3], [1, 1, 1, 1, 1], false).forward;
     this.info.convAlgorithm = a === 'winograd' && !this.info.winograd ? 'direct' : a;
-    return this.info.convAlgorithm === a ? '' : `oneDNN ${this.info.onednn} has Winograd kernels only for AVX-512 CPUs; this one runs direct ones (${this.info.conv3x3})`;
+    return this.info.convAlgorithm === a
+      ? ''
+      : `oneDNN ${this.info.onednn} has Winograd kernels only for AVX-512 CPUs; this one runs direct ones (${this.info.conv3x3})`;
   }
 
   /** oneDNN's names of the kernels a float32 convolution of these shapes runs (forward, data and weight gradients). */
-  convImplementations(xShape: number[], wShape: number[], p: ConvParams, bias = true): { forward: string; backwardData: string; backwardWeights: string } {
+  convImplementations(
+    xShape: number[],
+    wShape: number[],
+    p: ConvParams,
+    bias = true,
+  ): { forward: string; backwardData: string; backwardWeights: string } {
     return this.a.convImplementations(xShape, wShape, convArr(p), bias);
   }
 
@@ -233,33 +267,86 @@ export class NativeBackend implements Backend<Storage> {
   }
 
   conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
-    const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride), wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
+    const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride),
+      wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
     const y = out(xs[0] * ws[0] * ho * wo);
     const t = this.blockedAs(x, xs);
     const wp = this.plain(w);
-    const layout = this.a.conv2dForward(t ? x : this.plain(x), xs, wp, ws, b && this.plain(b), convArr(p), y, !!p.bf16, t ? t.layout : 0, true, this.idOf(wp), this.versions.get(wp) ?? 0);
+    const layout = this.a.conv2dForward(
+      t ? x : this.plain(x),
+      xs,
+      wp,
+      ws,
+      b && this.plain(b),
+      convArr(p),
+      y,
+      !!p.bf16,
+      t ? t.layout : 0,
+      true,
+      this.idOf(wp),
+      this.versions.get(wp) ?? 0,
+    );
     return this.tag(y, layout ? { layout, dims: [xs[0], ws[0], ho, wo] } : undefined);
   }
-  conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
+  conv2dBackward(
+    x: Storage,
+    xs: number[],
+    dy: Storage,
+    w: Storage,
+    ws: number[],
+    p: ConvParams,
+    needDx: boolean,
+    withBias: boolean,
+  ) {
     const dx = needDx ? out(prodOf(xs)) : null;
     const dw = out(prodOf(ws));
     const db = withBias ? out(ws[0]) : null;
-    const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride), wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
-    const tx = this.blockedAs(x, xs), tdy = this.blockedAs(dy, [xs[0], ws[0], ho, wo]);
-    const layout = this.a.conv2dBackward(tx ? x : this.plain(x), xs, tdy ? dy : this.plain(dy), this.plain(w), ws, convArr(p), dx, dw, db, tx ? tx.layout : 0, tdy ? tdy.layout : 0, true);
+    const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride),
+      wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
+    const tx = this.blockedAs(x, xs),
+      tdy = this.blockedAs(dy, [xs[0], ws[0], ho, wo]);
+    const layout = this.a.conv2dBackward(
+      tx ? x : this.plain(x),
+      xs,
+      tdy ? dy : this.plain(dy),
+      this.plain(w),
+      ws,
+      convArr(p),
+      dx,
+      dw,
+      db,
+      tx ? tx.layout : 0,
+      tdy ? tdy.layout : 0,
+      true,
+    );
     return { dx: dx && this.tag(dx, layout ? { layout, dims: xs } : undefined), dw, db };
   }
-  matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
+  matmul(
+    a: Storage,
+    b: Storage,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+    transA: boolean,
+    transB: boolean,
+  ): Storage {
     const y = out(batch * m * n);
     this.a.matmul(this.plain(a), this.plain(b), batch, m, k, n, transA, transB, y);
     return y;
   }
   binary(op: BinaryOp, a: Storage, as: number[], b: Storage, bs: number[], outShape: number[]): Storage {
     const y = out(prodOf(outShape));
-    const da = this.blockedAs(a, as), db = this.blockedAs(b, bs);
+    const da = this.blockedAs(a, as),
+      db = this.blockedAs(b, bs);
     // a per-channel (or per-sample) operand [1|N, C|1, 1, 1] against one in our layout: the same broadcast on the
     // layout's row-major view, where the channel axis is split (C/16, 16) or last
-    const perChannel = (s: number[], t: Tag) => s.length === 4 && s[2] === 1 && s[3] === 1 && (s[0] === 1 || s[0] === t.dims[0]) && (s[1] === 1 || s[1] === t.dims[1]);
+    const perChannel = (s: number[], t: Tag) =>
+      s.length === 4 &&
+      s[2] === 1 &&
+      s[3] === 1 &&
+      (s[0] === 1 || s[0] === t.dims[0]) &&
+      (s[1] === 1 || s[1] === t.dims[1]);
     if (da && db && da.layout === db.layout && sameDims(da.dims, db.dims) && sameDims(da.dims, outShape)) {
       this.a.binary(BINARY[op], a, [a.length], b, [b.length], [y.length], y);
       return this.tag(y, da);
@@ -285,7 +372,14 @@ export class NativeBackend implements Backend<Storage> {
     const y = new Float32Array(prodOf(outShape));
     const t = this.blockedAs(x, xs);
     // the gradient of a per-channel broadcast: the same reduction on the layout's row-major view
-    if (t && outShape.length === 4 && outShape[2] === 1 && outShape[3] === 1 && (outShape[0] === 1 || outShape[0] === xs[0]) && (outShape[1] === 1 || outShape[1] === xs[1])) {
+    if (
+      t &&
+      outShape.length === 4 &&
+      outShape[2] === 1 &&
+      outShape[3] === 1 &&
+      (outShape[0] === 1 || outShape[0] === xs[0]) &&
+      (outShape[1] === 1 || outShape[1] === xs[1])
+    ) {
       this.a.reduceSum(x, physical(t), physicalPerChannel(t, outShape), y);
       return y;
     }
@@ -323,19 +417,72 @@ export class NativeBackend implements Backend<Storage> {
     return this.tag(y, this.blocked.get(x));
   }
   groupNorm(x: Storage, xs: number[], gamma: Storage, beta: Storage, groups: number, eps: number, silu: boolean) {
-    const y = out(x.length), mean = new Float32Array(xs[0] * groups), rstd = new Float32Array(xs[0] * groups);
+    const y = out(x.length),
+      mean = new Float32Array(xs[0] * groups),
+      rstd = new Float32Array(xs[0] * groups);
     const t = this.blockedAs(x, xs);
-    this.a.groupNorm(t ? x : this.plain(x), xs, this.plain(gamma), this.plain(beta), groups, eps, silu, y, mean, rstd, t ? t.layout : 0);
+    this.a.groupNorm(
+      t ? x : this.plain(x),
+      xs,
+      this.plain(gamma),
+      this.plain(beta),
+      groups,
+      eps,
+      silu,
+      y,
+      mean,
+      rstd,
+      t ? t.layout : 0,
+    );
     return { y: this.tag(y, t), mean, rstd };
   }
-  groupNormBackward(x: Storage, xs: number[], gamma: Storage, beta: Storage, mean: Storage, rstd: Storage, groups: number, silu: boolean, dy: Storage) {
-    const dx = out(x.length), dgamma = new Float32Array(xs[1]), dbeta = new Float32Array(xs[1]);
+  groupNormBackward(
+    x: Storage,
+    xs: number[],
+    gamma: Storage,
+    beta: Storage,
+    mean: Storage,
+    rstd: Storage,
+    groups: number,
+    silu: boolean,
+    dy: Storage,
+  ) {
+    const dx = out(x.length),
+      dgamma = new Float32Array(xs[1]),
+      dbeta = new Float32Array(xs[1]);
     const t = this.blockedAs(x, xs);
     if (t) {
-      this.a.groupNormBackward(x, xs, this.plain(gamma), this.plain(beta), mean, rstd, groups, silu, this.inLayout(dy, t), dx, dgamma, dbeta, t.layout);
+      this.a.groupNormBackward(
+        x,
+        xs,
+        this.plain(gamma),
+        this.plain(beta),
+        mean,
+        rstd,
+        groups,
+        silu,
+        this.inLayout(dy, t),
+        dx,
+        dgamma,
+        dbeta,
+        t.layout,
+      );
       return { dx: this.tag(dx, t), dgamma, dbeta };
     }
-    this.a.groupNormBackward(this.plain(x), xs, this.plain(gamma), this.plain(beta), mean, rstd, groups, silu, this.plain(dy), dx, dgamma, dbeta);
+    this.a.groupNormBackward(
+      this.plain(x),
+      xs,
+      this.plain(gamma),
+      this.plain(beta),
+      mean,
+      rstd,
+      groups,
+      silu,
+      this.plain(dy),
+      dx,
+      dgamma,
+      dbeta,
+    );
     return { dx, dgamma, dbeta };
   }
   softmax(x: Storage, rows: number, cols: number): Storage {
@@ -361,11 +508,16 @@ export class NativeBackend implements Backend<Storage> {
     if (layout && tags.every((t) => t?.layout === layout)) {
       // nChw16c: blocks of 16 channels concatenate like channels ([N, C_i/16, H*W*16] along axis 1); NHWC: each
       // pixel's channels ([N*H*W, C_i, 1] along axis 1)
-      const view = (s: number[]) => (layout === BLOCKED16 ? [s[0], s[1] / 16, s[2] * s[3] * 16] : [s[0] * s[2] * s[3], s[1], 1]);
+      const view = (s: number[]) =>
+        layout === BLOCKED16 ? [s[0], s[1] / 16, s[2] * s[3] * 16] : [s[0] * s[2] * s[3], s[1], 1];
       this.a.concat(xs, shapes.map(view), y);
       return this.tag(y, { layout, dims: [shapes[0][0], C, shapes[0][2], shapes[0][3]] });
     }
-    this.a.concat(xs.map((x) => this.plain(x)), shapes, y);
+    this.a.concat(
+      xs.map((x) => this.plain(x)),
+      shapes,
+      y,
+    );
     return y;
   }
   sliceChannels(x: Storage, xs: number[], c0: number, c: number): Storage {
@@ -373,7 +525,8 @@ export class NativeBackend implements Backend<Storage> {
     const t = this.blockedAs(x, xs);
     // whole 16-channel blocks of nChw16c ([N, C/16, H*W*16]), or any channels of NHWC ([N*H*W, C, 1])
     if (t && (t.layout !== BLOCKED16 || (c0 % 16 === 0 && c % 16 === 0))) {
-      const [N, C, H, W] = xs, bl = t.layout === BLOCKED16;
+      const [N, C, H, W] = xs,
+        bl = t.layout === BLOCKED16;
       this.a.sliceChannels(x, bl ? [N, C / 16, H * W * 16] : [N * H * W, C, 1], bl ? c0 / 16 : c0, bl ? c / 16 : c, y);
       return this.tag(y, { layout: t.layout, dims: [N, c, H, W] });
     }
@@ -386,8 +539,17 @@ export class NativeBackend implements Backend<Storage> {
     this.a.upsample2x(t ? x : this.plain(x), xs, y, t ? t.layout : 0);
     return this.tag(y, t && { layout: t.layout, dims: [xs[0], xs[1], 2 * xs[2], 2 * xs[3]] });
   }
-  pool2d(kind: 'max' | 'avg', x: Storage, xs: number[], k: number, stride: number, pad: number, countPad: boolean): Storage {
-    const Ho = convOutSize(xs[2], k, pad, pad, stride), Wo = convOutSize(xs[3], k, pad, pad, stride);
+  pool2d(
+    kind: 'max' | 'avg',
+    x: Storage,
+    xs: number[],
+    k: number,
+    stride: number,
+    pad: number,
+    countPad: boolean,
+  ): Storage {
+    const Ho = convOutSize(xs[2], k, pad, pad, stride),
+      Wo = convOutSize(xs[3], k, pad, pad, stride);
     const y = new Float32Array(xs[0] * xs[1] * Ho * Wo);
     this.a.pool2d(kind === 'max' ? 0 : countPad ? 1 : 2, this.plain(x), xs, k, stride, pad, y);
     return y;
@@ -399,7 +561,10 @@ export class NativeBackend implements Backend<Storage> {
     return this.tag(dx, t && { layout: t.layout, dims: xs });
   }
   adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void {
-    [p, m, v].forEach((t) => (this.makePlain(t), this.touched(t)));
+    for (const t of [p, m, v]) {
+      this.makePlain(t);
+      this.touched(t);
+    }
     this.a.adamStep(p, this.plain(g), m, v, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.step);
   }
   emaUpdate(ema: Storage, p: Storage, decay: number): void {

@@ -1,6 +1,13 @@
 // The reference backend: plain TypeScript loops, written to be obviously correct. It is the oracle that every
 // other backend is tested against, and the fallback when the native addon is not built.
-import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type UnaryOp, convOutSize } from '../../engine/backend.js';
+import {
+  type AdamHyper,
+  type Backend,
+  type BinaryOp,
+  type ConvParams,
+  type UnaryOp,
+  convOutSize,
+} from '../../engine/backend.js';
 
 /** This backend's buffers: plain arrays (Float64Array in the float64 variant, typed as Float32Array here). */
 type Storage = Float32Array;
@@ -17,12 +24,18 @@ function broadcastStrides(shape: number[], outShape: number[]): number[] {
 }
 
 /** Calls fn(outIndex, aIndex, bIndex) over every element of outShape, in row-major order. */
-function forEachBroadcast(outShape: number[], sa: number[], sb: number[], fn: (o: number, ia: number, ib: number) => void): void {
+function forEachBroadcast(
+  outShape: number[],
+  sa: number[],
+  sb: number[],
+  fn: (o: number, ia: number, ib: number) => void,
+): void {
   const r = outShape.length;
   const total = outShape.reduce((x, y) => x * y, 1);
   if (total === 0) return;
   const idx = new Array<number>(r).fill(0);
-  let ia = 0, ib = 0;
+  let ia = 0,
+    ib = 0;
   for (let o = 0; o < total; o++) {
     fn(o, ia, ib);
     for (let d = r - 1; d >= 0; d--) {
@@ -131,7 +144,16 @@ export class ReferenceBackend implements Backend<Storage> {
     return y;
   }
 
-  conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
+  conv2dBackward(
+    x: Storage,
+    xs: number[],
+    dy: Storage,
+    w: Storage,
+    ws: number[],
+    p: ConvParams,
+    needDx: boolean,
+    withBias: boolean,
+  ) {
     const dx = needDx ? this.conv2dBackwardData(dy, w, ws, p, xs) : null;
     return { dx, ...this.conv2dBackwardWeights(x, xs, dy, ws, p, withBias) };
   }
@@ -164,7 +186,14 @@ export class ReferenceBackend implements Backend<Storage> {
     return dx;
   }
 
-  private conv2dBackwardWeights(x: Storage, xs: number[], dy: Storage, ws: number[], p: ConvParams, withBias: boolean): { dw: Storage; db: Storage | null } {
+  private conv2dBackwardWeights(
+    x: Storage,
+    xs: number[],
+    dy: Storage,
+    ws: number[],
+    p: ConvParams,
+    withBias: boolean,
+  ): { dw: Storage; db: Storage | null } {
     const [N, C, H, W] = xs;
     const [O, , KH, KW] = ws;
     const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
@@ -195,10 +224,21 @@ export class ReferenceBackend implements Backend<Storage> {
     return { dw, db };
   }
 
-  matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
+  matmul(
+    a: Storage,
+    b: Storage,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+    transA: boolean,
+    transB: boolean,
+  ): Storage {
     const out = this.alloc(batch * m * n);
     for (let bt = 0; bt < batch; bt++) {
-      const ao = bt * m * k, bo = bt * k * n, oo = bt * m * n;
+      const ao = bt * m * k,
+        bo = bt * k * n,
+        oo = bt * m * n;
       for (let i = 0; i < m; i++)
         for (let kk = 0; kk < k; kk++) {
           const av = transA ? a[ao + kk * m + i] : a[ao + i * k + kk];
@@ -216,12 +256,29 @@ export class ReferenceBackend implements Backend<Storage> {
 
   binary(op: BinaryOp, a: Storage, as: number[], b: Storage, bs: number[], outShape: number[]): Storage {
     const out = this.alloc(outShape.reduce((x, y) => x * y, 1));
-    const sa = broadcastStrides(as, outShape), sb = broadcastStrides(bs, outShape);
+    const sa = broadcastStrides(as, outShape),
+      sb = broadcastStrides(bs, outShape);
     switch (op) {
-      case 'add': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] + b[j]; }); break;
-      case 'sub': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] - b[j]; }); break;
-      case 'mul': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] * b[j]; }); break;
-      case 'div': forEachBroadcast(outShape, sa, sb, (o, i, j) => { out[o] = a[i] / b[j]; }); break;
+      case 'add':
+        forEachBroadcast(outShape, sa, sb, (o, i, j) => {
+          out[o] = a[i] + b[j];
+        });
+        break;
+      case 'sub':
+        forEachBroadcast(outShape, sa, sb, (o, i, j) => {
+          out[o] = a[i] - b[j];
+        });
+        break;
+      case 'mul':
+        forEachBroadcast(outShape, sa, sb, (o, i, j) => {
+          out[o] = a[i] * b[j];
+        });
+        break;
+      case 'div':
+        forEachBroadcast(outShape, sa, sb, (o, i, j) => {
+          out[o] = a[i] / b[j];
+        });
+        break;
     }
     return out;
   }
@@ -230,14 +287,19 @@ export class ReferenceBackend implements Backend<Storage> {
     const out = new Float64Array(outShape.reduce((p, q) => p * q, 1));
     const so = broadcastStrides(outShape, xs);
     const sx = broadcastStrides(xs, xs);
-    forEachBroadcast(xs, sx, so, (_o, ix, io) => { out[io] += x[ix]; });
+    forEachBroadcast(xs, sx, so, (_o, ix, io) => {
+      out[io] += x[ix];
+    });
     return this.from(out);
   }
 
   unary(op: UnaryOp, x: Storage): Storage {
     const y = this.alloc(x.length);
     const f: (v: number) => number = {
-      exp: Math.exp, log: Math.log, sqrt: Math.sqrt, tanh: Math.tanh,
+      exp: Math.exp,
+      log: Math.log,
+      sqrt: Math.sqrt,
+      tanh: Math.tanh,
       square: (v: number) => v * v,
       silu: (v: number) => v * sigmoid(v),
       neg: (v: number) => -v,
@@ -264,16 +326,33 @@ export class ReferenceBackend implements Backend<Storage> {
     for (let i = 0; i < x.length; i++) {
       let d: number;
       switch (op) {
-        case 'exp': d = y[i]; break;
-        case 'log': d = 1 / x[i]; break;
-        case 'sqrt': d = 0.5 / y[i]; break;
-        case 'square': d = 2 * x[i]; break;
-        case 'tanh': d = 1 - y[i] * y[i]; break;
-        case 'silu': { const s = sigmoid(x[i]); d = s * (1 + x[i] * (1 - s)); break; }
-        case 'neg': d = -1; break;
+        case 'exp':
+          d = y[i];
+          break;
+        case 'log':
+          d = 1 / x[i];
+          break;
+        case 'sqrt':
+          d = 0.5 / y[i];
+          break;
+        case 'square':
+          d = 2 * x[i];
+          break;
+        case 'tanh':
+          d = 1 - y[i] * y[i];
+          break;
+        case 'silu': {
+          const s = sigmoid(x[i]);
+          d = s * (1 + x[i] * (1 - s));
+          break;
+        }
+        case 'neg':
+          d = -1;
+          break;
         case 'ncdf': {
           // d/dx 0.5 (1 + tanh(u)), u = c (x + 0.044715 x^3)
-          const v = x[i], th = Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v));
+          const v = x[i],
+            th = Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v));
           d = 0.5 * (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v);
           break;
         }
@@ -292,9 +371,11 @@ export class ReferenceBackend implements Backend<Storage> {
   groupNorm(x: Storage, xs: number[], gamma: Storage, beta: Storage, groups: number, eps: number, silu: boolean) {
     const [N, C] = xs;
     const S = xs.slice(2).reduce((p, q) => p * q, 1);
-    const cg = C / groups, len = cg * S;
+    const cg = C / groups,
+      len = cg * S;
     const y = this.alloc(x.length);
-    const mean = this.alloc(N * groups), rstd = this.alloc(N * groups);
+    const mean = this.alloc(N * groups),
+      rstd = this.alloc(N * groups);
     for (let n = 0; n < N; n++)
       for (let g = 0; g < groups; g++) {
         const off = (n * C + g * cg) * S;
@@ -318,23 +399,39 @@ export class ReferenceBackend implements Backend<Storage> {
     return { y, mean, rstd };
   }
 
-  groupNormBackward(x: Storage, xs: number[], gamma: Storage, beta: Storage, mean: Storage, rstd: Storage, groups: number, silu: boolean, dy: Storage) {
+  groupNormBackward(
+    x: Storage,
+    xs: number[],
+    gamma: Storage,
+    beta: Storage,
+    mean: Storage,
+    rstd: Storage,
+    groups: number,
+    silu: boolean,
+    dy: Storage,
+  ) {
     const [N, C] = xs;
     const S = xs.slice(2).reduce((p, q) => p * q, 1);
-    const cg = C / groups, len = cg * S;
+    const cg = C / groups,
+      len = cg * S;
     const dx = this.alloc(x.length);
-    const dgamma = new Float64Array(C), dbeta = new Float64Array(C);
-    const dz = new Float64Array(len), xhat = new Float64Array(len);
+    const dgamma = new Float64Array(C),
+      dbeta = new Float64Array(C);
+    const dz = new Float64Array(len),
+      xhat = new Float64Array(len);
     for (let n = 0; n < N; n++)
       for (let g = 0; g < groups; g++) {
         const off = (n * C + g * cg) * S;
-        const mu = mean[n * groups + g], r = rstd[n * groups + g];
+        const mu = mean[n * groups + g],
+          r = rstd[n * groups + g];
         // dxhat = dz * gamma;  dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-        let s1 = 0, s2 = 0;
+        let s1 = 0,
+          s2 = 0;
         for (let c = 0; c < cg; c++) {
           const ch = g * cg + c;
           for (let i = 0; i < S; i++) {
-            const k = c * S + i, j = off + k;
+            const k = c * S + i,
+              j = off + k;
             const xh = (x[j] - mu) * r;
             let d = dy[j];
             if (silu) {
@@ -371,7 +468,11 @@ export class ReferenceBackend implements Backend<Storage> {
       let mx = -Infinity;
       for (let j = 0; j < cols; j++) mx = Math.max(mx, x[o + j]);
       let s = 0;
-      for (let j = 0; j < cols; j++) { const e = Math.exp(x[o + j] - mx); y[o + j] = e; s += e; }
+      for (let j = 0; j < cols; j++) {
+        const e = Math.exp(x[o + j] - mx);
+        y[o + j] = e;
+        s += e;
+      }
       for (let j = 0; j < cols; j++) y[o + j] /= s;
     }
     return y;
@@ -393,7 +494,9 @@ export class ReferenceBackend implements Backend<Storage> {
     const inStrides = broadcastStrides(xs, xs);
     const sx = perm.map((p) => inStrides[p]);
     const y = this.alloc(x.length);
-    forEachBroadcast(outShape, sx, sx, (o, i) => { y[o] = x[i]; });
+    forEachBroadcast(outShape, sx, sx, (o, i) => {
+      y[o] = x[i];
+    });
     return y;
   }
 
@@ -430,17 +533,28 @@ export class ReferenceBackend implements Backend<Storage> {
     return y;
   }
 
-  pool2d(kind: 'max' | 'avg', x: Storage, xs: number[], k: number, stride: number, pad: number, countPad: boolean): Storage {
+  pool2d(
+    kind: 'max' | 'avg',
+    x: Storage,
+    xs: number[],
+    k: number,
+    stride: number,
+    pad: number,
+    countPad: boolean,
+  ): Storage {
     const [N, C, H, W] = xs;
-    const Ho = convOutSize(H, k, pad, pad, stride), Wo = convOutSize(W, k, pad, pad, stride);
+    const Ho = convOutSize(H, k, pad, pad, stride),
+      Wo = convOutSize(W, k, pad, pad, stride);
     const y = this.alloc(N * C * Ho * Wo);
     for (let nc = 0; nc < N * C; nc++)
       for (let oh = 0; oh < Ho; oh++)
         for (let ow = 0; ow < Wo; ow++) {
-          let acc = kind === 'max' ? -Infinity : 0, n = 0;
+          let acc = kind === 'max' ? -Infinity : 0,
+            n = 0;
           for (let i = 0; i < k; i++)
             for (let j = 0; j < k; j++) {
-              const h = oh * stride - pad + i, w = ow * stride - pad + j;
+              const h = oh * stride - pad + i,
+                w = ow * stride - pad + j;
               if (h < 0 || h >= H || w < 0 || w >= W) continue;
               const v = x[(nc * H + h) * W + w];
               acc = kind === 'max' ? Math.max(acc, v) : acc + v;
@@ -467,11 +581,12 @@ export class ReferenceBackend implements Backend<Storage> {
   }
 
   adamStep(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamHyper): void {
-    const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
+    const bc1 = 1 - h.beta1 ** h.step,
+      bc2 = 1 - h.beta2 ** h.step;
     for (let i = 0; i < p.length; i++) {
       m[i] = h.beta1 * m[i] + (1 - h.beta1) * g[i];
       v[i] = h.beta2 * v[i] + (1 - h.beta2) * g[i] * g[i];
-      const update = (m[i] / bc1) / (Math.sqrt(v[i] / bc2) + h.eps);
+      const update = m[i] / bc1 / (Math.sqrt(v[i] / bc2) + h.eps);
       p[i] = p[i] * (1 - h.lr * h.weightDecay) - h.lr * update;
     }
   }

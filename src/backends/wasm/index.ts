@@ -34,9 +34,18 @@ class Gemm {
    * C[M, N] = A[M, K] B[K, N]. fillA(a, lda) and fillB(b, ldb) write the operands into zeroed, padded views (rows of
    * lda = K and ldb = N rounded up to 8 floats); returns a view of C with rows of ldc floats (valid until the next call).
    */
-  run(M: number, N: number, K: number, fillA: (a: Float32Array, lda: number) => void, fillB: (b: Float32Array, ldb: number) => void): { c: Float32Array; ldc: number } {
-    const M4 = up(M, 4), N8 = up(N, 8);
-    const aN = M4 * K, bN = K * N8, cN = M4 * N8;
+  run(
+    M: number,
+    N: number,
+    K: number,
+    fillA: (a: Float32Array, lda: number) => void,
+    fillB: (b: Float32Array, ldb: number) => void,
+  ): { c: Float32Array; ldc: number } {
+    const M4 = up(M, 4),
+      N8 = up(N, 8);
+    const aN = M4 * K,
+      bN = K * N8,
+      cN = M4 * N8;
     const bytes = 4 * (aN + bN + cN);
     const have = this.memory.buffer.byteLength;
     if (bytes > have) this.memory.grow(Math.ceil((bytes - have) / 65536));
@@ -59,13 +68,33 @@ export class WasmBackend extends ReferenceBackend {
     super('float32');
   }
 
-  override matmul(a: Storage, b: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): Storage {
+  override matmul(
+    a: Storage,
+    b: Storage,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+    transA: boolean,
+    transB: boolean,
+  ): Storage {
     const out = new Float32Array(batch * m * n);
     for (let bt = 0; bt < batch; bt++) {
-      const ao = bt * m * k, bo = bt * k * n;
-      const { c, ldc } = this.gemm.run(m, n, k,
-        (A, lda) => { for (let i = 0; i < m; i++) for (let kk = 0; kk < k; kk++) A[i * lda + kk] = transA ? a[ao + kk * m + i] : a[ao + i * k + kk]; },
-        (B, ldb) => { for (let kk = 0; kk < k; kk++) for (let j = 0; j < n; j++) B[kk * ldb + j] = transB ? b[bo + j * k + kk] : b[bo + kk * n + j]; });
+      const ao = bt * m * k,
+        bo = bt * k * n;
+      const { c, ldc } = this.gemm.run(
+        m,
+        n,
+        k,
+        (A, lda) => {
+          for (let i = 0; i < m; i++)
+            for (let kk = 0; kk < k; kk++) A[i * lda + kk] = transA ? a[ao + kk * m + i] : a[ao + i * k + kk];
+        },
+        (B, ldb) => {
+          for (let kk = 0; kk < k; kk++)
+            for (let j = 0; j < n; j++) B[kk * ldb + j] = transB ? b[bo + j * k + kk] : b[bo + kk * n + j];
+        },
+      );
       for (let i = 0; i < m; i++) out.set(c.subarray(i * ldc, i * ldc + n), bt * m * n + i * n);
     }
     return out;
@@ -82,8 +111,10 @@ export class WasmBackend extends ReferenceBackend {
     const key = `${xs.slice(1)}|${ws}|${p.stride},${p.padTop},${p.padBottom},${p.padLeft},${p.padRight}`;
     let map = this.maps.get(key);
     if (map) return map;
-    const [, C, H, W] = xs, [, , KH, KW] = ws;
-    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const [, C, H, W] = xs,
+      [, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride),
+      Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
     map = new Int32Array(C * KH * KW * Ho * Wo).fill(-1);
     for (let c = 0; c < C; c++)
       for (let kh = 0; kh < KH; kh++)
@@ -112,34 +143,66 @@ export class WasmBackend extends ReferenceBackend {
 
   override conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
     if (p.bf16) [x, w] = [roundToBf16(x), roundToBf16(w)];
-    const [N, C, H, W] = xs, [O, , KH, KW] = ws;
-    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
-    const K = C * KH * KW, P = Ho * Wo;
+    const [N, C, H, W] = xs,
+      [O, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride),
+      Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const K = C * KH * KW,
+      P = Ho * Wo;
     const y = new Float32Array(N * O * P);
     const map = this.im2colMap(xs, ws, p);
     for (let n = 0; n < N; n++) {
-      const { c, ldc } = this.gemm.run(O, P, K, (A, lda) => { for (let o = 0; o < O; o++) A.set(w.subarray(o * K, (o + 1) * K), o * lda); }, (B, ldb) => this.im2col(x, n * C * H * W, map, K, P, B, ldb));
+      const { c, ldc } = this.gemm.run(
+        O,
+        P,
+        K,
+        (A, lda) => {
+          for (let o = 0; o < O; o++) A.set(w.subarray(o * K, (o + 1) * K), o * lda);
+        },
+        (B, ldb) => this.im2col(x, n * C * H * W, map, K, P, B, ldb),
+      );
       for (let o = 0; o < O; o++) {
-        const yo = (n * O + o) * P, bias = b ? b[o] : 0;
+        const yo = (n * O + o) * P,
+          bias = b ? b[o] : 0;
         for (let q = 0; q < P; q++) y[yo + q] = c[o * ldc + q] + bias;
       }
     }
     return y;
   }
 
-  override conv2dBackward(x: Storage, xs: number[], dy: Storage, w: Storage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
-    const [N, C, H, W] = xs, [O, , KH, KW] = ws;
-    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
-    const K = C * KH * KW, P = Ho * Wo;
+  override conv2dBackward(
+    x: Storage,
+    xs: number[],
+    dy: Storage,
+    w: Storage,
+    ws: number[],
+    p: ConvParams,
+    needDx: boolean,
+    withBias: boolean,
+  ) {
+    const [N, C, H, W] = xs,
+      [O, , KH, KW] = ws;
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride),
+      Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const K = C * KH * KW,
+      P = Ho * Wo;
     const map = this.im2colMap(xs, ws, p);
     let dx: Storage | null = null;
     if (needDx) {
       // dcol[K, P] = W^T[K, O] dY[O, P], then col2im
       dx = new Float32Array(N * C * H * W);
       for (let n = 0; n < N; n++) {
-        const { c: dcol, ldc } = this.gemm.run(K, P, O,
-          (A, lda) => { for (let kk = 0; kk < K; kk++) for (let o = 0; o < O; o++) A[kk * lda + o] = w[o * K + kk]; },
-          (B, ldb) => { for (let o = 0; o < O; o++) B.set(dy.subarray((n * O + o) * P, (n * O + o + 1) * P), o * ldb); });
+        const { c: dcol, ldc } = this.gemm.run(
+          K,
+          P,
+          O,
+          (A, lda) => {
+            for (let kk = 0; kk < K; kk++) for (let o = 0; o < O; o++) A[kk * lda + o] = w[o * K + kk];
+          },
+          (B, ldb) => {
+            for (let o = 0; o < O; o++) B.set(dy.subarray((n * O + o) * P, (n * O + o + 1) * P), o * ldb);
+          },
+        );
         const xo = n * C * H * W;
         for (let r = 0; r < K; r++)
           for (let q = 0; q < P; q++) {
@@ -149,8 +212,14 @@ export class WasmBackend extends ReferenceBackend {
       }
     }
     // dW[O, K] = sum_n dY_n[O, P] col_n^T[P, K]: one product over all images, the images side by side along P
-    const { c: dwp, ldc } = this.gemm.run(O, K, N * P,
-      (A, lda) => { for (let o = 0; o < O; o++) for (let n = 0; n < N; n++) A.set(dy.subarray((n * O + o) * P, (n * O + o + 1) * P), o * lda + n * P); },
+    const { c: dwp, ldc } = this.gemm.run(
+      O,
+      K,
+      N * P,
+      (A, lda) => {
+        for (let o = 0; o < O; o++)
+          for (let n = 0; n < N; n++) A.set(dy.subarray((n * O + o) * P, (n * O + o + 1) * P), o * lda + n * P);
+      },
       (B, ldb) => {
         // B = col^T: row (n, q), column (c, kh, kw)
         for (let n = 0; n < N; n++)
@@ -159,13 +228,19 @@ export class WasmBackend extends ReferenceBackend {
               const i = map[kk * P + q];
               if (i >= 0) B[(n * P + q) * ldb + kk] = x[n * C * H * W + i];
             }
-      });
+      },
+    );
     const dw = new Float32Array(O * K);
     for (let o = 0; o < O; o++) dw.set(dwp.subarray(o * ldc, o * ldc + K), o * K);
     let db: Storage | null = null;
     if (withBias) {
       db = new Float32Array(O);
-      for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) { let s = 0; for (let q = 0; q < P; q++) s += dy[(n * O + o) * P + q]; db[o] += s; }
+      for (let n = 0; n < N; n++)
+        for (let o = 0; o < O; o++) {
+          let s = 0;
+          for (let q = 0; q < P; q++) s += dy[(n * O + o) * P + q];
+          db[o] += s;
+        }
     }
     return { dx, dw, db };
   }

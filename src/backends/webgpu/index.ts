@@ -11,7 +11,14 @@
 //
 // Random numbers are drawn on the host by the engine (src/engine/random.ts) and uploaded, so every backend sees the
 // same Philox words and sample i gets the same noise everywhere.
-import { type AdamHyper, type Backend, type BinaryOp, type ConvParams, type UnaryOp, convOutSize } from '../../engine/backend.js';
+import {
+  type AdamHyper,
+  type Backend,
+  type BinaryOp,
+  type ConvParams,
+  type UnaryOp,
+  convOutSize,
+} from '../../engine/backend.js';
 import * as K from './kernels.js';
 
 /** A WebGPU buffer handle: n float32 values in buf. */
@@ -21,7 +28,10 @@ export interface GpuStorage {
 }
 
 // numeric flags (the GPUBufferUsage / GPUMapMode globals are not defined in Node unless installed)
-const USAGE_MAP_READ = 0x1, USAGE_COPY_SRC = 0x4, USAGE_COPY_DST = 0x8, USAGE_STORAGE = 0x80;
+const USAGE_MAP_READ = 0x1,
+  USAGE_COPY_SRC = 0x4,
+  USAGE_COPY_DST = 0x8,
+  USAGE_STORAGE = 0x80;
 const MAP_READ = 0x1;
 const STAGE_COMPUTE = 0x4;
 const DATA_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
@@ -42,14 +52,21 @@ function grid(groups: number): [number, number] {
 }
 
 const f32bits = (() => {
-  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
-  return (v: number) => { f[0] = v; return u[0]; };
+  const f = new Float32Array(1),
+    u = new Uint32Array(f.buffer);
+  return (v: number) => {
+    f[0] = v;
+    return u[0];
+  };
 })();
 
 function rowMajorStrides(shape: number[]): number[] {
   const st = new Array<number>(shape.length).fill(0);
   let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) { st[i] = acc; acc *= shape[i]; }
+  for (let i = shape.length - 1; i >= 0; i--) {
+    st[i] = acc;
+    acc *= shape[i];
+  }
   return st;
 }
 
@@ -58,7 +75,8 @@ function rowMajorStrides(shape: number[]): number[] {
  * the kernels loops over as few dimensions as possible: a same-shape elementwise op becomes rank 1, a bias add rank 2-3.
  */
 function collapse(shape: number[], strides: number[][]): { shape: number[]; strides: number[][] } {
-  const sh: number[] = [], st: number[][] = strides.map(() => []);
+  const sh: number[] = [],
+    st: number[][] = strides.map(() => []);
   shape.forEach((d, i) => {
     if (d === 1) return;
     const k = sh.length - 1;
@@ -100,19 +118,34 @@ export class WebGPUBackend implements Backend<GpuStorage> {
    * adapterInfo: a description of the adapter, for `info` and the playground. gpu: the GPU object the device came
    * from, held so that it lives as long as the backend (in Node, Dawn stops processing events when it is collected).
    */
-  constructor(readonly device: GPUDevice, readonly adapterInfo = '', readonly gpu: GPU | null = null, readonly isFallbackAdapter = false) {
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapterInfo = '',
+    readonly gpu: GPU | null = null,
+    readonly isFallbackAdapter = false,
+  ) {
     this.registry = new FinalizationRegistry((buf) => this.recycle(buf));
-    device.lost?.then((info) => { this.lost = info.message || info.reason || 'device lost'; });
-    device.onuncapturederror = (e) => { this.error ??= e.error.message; };
+    device.lost?.then((info) => {
+      this.lost = info.message || info.reason || 'device lost';
+    });
+    device.onuncapturederror = (e) => {
+      this.error ??= e.error.message;
+    };
   }
 
   // ---- memory ----
 
   private recycle(buf: GPUBuffer): void {
     const bytes = buf.size;
-    if (this.pooledBytes + bytes > POOL_MAX_BYTES) { buf.destroy(); return; }
+    if (this.pooledBytes + bytes > POOL_MAX_BYTES) {
+      buf.destroy();
+      return;
+    }
     let list = this.pool.get(bytes);
-    if (!list) this.pool.set(bytes, (list = []));
+    if (!list) {
+      list = [];
+      this.pool.set(bytes, list);
+    }
     list.push(buf);
     this.pooledBytes += bytes;
   }
@@ -165,7 +198,9 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     return out;
   }
   readSync(): Float32Array {
-    throw new Error('webgpu: values live on the GPU; read them with `await tensor.data()` (dataSync is for the CPU backends)');
+    throw new Error(
+      'webgpu: values live on the GPU; read them with `await tensor.data()` (dataSync is for the CPU backends)',
+    );
   }
   write(x: GpuStorage, values: Float32Array): void {
     if (values.length !== x.n) throw new Error(`write: ${values.length} values for a buffer of ${x.n}`);
@@ -222,7 +257,11 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   private recorder(): GPUCommandEncoder {
     if (!this.enc) {
       this.enc = this.device.createCommandEncoder();
-      this.arena = this.device.createBuffer({ size: SLOT_BYTES * FLUSH_EVERY, usage: USAGE_STORAGE, mappedAtCreation: true });
+      this.arena = this.device.createBuffer({
+        size: SLOT_BYTES * FLUSH_EVERY,
+        usage: USAGE_STORAGE,
+        mappedAtCreation: true,
+      });
       this.arenaWords = new Uint32Array(this.arena.getMappedRange());
     }
     return this.enc;
@@ -231,13 +270,23 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   private kernel(key: string, source: () => string, outputs: number, inputs: number): Kernel {
     let k = this.kernels.get(key);
     if (!k) {
-      const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: STAGE_COMPUTE, buffer: { type: 'read-only-storage' } }];
+      const entries: GPUBindGroupLayoutEntry[] = [
+        { binding: 0, visibility: STAGE_COMPUTE, buffer: { type: 'read-only-storage' } },
+      ];
       for (let i = 0; i < inputs + outputs; i++)
-        entries.push({ binding: i + 1, visibility: STAGE_COMPUTE, buffer: { type: i < inputs ? 'read-only-storage' : 'storage' } });
+        entries.push({
+          binding: i + 1,
+          visibility: STAGE_COMPUTE,
+          buffer: { type: i < inputs ? 'read-only-storage' : 'storage' },
+        });
       const layout = this.device.createBindGroupLayout({ entries });
       const module = this.device.createShaderModule({ code: source() });
-      const pipeline = this.device.createComputePipeline({ layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' } });
-      this.kernels.set(key, (k = { pipeline, layout }));
+      const pipeline = this.device.createComputePipeline({
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: 'main' },
+      });
+      k = { pipeline, layout };
+      this.kernels.set(key, k);
     }
     return k;
   }
@@ -246,14 +295,23 @@ export class WebGPUBackend implements Backend<GpuStorage> {
    * Records one dispatch: params (u32 words; floats already bit-cast), the input buffers then the output buffers (in
    * the kernel's binding order), and the workgroup counts.
    */
-  private run(key: string, source: () => string, params: number[], inputs: GpuStorage[], outputs: GpuStorage[], groups: [number, number, number]): void {
+  private run(
+    key: string,
+    source: () => string,
+    params: number[],
+    inputs: GpuStorage[],
+    outputs: GpuStorage[],
+    groups: [number, number, number],
+  ): void {
     if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
     if (params.length > SLOT_BYTES / 4) throw new Error(`webgpu: ${key}: ${params.length} parameters`);
     const k = this.kernel(key, source, outputs.length, inputs.length);
     const enc = this.recorder();
     const slot = this.dispatches++;
     this.arenaWords!.set(params, slot * (SLOT_BYTES / 4));
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena!, offset: slot * SLOT_BYTES, size: SLOT_BYTES } }];
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.arena!, offset: slot * SLOT_BYTES, size: SLOT_BYTES } },
+    ];
     [...inputs, ...outputs].forEach((s, i) => entries.push({ binding: i + 1, resource: { buffer: s.buf } }));
     this.pass ??= enc.beginComputePass();
     this.pass.setPipeline(k.pipeline);
@@ -263,20 +321,51 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   }
 
   /** An elementwise kernel over n values. */
-  private each(key: string, source: () => string, n: number, rest: number[], inputs: GpuStorage[], outputs: GpuStorage[]): void {
+  private each(
+    key: string,
+    source: () => string,
+    n: number,
+    rest: number[],
+    inputs: GpuStorage[],
+    outputs: GpuStorage[],
+  ): void {
     const [gx, gy] = grid(Math.ceil(n / K.WG));
     this.run(key, source, [n, ...rest], inputs, outputs, [gx, gy, 1]);
   }
 
   /** A kernel with one workgroup per row. */
-  private rows(key: string, source: () => string, rows: number, rest: number[], inputs: GpuStorage[], outputs: GpuStorage[]): void {
+  private rows(
+    key: string,
+    source: () => string,
+    rows: number,
+    rest: number[],
+    inputs: GpuStorage[],
+    outputs: GpuStorage[],
+  ): void {
     const [gx, gy] = grid(rows);
     this.run(key, source, [rows, ...rest], inputs, outputs, [gx, gy, 1]);
   }
 
-  private gemm(key: string, source: () => string, m: number, n: number, k: number, rest: number[], inputs: GpuStorage[], output: GpuStorage, batch: number): void {
+  private gemm(
+    key: string,
+    source: () => string,
+    m: number,
+    n: number,
+    k: number,
+    rest: number[],
+    inputs: GpuStorage[],
+    output: GpuStorage,
+    batch: number,
+  ): void {
     if (batch > 65535) throw new Error(`webgpu: ${key}: batch ${batch} above 65535`);
-    this.run(key, source, [m, n, k, ...rest], inputs, [output], [Math.ceil(n / K.GEMM_TILE.N), Math.ceil(m / K.GEMM_TILE.M), batch]);
+    this.run(
+      key,
+      source,
+      [m, n, k, ...rest],
+      inputs,
+      [output],
+      [Math.ceil(n / K.GEMM_TILE.N), Math.ceil(m / K.GEMM_TILE.M), batch],
+    );
   }
 
   // ---- kernels ----
@@ -284,29 +373,52 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   private convParams(xs: number[], ws: number[], p: ConvParams, hasBias: boolean): number[] {
     const [, C, H, W] = xs;
     const [O, , KH, KW] = ws;
-    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride), Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
+    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride),
+      Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
     return [C, H, W, O, KH, KW, Ho, Wo, p.stride, p.padTop, p.padLeft, hasBias ? 1 : 0];
   }
 
   conv2d(x: GpuStorage, xs: number[], w: GpuStorage, ws: number[], b: GpuStorage | null, p: ConvParams): GpuStorage {
-    if (p.bf16) throw new Error('backend webgpu: precision bf16 is not implemented here (it is a CPU path: native backend on AVX512-BF16 / AMX); use f32');
-    const [N, C, H, W] = xs, [O, , KH, KW] = ws;
+    if (p.bf16)
+      throw new Error(
+        'backend webgpu: precision bf16 is not implemented here (it is a CPU path: native backend on AVX512-BF16 / AMX); use f32',
+      );
+    const [N, C, H, W] = xs,
+      [O, , KH, KW] = ws;
     const { padTop: pt, padBottom: pb, padLeft: pl, padRight: pr } = p;
-    const Hp = H + pt + pb, Wp = W + pl + pr;
+    const Hp = H + pt + pb,
+      Wp = W + pl + pr;
     let xp = x;
     if (pt || pb || pl || pr) {
       xp = this.alloc(N * C * Hp * Wp);
       this.each('padPlanes', () => K.padPlanes, xp.n, [H, W, Hp, Wp, pt, pl], [x], [xp]);
     }
-    const cp = this.convParams([N, C, Hp, Wp], ws, { stride: p.stride, padTop: 0, padBottom: 0, padLeft: 0, padRight: 0 }, !!b);
+    const cp = this.convParams(
+      [N, C, Hp, Wp],
+      ws,
+      { stride: p.stride, padTop: 0, padBottom: 0, padLeft: 0, padRight: 0 },
+      !!b,
+    );
     const y = this.alloc(N * O * cp[6] * cp[7]);
     this.gemm('conv2d', () => K.conv2d, O, cp[6] * cp[7], C * KH * KW, cp, [xp, w, b ?? w], y, N);
     return y;
   }
 
-  conv2dBackward(x: GpuStorage, xs: number[], dy: GpuStorage, w: GpuStorage, ws: number[], p: ConvParams, needDx: boolean, withBias: boolean) {
+  conv2dBackward(
+    x: GpuStorage,
+    xs: number[],
+    dy: GpuStorage,
+    w: GpuStorage,
+    ws: number[],
+    p: ConvParams,
+    needDx: boolean,
+    withBias: boolean,
+  ) {
     const cp = this.convParams(xs, ws, p, false);
-    const [N, C, H, W] = xs, [O, , KH, KW] = ws, Ho = cp[6], Wo = cp[7];
+    const [N, C, H, W] = xs,
+      [O, , KH, KW] = ws,
+      Ho = cp[6],
+      Wo = cp[7];
     let dx: GpuStorage | null = null;
     if (needDx) {
       dx = this.alloc(N * C * H * W);
@@ -318,11 +430,24 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     return { dx, dw, db };
   }
 
-  matmul(a: GpuStorage, b: GpuStorage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): GpuStorage {
+  matmul(
+    a: GpuStorage,
+    b: GpuStorage,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+    transA: boolean,
+    transB: boolean,
+  ): GpuStorage {
     const c = this.alloc(batch * m * n);
-    if (k === 0) { this.encoder().clearBuffer(c.buf); return c; }
+    if (k === 0) {
+      this.encoder().clearBuffer(c.buf);
+      return c;
+    }
     // strides of A along m and k, of B along k and n
-    const sa = transA ? [1, m] : [k, 1], sb = transB ? [1, k] : [n, 1];
+    const sa = transA ? [1, m] : [k, 1],
+      sb = transB ? [1, k] : [n, 1];
     this.gemm('matmul', () => K.matmul, m, n, k, [...sa, ...sb], [a, b], c, batch);
     return c;
   }
@@ -332,8 +457,17 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     const y = this.alloc(n);
     const strides = (s: number[]) => rowMajorStrides(s).map((st, i) => (s[i] === 1 && outShape[i] !== 1 ? 0 : st));
     const c = collapse(outShape, [strides(as), strides(bs)]);
-    if (c.shape.length === 1 && c.strides[0][0] === 1 && c.strides[1][0] === 1) this.each(`same_${op}`, () => K.binarySame(op), n, [], [a, b], [y]);
-    else this.each(`binary_${op}`, () => K.binary(op), n, [c.shape.length, ...fill6(c.shape, 1), ...fill6(c.strides[0], 0), ...fill6(c.strides[1], 0)], [a, b], [y]);
+    if (c.shape.length === 1 && c.strides[0][0] === 1 && c.strides[1][0] === 1)
+      this.each(`same_${op}`, () => K.binarySame(op), n, [], [a, b], [y]);
+    else
+      this.each(
+        `binary_${op}`,
+        () => K.binary(op),
+        n,
+        [c.shape.length, ...fill6(c.shape, 1), ...fill6(c.strides[0], 0), ...fill6(c.strides[1], 0)],
+        [a, b],
+        [y],
+      );
     return y;
   }
 
@@ -344,10 +478,26 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     const nRed = red.reduce((p, q) => p * q, 1);
     // kept dimensions (decoded from the output index) and reduced ones (from the reduction index), each collapsed
     const xst = rowMajorStrides(xs);
-    const kept = collapse(outShape, [xst]), reduced = collapse(red, [xst]);
+    const kept = collapse(outShape, [xst]),
+      reduced = collapse(red, [xst]);
     const rank = Math.max(kept.shape.length, reduced.shape.length);
     const padTo = (v: number[], f: number) => [...new Array<number>(rank - v.length).fill(f), ...v];
-    this.rows('reduceSum', () => K.reduceSum, nOut, [rank, nRed, 0, ...fill6(padTo(kept.shape, 1), 1), ...fill6(padTo(reduced.shape, 1), 1), ...fill6(padTo(kept.strides[0], 0), 0), ...fill6(padTo(reduced.strides[0], 0), 0)], [x], [y]);
+    this.rows(
+      'reduceSum',
+      () => K.reduceSum,
+      nOut,
+      [
+        rank,
+        nRed,
+        0,
+        ...fill6(padTo(kept.shape, 1), 1),
+        ...fill6(padTo(reduced.shape, 1), 1),
+        ...fill6(padTo(kept.strides[0], 0), 0),
+        ...fill6(padTo(reduced.strides[0], 0), 0),
+      ],
+      [x],
+      [y],
+    );
     return y;
   }
 
@@ -377,19 +527,55 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     return y;
   }
 
-  groupNorm(x: GpuStorage, xs: number[], gamma: GpuStorage, beta: GpuStorage, groups: number, eps: number, silu: boolean) {
-    const [N, C] = xs, S = xs.slice(2).reduce((p, q) => p * q, 1);
-    const y = this.alloc(x.n), mean = this.alloc(N * groups), rstd = this.alloc(N * groups);
-    this.rows('groupNorm', () => K.groupNorm, N * groups, [C, S, groups, f32bits(eps), silu ? 1 : 0], [x, gamma, beta], [y, mean, rstd]);
+  groupNorm(
+    x: GpuStorage,
+    xs: number[],
+    gamma: GpuStorage,
+    beta: GpuStorage,
+    groups: number,
+    eps: number,
+    silu: boolean,
+  ) {
+    const [N, C] = xs,
+      S = xs.slice(2).reduce((p, q) => p * q, 1);
+    const y = this.alloc(x.n),
+      mean = this.alloc(N * groups),
+      rstd = this.alloc(N * groups);
+    this.rows(
+      'groupNorm',
+      () => K.groupNorm,
+      N * groups,
+      [C, S, groups, f32bits(eps), silu ? 1 : 0],
+      [x, gamma, beta],
+      [y, mean, rstd],
+    );
     return { y, mean, rstd };
   }
 
-  groupNormBackward(x: GpuStorage, xs: number[], gamma: GpuStorage, beta: GpuStorage, mean: GpuStorage, rstd: GpuStorage, groups: number, silu: boolean, dy: GpuStorage) {
-    const [N, C] = xs, S = xs.slice(2).reduce((p, q) => p * q, 1);
-    const dx = this.alloc(x.n), dgamma = this.alloc(C), dbeta = this.alloc(C);
+  groupNormBackward(
+    x: GpuStorage,
+    xs: number[],
+    gamma: GpuStorage,
+    beta: GpuStorage,
+    mean: GpuStorage,
+    rstd: GpuStorage,
+    groups: number,
+    silu: boolean,
+    dy: GpuStorage,
+  ) {
+    const [N, C] = xs,
+      S = xs.slice(2).reduce((p, q) => p * q, 1);
+    const dx = this.alloc(x.n),
+      dgamma = this.alloc(C),
+      dbeta = this.alloc(C);
     const ins = [x, gamma, beta, mean, rstd, dy];
-    this.rows('groupNormBackwardData', () => K.groupNormBackwardData, N * groups, [C, S, groups, silu ? 1 : 0], ins, [dx]);
-    this.rows('groupNormBackwardAffine', () => K.groupNormBackwardAffine, C, [N, S, groups, silu ? 1 : 0], ins, [dgamma, dbeta]);
+    this.rows('groupNormBackwardData', () => K.groupNormBackwardData, N * groups, [C, S, groups, silu ? 1 : 0], ins, [
+      dx,
+    ]);
+    this.rows('groupNormBackwardAffine', () => K.groupNormBackwardAffine, C, [N, S, groups, silu ? 1 : 0], ins, [
+      dgamma,
+      dbeta,
+    ]);
     return { dx, dgamma, dbeta };
   }
 
@@ -409,17 +595,34 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     const st = rowMajorStrides(xs);
     const y = this.alloc(x.n);
     const c = collapse(outShape, [rowMajorStrides(outShape), perm.map((p) => st[p])]);
-    this.each('permute', () => K.permute, x.n, [c.shape.length, ...fill6(c.shape, 1), ...fill6(c.strides[1], 0)], [x], [y]);
+    this.each(
+      'permute',
+      () => K.permute,
+      x.n,
+      [c.shape.length, ...fill6(c.shape, 1), ...fill6(c.strides[1], 0)],
+      [x],
+      [y],
+    );
     return y;
   }
 
   /** y[r*dstRow + dstOff + j] = x[r*srcRow + srcOff + j] for r < rows, j < len */
-  private blockCopy(x: GpuStorage, y: GpuStorage, rows: number, len: number, srcRow: number, srcOff: number, dstRow: number, dstOff: number): void {
+  private blockCopy(
+    x: GpuStorage,
+    y: GpuStorage,
+    rows: number,
+    len: number,
+    srcRow: number,
+    srcOff: number,
+    dstRow: number,
+    dstOff: number,
+  ): void {
     this.each('blockCopy', () => K.blockCopy, rows * len, [len, srcRow, srcOff, dstRow, dstOff], [x], [y]);
   }
 
   concat(xs: GpuStorage[], shapes: number[][]): GpuStorage {
-    const N = shapes[0][0], S = shapes[0].slice(2).reduce((p, q) => p * q, 1);
+    const N = shapes[0][0],
+      S = shapes[0].slice(2).reduce((p, q) => p * q, 1);
     const Ctot = shapes.reduce((a, s) => a + s[1], 0);
     const y = this.alloc(N * Ctot * S);
     let c0 = 0;
@@ -432,7 +635,8 @@ export class WebGPUBackend implements Backend<GpuStorage> {
   }
 
   sliceChannels(x: GpuStorage, xs: number[], c0: number, c: number): GpuStorage {
-    const [N, C] = xs, S = xs.slice(2).reduce((p, q) => p * q, 1);
+    const [N, C] = xs,
+      S = xs.slice(2).reduce((p, q) => p * q, 1);
     const y = this.alloc(N * c * S);
     this.blockCopy(x, y, N, c * S, C * S, c0 * S, c * S, 0);
     return y;
@@ -451,24 +655,55 @@ export class WebGPUBackend implements Backend<GpuStorage> {
     return dx;
   }
 
-  pool2d(kind: 'max' | 'avg', x: GpuStorage, xs: number[], k: number, stride: number, pad: number, countPad: boolean): GpuStorage {
+  pool2d(
+    kind: 'max' | 'avg',
+    x: GpuStorage,
+    xs: number[],
+    k: number,
+    stride: number,
+    pad: number,
+    countPad: boolean,
+  ): GpuStorage {
     const [N, C, H, W] = xs;
-    const Ho = convOutSize(H, k, pad, pad, stride), Wo = convOutSize(W, k, pad, pad, stride);
+    const Ho = convOutSize(H, k, pad, pad, stride),
+      Wo = convOutSize(W, k, pad, pad, stride);
     const y = this.alloc(N * C * Ho * Wo);
-    this.each('pool2d', () => K.pool2d, y.n, [H, W, Ho, Wo, k, stride, pad, kind === 'max' ? 1 : 0, countPad ? 1 : 0], [x], [y]);
+    this.each(
+      'pool2d',
+      () => K.pool2d,
+      y.n,
+      [H, W, Ho, Wo, k, stride, pad, kind === 'max' ? 1 : 0, countPad ? 1 : 0],
+      [x],
+      [y],
+    );
     return y;
   }
 
   adamStep(p: GpuStorage, g: GpuStorage, m: GpuStorage, v: GpuStorage, h: AdamHyper): void {
-    const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
-    this.each('adamStep', () => K.adamStep, p.n, [h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, bc1, bc2].map(f32bits), [g], [p, m, v]);
+    const bc1 = 1 - h.beta1 ** h.step,
+      bc2 = 1 - h.beta2 ** h.step;
+    this.each(
+      'adamStep',
+      () => K.adamStep,
+      p.n,
+      [h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, bc1, bc2].map(f32bits),
+      [g],
+      [p, m, v],
+    );
   }
   emaUpdate(ema: GpuStorage, p: GpuStorage, decay: number): void {
     this.each('emaUpdate', () => K.emaUpdate, p.n, [f32bits(decay)], [p], [ema]);
   }
   sumSquares(x: GpuStorage): GpuStorage {
     const y = this.alloc(1);
-    this.rows('reduceSum', () => K.reduceSum, 1, [1, x.n, 1, ...fill6([1], 1), ...fill6([x.n], 1), ...fill6([0], 0), ...fill6([1], 0)], [x], [y]);
+    this.rows(
+      'reduceSum',
+      () => K.reduceSum,
+      1,
+      [1, x.n, 1, ...fill6([1], 1), ...fill6([x.n], 1), ...fill6([0], 0), ...fill6([1], 0)],
+      [x],
+      [y],
+    );
     return y;
   }
   scaleInPlace(x: GpuStorage, s: GpuStorage): void {
@@ -485,11 +720,16 @@ export async function createWebGPUBackend(gpu: GPU): Promise<WebGPUBackend> {
   if (!adapter) throw new Error('webgpu: no adapter (WebGPU is present but no GPU, or a software one, is available)');
   const lim = adapter.limits;
   const device = await adapter.requestDevice({
-    requiredLimits: { maxStorageBuffersPerShaderStage: Math.min(10, lim.maxStorageBuffersPerShaderStage), maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize, maxBufferSize: lim.maxBufferSize },
+    requiredLimits: {
+      maxStorageBuffersPerShaderStage: Math.min(10, lim.maxStorageBuffersPerShaderStage),
+      maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+      maxBufferSize: lim.maxBufferSize,
+    },
   });
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   const desc = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') : '';
   // a fallback adapter is a software one (SwiftShader): correct, but slower than the wasm backend on the same CPU
-  const fallback = info?.isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+  const fallback =
+    info?.isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
   return new WebGPUBackend(device, desc, gpu, fallback);
 }

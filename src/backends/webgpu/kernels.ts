@@ -56,23 +56,81 @@ export const UNARY_GRAD: Record<string, string> = {
 
 const NCDF_GRAD = `fn ncdfGrad(v: f32) -> f32 { let th = tanhs(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)); return 0.5 * (1.0 - th * th) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * v * v); }`;
 
-export const unary = (op: string) => elementwise([['x', 'read'], ['y', 'read_write']], `let v = x[i]; y[i] = ${UNARY[op]};`);
+export const unary = (op: string) =>
+  elementwise(
+    [
+      ['x', 'read'],
+      ['y', 'read_write'],
+    ],
+    `let v = x[i]; y[i] = ${UNARY[op]};`,
+  );
 export const unaryBackward = (op: string) =>
-  elementwise([['x', 'read'], ['y', 'read'], ['dy', 'read'], ['dx', 'read_write']], `let v = x[i]; let w = y[i]; dx[i] = (${UNARY_GRAD[op]}) * dy[i];`, NCDF_GRAD);
+  elementwise(
+    [
+      ['x', 'read'],
+      ['y', 'read'],
+      ['dy', 'read'],
+      ['dx', 'read_write'],
+    ],
+    `let v = x[i]; let w = y[i]; dx[i] = (${UNARY_GRAD[op]}) * dy[i];`,
+    NCDF_GRAD,
+  );
 /** P: n, lo, hi */
-export const clamp = elementwise([['x', 'read'], ['y', 'read_write']], 'y[i] = min(pf(2u), max(pf(1u), x[i]));');
-export const clampBackward = elementwise([['x', 'read'], ['dy', 'read'], ['dx', 'read_write']], 'let v = x[i]; dx[i] = select(0.0, dy[i], v >= pf(1u) && v <= pf(2u));');
+export const clamp = elementwise(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
+  'y[i] = min(pf(2u), max(pf(1u), x[i]));',
+);
+export const clampBackward = elementwise(
+  [
+    ['x', 'read'],
+    ['dy', 'read'],
+    ['dx', 'read_write'],
+  ],
+  'let v = x[i]; dx[i] = select(0.0, dy[i], v >= pf(1u) && v <= pf(2u));',
+);
 /** P: n, alpha, beta */
-export const affine = elementwise([['x', 'read'], ['y', 'read_write']], 'y[i] = pf(1u) * x[i] + pf(2u);');
+export const affine = elementwise(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
+  'y[i] = pf(1u) * x[i] + pf(2u);',
+);
 /** P: n; x += y */
-export const addInPlace = elementwise([['y', 'read'], ['x', 'read_write']], 'x[i] = x[i] + y[i];');
+export const addInPlace = elementwise(
+  [
+    ['y', 'read'],
+    ['x', 'read_write'],
+  ],
+  'x[i] = x[i] + y[i];',
+);
 /** P: n; x *= s[0] */
-export const scaleInPlace = elementwise([['s', 'read'], ['x', 'read_write']], 'x[i] = x[i] * s[0];');
+export const scaleInPlace = elementwise(
+  [
+    ['s', 'read'],
+    ['x', 'read_write'],
+  ],
+  'x[i] = x[i] * s[0];',
+);
 /** P: n, decay */
-export const emaUpdate = elementwise([['p', 'read'], ['e', 'read_write']], 'let d = pf(1u); e[i] = d * e[i] + (1.0 - d) * p[i];');
+export const emaUpdate = elementwise(
+  [
+    ['p', 'read'],
+    ['e', 'read_write'],
+  ],
+  'let d = pf(1u); e[i] = d * e[i] + (1.0 - d) * p[i];',
+);
 /** P: n, lr, beta1, beta2, eps, weightDecay, bc1, bc2 (decoupled weight decay, as the CPU backends) */
 export const adamStep = elementwise(
-  [['g', 'read'], ['p', 'read_write'], ['m', 'read_write'], ['v', 'read_write']],
+  [
+    ['g', 'read'],
+    ['p', 'read_write'],
+    ['m', 'read_write'],
+    ['v', 'read_write'],
+  ],
   `let lr = pf(1u); let b1 = pf(2u); let b2 = pf(3u); let gi = g[i];
   let mi = b1 * m[i] + (1.0 - b1) * gi; let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
   m[i] = mi; v[i] = vi;
@@ -88,31 +146,78 @@ const DOT = `fn dotIdx(o: u32, rank: u32, shapeAt: u32, strideAt: u32) -> u32 {
   return off;
 }`;
 
-const BIN: Record<string, string> = { add: 'a[ia] + b[ib]', sub: 'a[ia] - b[ib]', mul: 'a[ia] * b[ib]', div: 'a[ia] / b[ib]' };
+const BIN: Record<string, string> = {
+  add: 'a[ia] + b[ib]',
+  sub: 'a[ia] - b[ib]',
+  mul: 'a[ia] * b[ib]',
+  div: 'a[ia] / b[ib]',
+};
 
 /** P: n, rank, outShape[6], aStride[6], bStride[6]  (broadcast dims have stride 0; collapsed, rank <= 6) */
 export const binary = (op: string) =>
-  elementwise([['a', 'read'], ['b', 'read'], ['y', 'read_write']],
-    `let r = P[1]; let ia = dotIdx(i, r, 2u, ${2 + MAX_RANK}u); let ib = dotIdx(i, r, 2u, ${2 + 2 * MAX_RANK}u); y[i] = ${BIN[op]};`, DOT);
+  elementwise(
+    [
+      ['a', 'read'],
+      ['b', 'read'],
+      ['y', 'read_write'],
+    ],
+    `let r = P[1]; let ia = dotIdx(i, r, 2u, ${2 + MAX_RANK}u); let ib = dotIdx(i, r, 2u, ${2 + 2 * MAX_RANK}u); y[i] = ${BIN[op]};`,
+    DOT,
+  );
 /** P: n (operands of the output's shape) */
-export const binarySame = (op: string) => elementwise([['a', 'read'], ['b', 'read'], ['y', 'read_write']], `let ia = i; let ib = i; y[i] = ${BIN[op]};`);
+export const binarySame = (op: string) =>
+  elementwise(
+    [
+      ['a', 'read'],
+      ['b', 'read'],
+      ['y', 'read_write'],
+    ],
+    `let ia = i; let ib = i; y[i] = ${BIN[op]};`,
+  );
 
 /** P: n, rank, outShape[6], inStride[6]  (y[i] = x[permuted offset]) */
-export const permute = elementwise([['x', 'read'], ['y', 'read_write']], `y[i] = x[dotIdx(i, P[1], 2u, ${2 + MAX_RANK}u)];`, DOT);
+export const permute = elementwise(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
+  `y[i] = x[dotIdx(i, P[1], 2u, ${2 + MAX_RANK}u)];`,
+  DOT,
+);
 
 /** P: n (= rows * len), len, srcRow, srcOff, dstRow, dstOff: y[r*dstRow + dstOff + j] = x[r*srcRow + srcOff + j] */
-export const blockCopy = elementwise([['x', 'read'], ['y', 'read_write']], 'let r = i / P[1]; let j = i % P[1]; y[r * P[4] + P[5] + j] = x[r * P[2] + P[3] + j];');
+export const blockCopy = elementwise(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
+  'let r = i / P[1]; let j = i % P[1]; y[r * P[4] + P[5] + j] = x[r * P[2] + P[3] + j];',
+);
 
 /** P: n (= N*C*2H*2W), H, W */
-export const upsample2x = elementwise([['x', 'read'], ['y', 'read_write']],
-  'let W2 = 2u * P[2]; let H2 = 2u * P[1]; let w = i % W2; let h = (i / W2) % H2; let nc = i / (W2 * H2); y[i] = x[(nc * P[1] + h / 2u) * P[2] + w / 2u];');
+export const upsample2x = elementwise(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
+  'let W2 = 2u * P[2]; let H2 = 2u * P[1]; let w = i % W2; let h = (i / W2) % H2; let nc = i / (W2 * H2); y[i] = x[(nc * P[1] + h / 2u) * P[2] + w / 2u];',
+);
 /** P: n (= N*C*H*W), H, W */
-export const upsample2xBackward = elementwise([['dy', 'read'], ['dx', 'read_write']],
+export const upsample2xBackward = elementwise(
+  [
+    ['dy', 'read'],
+    ['dx', 'read_write'],
+  ],
   `let W = P[2]; let H = P[1]; let w = i % W; let h = (i / W) % H; let nc = i / (W * H);
   let o = (nc * 2u * H + 2u * h) * 2u * W + 2u * w;
-  dx[i] = dy[o] + dy[o + 1u] + dy[o + 2u * W] + dy[o + 2u * W + 1u];`);
+  dx[i] = dy[o] + dy[o + 1u] + dy[o + 2u * W] + dy[o + 2u * W + 1u];`,
+);
 /** P: n (= N*C*Ho*Wo), H, W, Ho, Wo, k, stride, pad, max (1/0), countPad (1/0) */
-export const pool2d = elementwise([['x', 'read'], ['y', 'read_write']],
+export const pool2d = elementwise(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
   `let H = i32(P[1]); let W = i32(P[2]); let Ho = P[3]; let Wo = P[4]; let k = i32(P[5]); let s = i32(P[6]); let pad = i32(P[7]);
   let ow = i32(i % Wo); let oh = i32((i / Wo) % Ho); let nc = i / (Wo * Ho);
   var acc = select(0.0, -3.4e38, P[8] == 1u); var cnt = 0.0;
@@ -123,7 +228,8 @@ export const pool2d = elementwise([['x', 'read'], ['y', 'read_write']],
     if (P[8] == 1u) { acc = max(acc, v); } else { acc += v; }
     cnt += 1.0;
   } }
-  if (P[8] == 1u) { y[i] = acc; } else { y[i] = acc / select(cnt, f32(k * k), P[9] == 1u); }`);
+  if (P[8] == 1u) { y[i] = acc; } else { y[i] = acc / select(cnt, f32(k * k), P[9] == 1u); }`,
+);
 
 // ---- workgroup reductions: one 64-thread workgroup per output (fewer threads, fewer barrier rounds: software
 // drivers run each barrier as a switch of every thread) ----
@@ -151,30 +257,54 @@ function perRow(bs: Bindings, body: string, extra = ''): string {
  * P: nOut, rank, nRed, square (1/0), keptShape[6], redShape[6], keptStride[6], redStride[6]. out[o] = sum over the
  * reduced index r of x[off(o) + off(r)] (squared when square), each offset decoded over its shape with its strides.
  */
-export const reduceSum = perRow([['x', 'read'], ['y', 'read_write']],
+export const reduceSum = perRow(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
   `let rank = P[1]; let base = dotIdx(row, rank, 4u, ${4 + 2 * MAX_RANK}u);
   var acc = 0.0;
   for (var r = t; r < P[2]; r += ${RWG}u) { let v = x[base + dotIdx(r, rank, ${4 + MAX_RANK}u, ${4 + 3 * MAX_RANK}u)]; acc += select(v, v * v, P[3] == 1u); }
   let s = wgSum(acc, t);
-  if (t == 0u) { y[row] = s; }`);
+  if (t == 0u) { y[row] = s; }`,
+);
 
 /** P: rows, cols */
-export const softmax = perRow([['x', 'read'], ['y', 'read_write']],
+export const softmax = perRow(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
   `let n = P[1]; let o = row * n;
   var m = -3.4e38; for (var j = t; j < n; j += ${RWG}u) { m = max(m, x[o + j]); }
   m = wgMax(m, t);
   var s = 0.0; for (var j = t; j < n; j += ${RWG}u) { let e = exp(x[o + j] - m); y[o + j] = e; s += e; }
   s = wgSum(s, t);
-  for (var j = t; j < n; j += ${RWG}u) { y[o + j] = y[o + j] / s; }`);
+  for (var j = t; j < n; j += ${RWG}u) { y[o + j] = y[o + j] / s; }`,
+);
 /** P: rows, cols */
-export const softmaxBackward = perRow([['y', 'read'], ['dy', 'read'], ['dx', 'read_write']],
+export const softmaxBackward = perRow(
+  [
+    ['y', 'read'],
+    ['dy', 'read'],
+    ['dx', 'read_write'],
+  ],
   `let n = P[1]; let o = row * n;
   var d = 0.0; for (var j = t; j < n; j += ${RWG}u) { d += y[o + j] * dy[o + j]; }
   d = wgSum(d, t);
-  for (var j = t; j < n; j += ${RWG}u) { dx[o + j] = y[o + j] * (dy[o + j] - d); }`);
+  for (var j = t; j < n; j += ${RWG}u) { dx[o + j] = y[o + j] * (dy[o + j] - d); }`,
+);
 
 /** P: N*groups, C, S, groups, eps, silu. One workgroup per (n, g): two-pass mean and variance, as the reference. */
-export const groupNorm = perRow([['x', 'read'], ['gamma', 'read'], ['beta', 'read'], ['y', 'read_write'], ['mean', 'read_write'], ['rstd', 'read_write']],
+export const groupNorm = perRow(
+  [
+    ['x', 'read'],
+    ['gamma', 'read'],
+    ['beta', 'read'],
+    ['y', 'read_write'],
+    ['mean', 'read_write'],
+    ['rstd', 'read_write'],
+  ],
   `let C = P[1]; let S = P[2]; let G = P[3]; let cg = C / G; let len = cg * S; let g = row % G; let n = row / G;
   let off = (n * C + g * cg) * S;
   var s = 0.0; for (var j = t; j < len; j += ${RWG}u) { s += x[off + j]; }
@@ -186,14 +316,23 @@ export const groupNorm = perRow([['x', 'read'], ['gamma', 'read'], ['beta', 'rea
     let ch = g * cg + j / S;
     let z = (x[off + j] - mu) * r * gamma[ch] + beta[ch];
     y[off + j] = select(z, z * sigm(z), P[5] == 1u);
-  }`);
+  }`,
+);
 
 /** dL/dz of the normalised, affine value z (through SiLU when P[4] == 1) */
 const GN_GRAD = `fn gnGrad(d: f32, xh: f32, ga: f32, be: f32) -> f32 { if (P[4] == 0u) { return d; } let z = xh * ga + be; let sg = sigm(z); return d * sg * (1.0 + z * (1.0 - sg)); }`;
 
 /** P: N*groups, C, S, groups, silu. dx per (n, g), as the reference backend's formula. */
 export const groupNormBackwardData = perRow(
-  [['x', 'read'], ['gamma', 'read'], ['beta', 'read'], ['mean', 'read'], ['rstd', 'read'], ['dy', 'read'], ['dx', 'read_write']],
+  [
+    ['x', 'read'],
+    ['gamma', 'read'],
+    ['beta', 'read'],
+    ['mean', 'read'],
+    ['rstd', 'read'],
+    ['dy', 'read'],
+    ['dx', 'read_write'],
+  ],
   `let C = P[1]; let S = P[2]; let G = P[3]; let cg = C / G; let len = cg * S; let g = row % G; let n = row / G;
   let off = (n * C + g * cg) * S; let mu = mean[row]; let r = rstd[row];
   var s1 = 0.0; var s2 = 0.0;
@@ -212,7 +351,16 @@ export const groupNormBackwardData = perRow(
 
 /** P: C (rows), N, S, groups, silu. dgamma, dbeta per channel, summed over the batch and positions. */
 export const groupNormBackwardAffine = perRow(
-  [['x', 'read'], ['gamma', 'read'], ['beta', 'read'], ['mean', 'read'], ['rstd', 'read'], ['dy', 'read'], ['dgamma', 'read_write'], ['dbeta', 'read_write']],
+  [
+    ['x', 'read'],
+    ['gamma', 'read'],
+    ['beta', 'read'],
+    ['mean', 'read'],
+    ['rstd', 'read'],
+    ['dy', 'read'],
+    ['dgamma', 'read_write'],
+    ['dbeta', 'read_write'],
+  ],
   `let C = P[0]; let N = P[1]; let S = P[2]; let G = P[3]; let ch = row; let g = ch / (C / G);
   var sg = 0.0; var sb = 0.0;
   for (var j = t; j < N * S; j += ${RWG}u) {
@@ -232,7 +380,8 @@ export const groupNormBackwardAffine = perRow(
 // The variants differ in how the k loop runs and how A and B elements are fetched (a matrix, or a convolution's
 // implicit im2col); g.z is the batch (matmul) or the image (convolutions). The code is generated unrolled.
 
-const RM = 4, RN = 8;
+const RM = 4,
+  RN = 8;
 export const GEMM_TILE = { M: 8 * RM, N: 8 * RN };
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -257,13 +406,21 @@ ${g.fns ?? ''}
   let M = P[0]; let N = P[1]; let K = P[2]; let z = gid.z;
   let m0 = gid.y * ${RM}u; let n0 = gid.x * ${RN}u;
   if (m0 >= M || n0 >= N) { return; }
-  ${range(RM).map((i) => `let m_${i} = min(m0 + ${i}u, M - 1u);`).join(' ')}
-  ${range(RN).map((j) => `let n_${j} = min(n0 + ${j}u, N - 1u);`).join(' ')}
+  ${range(RM)
+    .map((i) => `let m_${i} = min(m0 + ${i}u, M - 1u);`)
+    .join(' ')}
+  ${range(RN)
+    .map((j) => `let n_${j} = min(n0 + ${j}u, N - 1u);`)
+    .join(' ')}
   ${g.col ? range(RN).map(g.col).join('\n  ') : ''}
   ${ij.map(([i, j]) => `var c${i}${j} = 0.0;`).join(' ')}
   ${g.loop}
-    ${range(RM).map((i) => `let a${i} = ${g.a(i)};`).join(' ')}
-    ${range(RN).map((j) => `let b${j} = ${g.b(j)};`).join(' ')}
+    ${range(RM)
+      .map((i) => `let a${i} = ${g.a(i)};`)
+      .join(' ')}
+    ${range(RN)
+      .map((j) => `let b${j} = ${g.b(j)};`)
+      .join(' ')}
     ${ij.map(([i, j]) => `c${i}${j} = fma(a${i}, b${j}, c${i}${j});`).join(' ')}
   ${g.close}
   ${ij.map(([i, j]) => `if (m0 + ${i}u < M && n0 + ${j}u < N) { ${g.store(i, j)} }`).join('\n  ')}
@@ -271,13 +428,20 @@ ${g.fns ?? ''}
 }
 
 /** P: M, N, K, then A's strides along m and k, B's along k and n (a transpose is a swap of strides) */
-export const matmul = gemm([['a', 'read'], ['b', 'read'], ['c', 'read_write']], {
-  loop: 'let ao = z * M * K; let bo = z * K * N;\n  for (var k = 0u; k < K; k++) {',
-  close: '}',
-  a: (i) => `a[ao + m_${i} * P[3] + k * P[4]]`,
-  b: (j) => `b[bo + k * P[5] + n_${j} * P[6]]`,
-  store: (i, j) => `c[z * M * N + (m0 + ${i}u) * N + n0 + ${j}u] = c${i}${j};`,
-});
+export const matmul = gemm(
+  [
+    ['a', 'read'],
+    ['b', 'read'],
+    ['c', 'read_write'],
+  ],
+  {
+    loop: 'let ao = z * M * K; let bo = z * K * N;\n  for (var k = 0u; k < K; k++) {',
+    close: '}',
+    a: (i) => `a[ao + m_${i} * P[3] + k * P[4]]`,
+    b: (j) => `b[bo + k * P[5] + n_${j} * P[6]]`,
+    store: (i, j) => `c[z * M * N + (m0 + ${i}u) * N + n0 + ${j}u] = c${i}${j};`,
+  },
+);
 
 // Convolution parameters shared by the three GEMMs: P[3..] = C, H, W, O, KH, KW, Ho, Wo, stride, padTop, padLeft, hasBias
 const CONV = `fn C_() -> u32 { return P[3]; } fn H_() -> i32 { return i32(P[4]); } fn W_() -> i32 { return i32(P[5]); }
@@ -294,50 +458,79 @@ const XV = `fn xv(base: u32, ih: i32, iw: i32) -> f32 {
  * y[z, o, p] = sum_k w[o, k] x_im2col[z, k, p] (+ b[o]); M = O, N = Ho*Wo, K = C*KH*KW. x is already zero-padded
  * (padPlanes), so the im2col fetch is one load at a per-column base plus a per-k offset, with no bounds checks.
  */
-export const conv2d = gemm([['x', 'read'], ['w', 'read'], ['bias', 'read'], ['y', 'read_write']], {
-  fns: CONV,
-  col: (j) => `let xb_${j} = (n_${j} / Wo_()) * u32(S_() * W_()) + (n_${j} % Wo_()) * u32(S_());`,
-  loop: `let HW = u32(H_() * W_());
+export const conv2d = gemm(
+  [
+    ['x', 'read'],
+    ['w', 'read'],
+    ['bias', 'read'],
+    ['y', 'read_write'],
+  ],
+  {
+    fns: CONV,
+    col: (j) => `let xb_${j} = (n_${j} / Wo_()) * u32(S_() * W_()) + (n_${j} % Wo_()) * u32(S_());`,
+    loop: `let HW = u32(H_() * W_());
   for (var c = 0u; c < C_(); c++) { let xc = (z * C_() + c) * HW;
   for (var kh = 0u; kh < KH_(); kh++) { let xk = xc + kh * u32(W_()); for (var kw = 0u; kw < KW_(); kw++) { let k = (c * KH_() + kh) * KW_() + kw;`,
-  close: '} } }',
-  a: (i) => `w[m_${i} * K + k]`,
-  b: (j) => `x[xk + kw + xb_${j}]`,
-  store: (i, j) => `y[(z * M + m0 + ${i}u) * N + n0 + ${j}u] = c${i}${j} + select(0.0, bias[m0 + ${i}u], P[14] == 1u);`,
-});
+    close: '} } }',
+    a: (i) => `w[m_${i} * K + k]`,
+    b: (j) => `x[xk + kw + xb_${j}]`,
+    store: (i, j) =>
+      `y[(z * M + m0 + ${i}u) * N + n0 + ${j}u] = c${i}${j} + select(0.0, bias[m0 + ${i}u], P[14] == 1u);`,
+  },
+);
 
 /** P: n (= planes * Hp * Wp), H, W, Hp, Wp, padTop, padLeft: each H x W plane copied into a zero Hp x Wp one */
-export const padPlanes = elementwise([['x', 'read'], ['y', 'read_write']],
+export const padPlanes = elementwise(
+  [
+    ['x', 'read'],
+    ['y', 'read_write'],
+  ],
   `let Wp = P[4]; let Hp = P[3]; let w = i32(i % Wp) - i32(P[6]); let h = i32((i / Wp) % Hp) - i32(P[5]); let pl = i / (Wp * Hp);
-  if (h < 0 || h >= i32(P[1]) || w < 0 || w >= i32(P[2])) { y[i] = 0.0; } else { y[i] = x[(pl * P[1] + u32(h)) * P[2] + u32(w)]; }`);
+  if (h < 0 || h >= i32(P[1]) || w < 0 || w >= i32(P[2])) { y[i] = 0.0; } else { y[i] = x[(pl * P[1] + u32(h)) * P[2] + u32(w)]; }`,
+);
 
 /** dx[z, c, q] = sum_{o,kh,kw} w[o, c, kh, kw] dy[z, o, (q + pad - k) / s]; M = C, N = H*W, K = O*KH*KW */
-export const conv2dBackwardData = gemm([['dy', 'read'], ['w', 'read'], ['dx', 'read_write']], {
-  fns: `${CONV}
+export const conv2dBackwardData = gemm(
+  [
+    ['dy', 'read'],
+    ['w', 'read'],
+    ['dx', 'read_write'],
+  ],
+  {
+    fns: `${CONV}
 fn dyv(base: u32, th: i32, tw: i32) -> f32 {
   if (th < 0 || tw < 0 || th % S_() != 0 || tw % S_() != 0) { return 0.0; }
   let oh = u32(th / S_()); let ow = u32(tw / S_());
   if (oh >= Ho_() || ow >= Wo_()) { return 0.0; }
   return dy[base + oh * Wo_() + ow];
 }`,
-  col: (j) => `let ihp_${j} = i32(n_${j} / u32(W_())) + PT_(); let iwp_${j} = i32(n_${j} % u32(W_())) + PL_();`,
-  loop: `for (var o = 0u; o < O_(); o++) { let db = (z * O_() + o) * Ho_() * Wo_();
+    col: (j) => `let ihp_${j} = i32(n_${j} / u32(W_())) + PT_(); let iwp_${j} = i32(n_${j} % u32(W_())) + PL_();`,
+    loop: `for (var o = 0u; o < O_(); o++) { let db = (z * O_() + o) * Ho_() * Wo_();
   for (var kh = 0u; kh < KH_(); kh++) { for (var kw = 0u; kw < KW_(); kw++) {`,
-  close: '} } }',
-  a: (i) => `w[((o * C_() + m_${i}) * KH_() + kh) * KW_() + kw]`,
-  b: (j) => `dyv(db, ihp_${j} - i32(kh), iwp_${j} - i32(kw))`,
-  store: (i, j) => `dx[(z * M + m0 + ${i}u) * N + n0 + ${j}u] = c${i}${j};`,
-});
+    close: '} } }',
+    a: (i) => `w[((o * C_() + m_${i}) * KH_() + kh) * KW_() + kw]`,
+    b: (j) => `dyv(db, ihp_${j} - i32(kh), iwp_${j} - i32(kw))`,
+    store: (i, j) => `dx[(z * M + m0 + ${i}u) * N + n0 + ${j}u] = c${i}${j};`,
+  },
+);
 
 /** dw[o, ckk] = sum_{z,p} dy[z, o, p] x_im2col[z, ckk, p]; M = O, N = C*KH*KW, K = batch*Ho*Wo */
-export const conv2dBackwardWeights = gemm([['dy', 'read'], ['x', 'read'], ['dw', 'read_write']], {
-  fns: CONV + XV,
-  col: (j) => `let c_${j} = n_${j} / (KH_() * KW_()); let r_${j} = n_${j} % (KH_() * KW_()); let kh_${j} = i32(r_${j} / KW_()) - PT_(); let kw_${j} = i32(r_${j} % KW_()) - PL_();`,
-  loop: `let HW = u32(H_() * W_()); let HWo = Ho_() * Wo_();
+export const conv2dBackwardWeights = gemm(
+  [
+    ['dy', 'read'],
+    ['x', 'read'],
+    ['dw', 'read_write'],
+  ],
+  {
+    fns: CONV + XV,
+    col: (j) =>
+      `let c_${j} = n_${j} / (KH_() * KW_()); let r_${j} = n_${j} % (KH_() * KW_()); let kh_${j} = i32(r_${j} / KW_()) - PT_(); let kw_${j} = i32(r_${j} % KW_()) - PL_();`,
+    loop: `let HW = u32(H_() * W_()); let HWo = Ho_() * Wo_();
   for (var zb = 0u; zb < K / HWo; zb++) { for (var oh = 0u; oh < Ho_(); oh++) { for (var ow = 0u; ow < Wo_(); ow++) {
     let ihs = i32(oh) * S_(); let iws = i32(ow) * S_(); let dyo = zb * O_() * HWo + oh * Wo_() + ow;`,
-  close: '} } }',
-  a: (i) => `dy[dyo + m_${i} * HWo]`,
-  b: (j) => `xv((zb * C_() + c_${j}) * HW, ihs + kh_${j}, iws + kw_${j})`,
-  store: (i, j) => `dw[(m0 + ${i}u) * N + n0 + ${j}u] = c${i}${j};`,
-});
+    close: '} } }',
+    a: (i) => `dy[dyo + m_${i} * HWo]`,
+    b: (j) => `xv((zb * C_() + c_${j}) * HW, ihs + kh_${j}, iws + kw_${j})`,
+    store: (i, j) => `dw[(m0 + ${i}u) * N + n0 + ${j}u] = c${i}${j};`,
+  },
+);

@@ -28,10 +28,18 @@ export async function convertCommand(o: ConvertOptions): Promise<void> {
   const src = modelPath(o.model);
   if (resolve(src) === resolve(o.out)) throw new Error(`--out ${o.out}: is the source folder; choose another`);
   if (existsSync(o.out) && statSync(o.out).isDirectory() && readdirSync(o.out).length && !o.overwrite)
-    throw new Error(`--out ${o.out}: is not empty; choose a new folder, or pass --overwrite to replace the model files there`);
+    throw new Error(
+      `--out ${o.out}: is not empty; choose a new folder, or pass --overwrite to replace the model files there`,
+    );
   ensureWritableDir(o.out, '--out');
   const { model, folder } = loadModel(src);
   for (const w of folder.warnings) console.error(w);
-  writeModelFolder(o.out, folder.unetConfig, folder.diffusion.config, await weightsOf(model), o.float16 ? 'F16' : 'F32');
+  writeModelFolder(
+    o.out,
+    folder.unetConfig,
+    folder.diffusion.config,
+    await weightsOf(model),
+    o.float16 ? 'F16' : 'F32',
+  );
   console.error(`wrote ${o.out}${o.float16 ? ' (float16 weights)' : ''}`);
 }

@@ -20,7 +20,9 @@ export interface DemoOptions {
 export function register(program: Command): void {
   program
     .command('demo')
-    .description('the main job on the embedded default: train the mnist preset for a few minutes, write a sample grid and a denoising strip')
+    .description(
+      'the main job on the embedded default: train the mnist preset for a few minutes, write a sample grid and a denoising strip',
+    )
     .option('--out <dir>', 'output folder', 'runs/demo')
     .option('--minutes <x>', 'training time budget', num('--minutes', 0.1), 4)
     .option('--steps <n>', 'stop training after this many steps (default: when the time is up)', int('--steps', 1))
@@ -29,25 +31,72 @@ export function register(program: Command): void {
 }
 
 export async function demoCommand(o: DemoOptions): Promise<void> {
-  const out = o.out, run = join(out, 'train');
+  const out = o.out,
+    run = join(out, 'train');
   ensureWritableDir(out, '--out');
   // first, clean digits in seconds from the model shipped with ddpm
   if (existsSync(join(MODELS_DIR, 'mnist', 'config.json'))) {
     const t0 = Date.now();
-    console.error('ddpm demo: sampling 16 digits from the shipped mnist model (ancestral, 100 steps: the best of docs/samplers.md)');
-    await sampleCommand({ model: 'mnist', out: join(out, 'shipped'), overwrite: true, num: 16, batch: 16, sampler: 'ancestral', steps: '100', seed: o.seed, strip: false });
+    console.error(
+      'ddpm demo: sampling 16 digits from the shipped mnist model (ancestral, 100 steps: the best of docs/samplers.md)',
+    );
+    await sampleCommand({
+      model: 'mnist',
+      out: join(out, 'shipped'),
+      overwrite: true,
+      num: 16,
+      batch: 16,
+      sampler: 'ancestral',
+      steps: '100',
+      seed: o.seed,
+      strip: false,
+    });
     console.error(`ddpm demo: ${join(out, 'shipped', 'grid.png')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   } else console.error(`ddpm demo: no shipped model in ${join(MODELS_DIR, 'mnist')}; skipping the first samples`);
   const earlier = checkpointDirs(run).pop();
-  if (earlier) console.error(`ddpm demo: continuing the earlier demo in ${run} from step ${earlier.step} (delete the folder to start over)`);
-  console.error(`ddpm demo: training the mnist preset on the embedded digits in ${run} for ${o.minutes} minutes${o.steps ? ` or ${o.steps} steps` : ''} (backend ${getBackend().name}), then sampling`);
+  if (earlier)
+    console.error(
+      `ddpm demo: continuing the earlier demo in ${run} from step ${earlier.step} (delete the folder to start over)`,
+    );
+  console.error(
+    `ddpm demo: training the mnist preset on the embedded digits in ${run} for ${o.minutes} minutes${o.steps ? ` or ${o.steps} steps` : ''} (backend ${getBackend().name}), then sampling`,
+  );
   await trainCommand({
-    data: 'embedded', out: run, preset: 'mnist', steps: (earlier?.step ?? 0) + (o.steps ?? 100000), batch: 16, lr: 1e-3, warmup: 100, gradClip: 1, ema: 0.999,
-    emaWarmup: true, flip: false, accumulate: 1, checkpointEvery: 200, keep: 2, sampleEvery: 0, sampleSteps: 100, timesteps: 1000, seed: o.seed,
-    maxMinutes: o.minutes, evalSamples: 256,
+    data: 'embedded',
+    out: run,
+    preset: 'mnist',
+    steps: (earlier?.step ?? 0) + (o.steps ?? 100000),
+    batch: 16,
+    lr: 1e-3,
+    warmup: 100,
+    gradClip: 1,
+    ema: 0.999,
+    emaWarmup: true,
+    flip: false,
+    accumulate: 1,
+    checkpointEvery: 200,
+    keep: 2,
+    sampleEvery: 0,
+    sampleSteps: 100,
+    timesteps: 1000,
+    seed: o.seed,
+    maxMinutes: o.minutes,
+    evalSamples: 256,
   });
   if (process.exitCode) return;
-  await sampleCommand({ model: run, out: join(out, 'samples'), overwrite: true, num: 16, batch: 16, sampler: 'ddim', steps: '50', seed: o.seed, strip: true });
+  await sampleCommand({
+    model: run,
+    out: join(out, 'samples'),
+    overwrite: true,
+    num: 16,
+    batch: 16,
+    sampler: 'ddim',
+    steps: '50',
+    seed: o.seed,
+    strip: true,
+  });
   const curve = existsSync(join(run, 'loss.png')) ? `, ${join(run, 'loss.png')} (loss curve)` : '';
-  console.error(`demo done: ${join(out, 'samples', 'grid.png')} (samples), ${join(out, 'samples', 'strip.png')} (denoising strip)${curve}`);
+  console.error(
+    `demo done: ${join(out, 'samples', 'grid.png')} (samples), ${join(out, 'samples', 'strip.png')} (denoising strip)${curve}`,
+  );
 }

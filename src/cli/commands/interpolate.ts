@@ -40,16 +40,31 @@ export async function interpolateCommand(o: InterpolateOptions): Promise<void> {
   ensureWritableFile(o.out, '--out');
   const { model, diffusion, cfg } = loadForSampling(o.model);
   const data = loadDataset(o.data, o.split, { size: cfg.sample_size, channels: cfg.in_channels as 1 | 3 });
-  for (const [k, i] of [['a', o.a], ['b', o.b]] as const) if (i >= data.count) throw new Error(`--${k}: image ${i} does not exist (${data.count} images)`);
+  for (const [k, i] of [
+    ['a', o.a],
+    ['b', o.b],
+  ] as const)
+    if (i >= data.count) throw new Error(`--${k}: image ${i} does not exist (${data.count} images)`);
   const t = o.t ?? Math.floor(diffusion.numTimesteps / 2);
-  if (t >= diffusion.numTimesteps) throw new Error(`--t: ${t} is outside the model's timesteps [0, ${diffusion.numTimesteps - 1}]`);
+  if (t >= diffusion.numTimesteps)
+    throw new Error(`--t: ${t} is outside the model's timesteps [0, ${diffusion.numTimesteps - 1}]`);
   const lambdas = Array.from({ length: o.count }, (_, i) => i / (o.count - 1));
   const bar = new Progress('interpolate', t + 1, 0);
-  const x = interpolate(diffusion, (xx, tt) => model.forward(xx, tt), makeBatch(data, [o.a]), makeBatch(data, [o.b]), lambdas, t, o.seed, (d) => bar.update(d));
+  const x = interpolate(
+    diffusion,
+    (xx, tt) => model.forward(xx, tt),
+    makeBatch(data, [o.a]),
+    makeBatch(data, [o.b]),
+    lambdas,
+    t,
+    o.seed,
+    (d) => bar.update(d),
+  );
   const xs = await x.data();
   assertFinite(xs, 'interpolate');
   // row: source a, the decoded mixtures, source b
-  const src = await makeBatch(data, [o.a, o.b]).data(), per = src.length / 2;
+  const src = await makeBatch(data, [o.a, o.b]).data(),
+    per = src.length / 2;
   const row = new Float32Array(x.size + 2 * per);
   row.set(src.subarray(0, per), 0);
   row.set(xs, per);

@@ -33,7 +33,8 @@ export async function predictCommand(o: PredictOptions): Promise<void> {
   const { shape, data } = parseNpy(new Uint8Array(readFileSync(o.input)), o.input);
   if (shape.length !== 4) throw new Error(`${o.input}: expected a [B, C, H, W] array, got shape (${shape.join(', ')})`);
   const spec = String(o.t).trim();
-  if (!/^\d+(\s*,\s*\d+)*$/.test(spec)) throw new Error(`--t: expected an integer or comma-separated integers, got "${o.t}"`);
+  if (!/^\d+(\s*,\s*\d+)*$/.test(spec))
+    throw new Error(`--t: expected an integer or comma-separated integers, got "${o.t}"`);
   const ts = spec.split(',').map((v) => Number(v.trim()));
   const bad = ts.find((t) => t >= Tn);
   if (bad !== undefined) throw new Error(`--t: ${bad} is outside the model's timesteps [0, ${Tn - 1}]`);

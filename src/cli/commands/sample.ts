@@ -12,7 +12,16 @@ import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { availableMemory, gib } from '../../io/system.js';
 import { drawSamples } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { SAMPLERS, checkForwardBatch, ensureWritableDir, int, loadForSampling, num, stepsSpec, warn } from '../shared.js';
+import {
+  SAMPLERS,
+  checkForwardBatch,
+  ensureWritableDir,
+  int,
+  loadForSampling,
+  num,
+  stepsSpec,
+  warn,
+} from '../shared.js';
 
 export interface SampleCommandOptions {
   model: string;
@@ -34,17 +43,37 @@ export function register(program: Command): void {
   program
     .command('sample')
     .description('draw samples from a model folder; writes a PNG grid and single PNGs')
-    .requiredOption('--model <dir>', `diffusers model folder, or the name of a shipped model (${shippedModels().join(', ')})`)
+    .requiredOption(
+      '--model <dir>',
+      `diffusers model folder, or the name of a shipped model (${shippedModels().join(', ')})`,
+    )
     .option('--out <dir>', 'output folder (default: samples/<model>-<sampler>-<steps>-seed<seed>)')
-    .option('--overwrite', 'replace the images of an earlier run in --out (only files this command writes are removed)', false)
+    .option(
+      '--overwrite',
+      'replace the images of an earlier run in --out (only files this command writes are removed)',
+      false,
+    )
     .option('-n, --num <n>', 'number of samples', int('-n', 1), 16)
     .option('--batch <n>', 'batch size', int('--batch', 1), 16)
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ancestral'))
-    .option('--steps <spec>', 'reverse steps: a count, counts per section ("10,15,20") or ddimN, as improved-diffusion\'s space_timesteps (default: all T)', stepsSpec)
-    .addOption(new Option('--timestep-spacing <s>', 'ddim only: lay out --steps as diffusers\' DDIMScheduler does').choices(['leading', 'trailing', 'linspace']))
+    .option(
+      '--steps <spec>',
+      'reverse steps: a count, counts per section ("10,15,20") or ddimN, as improved-diffusion\'s space_timesteps (default: all T)',
+      stepsSpec,
+    )
+    .addOption(
+      new Option('--timestep-spacing <s>', "ddim only: lay out --steps as diffusers' DDIMScheduler does").choices([
+        'leading',
+        'trailing',
+        'linspace',
+      ]),
+    )
     .option('--eta <x>', 'DDIM eta (default 0)', num('--eta', 0))
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
-    .option('--clip', 'clip the x0 estimate to [-1, 1] (default: the folder\'s clip_sample for ancestral/ddim/langevin/pc; off for the ODE solvers, as diffusers)')
+    .option(
+      '--clip',
+      "clip the x0 estimate to [-1, 1] (default: the folder's clip_sample for ancestral/ddim/langevin/pc; off for the ODE solvers, as diffusers)",
+    )
     .option('--no-clip', 'do not clip the x0 estimate')
     .option('--strip', 'also write a denoising strip (x0 estimates along the chain)', false)
     .option('--npy', 'also write all samples as samples.npy ([N, C, H, W] on [-1, 1], for eval quality)', false)
@@ -55,13 +84,19 @@ const OWN_SAMPLE_FILES = /^(sample-\d+\.png|grid\.png|strip\.png|samples\.npy)$/
 
 export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const { model, diffusion, cfg } = loadForSampling(o.model);
-  const n = o.num, S = cfg.sample_size, C = cfg.in_channels;
+  const n = o.num,
+    S = cfg.sample_size,
+    C = cfg.in_channels;
   const bytes = n * C * S * S * 4 * 2;
   if (bytes > 0.5 * availableMemory())
-    throw new Error(`-n ${n}: ${n} samples of ${C}x${S}x${S} need ${gib(bytes)} GiB to hold, more than half of this machine's ${gib(availableMemory())} GiB; draw them in several runs with --seed and disjoint --out`);
+    throw new Error(
+      `-n ${n}: ${n} samples of ${C}x${S}x${S} need ${gib(bytes)} GiB to hold, more than half of this machine's ${gib(availableMemory())} GiB; draw them in several runs with --seed and disjoint --out`,
+    );
   checkForwardBatch(cfg, Math.min(o.batch, n), 'sampling');
-  const sampler = o.sampler, spacing = o.timestepSpacing;
-  if (o.eta !== undefined && sampler !== 'ddim') warn(`--eta applies to the ddim sampler only; the ${sampler} sampler ignores it`);
+  const sampler = o.sampler,
+    spacing = o.timestepSpacing;
+  if (o.eta !== undefined && sampler !== 'ddim')
+    warn(`--eta applies to the ddim sampler only; the ${sampler} sampler ignores it`);
   // validates --steps and --timestep-spacing before any work
   const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: spacing });
   const clip = o.clip ?? defaultClip(sampler, diffusion);
@@ -69,18 +104,34 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const out = o.out ?? join('samples', `${modelLabel(o.model)}-${sampler}-${stepsLabel}-seed${o.seed}`);
   ensureWritableDir(out, '--out');
   const old = readdirSync(out).filter((f) => OWN_SAMPLE_FILES.test(f));
-  if (old.length && !o.overwrite) throw new Error(`--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose another --out`);
+  if (old.length && !o.overwrite)
+    throw new Error(
+      `--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose another --out`,
+    );
   for (const f of old) rmSync(join(out, f));
   const stripTensors: Tensor[] = [];
   let bar: Progress | undefined;
-  const all = await drawSamples(model, diffusion, [n, C, S, S], o.batch, { sampler, steps: o.steps, timestepSpacing: spacing, seed: o.seed, eta: o.eta, clip }, {
-    what: 'sample',
-    onStep: (st, start) => {
-      if (o.strip && start === 0 && (st.step % Math.max(1, Math.floor(st.total / 10)) === 0 || st.step === st.total)) stripTensors.push(st.predX0);
+  const all = await drawSamples(
+    model,
+    diffusion,
+    [n, C, S, S],
+    o.batch,
+    { sampler, steps: o.steps, timestepSpacing: spacing, seed: o.seed, eta: o.eta, clip },
+    {
+      what: 'sample',
+      onStep: (st, start) => {
+        if (o.strip && start === 0 && (st.step % Math.max(1, Math.floor(st.total / 10)) === 0 || st.step === st.total))
+          stripTensors.push(st.predX0);
+      },
+      onProgress: (done, total) => {
+        bar ??= new Progress(`sample ${sampler}`, total, 0);
+        bar.update(done);
+      },
     },
-    onProgress: (done, total) => (bar ??= new Progress(`sample ${sampler}`, total, 0)).update(done),
-  });
-  const stripRows = await Promise.all(stripTensors.map(async (x) => (await x.data()).slice(0, Math.min(x.shape[0], 8) * C * S * S)));
+  );
+  const stripRows = await Promise.all(
+    stripTensors.map(async (x) => (await x.data()).slice(0, Math.min(x.shape[0], 8) * C * S * S)),
+  );
   writePng(join(out, 'grid.png'), imageGrid(all, [n, C, S, S], Math.ceil(Math.sqrt(n))));
   writeImages(all, [n, C, S, S], (i) => join(out, `sample-${String(i).padStart(5, '0')}.png`));
   if (o.npy) writeFileAtomic(join(out, 'samples.npy'), serializeNpy(all, [n, C, S, S]));
@@ -88,8 +139,13 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
     const k = stripRows[0].length / (C * S * S);
     // rows: samples; columns: the x0 estimate along the chain
     const strip = new Float32Array(k * stripRows.length * C * S * S);
-    for (let s = 0; s < k; s++) stripRows.forEach((row, j) => strip.set(row.subarray(s * C * S * S, (s + 1) * C * S * S), (s * stripRows.length + j) * C * S * S));
+    for (let s = 0; s < k; s++)
+      stripRows.forEach((row, j) =>
+        strip.set(row.subarray(s * C * S * S, (s + 1) * C * S * S), (s * stripRows.length + j) * C * S * S),
+      );
     writePng(join(out, 'strip.png'), imageGrid(strip, [k * stripRows.length, C, S, S], stripRows.length));
   }
-  console.error(`wrote ${join(out, 'grid.png')} and ${n} single ${S}x${S} PNGs${stripRows.length ? ` and ${join(out, 'strip.png')}` : ''} (${sampler}, ${plan.length} steps, clip ${clip ? 'on' : 'off'})`);
+  console.error(
+    `wrote ${join(out, 'grid.png')} and ${n} single ${S}x${S} PNGs${stripRows.length ? ` and ${join(out, 'strip.png')}` : ''} (${sampler}, ${plan.length} steps, clip ${clip ? 'on' : 'off'})`,
+  );
 }
