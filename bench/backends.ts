@@ -6,7 +6,7 @@ import { createNodeWebGPU, useBackend } from '../src/backends/select.js';
 import type { Backend } from '../src/engine/backend.js';
 import type { WebGPUBackend } from '../src/backends/webgpu/index.js';
 import { WasmBackend } from '../src/backends/wasm/index.js';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { type Tensor, noGrad, setBackend } from '../src/engine/tensor.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
 
@@ -23,18 +23,18 @@ const works: Work[] = [
     name: 'sgemm 512^3',
     gflop: (2 * 512 ** 3) / 1e9,
     build: () => {
-      const a = T.randn([512, 512], { seed: 0, stream: 1 });
-      return () => T.matmul(a, a);
+      const a = ops.randn([512, 512], { seed: 0, stream: 1 });
+      return () => ops.matmul(a, a);
     },
   },
   {
     name: 'conv3x3 64->64 28x28 b4',
     gflop: (2 * 4 * 64 * 64 * 9 * 784) / 1e9,
     build: () => {
-      const x = T.randn([4, 64, 28, 28], { seed: 0, stream: 2 }),
-        w = T.randn([64, 64, 3, 3], { seed: 0, stream: 3 }),
-        b = T.randn([64], { seed: 0, stream: 4 });
-      return () => T.conv2d(x, w, b, { padding: 1 });
+      const x = ops.randn([4, 64, 28, 28], { seed: 0, stream: 2 }),
+        w = ops.randn([64, 64, 3, 3], { seed: 0, stream: 3 }),
+        b = ops.randn([64], { seed: 0, stream: 4 });
+      return () => ops.conv2d(x, w, b, { padding: 1 });
     },
   },
   {
@@ -42,7 +42,7 @@ const works: Work[] = [
     gflop: NaN,
     build: () => {
       const m = new UNet(PRESETS.mnist()).init(0),
-        x = T.randn([4, 1, 28, 28], { seed: 0, stream: 5 }),
+        x = ops.randn([4, 1, 28, 28], { seed: 0, stream: 5 }),
         t = Int32Array.from([1, 250, 500, 999]);
       return () => noGrad(() => m.forward(x, t));
     },

@@ -1,7 +1,7 @@
 // `npm run bench:conv`: the native backend's convolution algorithms side by side on the 3x3 convolutions of the mnist
 // and cifar10 U-Nets: milliseconds per call (median of 7 after 2 warm-up runs) with oneDNN's direct kernels and with
 // Winograd F(4x4, 3x3), forward and forward + both gradients, and which kernels oneDNN ran. Prints a markdown table.
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { Tensor, noGrad } from '../src/engine/tensor.js';
 import { useBackend } from '../src/backends/select.js';
 import { type ConvAlgorithm, NativeBackend } from '../src/backends/native/index.js';
@@ -56,7 +56,7 @@ try {
   for (const a of ['direct', 'winograd'] as ConvAlgorithm[]) {
     nb.setConvAlgorithm(a);
     const [x, w] = [rnd([64, 32, 28, 28], 1), rnd([32, 32, 3, 3], 0.1)];
-    for (let i = 0; i < 5; i++) T.sum(T.conv2d(x, w, null, { padding: 1 })).backward();
+    for (let i = 0; i < 5; i++) ops.sum(ops.conv2d(x, w, null, { padding: 1 })).backward();
   }
   for (const [N, C, O, H] of SHAPES) {
     const x = rnd([N, C, H, H], 1),
@@ -65,8 +65,8 @@ try {
     const t: Record<string, number> = {};
     for (const a of ['direct', 'winograd'] as ConvAlgorithm[]) {
       nb.setConvAlgorithm(a);
-      t[`${a} fwd`] = time(() => void noGrad(() => T.conv2d(x, w, b, { padding: 1 })));
-      t[`${a} bwd`] = time(() => T.sum(T.conv2d(x, w, b, { padding: 1 })).backward());
+      t[`${a} fwd`] = time(() => void noGrad(() => ops.conv2d(x, w, b, { padding: 1 })));
+      t[`${a} bwd`] = time(() => ops.sum(ops.conv2d(x, w, b, { padding: 1 })).backward());
     }
     const kernel = nb.convImplementations([N, C, H, H], [O, C, 3, 3], p).forward;
     console.log(

@@ -1,7 +1,7 @@
 // `npm run bench:profile -- [preset] [batch] [sample|train] [f32|bf16]`: where a U-Net step's time goes, per backend
 // kernel (the mean of 3 runs after 2 warm-up runs), on the installed backend. Kernels are timed as they are called (the
 // CPU backends run them synchronously); the rest is the engine's own JavaScript.
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { Tensor, getBackend, noGrad, setBackend } from '../src/engine/tensor.js';
 import type { Backend } from '../src/engine/backend.js';
 import { Adam } from '../src/engine/optim.js';
@@ -19,7 +19,7 @@ if (!Number.isInteger(B) || B < 1) throw new Error(`profile: batch must be a pos
 const backend = useBackend();
 const cfg = PRESETS[preset]();
 const model = new UNet(cfg).init(0);
-model.precision = precision as T.Precision;
+model.precision = precision as ops.Precision;
 const rnd = (shape: number[], stream: number) => {
   const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
   fillRandom(v, v.length, { seed: 5, stream }, 0, 'normal');
@@ -34,7 +34,7 @@ const step =
     ? () => void noGrad(() => model.forward(x, t))
     : () => {
         // with the preset's dropout, as training runs it
-        T.mean(T.square(T.sub(model.forward(x, t, { dropout: { seed: 1, micro: 0 } }), noise))).backward();
+        ops.mean(ops.square(ops.sub(model.forward(x, t, { dropout: { seed: 1, micro: 0 } }), noise))).backward();
         opt.update();
         opt.zeroGrad();
       };

@@ -1,6 +1,6 @@
 // `npm run bench:rss`: resident memory over 1000 forward+backward+Adam iterations of W1 (the residual block).
 // Memory is held by the JavaScript garbage collector (backend buffers are ArrayBuffers): it must stay flat.
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { Tensor } from '../src/engine/tensor.js';
 import { Adam } from '../src/engine/optim.js';
 import { fillRandom } from '../src/engine/random.js';
@@ -30,9 +30,9 @@ const opt = new Adam(params, { lr: 1e-4 });
 const samples: [number, number][] = [];
 const t0 = Date.now();
 for (let i = 1; i <= iters; i++) {
-  let h = T.conv2d(T.groupNorm(x, g1, b1, 32, 1e-6, true), w1, c1, { padding: 1 });
-  h = T.conv2d(T.groupNorm(h, g2, b2, 32, 1e-6, true), w2, c2, { padding: 1 });
-  T.mean(T.square(T.add(x, h))).backward();
+  let h = ops.conv2d(ops.groupNorm(x, g1, b1, 32, 1e-6, true), w1, c1, { padding: 1 });
+  h = ops.conv2d(ops.groupNorm(h, g2, b2, 32, 1e-6, true), w2, c2, { padding: 1 });
+  ops.mean(ops.square(ops.add(x, h))).backward();
   opt.update();
   opt.zeroGrad();
   if (i % 50 === 0) {

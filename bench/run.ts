@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { Tensor, getBackend, noGrad, setBackend } from '../src/engine/tensor.js';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { loadModel } from '../src/io/checkpoint.js';
@@ -118,7 +118,7 @@ function unetWorkload(
       let step = 0;
       return () => {
         const y = m.forward(x, t, { dropout: { seed: 1, micro: step++ } });
-        T.mean(T.square(T.sub(y, noise))).backward();
+        ops.mean(ops.square(ops.sub(y, noise))).backward();
         opt.update();
         opt.zeroGrad();
       };
@@ -141,9 +141,9 @@ function w1(backward: boolean): () => void {
   const [w1_, w2_] = [rnd([128, 128, 3, 3], 0.05, true), rnd([128, 128, 3, 3], 0.05, true)];
   const [c1, c2] = [rnd([128], 0.05, true), rnd([128], 0.05, true)];
   return fwdOrBwd(() => {
-    let h = T.conv2d(T.groupNorm(x, g1, b1, 32, 1e-6, true), w1_, c1, { padding: 1 });
-    h = T.conv2d(T.groupNorm(h, g2, b2, 32, 1e-6, true), w2_, c2, { padding: 1 });
-    return T.add(x, h);
+    let h = ops.conv2d(ops.groupNorm(x, g1, b1, 32, 1e-6, true), w1_, c1, { padding: 1 });
+    h = ops.conv2d(ops.groupNorm(h, g2, b2, 32, 1e-6, true), w2_, c2, { padding: 1 });
+    return ops.add(x, h);
   }, backward);
 }
 
@@ -155,12 +155,16 @@ function w4(backward: boolean): () => void {
   const Bs = [0, 1, 2, 3].map(() => rnd([256], 0.05, true));
   return fwdOrBwd(() => {
     const [B, C, H, Wd] = x.shape;
-    const h = T.permute(T.reshape(T.groupNorm(x, g, bb, 32, 1e-6), [B, C, H * Wd]), [0, 2, 1]);
-    const q = T.linear(h, W[0], Bs[0]),
-      k = T.linear(h, W[1], Bs[1]),
-      v = T.linear(h, W[2], Bs[2]);
-    const a = T.linear(T.matmul(T.softmax(T.mul(T.matmul(q, k, false, true), 1 / Math.sqrt(C))), v), W[3], Bs[3]);
-    return T.add(x, T.reshape(T.permute(a, [0, 2, 1]), [B, C, H, Wd]));
+    const h = ops.permute(ops.reshape(ops.groupNorm(x, g, bb, 32, 1e-6), [B, C, H * Wd]), [0, 2, 1]);
+    const q = ops.linear(h, W[0], Bs[0]),
+      k = ops.linear(h, W[1], Bs[1]),
+      v = ops.linear(h, W[2], Bs[2]);
+    const a = ops.linear(
+      ops.matmul(ops.softmax(ops.mul(ops.matmul(q, k, false, true), 1 / Math.sqrt(C))), v),
+      W[3],
+      Bs[3],
+    );
+    return ops.add(x, ops.reshape(ops.permute(a, [0, 2, 1]), [B, C, H, Wd]));
   }, backward);
 }
 
@@ -182,7 +186,7 @@ const WORKLOADS: Workload[] = [
       const x = rnd([32, 64, 28, 28], 1, true),
         w = rnd([64, 64, 3, 3], 0.05, true),
         b = rnd([64], 0.05, true);
-      return fwdOrBwd(() => T.conv2d(x, w, b, { padding: 1 }), false);
+      return fwdOrBwd(() => ops.conv2d(x, w, b, { padding: 1 }), false);
     },
   },
   {
@@ -194,7 +198,7 @@ const WORKLOADS: Workload[] = [
       const x = rnd([32, 64, 28, 28], 1, true),
         w = rnd([64, 64, 3, 3], 0.05, true),
         b = rnd([64], 0.05, true);
-      return fwdOrBwd(() => T.conv2d(x, w, b, { padding: 1 }), true);
+      return fwdOrBwd(() => ops.conv2d(x, w, b, { padding: 1 }), true);
     },
   },
   {
@@ -205,7 +209,7 @@ const WORKLOADS: Workload[] = [
     build: () => {
       const a = rnd([1024, 1024]),
         b = rnd([1024, 1024]);
-      return () => void noGrad(() => T.matmul(a, b));
+      return () => void noGrad(() => ops.matmul(a, b));
     },
   },
   {

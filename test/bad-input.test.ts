@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { Tensor, setCheckNumerics } from '../src/engine/tensor.js';
 import { loadAddon } from '../src/backends/native/index.js';
 import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
@@ -21,26 +21,26 @@ describe('shape errors name the op and both shapes', () => {
     it(`on ${be.name}`, () =>
       withBackend(be, () => {
         assert.throws(
-          () => T.add(T.zeros([2, 3]), T.zeros([4, 3])),
+          () => ops.add(ops.zeros([2, 3]), ops.zeros([4, 3])),
           /add: shapes \[2,3\] and \[4,3\] cannot be broadcast/,
         );
         assert.throws(
-          () => T.matmul(T.zeros([2, 3]), T.zeros([4, 5])),
+          () => ops.matmul(ops.zeros([2, 3]), ops.zeros([4, 5])),
           /matmul: shapes \[2,3\] and \[4,5\] do not match/,
         );
         assert.throws(
-          () => T.conv2d(T.zeros([1, 3, 8, 8]), T.zeros([4, 2, 3, 3]), null),
+          () => ops.conv2d(ops.zeros([1, 3, 8, 8]), ops.zeros([4, 2, 3, 3]), null),
           /conv2d: input \[1,3,8,8\] and weight \[4,2,3,3\]/,
         );
         assert.throws(
-          () => T.groupNorm(T.zeros([1, 6, 2, 2]), T.zeros([6]), T.zeros([6]), 4, 1e-6),
+          () => ops.groupNorm(ops.zeros([1, 6, 2, 2]), ops.zeros([6]), ops.zeros([6]), 4, 1e-6),
           /groupNorm: 6 channels of \[1,6,2,2\] do not split into 4 groups/,
         );
         assert.throws(
-          () => T.concat([T.zeros([1, 2, 4, 4]), T.zeros([1, 2, 3, 4])]),
+          () => ops.concat([ops.zeros([1, 2, 4, 4]), ops.zeros([1, 2, 3, 4])]),
           /concat: shapes \[1,2,4,4\] and \[1,2,3,4\]/,
         );
-        assert.throws(() => T.reshape(T.zeros([2, 3]), [4, 2]), /reshape: cannot view \[2,3\] as \[4,2\]/);
+        assert.throws(() => ops.reshape(ops.zeros([2, 3]), [4, 2]), /reshape: cannot view \[2,3\] as \[4,2\]/);
         assert.throws(() => new Tensor(new Float32Array(5), [2, 3]), /shape \[2,3\] needs 6 values, storage has 5/);
         assert.throws(
           () => new Tensor(new Int32Array(6) as unknown as Float32Array, [2, 3]),
@@ -53,8 +53,8 @@ describe('check-numerics mode names the first op that produced NaN or Inf', () =
   it('log of a negative number', () => {
     setCheckNumerics(true);
     try {
-      const x = T.tensor([1, -1, 2], [3]);
-      assert.throws(() => T.affine(T.log(x), 2, 0), /check numerics: log produced NaN at index 1 of output \[3\]/);
+      const x = ops.tensor([1, -1, 2], [3]);
+      assert.throws(() => ops.affine(ops.log(x), 2, 0), /check numerics: log produced NaN at index 1 of output \[3\]/);
     } finally {
       setCheckNumerics(false);
     }

@@ -36,7 +36,9 @@ describe('diffusers model folders', () => {
     assert.equal(m.parameterCount, 35_746_307);
     assert.equal(keys.length, m.params.size);
     for (const [name, shape] of keys) assert.equal(m.params.get(name)?.shape.join('x'), shape, name);
-    const ref = JSON.parse(readFileSync(join(ROOT, 'test', 'goldens', 'diffusers-ddpm-cifar10-32.config.json'), 'utf8'));
+    const ref = JSON.parse(
+      readFileSync(join(ROOT, 'test', 'goldens', 'diffusers-ddpm-cifar10-32.config.json'), 'utf8'),
+    );
     const c = PRESETS.cifar10() as unknown as Record<string, unknown>;
     for (const k of [
       'block_out_channels',

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { DigitNet } from '../src/eval/digitnet.js';
 import { parseSafetensors } from '../src/io/safetensors.js';
 import { serializeNpy } from '../src/io/npy.js';
@@ -27,7 +27,7 @@ for (const name of ['mnist', 'fashion', 'cifar10'])
           const { tensors, metadata } = parseSafetensors(new Uint8Array(readFileSync(file)), file);
           const net = new DigitNet(tensors, file, metadata);
           const { features, logits } = net.forward(
-            T.fromArray(Float32Array.from(G.x), [4, net.channels, net.size, net.size]),
+            ops.fromArray(Float32Array.from(G.x), [4, net.channels, net.size, net.size]),
           );
           assertClose(features.dataSync(), G.features, 1e-4, 1e-4, 'features');
           assertClose(logits.dataSync(), G.logits, 1e-4, 1e-4, 'logits');

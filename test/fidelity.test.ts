@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, noGrad } from '../src/engine/tensor.js';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, type Prediction, type VarianceType } from '../src/diffusion/gaussian.js';
 import { diffusersDdimTimesteps, spaceTimesteps, type TimestepSpacing } from '../src/diffusion/schedule.js';
 import { sample, samplerPlan, type SamplerState } from '../src/diffusion/samplers.js';
@@ -78,14 +78,20 @@ describe('bound terms, learned-range and v-prediction steps (numpy goldens)', ()
             noise = new Tensor(Float32Array.from(V.noise), shape);
           const main = new Tensor(Float32Array.from(V.out_main), shape);
           const out =
-            variance === 'learnedrange' ? T.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]) : main;
+            variance === 'learnedrange' ? ops.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]) : main;
           const tt = new Int32Array(2).fill(t);
           const xt = d.qSample(x0, tt, noise);
           const g = V.cases[key];
           const p = d.pMeanVariance(out, xt, tt, clip === '1');
           assertClose(p.predX0.dataSync(), g.x0_hat, 1e-4, 1e-4, 'x0 estimate');
           assertClose(p.mean.dataSync(), g.mean, 1e-4, 1e-4, 'reverse mean');
-          assertClose(T.mul(p.logVariance, T.full(shape, 1)).dataSync(), g.logvar, 1e-4, 1e-4, 'reverse log-variance');
+          assertClose(
+            ops.mul(p.logVariance, ops.full(shape, 1)).dataSync(),
+            g.logvar,
+            1e-4,
+            1e-4,
+            'reverse log-variance',
+          );
           assertClose(
             d.vlbTermsBpd(out, x0, xt, tt, clip === '1').dataSync(),
             g.bits,
@@ -104,7 +110,7 @@ describe('bound terms, learned-range and v-prediction steps (numpy goldens)', ()
       const tt = new Int32Array(2).fill(t);
       const hybrid = new GaussianDiffusion({ ...PAPER_DIFFUSION, variance: 'learnedrange', loss: 'hybrid' });
       const h = hybrid.trainingLosses(
-        () => T.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]),
+        () => ops.concat([main, new Tensor(Float32Array.from(V.out_var), shape)]),
         x0,
         tt,
         noise,
@@ -121,9 +127,9 @@ describe('few-step samplers against their update rules (numpy goldens)', () => {
   const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, clipSample: false });
   // the exact eps-model of N(0, s2) data
   const model = (x: Tensor, t: Int32Array) =>
-    T.mul(
+    ops.mul(
       x,
-      T.gatherTimesteps(
+      ops.gatherTimesteps(
         Float64Array.from(d.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab) / (ab * S.s2 + 1 - ab)),
         t,
       ),

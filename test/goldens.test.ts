@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { Tensor } from '../src/engine/tensor.js';
 import { Adam } from '../src/engine/optim.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, discretizedGaussianLogLikelihood } from '../src/diffusion/gaussian.js';
@@ -38,7 +38,7 @@ for (const be of backends)
         const x = det([2, 3, 7, 6], 0, 1, true),
           w = det([4, 3, 3, 3], 1, 0.3, true),
           b = det([4], 2, 1, true);
-        const y = T.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] });
+        const y = ops.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] });
         assert.deepEqual(y.shape, L.conv_s2_asym.yshape);
         y.backward(det(y.shape, 3));
         assertClose(y.dataSync(), L.conv_s2_asym.y, 1e-5, 1e-5, 'y');
@@ -51,7 +51,7 @@ for (const be of backends)
         const x = det([2, 4, 5, 5], 4, 1, true),
           w = det([3, 4, 3, 3], 5, 0.3, true),
           b = det([3], 6, 1, true);
-        const y = T.conv2d(x, w, b, { padding: 1 });
+        const y = ops.conv2d(x, w, b, { padding: 1 });
         y.backward(det(y.shape, 7));
         assertClose(y.dataSync(), L.conv_s1_p1.y, 1e-5, 1e-5, 'y');
         assertClose(x.grad!.dataSync(), L.conv_s1_p1.dx, 1e-5, 1e-5, 'dx');
@@ -65,7 +65,7 @@ for (const be of backends)
           const x = det([2, 6, 4, 3], 8, 1, true),
             gm = det([6], 9, 1, true),
             bt = det([6], 10, 1, true);
-          const y = T.groupNorm(x, gm, bt, 3, 1e-6, silu);
+          const y = ops.groupNorm(x, gm, bt, 3, 1e-6, silu);
           y.backward(det(y.shape, 11));
           assertClose(y.dataSync(), g.y, 1e-5, 1e-5, 'y');
           assertClose(x.grad!.dataSync(), g.dx, 1e-4, 1e-4, 'dx');
@@ -77,7 +77,7 @@ for (const be of backends)
         const q = det([2, 5, 4], 12, 1, true),
           k = det([2, 5, 4], 13, 1, true),
           v = det([2, 5, 4], 14, 1, true);
-        const a = T.matmul(T.softmax(T.mul(T.matmul(q, k, false, true), 0.5)), v);
+        const a = ops.matmul(ops.softmax(ops.mul(ops.matmul(q, k, false, true), 0.5)), v);
         a.backward(det(a.shape, 15));
         assertClose(a.dataSync(), L.attention.y, 1e-5, 1e-5, 'y');
         assertClose(q.grad!.dataSync(), L.attention.dq, 1e-5, 1e-5, 'dq');
@@ -161,7 +161,7 @@ describe('diffusion math matches numpy (after diffusion_utils_2.py)', () => {
   it('discretized decoder: probabilities of the 256 levels sum to 1', () => {
     const levels = Float32Array.from({ length: 256 }, (_, i) => i / 127.5 - 1);
     const x = new Tensor(levels, [256]);
-    const ll = discretizedGaussianLogLikelihood(x, T.full([256], 0.1), T.full([256], Math.log(0.3)));
+    const ll = discretizedGaussianLogLikelihood(x, ops.full([256], 0.1), ops.full([256], Math.log(0.3)));
     const total = [...ll.dataSync()].reduce((a, b) => a + Math.exp(b), 0);
     assert.ok(Math.abs(total - 1) < 1e-3, `sum of probabilities ${total}`);
   });

@@ -1,7 +1,7 @@
 // Finite-difference gradient checks in float64 on tiny shapes (reference backend in double precision).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { Tensor, noGrad } from '../src/engine/tensor.js';
 import { ReferenceBackend } from '../src/backends/reference/index.js';
 import { UNet, PRESETS } from '../src/model/unet.js';
@@ -30,7 +30,7 @@ function gradCheck(name: string, shapes: number[][], fn: (xs: Tensor[]) => Tenso
         const xs = vals.map((v, k) => new Tensor(v as unknown as Float32Array, shapes[k], grad));
         const y = fn(xs);
         const probe = values(y.size, 99) as unknown as Float32Array;
-        const l = T.sum(T.mul(y, new Tensor(probe, y.shape)));
+        const l = ops.sum(ops.mul(y, new Tensor(probe, y.shape)));
         return { l, xs };
       };
       const { l, xs } = loss(
@@ -60,25 +60,25 @@ function gradCheck(name: string, shapes: number[][], fn: (xs: Tensor[]) => Tenso
 
 describe('gradients equal finite differences (float64)', () => {
   gradCheck('conv2d 3x3 stride 2 asymmetric padding', [[1, 2, 5, 4], [3, 2, 3, 3], [3]], ([x, w, b]) =>
-    T.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] }),
+    ops.conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] }),
   );
-  gradCheck('conv2d 1x1', [[2, 3, 2, 3], [2, 3, 1, 1], [2]], ([x, w, b]) => T.conv2d(x, w, b));
-  gradCheck('linear', [[3, 4], [2, 4], [2]], ([x, w, b]) => T.linear(x, w, b));
+  gradCheck('conv2d 1x1', [[2, 3, 2, 3], [2, 3, 1, 1], [2]], ([x, w, b]) => ops.conv2d(x, w, b));
+  gradCheck('linear', [[3, 4], [2, 4], [2]], ([x, w, b]) => ops.linear(x, w, b));
   gradCheck(
     'batched matmul with transposes',
     [
       [2, 3, 4],
       [2, 5, 3],
     ],
-    ([a, b]) => T.matmul(a, b, true, true),
+    ([a, b]) => ops.matmul(a, b, true, true),
   );
-  gradCheck('group norm', [[2, 4, 2, 3], [4], [4]], ([x, g, b]) => T.groupNorm(x, g, b, 2, 1e-6));
-  gradCheck('group norm + SiLU', [[2, 4, 3, 2], [4], [4]], ([x, g, b]) => T.groupNorm(x, g, b, 2, 1e-6, true));
-  gradCheck('softmax', [[3, 5]], ([x]) => T.softmax(x));
+  gradCheck('group norm', [[2, 4, 2, 3], [4], [4]], ([x, g, b]) => ops.groupNorm(x, g, b, 2, 1e-6));
+  gradCheck('group norm + SiLU', [[2, 4, 3, 2], [4], [4]], ([x, g, b]) => ops.groupNorm(x, g, b, 2, 1e-6, true));
+  gradCheck('softmax', [[3, 5]], ([x]) => ops.softmax(x));
   gradCheck('silu, tanh, exp, square', [[2, 5]], ([x]) =>
-    T.add(T.add(T.silu(x), T.tanh(x)), T.add(T.exp(x), T.square(x))),
+    ops.add(ops.add(ops.silu(x), ops.tanh(x)), ops.add(ops.exp(x), ops.square(x))),
   );
-  gradCheck('log, sqrt', [[2, 5]], ([x]) => T.add(T.log(x), T.sqrt(x)), true);
+  gradCheck('log, sqrt', [[2, 5]], ([x]) => ops.add(ops.log(x), ops.sqrt(x)), true);
   gradCheck(
     'broadcast add, sub, mul, div',
     [
@@ -86,7 +86,7 @@ describe('gradients equal finite differences (float64)', () => {
       [3, 1],
       [1, 2],
     ],
-    ([a, b, c]) => T.div(T.mul(T.sub(T.add(a, b), c), b), T.affine(T.square(c), 1, 1)),
+    ([a, b, c]) => ops.div(ops.mul(ops.sub(ops.add(a, b), c), b), ops.affine(ops.square(c), 1, 1)),
   );
   gradCheck(
     'concat, upsample, permute, reshape',
@@ -94,11 +94,11 @@ describe('gradients equal finite differences (float64)', () => {
       [1, 2, 2, 2],
       [1, 1, 2, 2],
     ],
-    ([a, b]) => T.reshape(T.permute(T.upsample2x(T.concat([a, b])), [0, 2, 3, 1]), [-1]),
+    ([a, b]) => ops.reshape(ops.permute(ops.upsample2x(ops.concat([a, b])), [0, 2, 3, 1]), [-1]),
   );
-  gradCheck('normal cdf and clamp', [[3, 4]], ([x]) => T.add(T.normalCdf(x), T.mul(T.clamp(x, -0.5, 0.5), x)));
-  gradCheck('slice channels', [[2, 5, 2, 2]], ([x]) => T.mul(T.sliceChannels(x, 1, 3), T.sliceChannels(x, 2, 3)));
-  gradCheck('sum and mean over axes', [[2, 3, 4]], ([x]) => T.add(T.sum(x, [1], true), T.mean(x, [0, 2], true)));
+  gradCheck('normal cdf and clamp', [[3, 4]], ([x]) => ops.add(ops.normalCdf(x), ops.mul(ops.clamp(x, -0.5, 0.5), x)));
+  gradCheck('slice channels', [[2, 5, 2, 2]], ([x]) => ops.mul(ops.sliceChannels(x, 1, 3), ops.sliceChannels(x, 2, 3)));
+  gradCheck('sum and mean over axes', [[2, 3, 4]], ([x]) => ops.add(ops.sum(x, [1], true), ops.mean(x, [0, 2], true)));
   gradCheck('U-Net (tiny) input gradient', [[1, 1, 8, 8]], ([x]) => {
     const m = new UNet(PRESETS.tiny()).init(3);
     for (const p of m.params.values()) {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serializeSafetensors } from '../src/io/safetensors.js';
 import { serializeNpy } from '../src/io/npy.js';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { InceptionV3, inceptionConvs, resizeBilinear } from '../src/eval/inception.js';
 import { NATIVE_SKIP, ROOT, assertClose, native, reference, withBackend } from './helpers.js';
 
@@ -50,25 +50,25 @@ describe('Inception-v3 (FID variant)', () => {
     it(`pool3 features equal the independent PyTorch implementation within 1e-3 (${be.name})`, () =>
       withBackend(be, () => {
         const net = new InceptionV3(weights, 'formula weights');
-        const f = net.forward(T.fromArray(x, [2, 3, 75, 75])).features;
+        const f = net.forward(ops.fromArray(x, [2, 3, 75, 75])).features;
         assertClose(f.dataSync(), G.features, 1e-3, 1e-3, 'features');
       }));
 
   for (const be of [reference, ...(native ? [native] : [])])
     it(`max and average pooling (with and without padding counted) equal PyTorch (${be.name})`, () =>
       withBackend(be, () => {
-        const t = T.fromArray(Float32Array.from(P.x), P.xshape);
-        assertClose(T.pool2d('max', t, 3, 2).dataSync(), P.max_k3_s2, 1e-6, 1e-6, 'max k3 s2');
-        assertClose(T.pool2d('max', t, 3, 1, 1).dataSync(), P.max_k3_s1_p1, 1e-6, 1e-6, 'max k3 s1 p1');
+        const t = ops.fromArray(Float32Array.from(P.x), P.xshape);
+        assertClose(ops.pool2d('max', t, 3, 2).dataSync(), P.max_k3_s2, 1e-6, 1e-6, 'max k3 s2');
+        assertClose(ops.pool2d('max', t, 3, 1, 1).dataSync(), P.max_k3_s1_p1, 1e-6, 1e-6, 'max k3 s1 p1');
         assertClose(
-          T.pool2d('avg', t, 3, 1, 1, false).dataSync(),
+          ops.pool2d('avg', t, 3, 1, 1, false).dataSync(),
           P.avg_k3_s1_p1_nopad,
           1e-6,
           1e-6,
           'avg, padding not counted',
         );
         assertClose(
-          T.pool2d('avg', t, 3, 1, 1, true).dataSync(),
+          ops.pool2d('avg', t, 3, 1, 1, true).dataSync(),
           P.avg_k3_s1_p1_pad,
           1e-6,
           1e-6,

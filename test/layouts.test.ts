@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { Tensor, noGrad } from '../src/engine/tensor.js';
 import type { NativeBackend } from '../src/backends/native/index.js';
 import type { Backend } from '../src/engine/backend.js';
@@ -57,7 +57,7 @@ const layoutSkip = (precision: 'f32' | 'bf16') => (precision === 'bf16' ? bf16Sk
  * per-channel add, SiLU, a residual add, concat with a second conv's 16 channels (48: groups across blocks),
  * group norm, upsampling, a strided conv, affine, then a layout-unaware kernel (permute). Values from host arrays.
  */
-function chain(precision: T.Precision): Tensor[] {
+function chain(precision: ops.Precision): Tensor[] {
   const x = det([2, 3, 8, 8], 1),
     w1 = det([32, 3, 3, 3], 2, 0.3),
     b1 = det([32], 3, 0.1);
@@ -70,14 +70,14 @@ function chain(precision: T.Precision): Tensor[] {
     be48 = det([48], 10, 0.1),
     tb = det([2, 32, 1, 1], 11);
   return noGrad(() => {
-    const h1 = T.conv2d(x, w1, b1, { padding: 1, precision });
-    const h2 = T.groupNorm(h1, g32, be32, 8, 1e-6, true);
-    const h3 = T.add(h2, tb);
-    const h4 = T.add(h1, T.silu(h3));
-    const h5 = T.concat([h4, T.conv2d(h4, w2, null, { precision })]);
-    const h6 = T.upsample2x(T.groupNorm(h5, g48, be48, 6, 1e-6, false));
-    const h7 = T.affine(T.conv2d(h6, w3, b3, { stride: 2, padding: 1, precision }), 0.5, 0.1);
-    return [h1, h2, h3, h4, h5, h6, h7, T.permute(h5, [0, 2, 3, 1])];
+    const h1 = ops.conv2d(x, w1, b1, { padding: 1, precision });
+    const h2 = ops.groupNorm(h1, g32, be32, 8, 1e-6, true);
+    const h3 = ops.add(h2, tb);
+    const h4 = ops.add(h1, ops.silu(h3));
+    const h5 = ops.concat([h4, ops.conv2d(h4, w2, null, { precision })]);
+    const h6 = ops.upsample2x(ops.groupNorm(h5, g48, be48, 6, 1e-6, false));
+    const h7 = ops.affine(ops.conv2d(h6, w3, b3, { stride: 2, padding: 1, precision }), 0.5, 0.1);
+    return [h1, h2, h3, h4, h5, h6, h7, ops.permute(h5, [0, 2, 3, 1])];
   });
 }
 
@@ -119,12 +119,12 @@ describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
     const graph =
       (steps: Tensor[]) =>
       ([x, w1, g32, tb, w2, g48, w3]: Tensor[]) => {
-        const zero = (n: number) => T.fromArray(new Float32Array(n), [n]);
-        const h1 = T.conv2d(x, w1, null, { padding: 1 });
-        const h2 = T.add(T.groupNorm(h1, g32, zero(32), 8, 1e-6, true), tb);
-        const h3 = T.concat([h2, T.conv2d(h2, w2, null, { padding: 1 })]);
-        const h4 = T.groupNorm(T.upsample2x(h3), g48, zero(48), 6, 1e-6, true);
-        const y = T.conv2d(h4, w3, null, { stride: 2, padding: 1 });
+        const zero = (n: number) => ops.fromArray(new Float32Array(n), [n]);
+        const h1 = ops.conv2d(x, w1, null, { padding: 1 });
+        const h2 = ops.add(ops.groupNorm(h1, g32, zero(32), 8, 1e-6, true), tb);
+        const h3 = ops.concat([h2, ops.conv2d(h2, w2, null, { padding: 1 })]);
+        const h4 = ops.groupNorm(ops.upsample2x(h3), g48, zero(48), 6, 1e-6, true);
+        const y = ops.conv2d(h4, w3, null, { stride: 2, padding: 1 });
         steps.push(h1, h2, h3, h4);
         return y;
       };
@@ -140,9 +140,9 @@ describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
     withBackend(native!, () => {
       const x = det([1, 16, 5, 5], 1, 1, true),
         w = det([16, 16, 3, 3], 2, 0.1, true);
-      const y = T.conv2d(x, w, null, { padding: 1 });
+      const y = ops.conv2d(x, w, null, { padding: 1 });
       assert.equal(nb!.isBlocked(y.storage), true);
-      const h = T.conv2d(y, w, null, { padding: 1 });
+      const h = ops.conv2d(y, w, null, { padding: 1 });
       h.backward(det(h.shape, 3));
       assert.equal(nb!.isBlocked(x.grad!.storage), true, 'dx left the layout');
     }),
@@ -166,7 +166,7 @@ describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
         withBackendAsync(be, async () => {
           const x = det([2, 32, 6, 6], 1),
             w = det([32, 32, 3, 3], 2, 0.1);
-          const conv = () => noGrad(() => T.conv2d(x, w, null, { padding: 1, precision }));
+          const conv = () => noGrad(() => ops.conv2d(x, w, null, { padding: 1, precision }));
           const before = await conv().data();
           edit(w);
           return { before, after: await conv().data() };
@@ -192,7 +192,7 @@ describe('native activation layouts', { skip: NATIVE_SKIP }, () => {
 
   it('write() on a buffer in a layout makes it plain', { skip: blockedSkip }, () =>
     withBackend(native!, () => {
-      const y = noGrad(() => T.conv2d(det([1, 16, 4, 4], 1), det([16, 16, 1, 1], 2), null));
+      const y = noGrad(() => ops.conv2d(det([1, 16, 4, 4], 1), det([16, 16, 1, 1], 2), null));
       assert.ok(nb!.isBlocked(y.storage));
       const v = Float32Array.from({ length: y.size }, (_, i) => i);
       y.write(v);
@@ -219,7 +219,7 @@ describe('precision bf16', () => {
       async () =>
         withBackendAsync(be, async () => {
           const y = noGrad(() =>
-            T.conv2d(det([2, 32, 6, 6], 20), det([32, 32, 3, 3], 21, 0.1), det([32], 22), {
+            ops.conv2d(det([2, 32, 6, 6], 20), det([32, 32, 3, 3], 21, 0.1), det([32], 22), {
               padding: 1,
               precision: 'bf16',
             }),
@@ -236,8 +236,8 @@ describe('precision bf16', () => {
     withBackend(reference, () => {
       const x = det([1, 2, 3, 3], 1, 1, true),
         w = det([2, 2, 1, 1], 2);
-      assert.throws(() => T.conv2d(x, w, null, { precision: 'bf16' }), /bf16 is forward-only/);
-      assert.throws(() => T.conv2d(x, w, null, { precision: 'f16' as T.Precision }), /unknown precision "f16"/);
+      assert.throws(() => ops.conv2d(x, w, null, { precision: 'bf16' }), /bf16 is forward-only/);
+      assert.throws(() => ops.conv2d(x, w, null, { precision: 'f16' as ops.Precision }), /unknown precision "f16"/);
     }));
 
   it(
@@ -291,7 +291,7 @@ describe('native convolution algorithm', { skip: NATIVE_SKIP }, () => {
       },
       { values: Float32Array.from({ length: 32 }, (_, i) => 0.1 * Math.cos(i)), shape: [32] },
     ];
-    const graph = ([x, w, b]: Tensor[]) => T.conv2d(x, w, b, { padding: 1 });
+    const graph = ([x, w, b]: Tensor[]) => ops.conv2d(x, w, b, { padding: 1 });
     const ref = runWithGrads(reference, inputs, graph);
     const errors: Record<string, number> = {};
     try {
@@ -428,15 +428,15 @@ describe('dropout masks drawn by the native backend', { skip: NATIVE_SKIP }, () 
     }
   });
   for (const precision of ['f32', 'bf16'] as const)
-    it(`T.dropout gives the same values on native and reference, for plain inputs and inputs in a layout (${precision})`, {
+    it(`ops.dropout gives the same values on native and reference, for plain inputs and inputs in a layout (${precision})`, {
       skip: layoutSkip(precision),
     }, () => {
       const key = { seed: 7, stream: 123 };
       const x = det([4, 16, 6, 6], 3),
         w = det([32, 16, 3, 3], 4, 0.1);
       const run = () => {
-        const h = noGrad(() => T.conv2d(x, w, null, { padding: 1, precision }));
-        return [T.dropout(x, 0.25, key), T.dropout(h, 0.25, key)];
+        const h = noGrad(() => ops.conv2d(x, w, null, { padding: 1, precision }));
+        return [ops.dropout(x, 0.25, key), ops.dropout(h, 0.25, key)];
       };
       const ours = withBackend(native!, run),
         ref = withBackend(reference, run);

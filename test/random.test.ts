@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import './helpers.js';
 import { philox4x32_10, fillRandom, randomIntegers, randomPermutation } from '../src/engine/random.js';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 
 describe('Philox 4x32-10', () => {
   // Random123's kat_vectors: counter (4 words), key (2 words) -> output (4 words)
@@ -42,18 +42,18 @@ describe('Philox 4x32-10', () => {
 
   it('sample i gets bitwise the same noise in a batch of 1 or of 16', () => {
     const shape = [16, 3, 5, 7];
-    const big = T.randn(shape, { seed: 42, stream: 5 });
+    const big = ops.randn(shape, { seed: 42, stream: 5 });
     const per = 3 * 5 * 7;
     for (const i of [0, 7, 15]) {
-      const one = T.randn([1, 3, 5, 7], { seed: 42, stream: 5 }, i);
+      const one = ops.randn([1, 3, 5, 7], { seed: 42, stream: 5 }, i);
       assert.deepEqual(one.dataSync(), big.dataSync().subarray(i * per, (i + 1) * per));
     }
   });
 
   it('different seeds and streams give different numbers', () => {
-    const a = T.randn([1, 8], { seed: 1, stream: 0 }).dataSync(),
-      b = T.randn([1, 8], { seed: 2, stream: 0 }).dataSync(),
-      c = T.randn([1, 8], { seed: 1, stream: 1 }).dataSync();
+    const a = ops.randn([1, 8], { seed: 1, stream: 0 }).dataSync(),
+      b = ops.randn([1, 8], { seed: 2, stream: 0 }).dataSync(),
+      c = ops.randn([1, 8], { seed: 1, stream: 1 }).dataSync();
     assert.notDeepEqual(a, b);
     assert.notDeepEqual(a, c);
   });
@@ -74,6 +74,6 @@ describe('Philox 4x32-10', () => {
   });
 
   it('rejects a seed that is not a safe non-negative integer', () => {
-    assert.throws(() => T.randn([1, 4], { seed: -1, stream: 0 }), /seed must be a non-negative safe integer/);
+    assert.throws(() => ops.randn([1, 4], { seed: -1, stream: 0 }), /seed must be a non-negative safe integer/);
   });
 });

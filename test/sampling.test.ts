@@ -5,7 +5,7 @@ import { noGrad } from '../src/engine/tensor.js';
 import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
 import { ancestralStep, ddimStep, sample, sampleAll, SAMPLERS, type SamplerState } from '../src/diffusion/samplers.js';
 import { Tensor } from '../src/engine/tensor.js';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { spaceTimesteps } from '../src/diffusion/schedule.js';
 import { UNet, PRESETS } from '../src/model/unet.js';
 import { native, reference, withBackend } from './helpers.js';
@@ -101,7 +101,7 @@ describe('sampler correctness', () => {
   it('DDIM with eta 0 maps a fixed x_T to the same x_0 whatever the noise seed (and eta > 0 does not)', () => {
     const m = tinyModel();
     const f = (xx: Tensor, t: Int32Array) => m.forward(xx, t);
-    const xT = T.randn(shape, { seed: 77, stream: 3 }).dataSync().slice();
+    const xT = ops.randn(shape, { seed: 77, stream: 3 }).dataSync().slice();
     const run = (seed: number, eta: number) => {
       const it = sample(
         d,
@@ -129,8 +129,8 @@ describe('sampler correctness', () => {
       clipSample: false,
     });
     for (const t of [99, 50, 7, 1]) {
-      const x = T.randn([2, 1, 8, 8], { seed: 5, stream: t }),
-        z = T.randn([2, 1, 8, 8], { seed: 6, stream: t });
+      const x = ops.randn([2, 1, 8, 8], { seed: 5, stream: t }),
+        z = ops.randn([2, 1, 8, 8], { seed: 6, stream: t });
       const a = noGrad(() => ancestralStep(ds, f, x, new Int32Array(2).fill(t), false, z).x.dataSync());
       const b = noGrad(() => ddimStep(ds, f, x, t, t - 1, false, 1, z).x.dataSync());
       for (let i = 0; i < a.length; i++)
@@ -142,7 +142,7 @@ describe('sampler correctness', () => {
   const s2 = 0.09;
   const exactGaussian = (dd: GaussianDiffusion) => (x: Tensor, t: Int32Array) => {
     const c = Float64Array.from(dd.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab) / (ab * s2 + 1 - ab));
-    return T.mul(x, T.gatherTimesteps(c, t));
+    return ops.mul(x, ops.gatherTimesteps(c, t));
   };
 
   it('with the exact model, ancestral (fixedsmall) and DDIM eta 1 give the same marginal variances as the linear recursion', () => {
@@ -186,9 +186,9 @@ describe('sampler correctness', () => {
     const dl = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, clipSample: false });
     // exact eps-model for x0 ~ N(0, I): E[eps | x_t] = sqrt(1 - abar) x_t
     const model = (x: Tensor, t: Int32Array) =>
-      T.mul(
+      ops.mul(
         x,
-        T.gatherTimesteps(
+        ops.gatherTimesteps(
           Float64Array.from(dl.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab)),
           t,
         ),

@@ -30,10 +30,15 @@ async function pinnedSample(be: Backend, name: string): Promise<Float32Array> {
   });
 }
 
-const sha256 = (x: Float32Array) => createHash('sha256').update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength)).digest('hex');
+const sha256 = (x: Float32Array) =>
+  createHash('sha256')
+    .update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength))
+    .digest('hex');
 
 describe('shipped models', () => {
-  const pins: Record<string, { sha256: string; first: number[] }> = existsSync(PINS) ? JSON.parse(readFileSync(PINS, 'utf8')) : {};
+  const pins: Record<string, { sha256: string; first: number[] }> = existsSync(PINS)
+    ? JSON.parse(readFileSync(PINS, 'utf8'))
+    : {};
   const update = process.env.DDPM_UPDATE_GOLDENS === '1';
 
   it('every shipped model has a pin, and every pin a model', () => {
@@ -52,7 +57,11 @@ describe('shipped models', () => {
       }
       const pin = pins[name];
       assert.ok(pin, `${name} has no pin in ${PINS} (DDPM_UPDATE_GOLDENS=1 writes it)`);
-      assert.equal(sha256(ref), pin.sha256, `${name}: sample changed; first values ${Array.from(ref.subarray(0, 4))}, pinned ${pin.first.slice(0, 4)}`);
+      assert.equal(
+        sha256(ref),
+        pin.sha256,
+        `${name}: sample changed; first values ${Array.from(ref.subarray(0, 4))}, pinned ${pin.first.slice(0, 4)}`,
+      );
       if (NATIVE_SKIP) return;
       const ours = await pinnedSample(native!, name);
       const err = maxAbsDiff(ours, ref);

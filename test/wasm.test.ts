@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { WasmBackend } from '../src/backends/wasm/index.js';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
 import { ROOT, assertClose, randValues, reference, runWithGrads, withBackend } from './helpers.js';
@@ -35,11 +35,11 @@ describe('wasm backend equals reference', () => {
         const model = new UNet(PRESETS.tiny()).init(2);
         const { loss } = d.trainingLosses(
           (x, tt) => model.forward(x, tt),
-          T.fromArray(x0, [3, 1, 8, 8]),
+          ops.fromArray(x0, [3, 1, 8, 8]),
           t,
-          T.fromArray(noise, [3, 1, 8, 8]),
+          ops.fromArray(noise, [3, 1, 8, 8]),
         );
-        const total = T.mean(loss);
+        const total = ops.mean(loss);
         total.backward();
         return {
           loss: total.dataSync().slice(),

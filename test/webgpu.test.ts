@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNodeWebGPU } from '../src/backends/select.js';
-import * as T from '../src/engine/ops.js';
+import * as ops from '../src/engine/ops.js';
 import { getBackend, noGrad, setBackend } from '../src/engine/tensor.js';
 import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
@@ -114,14 +114,14 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
       setBackend(b);
       try {
         const model = new UNet(cfg).init(3);
-        const noise = T.randn([4, 1, 8, 8], streams.trainNoise(0, 0));
+        const noise = ops.randn([4, 1, 8, 8], streams.trainNoise(0, 0));
         const { loss } = d.trainingLosses(
           (x, tt) => model.forward(x, tt, { dropout: { seed: 0, micro: 0 } }),
-          T.fromArray(x0, [4, 1, 8, 8]),
+          ops.fromArray(x0, [4, 1, 8, 8]),
           t,
           noise,
         );
-        const total = T.mean(loss);
+        const total = ops.mean(loss);
         total.backward();
         return {
           loss: await total.data(),
@@ -200,10 +200,10 @@ describe('webgpu backend equals reference', { skip: SKIP }, () => {
     setBackend(b);
     try {
       const model = new UNet(PRESETS.tiny()).init(0);
-      let x = T.randn([2, 1, 8, 8], { seed: 1, stream: 1 });
+      let x = ops.randn([2, 1, 8, 8], { seed: 1, stream: 1 });
       const before = b.stats();
       for (let i = 0; i < 150; i++) {
-        x = noGrad(() => T.add(T.mul(x, 0.9), T.mul(model.forward(x, Int32Array.from([5, 50])), 0.1)));
+        x = noGrad(() => ops.add(ops.mul(x, 0.9), ops.mul(model.forward(x, Int32Array.from([5, 50])), 0.1)));
         if (i % 25 === 24) await x.data();
       }
       const after = b.stats();

@@ -1,6 +1,6 @@
 // The Gaussian diffusion process of Ho, Jain & Abbeel (2020): forward process, posterior, reverse process and
 // losses, one function per equation. Timesteps are indices t = 0..T-1 (the paper's t = 1..T).
-import * as T from '../engine/ops.js';
+import * as ops from '../engine/ops.js';
 import { type Tensor, fmtShape } from '../engine/tensor.js';
 import { type DiffusionTables, makeTables, betaSchedule, respacedBetas, type BetaSchedule } from './schedule.js';
 
@@ -33,7 +33,7 @@ export const PAPER_DIFFUSION: DiffusionConfig = {
   clipSample: true,
 };
 
-const at = (table: Float64Array, t: Int32Array) => T.gatherTimesteps(table, t);
+const at = (table: Float64Array, t: Int32Array) => ops.gatherTimesteps(table, t);
 
 export class GaussianDiffusion {
   readonly tables: DiffusionTables;
@@ -72,7 +72,7 @@ export class GaussianDiffusion {
   /** Eq. (4): q(x_t | x_0) = N(sqrt(alphabar_t) x_0, (1 - alphabar_t) I); returns mean, variance, log-variance. */
   qMeanVariance(x0: Tensor, t: Int32Array) {
     return {
-      mean: T.mul(x0, at(this.tables.sqrtAlphasCumprod, t)),
+      mean: ops.mul(x0, at(this.tables.sqrtAlphasCumprod, t)),
       variance: at(this.tables.oneMinusAlphasCumprod, t),
       logVariance: at(this.tables.logOneMinusAlphasCumprod, t),
     };
@@ -80,16 +80,19 @@ export class GaussianDiffusion {
 
   /** Eq. (4) reparametrised: x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps. */
   qSample(x0: Tensor, t: Int32Array, noise: Tensor): Tensor {
-    return T.add(
-      T.mul(x0, at(this.tables.sqrtAlphasCumprod, t)),
-      T.mul(noise, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
+    return ops.add(
+      ops.mul(x0, at(this.tables.sqrtAlphasCumprod, t)),
+      ops.mul(noise, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
     );
   }
 
   /** Eqs. (6), (7): posterior q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I), with the clipped log-variance. */
   qPosteriorMeanVariance(x0: Tensor, xt: Tensor, t: Int32Array) {
     return {
-      mean: T.add(T.mul(x0, at(this.tables.posteriorMeanCoef1, t)), T.mul(xt, at(this.tables.posteriorMeanCoef2, t))),
+      mean: ops.add(
+        ops.mul(x0, at(this.tables.posteriorMeanCoef1, t)),
+        ops.mul(xt, at(this.tables.posteriorMeanCoef2, t)),
+      ),
       variance: at(this.tables.posteriorVariance, t),
       logVariance: at(this.tables.posteriorLogVarianceClipped, t),
     };
@@ -99,31 +102,31 @@ export class GaussianDiffusion {
 
   /** Eq. (4) solved for x_0 (the route of eq. (11) in the code): x_0 = (x_t - sqrt(1 - alphabar_t) eps) / sqrt(alphabar_t). */
   predictX0FromEps(xt: Tensor, t: Int32Array, eps: Tensor): Tensor {
-    return T.sub(
-      T.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)),
-      T.mul(eps, at(this.tables.sqrtRecipm1AlphasCumprod, t)),
+    return ops.sub(
+      ops.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)),
+      ops.mul(eps, at(this.tables.sqrtRecipm1AlphasCumprod, t)),
     );
   }
 
   predictEpsFromX0(xt: Tensor, t: Int32Array, x0: Tensor): Tensor {
-    return T.div(
-      T.sub(T.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)), x0),
+    return ops.div(
+      ops.sub(ops.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)), x0),
       at(this.tables.sqrtRecipm1AlphasCumprod, t),
     );
   }
 
   /** v-prediction (Salimans & Ho 2022): v = sqrt(alphabar) eps - sqrt(1 - alphabar) x_0, so x_0 = sqrt(alphabar) x_t - sqrt(1 - alphabar) v. */
   predictX0FromV(xt: Tensor, t: Int32Array, v: Tensor): Tensor {
-    return T.sub(
-      T.mul(xt, at(this.tables.sqrtAlphasCumprod, t)),
-      T.mul(v, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
+    return ops.sub(
+      ops.mul(xt, at(this.tables.sqrtAlphasCumprod, t)),
+      ops.mul(v, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
     );
   }
 
   velocity(x0: Tensor, t: Int32Array, eps: Tensor): Tensor {
-    return T.sub(
-      T.mul(eps, at(this.tables.sqrtAlphasCumprod, t)),
-      T.mul(x0, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
+    return ops.sub(
+      ops.mul(eps, at(this.tables.sqrtAlphasCumprod, t)),
+      ops.mul(x0, at(this.tables.sqrtOneMinusAlphasCumprod, t)),
     );
   }
 
@@ -134,7 +137,7 @@ export class GaussianDiffusion {
       throw new Error(
         `diffusion: learned variance needs ${2 * channels} output channels, model gave ${fmtShape(out.shape)}`,
       );
-    return { main: T.sliceChannels(out, 0, channels), varPart: T.sliceChannels(out, channels, channels) };
+    return { main: ops.sliceChannels(out, 0, channels), varPart: ops.sliceChannels(out, channels, channels) };
   }
 
   /**
@@ -149,10 +152,10 @@ export class GaussianDiffusion {
       // improved DDPM: log sigma^2 = frac log beta_t + (1 - frac) log beta~_t, frac = (v + 1) / 2
       const parts = this.splitOutput(modelOut, C);
       main = parts.main;
-      const frac = T.affine(parts.varPart!, 0.5, 0.5);
+      const frac = ops.affine(parts.varPart!, 0.5, 0.5);
       const maxLog = at(this.tables.logBetas, t),
         minLog = at(this.tables.posteriorLogVarianceClipped, t);
-      logVariance = T.add(T.mul(frac, maxLog), T.mul(T.affine(frac, -1, 1), minLog));
+      logVariance = ops.add(ops.mul(frac, maxLog), ops.mul(ops.affine(frac, -1, 1), minLog));
     } else {
       const table =
         this.config.variance === 'fixedlarge'
@@ -166,7 +169,7 @@ export class GaussianDiffusion {
         : this.config.prediction === 'x0'
           ? main
           : this.predictX0FromV(xt, t, main);
-    if (clip) predX0 = T.clamp(predX0, -1, 1);
+    if (clip) predX0 = ops.clamp(predX0, -1, 1);
     const { mean } = this.qPosteriorMeanVariance(predX0, xt, t);
     return {
       mean,
@@ -180,8 +183,8 @@ export class GaussianDiffusion {
 
   /** Eq. (14), L_simple: mean over pixels of ||target - model||^2 per sample (target eps, x_0 or v). */
   lossSimplePerSample(modelMain: Tensor, target: Tensor): Tensor {
-    const d = T.square(T.sub(modelMain, target));
-    return T.mean(d, d.shape.map((_, i) => i).slice(1));
+    const d = ops.square(ops.sub(modelMain, target));
+    return ops.mean(d, d.shape.map((_, i) => i).slice(1));
   }
 
   /** The training target for the configured parametrisation. */
@@ -204,23 +207,23 @@ export class GaussianDiffusion {
     const p = this.pMeanVariance(modelOut, xt, t, clip);
     const dims = x0.shape.map((_, i) => i).slice(1);
     const isFirst = Float32Array.from(t, (v) => (v === 0 ? 1 : 0));
-    const m = T.fromArray(isFirst, [t.length, ...dims.map(() => 1)]);
-    const kl = T.mul(T.mean(normalKl(q.mean, q.logVariance, p.mean, p.logVariance), dims), 1 / Math.LN2);
+    const m = ops.fromArray(isFirst, [t.length, ...dims.map(() => 1)]);
+    const kl = ops.mul(ops.mean(normalKl(q.mean, q.logVariance, p.mean, p.logVariance), dims), 1 / Math.LN2);
     if (!isFirst.some((v) => v === 1)) return kl;
-    const nll = T.mul(
-      T.mean(T.neg(discretizedGaussianLogLikelihood(x0, p.mean, T.mul(p.logVariance, 0.5))), dims),
+    const nll = ops.mul(
+      ops.mean(ops.neg(discretizedGaussianLogLikelihood(x0, p.mean, ops.mul(p.logVariance, 0.5))), dims),
       1 / Math.LN2,
     );
-    const mask = T.reshape(m, [t.length]);
-    return T.add(T.mul(nll, mask), T.mul(kl, T.affine(mask, -1, 1)));
+    const mask = ops.reshape(m, [t.length]);
+    return ops.add(ops.mul(nll, mask), ops.mul(kl, ops.affine(mask, -1, 1)));
   }
 
   /** L_T = KL(q(x_T | x_0) || N(0, I)) in bits per dimension, per sample. */
   priorBpd(x0: Tensor): Tensor {
     const tLast = new Int32Array(x0.shape[0]).fill(this.numTimesteps - 1);
     const q = this.qMeanVariance(x0, tLast);
-    const kl = normalKl(q.mean, q.logVariance, T.zeros([1]), T.zeros([1]));
-    return T.mul(T.mean(kl, kl.shape.map((_, i) => i).slice(1)), 1 / Math.LN2);
+    const kl = normalKl(q.mean, q.logVariance, ops.zeros([1]), ops.zeros([1]));
+    return ops.mul(ops.mean(kl, kl.shape.map((_, i) => i).slice(1)), 1 / Math.LN2);
   }
 
   /**
@@ -244,11 +247,11 @@ export class GaussianDiffusion {
       case 'simple':
         return { loss: mse, mse };
       case 'vlb':
-        return { loss: T.mul(this.vlbTermsBpd(out, x0, xt, t), Tn), mse };
+        return { loss: ops.mul(this.vlbTermsBpd(out, x0, xt, t), Tn), mse };
       case 'hybrid': {
         // stop the gradient of the mean through the bound: only the variance learns from it
-        const frozen = T.concat([main.detach(), varPart!]);
-        return { loss: T.add(mse, T.mul(this.vlbTermsBpd(frozen, x0, xt, t), Tn / 1000)), mse };
+        const frozen = ops.concat([main.detach(), varPart!]);
+        return { loss: ops.add(mse, ops.mul(this.vlbTermsBpd(frozen, x0, xt, t), Tn / 1000)), mse };
       }
     }
   }
@@ -269,9 +272,9 @@ export function validateDiffusionConfig(c: DiffusionConfig): void {
 /** KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), elementwise, in nats. */
 export function normalKl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor): Tensor {
   // 0.5 (-1 + logvar2 - logvar1 + exp(logvar1 - logvar2) + (mean1 - mean2)^2 exp(-logvar2))
-  const a = T.sub(T.add(T.sub(logvar2, logvar1), T.exp(T.sub(logvar1, logvar2))), 1);
-  const b = T.mul(T.square(T.sub(mean1, mean2)), T.exp(T.neg(logvar2)));
-  return T.mul(T.add(a, b), 0.5);
+  const a = ops.sub(ops.add(ops.sub(logvar2, logvar1), ops.exp(ops.sub(logvar1, logvar2))), 1);
+  const b = ops.mul(ops.square(ops.sub(mean1, mean2)), ops.exp(ops.neg(logvar2)));
+  return ops.mul(ops.add(a, b), 0.5);
 }
 
 /**
@@ -283,19 +286,19 @@ export function normalKl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2:
 const STEP = 2 ** 40;
 
 export function discretizedGaussianLogLikelihood(x: Tensor, means: Tensor, logScales: Tensor): Tensor {
-  const centered = T.sub(x, means);
-  const invStdv = T.exp(T.neg(logScales));
-  const cdfPlus = T.normalCdf(T.mul(invStdv, T.add(centered, 1 / 255)));
-  const cdfMin = T.normalCdf(T.mul(invStdv, T.sub(centered, 1 / 255)));
-  const logCdfPlus = T.log(T.clamp(cdfPlus, 1e-12, Infinity));
-  const logOneMinusCdfMin = T.log(T.clamp(T.affine(cdfMin, -1, 1), 1e-12, Infinity));
-  const logCdfDelta = T.log(T.clamp(T.sub(cdfPlus, cdfMin), 1e-12, Infinity));
+  const centered = ops.sub(x, means);
+  const invStdv = ops.exp(ops.neg(logScales));
+  const cdfPlus = ops.normalCdf(ops.mul(invStdv, ops.add(centered, 1 / 255)));
+  const cdfMin = ops.normalCdf(ops.mul(invStdv, ops.sub(centered, 1 / 255)));
+  const logCdfPlus = ops.log(ops.clamp(cdfPlus, 1e-12, Infinity));
+  const logOneMinusCdfMin = ops.log(ops.clamp(ops.affine(cdfMin, -1, 1), 1e-12, Infinity));
+  const logCdfDelta = ops.log(ops.clamp(ops.sub(cdfPlus, cdfMin), 1e-12, Infinity));
   // where(x < -0.999, logCdfPlus, where(x > 0.999, logOneMinusCdfMin, logCdfDelta)) as masks over the data
   // (a step function: 2^40 (-0.999 - x) is 0 or at least 1 in magnitude for any float32 x not within 2^-40 of -0.999)
-  const low = T.clamp(T.affine(x, -STEP, -0.999 * STEP), 0, 1); // 1 where x < -0.999
-  const high = T.clamp(T.affine(x, STEP, -0.999 * STEP), 0, 1); // 1 where x > 0.999
-  const mid = T.affine(T.add(low, high), -1, 1);
-  return T.add(T.add(T.mul(logCdfPlus, low), T.mul(logOneMinusCdfMin, high)), T.mul(logCdfDelta, mid));
+  const low = ops.clamp(ops.affine(x, -STEP, -0.999 * STEP), 0, 1); // 1 where x < -0.999
+  const high = ops.clamp(ops.affine(x, STEP, -0.999 * STEP), 0, 1); // 1 where x > 0.999
+  const mid = ops.affine(ops.add(low, high), -1, 1);
+  return ops.add(ops.add(ops.mul(logCdfPlus, low), ops.mul(logOneMinusCdfMin, high)), ops.mul(logCdfDelta, mid));
 }
 
 export function makeDiffusion(cfg: Partial<DiffusionConfig> = {}): GaussianDiffusion {

@@ -2,7 +2,7 @@
 // as a score, and predictor-corrector. Each is a generator that yields after every step (x_t and the x0 estimate),
 // so a caller can show progress, cancel, save the state and resume. Noise for sample i comes from the counter-based
 // generator at (seed, streams.samplerNoise(step), sample = sampleStart + i): the same whatever the batch size.
-import * as T from '../engine/ops.js';
+import * as ops from '../engine/ops.js';
 import { type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
 import type { DenoiseFn, GaussianDiffusion } from './gaussian.js';
@@ -83,7 +83,7 @@ export function defaultClip(sampler: SamplerName, diffusion: GaussianDiffusion):
 
 /** x_T ~ N(0, I), drawn per sample. */
 export function initialNoise(shape: number[], seed: number, sampleStart = 0): Tensor {
-  return T.randn(shape, streams.samplerInit(seed), sampleStart);
+  return ops.randn(shape, streams.samplerInit(seed), sampleStart);
 }
 
 /**
@@ -134,16 +134,16 @@ export function* sample(
     throw new Error(
       `sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the request (${opts.sampler}, ${total} steps, seed ${opts.seed})`,
     );
-  let x = resume ? T.fromArray(resume.x, resume.shape) : initialNoise(shape, opts.seed, sampleStart);
+  let x = resume ? ops.fromArray(resume.x, resume.shape) : initialNoise(shape, opts.seed, sampleStart);
   const B = shape[0];
   // multistep samplers: earlier x0 (dpm2m) or eps (plms) predictions, newest last
-  let history: Tensor[] = resume?.history?.map((h) => T.fromArray(h, shape)) ?? [];
+  let history: Tensor[] = resume?.history?.map((h) => ops.fromArray(h, shape)) ?? [];
   let hPrev = resume?.hPrev ?? NaN;
   let hHistory: number[] = resume?.hHistory ?? [];
   for (let done = resume ? resume.done : 0; done < total; done++) {
     const { i, t, prev } = plan[done];
     const tIdx = new Int32Array(B).fill(i); // index into the (respaced) process
-    const noise = () => T.randn(x.shape, streams.samplerNoise(opts.seed, done), sampleStart);
+    const noise = () => ops.randn(x.shape, streams.samplerNoise(opts.seed, done), sampleStart);
     let predX0!: Tensor;
     noGrad(() => {
       switch (opts.sampler) {
@@ -267,8 +267,8 @@ export function ancestralStep(
   const out = model(xt, d.modelTimesteps(t));
   const p = d.pMeanVariance(out, xt, t, clip);
   if (t[0] === 0) return { x: p.mean, predX0: p.predX0 };
-  const sigma = T.exp(T.mul(p.logVariance, 0.5));
-  return { x: T.add(p.mean, T.mul(sigma, noise)), predX0: p.predX0 };
+  const sigma = ops.exp(ops.mul(p.logVariance, 0.5));
+  return { x: ops.add(p.mean, ops.mul(sigma, noise)), predX0: p.predX0 };
 }
 
 /**
@@ -293,8 +293,11 @@ export function ddimStep(
   const ab = d.tables.alphasCumprod[t],
     abPrev = prev >= 0 ? d.tables.alphasCumprod[prev] : 1;
   const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
-  let x = T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma))));
-  if (prev >= 0 && sigma > 0) x = T.add(x, T.mul(noise, sigma));
+  let x = ops.add(
+    ops.mul(p.predX0, Math.sqrt(abPrev)),
+    ops.mul(eps, Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma))),
+  );
+  if (prev >= 0 && sigma > 0) x = ops.add(x, ops.mul(noise, sigma));
   return { x, predX0: p.predX0 };
 }
 
@@ -336,9 +339,9 @@ export function dpmSolver2mStep(
   let D = x0;
   if (x0Before && Number.isFinite(hBefore)) {
     const r = hBefore / h;
-    D = T.add(T.mul(x0, 1 + 1 / (2 * r)), T.mul(x0Before, -1 / (2 * r)));
+    D = ops.add(ops.mul(x0, 1 + 1 / (2 * r)), ops.mul(x0Before, -1 / (2 * r)));
   }
-  return { x: T.add(T.mul(x, nxt.sigma / cur.sigma), T.mul(D, -nxt.alpha * Math.expm1(-h))), predX0: x0, h };
+  return { x: ops.add(ops.mul(x, nxt.sigma / cur.sigma), ops.mul(D, -nxt.alpha * Math.expm1(-h))), predX0: x0, h };
 }
 
 /**
@@ -367,22 +370,22 @@ export function dpmSolver3mStep(
     nxt = vp(d, prev);
   const h = nxt.lambda - cur.lambda;
   const em1 = Math.expm1(-h);
-  let out = T.add(T.mul(x, nxt.sigma / cur.sigma), T.mul(x0, -nxt.alpha * em1));
+  let out = ops.add(ops.mul(x, nxt.sigma / cur.sigma), ops.mul(x0, -nxt.alpha * em1));
   if (x0Before.length === 1 || (x0Before.length >= 2 && !Number.isFinite(hBefore[0]))) {
     // second order (2M): - alpha (e^{-h} - 1) / 2 * D1, D1 = (m0 - m1) / r0
     const r0 = hBefore[hBefore.length - 1] / h;
-    out = T.add(out, T.mul(T.sub(x0, x0Before[x0Before.length - 1]), (-0.5 * nxt.alpha * em1) / r0));
+    out = ops.add(out, ops.mul(ops.sub(x0, x0Before[x0Before.length - 1]), (-0.5 * nxt.alpha * em1) / r0));
   } else if (x0Before.length >= 2) {
     const [m2, m1] = x0Before.slice(-2);
     const r0 = hBefore[hBefore.length - 1] / h,
       r1 = hBefore[hBefore.length - 2] / h;
-    const d10 = T.mul(T.sub(x0, m1), 1 / r0),
-      d11 = T.mul(T.sub(m1, m2), 1 / r1);
-    const diff = T.sub(d10, d11);
-    const D1 = T.add(d10, T.mul(diff, r0 / (r0 + r1))),
-      D2 = T.mul(diff, 1 / (r0 + r1));
-    out = T.add(out, T.mul(D1, nxt.alpha * (em1 / h + 1)));
-    out = T.add(out, T.mul(D2, -nxt.alpha * ((em1 + h) / (h * h) - 0.5)));
+    const d10 = ops.mul(ops.sub(x0, m1), 1 / r0),
+      d11 = ops.mul(ops.sub(m1, m2), 1 / r1);
+    const diff = ops.sub(d10, d11);
+    const D1 = ops.add(d10, ops.mul(diff, r0 / (r0 + r1))),
+      D2 = ops.mul(diff, 1 / (r0 + r1));
+    out = ops.add(out, ops.mul(D1, nxt.alpha * (em1 / h + 1)));
+    out = ops.add(out, ops.mul(D2, -nxt.alpha * ((em1 + h) / (h * h) - 0.5)));
   }
   return { x: out, predX0: x0, h };
 }
@@ -406,14 +409,14 @@ export function plmsStep(
   const COEF = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]][
     Math.min(3, e.length - 1)
   ];
-  let ePrime = T.mul(e[0], COEF[0]);
-  for (let k = 1; k < COEF.length; k++) ePrime = T.add(ePrime, T.mul(e[k], COEF[k]));
+  let ePrime = ops.mul(e[0], COEF[0]);
+  for (let k = 1; k < COEF.length; k++) ePrime = ops.add(ePrime, ops.mul(e[k], COEF[k]));
   const tt = new Int32Array(x.shape[0]).fill(t);
   let x0p = d.predictX0FromEps(x, tt, ePrime);
-  if (clip) x0p = T.clamp(x0p, -1, 1);
+  if (clip) x0p = ops.clamp(x0p, -1, 1);
   const nxt = vp(d, prev);
   const epsUsed = clip ? d.predictEpsFromX0(x, tt, x0p) : ePrime;
-  return { x: T.add(T.mul(x0p, nxt.alpha), T.mul(epsUsed, nxt.sigma)), predX0: x0, eps };
+  return { x: ops.add(ops.mul(x0p, nxt.alpha), ops.mul(epsUsed, nxt.sigma)), predX0: x0, eps };
 }
 
 /**
@@ -426,16 +429,16 @@ export function heunStep(d: GaussianDiffusion, model: DenoiseFn, x: Tensor, t: n
     nxt = vp(d, prev);
   const s0 = cur.sigma / cur.alpha,
     s1 = nxt.sigma / nxt.alpha;
-  const xs = T.mul(x, 1 / cur.alpha);
+  const xs = ops.mul(x, 1 / cur.alpha);
   const { x0 } = predict(d, model, x, t, clip);
-  const d0 = T.mul(T.sub(xs, x0), 1 / s0);
-  let xsNext = T.add(xs, T.mul(d0, s1 - s0));
+  const d0 = ops.mul(ops.sub(xs, x0), 1 / s0);
+  let xsNext = ops.add(xs, ops.mul(d0, s1 - s0));
   if (prev >= 0) {
-    const { x0: x0n } = predict(d, model, T.mul(xsNext, nxt.alpha), prev, clip);
-    const d1 = T.mul(T.sub(xsNext, x0n), 1 / s1);
-    xsNext = T.add(xs, T.mul(T.add(d0, d1), (s1 - s0) / 2));
+    const { x0: x0n } = predict(d, model, ops.mul(xsNext, nxt.alpha), prev, clip);
+    const d1 = ops.mul(ops.sub(xsNext, x0n), 1 / s1);
+    xsNext = ops.add(xs, ops.mul(ops.add(d0, d1), (s1 - s0) / 2));
   }
-  return { x: T.mul(xsNext, nxt.alpha), predX0: x0 };
+  return { x: ops.mul(xsNext, nxt.alpha), predX0: x0 };
 }
 
 /**
@@ -461,10 +464,10 @@ export function langevinLevel(
   const sqrt1m = d.tables.sqrtOneMinusAlphasCumprod[i];
   for (let k = 0; k < nSteps; k++) {
     const eps = d.splitOutput(model(x, d.modelTimesteps(t)), x.shape[1]).main;
-    const score = T.mul(eps, -1 / sqrt1m);
-    const z = T.randn(x.shape, streams.samplerNoise(seed, step, 1 + k), sampleStart);
+    const score = ops.mul(eps, -1 / sqrt1m);
+    const z = ops.randn(x.shape, streams.samplerNoise(seed, step, 1 + k), sampleStart);
     const a = perSampleStepSize(score, z, snr);
-    x = T.add(T.add(x, T.mul(score, a)), T.mul(z, T.sqrt(T.mul(a, 2))));
+    x = ops.add(ops.add(x, ops.mul(score, a)), ops.mul(z, ops.sqrt(ops.mul(a, 2))));
   }
   const out = model(x, d.modelTimesteps(t));
   const p = d.pMeanVariance(out, x, t, clip);
@@ -474,15 +477,15 @@ export function langevinLevel(
   const abPrev = d.tables.alphasCumprodPrev[i];
   const eps = d.predictEpsFromX0(x, t, p.predX0);
   return {
-    x: T.add(T.mul(p.predX0, Math.sqrt(abPrev)), T.mul(eps, Math.sqrt(1 - abPrev))),
-    predX0: T.clamp(p.predX0, -1, 1),
+    x: ops.add(ops.mul(p.predX0, Math.sqrt(abPrev)), ops.mul(eps, Math.sqrt(1 - abPrev))),
+    predX0: ops.clamp(p.predX0, -1, 1),
   };
 }
 
 /** a = 2 (snr ||z|| / ||s||)^2 per sample, as [B, 1, ..., 1]. */
 function perSampleStepSize(score: Tensor, z: Tensor, snr: number): Tensor {
   const dims = score.shape.map((_, k) => k).slice(1);
-  const gs = T.clamp(T.sum(T.square(score), dims, true), 1e-24, Infinity),
-    zs = T.sum(T.square(z), dims, true);
-  return T.mul(T.div(zs, gs), 2 * snr * snr);
+  const gs = ops.clamp(ops.sum(ops.square(score), dims, true), 1e-24, Infinity),
+    zs = ops.sum(ops.square(z), dims, true);
+  return ops.mul(ops.div(zs, gs), 2 * snr * snr);
 }

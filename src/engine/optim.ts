@@ -1,6 +1,6 @@
 // Optimisation: Adam / AdamW with bias correction, global-norm gradient clipping, and an exponential moving average
 // of parameters. All updates run in place on the backend; no value is read back.
-import * as T from './ops.js';
+import * as ops from './ops.js';
 import { Tensor, getBackend, noGrad, swapValues } from './tensor.js';
 
 export interface AdamOptions {
@@ -26,8 +26,8 @@ export class Adam {
 
   constructor(params: Tensor[], o: AdamOptions) {
     this.params = params;
-    this.m = params.map((p) => T.zeros(p.shape));
-    this.v = params.map((p) => T.zeros(p.shape));
+    this.m = params.map((p) => ops.zeros(p.shape));
+    this.v = params.map((p) => ops.zeros(p.shape));
     this.lr = o.lr;
     this.beta1 = o.beta1 ?? 0.9;
     this.beta2 = o.beta2 ?? 0.999;
@@ -59,9 +59,9 @@ export class Adam {
 /** The global L2 norm of all gradients, as a 1-value tensor (on the device). */
 export function gradNorm(params: Tensor[]): Tensor {
   return noGrad(() => {
-    let s: Tensor = T.zeros([1]);
-    for (const p of params) if (p.grad) s = T.add(s, new Tensor(getBackend().sumSquares(p.grad.storage), [1]));
-    return T.sqrt(s);
+    let s: Tensor = ops.zeros([1]);
+    for (const p of params) if (p.grad) s = ops.add(s, new Tensor(getBackend().sumSquares(p.grad.storage), [1]));
+    return ops.sqrt(s);
   });
 }
 
@@ -73,7 +73,7 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
   const norm = gradNorm(params);
   if (maxNorm === 0) return norm; // 0: no clipping (the norm is still measured, for the log)
   if (!(maxNorm > 0)) throw new Error(`gradient clipping: the norm bound must be > 0 (or 0 for none), got ${maxNorm}`);
-  const factor = noGrad(() => T.clamp(T.div(T.full([1], maxNorm), T.add(norm, 1e-6)), 0, 1));
+  const factor = noGrad(() => ops.clamp(ops.div(ops.full([1], maxNorm), ops.add(norm, 1e-6)), 0, 1));
   for (const p of params) if (p.grad) getBackend().scaleInPlace(p.grad.storage, factor.storage);
   return norm;
 }

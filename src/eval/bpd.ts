@@ -1,6 +1,6 @@
 // Bits per dimension: the variational bound of eq. (5), L = L_T + sum_{t>1} L_{t-1} + L_0, term by term, as the
 // paper's Tables 1 and 2 report it (the official code's calc_bpd_loop).
-import * as T from '../engine/ops.js';
+import * as ops from '../engine/ops.js';
 import { type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
 import type { DenoiseFn, GaussianDiffusion } from '../diffusion/gaussian.js';
@@ -68,11 +68,11 @@ export async function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tenso
     const t = ts[k];
     const { terms, err } = noGrad(() => {
       const tt = new Int32Array(B).fill(t);
-      const noise = T.randn(x0.shape, streams.bpdNoise(o.seed, t), sampleStart);
+      const noise = ops.randn(x0.shape, streams.bpdNoise(o.seed, t), sampleStart);
       const xt = d.qSample(x0, tt, noise);
       const out = model(xt, d.modelTimesteps(tt));
       const x0hat = d.pMeanVariance(out, xt, tt, clip).predX0;
-      return { terms: d.vlbTermsBpd(out, x0, xt, tt, clip), err: T.sum(T.square(T.sub(x0hat, x0))) };
+      return { terms: d.vlbTermsBpd(out, x0, xt, tt, clip), err: ops.sum(ops.square(ops.sub(x0hat, x0))) };
     });
     perT.set(t, await terms.data());
     sqErr.set(t, (await err.data())[0]);

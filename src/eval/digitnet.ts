@@ -3,7 +3,7 @@
 // conv 3x3 (C->32) + GroupNorm(8) + SiLU, conv 3x3 stride 2 (32->64) + GN + SiLU, conv 3x3 stride 2 (64->128) + GN +
 // SiLU; the mean over positions is the 128-d feature vector; a linear layer gives 10 class logits. Runs on any
 // backend. Pure: weights come in as a map of tensors.
-import * as T from '../engine/ops.js';
+import * as ops from '../engine/ops.js';
 import { type Tensor, fmtShape, noGrad } from '../engine/tensor.js';
 
 /** The shapes for C input channels (1: digits, 3: RGB). */
@@ -53,7 +53,7 @@ export class DigitNet {
       if (!w) throw new Error(`${where}: tensor "${name}" is missing (not a digit network file)`);
       if (w.shape.join(',') !== shape.join(','))
         throw new Error(`${where}: tensor "${name}" has shape ${fmtShape(w.shape)}, expected ${fmtShape(shape)}`);
-      this.p.set(name, T.fromArray(w.data, shape));
+      this.p.set(name, ops.fromArray(w.data, shape));
     }
   }
 
@@ -64,8 +64,8 @@ export class DigitNet {
       throw new Error(`feature network: input ${fmtShape(x.shape)} is not [N, ${C}, ${S}, ${S}]`);
     const g = (k: string) => this.p.get(k)!;
     const block = (h: Tensor, i: number, stride: number) =>
-      T.groupNorm(
-        T.conv2d(h, g(`conv${i}.weight`), g(`conv${i}.bias`), { stride, padding: 1 }),
+      ops.groupNorm(
+        ops.conv2d(h, g(`conv${i}.weight`), g(`conv${i}.bias`), { stride, padding: 1 }),
         g(`norm${i}.weight`),
         g(`norm${i}.bias`),
         8,
@@ -73,8 +73,8 @@ export class DigitNet {
         true,
       );
     const h = block(block(block(x, 1, 1), 2, 2), 3, 2);
-    const features = T.mean(h, [2, 3]);
-    return { features, logits: T.linear(features, g('fc.weight'), g('fc.bias')) };
+    const features = ops.mean(h, [2, 3]);
+    return { features, logits: ops.linear(features, g('fc.weight'), g('fc.bias')) };
   }
 
   /** Features and class probabilities of n images ([n * C * S * S] on [-1, 1]), batch by batch, read back to the host. */
@@ -91,9 +91,9 @@ export class DigitNet {
       const b = Math.min(batch, n - s);
       const { f, p } = noGrad(() => {
         const out = this.forward(
-          T.fromArray(images.subarray(s * per, (s + b) * per), [b, this.channels, this.size, this.size]),
+          ops.fromArray(images.subarray(s * per, (s + b) * per), [b, this.channels, this.size, this.size]),
         );
-        return { f: out.features, p: T.softmax(out.logits) };
+        return { f: out.features, p: ops.softmax(out.logits) };
       });
       features.set(await f.data(), s * DIGITNET_FEATURES);
       probs.set(await p.data(), s * DIGITNET_CLASSES);

@@ -5,7 +5,7 @@
 // Weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth turned into safetensors (docs/metrics.md), with
 // torchvision's names (Conv2d_1a_3x3.conv.weight, Conv2d_1a_3x3.bn.running_mean, Mixed_5b.branch1x1..., fc.weight).
 // Batch norms (eps 0.001) are folded into the convolutions at load. Pure: weights come in as a map.
-import * as T from '../engine/ops.js';
+import * as ops from '../engine/ops.js';
 import { type Tensor, fmtShape, noGrad } from '../engine/tensor.js';
 
 export const INCEPTION_FEATURES = 2048;
@@ -156,8 +156,8 @@ export class InceptionV3 {
         bf[o] = b[o] - mean[o] * scale;
       }
       this.w.set(s.name, {
-        weight: T.fromArray(wf, [s.cout, s.cin, s.kh, s.kw]),
-        bias: T.fromArray(bf, [s.cout]),
+        weight: ops.fromArray(wf, [s.cout, s.cin, s.kh, s.kw]),
+        bias: ops.fromArray(bf, [s.cout]),
         spec: s,
       });
     }
@@ -166,8 +166,8 @@ export class InceptionV3 {
       if (fw.shape.length !== 2 || fw.shape[1] !== INCEPTION_FEATURES)
         throw new Error(`${where}: tensor "fc.weight" has shape ${fmtShape(fw.shape)}, expected [classes, 2048]`);
       this.fc = {
-        weight: T.fromArray(fw.data, fw.shape),
-        bias: T.fromArray(get('fc.bias', [fw.shape[0]]), [fw.shape[0]]),
+        weight: ops.fromArray(fw.data, fw.shape),
+        bias: ops.fromArray(get('fc.bias', [fw.shape[0]]), [fw.shape[0]]),
       };
     }
   }
@@ -175,7 +175,7 @@ export class InceptionV3 {
   private conv(name: string, x: Tensor): Tensor {
     const { weight, bias, spec } = this.w.get(name)!;
     const [ph, pw] = spec.pad ?? [0, 0];
-    return T.clamp(T.conv2d(x, weight, bias, { stride: spec.stride ?? 1, padding: [ph, ph, pw, pw] }), 0, Infinity); // ReLU
+    return ops.clamp(ops.conv2d(x, weight, bias, { stride: spec.stride ?? 1, padding: [ph, ph, pw, pw] }), 0, Infinity); // ReLU
   }
 
   /** x: [N, 3, H, W] already at the network's resolution (299 x 299 for FID), values on [-1, 1]. */
@@ -183,26 +183,26 @@ export class InceptionV3 {
     if (x.shape.length !== 4 || x.shape[1] !== 3 || x.shape[2] < 75 || x.shape[3] < 75)
       throw new Error(`inception: input ${fmtShape(x.shape)} is not [N, 3, >=75, >=75]`);
     const cv = (n: string, h: Tensor) => this.conv(n, h);
-    const avg = (h: Tensor) => T.pool2d('avg', h, 3, 1, 1, false); // pytorch-fid: count_include_pad=False
+    const avg = (h: Tensor) => ops.pool2d('avg', h, 3, 1, 1, false); // pytorch-fid: count_include_pad=False
     let h = cv('Conv2d_2b_3x3', cv('Conv2d_2a_3x3', cv('Conv2d_1a_3x3', x)));
-    h = T.pool2d('max', h, 3, 2);
-    h = T.pool2d('max', cv('Conv2d_4a_3x3', cv('Conv2d_3b_1x1', h)), 3, 2);
+    h = ops.pool2d('max', h, 3, 2);
+    h = ops.pool2d('max', cv('Conv2d_4a_3x3', cv('Conv2d_3b_1x1', h)), 3, 2);
     for (const n of ['Mixed_5b', 'Mixed_5c', 'Mixed_5d'])
-      h = T.concat([
+      h = ops.concat([
         cv(`${n}.branch1x1`, h),
         cv(`${n}.branch5x5_2`, cv(`${n}.branch5x5_1`, h)),
         cv(`${n}.branch3x3dbl_3`, cv(`${n}.branch3x3dbl_2`, cv(`${n}.branch3x3dbl_1`, h))),
         cv(`${n}.branch_pool`, avg(h)),
       ]);
-    h = T.concat([
+    h = ops.concat([
       cv('Mixed_6a.branch3x3', h),
       cv('Mixed_6a.branch3x3dbl_3', cv('Mixed_6a.branch3x3dbl_2', cv('Mixed_6a.branch3x3dbl_1', h))),
-      T.pool2d('max', h, 3, 2),
+      ops.pool2d('max', h, 3, 2),
     ]);
     for (const n of ['Mixed_6b', 'Mixed_6c', 'Mixed_6d', 'Mixed_6e']) {
       let d = cv(`${n}.branch7x7dbl_1`, h);
       for (const k of [2, 3, 4, 5]) d = cv(`${n}.branch7x7dbl_${k}`, d);
-      h = T.concat([
+      h = ops.concat([
         cv(`${n}.branch1x1`, h),
         cv(`${n}.branch7x7_3`, cv(`${n}.branch7x7_2`, cv(`${n}.branch7x7_1`, h))),
         d,
@@ -211,21 +211,21 @@ export class InceptionV3 {
     }
     let b7 = cv('Mixed_7a.branch7x7x3_1', h);
     for (const k of [2, 3, 4]) b7 = cv(`Mixed_7a.branch7x7x3_${k}`, b7);
-    h = T.concat([cv('Mixed_7a.branch3x3_2', cv('Mixed_7a.branch3x3_1', h)), b7, T.pool2d('max', h, 3, 2)]);
+    h = ops.concat([cv('Mixed_7a.branch3x3_2', cv('Mixed_7a.branch3x3_1', h)), b7, ops.pool2d('max', h, 3, 2)]);
     for (const n of ['Mixed_7b', 'Mixed_7c']) {
       const b3 = cv(`${n}.branch3x3_1`, h);
       const d = cv(`${n}.branch3x3dbl_2`, cv(`${n}.branch3x3dbl_1`, h));
       // FIDInceptionE_1 averages without padding; FIDInceptionE_2 takes the max (a bug of the 2015 graph kept for FID)
-      const pool = n === 'Mixed_7b' ? avg(h) : T.pool2d('max', h, 3, 1, 1);
-      h = T.concat([
+      const pool = n === 'Mixed_7b' ? avg(h) : ops.pool2d('max', h, 3, 1, 1);
+      h = ops.concat([
         cv(`${n}.branch1x1`, h),
-        T.concat([cv(`${n}.branch3x3_2a`, b3), cv(`${n}.branch3x3_2b`, b3)]),
-        T.concat([cv(`${n}.branch3x3dbl_3a`, d), cv(`${n}.branch3x3dbl_3b`, d)]),
+        ops.concat([cv(`${n}.branch3x3_2a`, b3), cv(`${n}.branch3x3_2b`, b3)]),
+        ops.concat([cv(`${n}.branch3x3dbl_3a`, d), cv(`${n}.branch3x3dbl_3b`, d)]),
         cv(`${n}.branch_pool`, pool),
       ]);
     }
-    const features = T.mean(h, [2, 3]);
-    return { features, logits: this.fc ? T.linear(features, this.fc.weight, this.fc.bias) : null };
+    const features = ops.mean(h, [2, 3]);
+    return { features, logits: this.fc ? ops.linear(features, this.fc.weight, this.fc.bias) : null };
   }
 
   /**
@@ -251,8 +251,8 @@ export class InceptionV3 {
           ? images.slice(s * per, (s + b) * per)
           : resizeBilinear(images.subarray(s * per, (s + b) * per), [b, 3, H, W], size, size);
       const out = noGrad(() => {
-        const o = this.forward(T.fromArray(x, [b, 3, size, size]));
-        return { features: o.features, probs: o.logits ? T.softmax(o.logits) : null };
+        const o = this.forward(ops.fromArray(x, [b, 3, size, size]));
+        return { features: o.features, probs: o.logits ? ops.softmax(o.logits) : null };
       });
       features.set(await out.features.data(), s * INCEPTION_FEATURES);
       if (out.probs) {

@@ -1,7 +1,7 @@
 // The U-Net of the paper (Appendix B; a PixelCNN++-like backbone with Wide ResNet blocks, GroupNorm, SiLU, one-head
 // self-attention and a sinusoidal timestep embedding), with the parameter names and layouts of diffusers'
 // UNet2DModel so that checkpoints load both ways.
-import * as T from '../engine/ops.js';
+import * as ops from '../engine/ops.js';
 import { type Tensor, fmtShape } from '../engine/tensor.js';
 import { fillRandom } from '../engine/random.js';
 import { streams } from '../engine/streams.js';
@@ -214,7 +214,7 @@ export function timestepEmbedding(t: Int32Array | number[], dim: number, shift: 
       out[b * dim + i] = Math.sin(arg);
       out[b * dim + half + i] = Math.cos(arg);
     }
-  return T.fromArray(out, [t.length, dim]);
+  return ops.fromArray(out, [t.length, dim]);
 }
 
 interface ParamSpec {
@@ -237,13 +237,13 @@ export class UNet {
    * 'bf16': the convolutions of forward() round their inputs and weights to bfloat16 and accumulate in float32
    * (sampling and evaluation on CPUs with AVX512-BF16 / AMX; forward only). Attention and the linear layers stay f32.
    */
-  precision: T.Precision = 'f32';
+  precision: ops.Precision = 'f32';
 
   constructor(config: UNetConfig) {
     validateConfig(config);
     this.config = config;
     this.declare();
-    for (const s of this.specs) this.params.set(s.name, T.zeros(s.shape, true));
+    for (const s of this.specs) this.params.set(s.name, ops.zeros(s.shape, true));
   }
 
   get parameterCount(): number {
@@ -350,7 +350,7 @@ export class UNet {
   }
 
   private gn(name: string, x: Tensor, silu: boolean): Tensor {
-    return T.groupNorm(
+    return ops.groupNorm(
       x,
       this.p(`${name}.weight`),
       this.p(`${name}.bias`),
@@ -360,40 +360,40 @@ export class UNet {
     );
   }
 
-  private convF(name: string, x: Tensor, opts: T.Conv2dOptions = { padding: 1 }): Tensor {
+  private convF(name: string, x: Tensor, opts: ops.Conv2dOptions = { padding: 1 }): Tensor {
     // conv_in stays f32 in bf16 mode: rounding x_t itself to 8 bits of mantissa would swamp eps at small t, where
     // x_t carries it scaled by sqrt(1 - alphabar_t) ~ 0.01 (and the layer is cheap: 1 or 3 input channels)
     const precision = name === 'conv_in' ? 'f32' : this.precision;
-    return T.conv2d(x, this.p(`${name}.weight`), this.p(`${name}.bias`), { ...opts, precision });
+    return ops.conv2d(x, this.p(`${name}.weight`), this.p(`${name}.bias`), { ...opts, precision });
   }
 
   private resnetF(name: string, x: Tensor, tembAct: Tensor, o: ForwardOptions): Tensor {
     let h = this.gn(`${name}.norm1`, x, true);
     h = this.convF(`${name}.conv1`, h);
-    const tproj = T.linear(tembAct, this.p(`${name}.time_emb_proj.weight`), this.p(`${name}.time_emb_proj.bias`));
-    h = T.add(h, T.reshape(tproj, [tproj.shape[0], tproj.shape[1], 1, 1]));
+    const tproj = ops.linear(tembAct, this.p(`${name}.time_emb_proj.weight`), this.p(`${name}.time_emb_proj.bias`));
+    h = ops.add(h, ops.reshape(tproj, [tproj.shape[0], tproj.shape[1], 1, 1]));
     h = this.gn(`${name}.norm2`, h, true);
     const site = this.dropoutSite++;
     if (o.dropout && this.config.dropout > 0)
-      h = T.dropout(h, this.config.dropout, streams.dropout(o.dropout.seed, o.dropout.micro, site));
+      h = ops.dropout(h, this.config.dropout, streams.dropout(o.dropout.seed, o.dropout.micro, site));
     h = this.convF(`${name}.conv2`, h);
     const skip = this.params.has(`${name}.conv_shortcut.weight`)
       ? this.convF(`${name}.conv_shortcut`, x, { padding: 0 })
       : x;
-    return T.add(skip, h);
+    return ops.add(skip, h);
   }
 
   private attentionF(name: string, x: Tensor): Tensor {
     const [B, C, H, W] = x.shape;
     const h = this.gn(`${name}.group_norm`, x, false);
-    const seq = T.permute(T.reshape(h, [B, C, H * W]), [0, 2, 1]); // [B, HW, C]
-    const lin = (n: string, v: Tensor) => T.linear(v, this.p(`${n}.weight`), this.p(`${n}.bias`));
+    const seq = ops.permute(ops.reshape(h, [B, C, H * W]), [0, 2, 1]); // [B, HW, C]
+    const lin = (n: string, v: Tensor) => ops.linear(v, this.p(`${n}.weight`), this.p(`${n}.bias`));
     const q = lin(`${name}.to_q`, seq),
       k = lin(`${name}.to_k`, seq),
       v = lin(`${name}.to_v`, seq);
-    const w = T.softmax(T.mul(T.matmul(q, k, false, true), 1 / Math.sqrt(C)));
-    const a = lin(`${name}.to_out.0`, T.matmul(w, v));
-    return T.add(x, T.reshape(T.permute(a, [0, 2, 1]), [B, C, H, W]));
+    const w = ops.softmax(ops.mul(ops.matmul(q, k, false, true), 1 / Math.sqrt(C)));
+    const a = lin(`${name}.to_out.0`, ops.matmul(w, v));
+    return ops.add(x, ops.reshape(ops.permute(a, [0, 2, 1]), [B, C, H, W]));
   }
 
   /** eps_theta(x_t, t): x [B, in_channels, H, W], t integer timesteps. */
@@ -411,12 +411,12 @@ export class UNet {
     if (t.length !== x.shape[0]) throw new Error(`unet: ${t.length} timesteps for a batch of ${x.shape[0]}`);
     this.dropoutSite = 0;
     let temb = timestepEmbedding(t, ch[0], c.freq_shift);
-    temb = T.linear(temb, this.p('time_embedding.linear_1.weight'), this.p('time_embedding.linear_1.bias'));
-    temb = T.linear(T.silu(temb), this.p('time_embedding.linear_2.weight'), this.p('time_embedding.linear_2.bias'));
-    const tembAct = T.silu(temb);
+    temb = ops.linear(temb, this.p('time_embedding.linear_1.weight'), this.p('time_embedding.linear_1.bias'));
+    temb = ops.linear(ops.silu(temb), this.p('time_embedding.linear_2.weight'), this.p('time_embedding.linear_2.bias'));
+    const tembAct = ops.silu(temb);
 
     // diffusers' center_input_sample: inputs given on [0, 1] are moved to [-1, 1]
-    let h = this.convF('conv_in', c.center_input_sample ? T.affine(x, 2, -1) : x);
+    let h = this.convF('conv_in', c.center_input_sample ? ops.affine(x, 2, -1) : x);
     const skips: Tensor[] = [h];
     ch.forEach((_, i) => {
       for (let j = 0; j < L; j++) {
@@ -435,11 +435,11 @@ export class UNet {
     h = this.resnetF('mid_block.resnets.1', h, tembAct, o);
     ch.forEach((_, i) => {
       for (let j = 0; j <= L; j++) {
-        h = T.concat([h, skips.pop()!]);
+        h = ops.concat([h, skips.pop()!]);
         h = this.resnetF(`up_blocks.${i}.resnets.${j}`, h, tembAct, o);
         if (c.up_block_types[i] === 'AttnUpBlock2D') h = this.attentionF(`up_blocks.${i}.attentions.${j}`, h);
       }
-      if (i < ch.length - 1) h = this.convF(`up_blocks.${i}.upsamplers.0.conv`, T.upsample2x(h));
+      if (i < ch.length - 1) h = this.convF(`up_blocks.${i}.upsamplers.0.conv`, ops.upsample2x(h));
     });
     h = this.gn('conv_norm_out', h, true);
     return this.convF('conv_out', h);
