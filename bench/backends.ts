@@ -66,7 +66,8 @@ const native = useBackend('native');
 const wasm = new WasmBackend();
 const gpu: WebGPUBackend = await createNodeWebGPU();
 console.log(
-  `webgpu adapter: ${gpu.adapterInfo}; native threads: ${process.env.DDPM_THREADS ?? 'all'}; wasm: one thread; median of ${rounds}`,
+  `webgpu adapter: ${gpu.adapterInfo}; native threads: ${process.env.DDPM_THREADS ?? 'all'}; wasm: one thread; ` +
+    `median of ${rounds}`,
 );
 console.log(
   '| workload | native ms | wasm ms | native / wasm | wasm GFLOP/s | webgpu ms | native / webgpu | webgpu GFLOP/s |',
@@ -78,7 +79,8 @@ for (const w of works) {
     a = await time(wasm, w),
     g = await time(gpu, w);
   console.log(
-    `| ${w.name} | ${n.toFixed(1)} | ${a.toFixed(1)} | ${(n / a).toFixed(3)} | ${gf(w, a)} | ${g.toFixed(1)} | ${(n / g).toFixed(3)} | ${gf(w, g)} |`,
+    `| ${w.name} | ${n.toFixed(1)} | ${a.toFixed(1)} | ${(n / a).toFixed(3)} | ${gf(w, a)} | ${g.toFixed(1)} | ` +
+      `${(n / g).toFixed(3)} | ${gf(w, g)} |`,
   );
 }
 process.exit(0);

@@ -48,7 +48,8 @@ function time(f: () => void): number {
 }
 console.log(`threads ${nb.info.threads}, oneDNN ${nb.info.onednn}`);
 console.log(
-  '| convolution (N, C -> O, H x W) | direct fwd ms | Winograd fwd ms | direct fwd+bwd ms | Winograd fwd+bwd ms | kernel under `winograd` |',
+  '| convolution (N, C -> O, H x W) | direct fwd ms | Winograd fwd ms | direct fwd+bwd ms | Winograd fwd+bwd ms | ' +
+    'kernel under `winograd` |',
 );
 console.log('|---|---|---|---|---|---|');
 try {
@@ -70,7 +71,8 @@ try {
     }
     const kernel = nb.convImplementations([N, C, H, H], [O, C, 3, 3], p).forward;
     console.log(
-      `| ${N}, ${C} -> ${O}, ${H}x${H} | ${t['direct fwd'].toFixed(2)} | ${t['winograd fwd'].toFixed(2)} | ${t['direct bwd'].toFixed(2)} | ${t['winograd bwd'].toFixed(2)} | ${kernel} |`,
+      `| ${N}, ${C} -> ${O}, ${H}x${H} | ${t['direct fwd'].toFixed(2)} | ${t['winograd fwd'].toFixed(2)} | ` +
+        `${t['direct bwd'].toFixed(2)} | ${t['winograd bwd'].toFixed(2)} | ${kernel} |`,
     );
   }
 } finally {

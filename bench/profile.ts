@@ -74,16 +74,19 @@ try {
 const total = totals.reduce((a, b) => a + b, 0) / runs;
 const mean = (name: string) => (times.get(name) ?? 0) / runs;
 console.log(
-  `${preset} ${mode} step, batch ${B}, ${precision}, backend ${getBackend().name}: ${total.toFixed(1)} ms (mean of ${runs}: ${totals.map((v) => v.toFixed(0)).join(', ')})`,
+  `${preset} ${mode} step, batch ${B}, ${precision}, backend ${getBackend().name}: ${total.toFixed(1)} ms (mean of ` +
+    `${runs}: ${totals.map((v) => v.toFixed(0)).join(', ')})`,
 );
 console.log('| kernel | calls | ms | share |\n|---|---|---|---|');
 let kernels = 0;
 for (const name of [...times.keys()].sort((a, b) => mean(b) - mean(a))) {
   kernels += mean(name);
   console.log(
-    `| ${name} | ${(counts.get(name)! / runs).toFixed(0)} | ${mean(name).toFixed(1)} | ${((100 * mean(name)) / total).toFixed(1)}% |`,
+    `| ${name} | ${(counts.get(name)! / runs).toFixed(0)} | ${mean(name).toFixed(1)} | ` +
+      `${((100 * mean(name)) / total).toFixed(1)}% |`,
   );
 }
 console.log(
-  `| (engine JavaScript, between kernels) | | ${Math.max(0, total - kernels).toFixed(1)} | ${((100 * Math.max(0, total - kernels)) / total).toFixed(1)}% |`,
+  `| (engine JavaScript, between kernels) | | ${Math.max(0, total - kernels).toFixed(1)} | ` +
+    `${((100 * Math.max(0, total - kernels)) / total).toFixed(1)}% |`,
 );

@@ -1,4 +1,5 @@
-// `npm run bench:quality -- MODEL [N] [samplers|--full] [--clip]`: sample quality against the number of network evaluations for each sampler,
+// `npm run bench:quality -- MODEL [N] [samplers|--full] [--clip]`: sample quality against the number of network
+// evaluations for each sampler,
 // on the digit network (FD and KID against 10,000 training images of the network's dataset), with the time each
 // took, as a markdown table for docs. Samples are drawn with seed 0 in batches of 100 (batch-invariant). Each sampler
 // clips the x0 estimate as its default says (defaultClip); --clip makes every one clip.
@@ -88,6 +89,7 @@ for (const [sampler, steps] of runs) {
   const fd = frechetDistance(featureStats(f, N, D), refStats);
   const kid = kernelInceptionDistance(ref, refN, f, N, D, 10, Math.min(1000, N));
   console.log(
-    `| ${sampler} | ${steps} | ${nfe} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(2)} +- ${(kid.stderr * 1e3).toFixed(2)} | ${seconds.toFixed(0)} |`,
+    `| ${sampler} | ${steps} | ${nfe} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(2)} +- ` +
+      `${(kid.stderr * 1e3).toFixed(2)} | ${seconds.toFixed(0)} |`,
   );
 }

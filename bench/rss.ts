@@ -50,5 +50,7 @@ const ref = samples.find(([i]) => i >= 100)![1];
 const last = samples[samples.length - 1][1];
 const max = Math.max(...samples.filter(([i]) => i >= 100).map(([, r]) => r));
 console.log(
-  `backend ${backend.name}: RSS at iteration 100 ${ref.toFixed(0)} MiB, at ${iters} ${last.toFixed(0)} MiB (${(((last - ref) / ref) * 100).toFixed(1)}%), max after 100 ${max.toFixed(0)} MiB (${(((max - ref) / ref) * 100).toFixed(1)}%)`,
+  `backend ${backend.name}: RSS at iteration 100 ${ref.toFixed(0)} MiB, at ${iters} ${last.toFixed(0)} MiB ` +
+    `(${(((last - ref) / ref) * 100).toFixed(1)}%), max after 100 ${max.toFixed(0)} MiB ` +
+    `(${(((max - ref) / ref) * 100).toFixed(1)}%)`,
 );

@@ -1,6 +1,7 @@
 // `npm run bench`: the same workloads through this engine and through PyTorch in one run, paired, printing times,
 // GFLOP/s and the ratio PyTorch time / our time (above 1: we are faster). Options: --rounds N (default 5),
-// --only W1,W3 (a subset), --conv-algorithm winograd|direct (the native backend's), --markdown (print table rows), --write docs/benchmarks.md (regenerate the document's
+// --only W1,W3 (a subset), --conv-algorithm winograd|direct (the native backend's), --markdown (print table rows),
+// --write docs/benchmarks.md (regenerate the document's
 // generated part: tables, machine, date, command, bf16, peak fraction, time to 1,000 samples).
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -9,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import * as ops from '../src/engine/ops.js';
 import { Tensor, getBackend, noGrad, setBackend } from '../src/engine/tensor.js';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadModel } from '../src/io/checkpoint.js';
 import { GaussianDiffusion } from '../src/diffusion/gaussian.js';
 import { loadEmbeddedDigits } from '../src/data/load.js';
@@ -19,6 +20,7 @@ import { fillRandom } from '../src/engine/random.js';
 import { useBackend } from '../src/backends/select.js';
 import { type ConvAlgorithm, NativeBackend } from '../src/backends/native/index.js';
 import { UNet, PRESETS } from '../src/model/unet.js';
+import { type Row, type Workload, writeDoc } from './doc.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -37,16 +39,6 @@ function fwdOrBwd(f: () => Tensor, backward: boolean): () => void {
     const y = f();
     y.backward(new Tensor(new Float32Array(y.size).fill(1), y.shape));
   };
-}
-
-interface Workload {
-  name: string;
-  what: string;
-  gflop: number;
-  iters: number;
-  /** sampling with --precision bf16: also timed against our own f32 run of the same workload in each round */
-  bf16?: boolean;
-  build: () => () => void;
 }
 
 /**
@@ -103,7 +95,9 @@ function unetWorkload(
   const bf16 = precision === 'bf16';
   return {
     name: `U-${preset}-${mode}-${B}${bf16 ? '-bf16' : ''}`,
-    what: `U-Net ${preset} ${mode === 'train' ? 'training step (fwd+bwd+Adam)' : 'sampling step (fwd)'}, batch ${B}${bf16 ? ', bf16' : ''}`,
+    what:
+      `U-Net ${preset} ${mode === 'train' ? 'training step (fwd+bwd+Adam)' : 'sampling step (fwd)'}, batch ` +
+      `${B}${bf16 ? ', bf16' : ''}`,
     bf16,
     gflop: -1, // counted when the backend is installed (forward; x3 for a training step)
     iters,
@@ -250,19 +244,6 @@ function timeIt(fn: () => void, iters: number, warmup = 2): number {
   return median(ts);
 }
 
-interface Row {
-  w: Workload;
-  ours: number;
-  torch: number;
-  layout: string;
-  ratio: number;
-  ratios: number[];
-  /** bf16 rows: our own f32 time of the same workload, PyTorch's autocast-bf16 time, and the ratios */
-  oursF32?: number;
-  selfRatio?: number;
-  torchBf16?: number;
-}
-
 /**
  * bf16 against f32 on the shipped MNIST model: eps of x_t = sqrt(abar) x0 + sqrt(1 - abar) noise for 64 embedded
  * digits at several t, max and mean absolute difference.
@@ -333,7 +314,9 @@ async function main() {
     threads = info.threads ?? cpus().length;
   const perCycle = avx512 ? 64 : 32; // two FMA units x 16 (AVX-512) or 8 (AVX2) float lanes x 2 FLOPs
   const peak = (threads * mhz * perCycle) / 1000;
-  const peakText = `${threads} threads x ${mhz} MHz (the clock /proc/cpuinfo reports) x ${perCycle} FLOP/cycle (two ${avx512 ? '512' : '256'}-bit FMA units x ${perCycle / 4} float lanes x 2) = ${peak.toFixed(0)} GFLOP/s`;
+  const peakText =
+    `${threads} threads x ${mhz} MHz (the clock /proc/cpuinfo reports) x ${perCycle} FLOP/cycle (two ` +
+    `${avx512 ? '512' : '256'}-bit FMA units x ${perCycle / 4} float lanes x 2) = ${peak.toFixed(0)} GFLOP/s`;
   console.log(
     `peak (assumed): ${peakText}; the clock under load may be higher (turbo), so sgemm (W3) is the practical ceiling`,
   );
@@ -378,12 +361,17 @@ async function main() {
     rows.push(row);
     const gf = (t: number) => (w.gflop ? (w.gflop / t).toFixed(1) : '-');
     const extra = row.selfRatio
-      ? ` | own f32 ${(row.oursF32! * 1000).toFixed(1)} ms, f32/bf16 ${row.selfRatio.toFixed(2)} | torch autocast-bf16 ${(row.torchBf16! * 1000).toFixed(1)} ms`
+      ? ` | own f32 ${(row.oursF32! * 1000).toFixed(1)} ms, f32/bf16 ${row.selfRatio.toFixed(2)} | torch ` +
+        `autocast-bf16 ${(row.torchBf16! * 1000).toFixed(1)} ms`
       : '';
     console.log(
       markdown
-        ? `| ${w.what} | ${(row.ours * 1000).toFixed(1)} | ${gf(row.ours)} | ${(row.torch * 1000).toFixed(1)} (${layout}) | ${gf(row.torch)} | **${row.ratio.toFixed(2)}** |`
-        : `${w.name.padEnd(22)} ours ${(row.ours * 1000).toFixed(1).padStart(8)} ms ${gf(row.ours).padStart(6)} GFLOP/s | torch ${(row.torch * 1000).toFixed(1).padStart(8)} ms ${gf(row.torch).padStart(6)} GFLOP/s (${layout}) | ratio torch/ours ${row.ratio.toFixed(2)}  [${ratios.map((x) => x.toFixed(2)).join(' ')}]${extra}`,
+        ? `| ${w.what} | ${(row.ours * 1000).toFixed(1)} | ${gf(row.ours)} | ${(row.torch * 1000).toFixed(1)} ` +
+            `(${layout}) | ${gf(row.torch)} | **${row.ratio.toFixed(2)}** |`
+        : `${w.name.padEnd(22)} ours ${(row.ours * 1000).toFixed(1).padStart(8)} ms ${gf(row.ours).padStart(6)} ` +
+            `GFLOP/s | torch ${(row.torch * 1000).toFixed(1).padStart(8)} ms ${gf(row.torch).padStart(6)} GFLOP/s ` +
+            `(${layout}) | ratio torch/ours ${row.ratio.toFixed(2)}  ` +
+            `[${ratios.map((x) => x.toFixed(2)).join(' ')}]${extra}`,
     );
   }
   py.stdin.end();
@@ -406,120 +394,6 @@ async function main() {
     });
     console.error(`wrote ${write}`);
   }
-}
-
-const MARKER =
-  '<!-- everything above is written by `npm run bench -- --write docs/benchmarks.md`; what follows is kept -->';
-
-/** docs/benchmarks.md: the generated part (replaced) and the sections below the marker (kept). */
-function writeDoc(
-  file: string,
-  rows: Row[],
-  m: {
-    rounds: number;
-    cpuModel: string;
-    cores: number;
-    threads: number;
-    info: { onednn?: string; build?: string; bf16?: boolean; convAlgorithm?: string };
-    peak: number;
-    peakText: string;
-    torchVersion: string;
-    eps: { t: number; max: number; mean: number }[];
-    command: string;
-  },
-) {
-  const ms = (t: number) => (t * 1000).toFixed(1);
-  const gf = (r: Row, t: number) => (r.w.gflop ? (r.w.gflop / t).toFixed(1) : '-');
-  const find = (name: string) => rows.find((r) => r.w.name === name);
-  const out: string[] = [];
-  out.push('# Benchmarks: this engine against PyTorch on the same workloads', '');
-  out.push(
-    `Generated on ${new Date().toISOString().slice(0, 10)} by \`${m.command}\`. Machine: ${m.cpuModel}, ${m.cores} cores, ${m.threads} threads; Node ${process.version}; native backend (oneDNN ${m.info.onednn ?? '?'}, ${m.info.build ?? '?'} build${m.info.bf16 ? ', bf16 kernels available' : ''}${m.info.convAlgorithm ? `, ${m.info.convAlgorithm} convolutions` : ''}); PyTorch ${m.torchVersion} with libopenblas0-pthread, \`torch.set_num_threads(2)\`.`,
-    '',
-  );
-  out.push(
-    `Method: every workload runs through this engine and through PyTorch in one run, paired: ${m.rounds} rounds of (ours, then PyTorch), each round the median of several timed runs after 2 warm-up runs. Times are medians over the rounds; the ratio is the median of the per-round ratios PyTorch time / our time (above 1: we are faster). PyTorch runs each workload in NCHW and channels_last and the better is used (named). GFLOP/s counts the convolutions and matrix products only (a training step or forward+backward = 3x the forward). The machine is noisy: compare ratios, not times across days.`,
-    '',
-  );
-  out.push(
-    '| workload | ours ms | ours GFLOP/s | PyTorch ms (layout) | PyTorch GFLOP/s | PyTorch / ours |',
-    '|---|---|---|---|---|---|',
-  );
-  for (const r of rows.filter((r) => !r.w.bf16))
-    out.push(
-      `| ${r.w.what} | ${ms(r.ours)} | ${gf(r, r.ours)} | ${ms(r.torch)} (${r.layout}) | ${gf(r, r.torch)} | **${r.ratio.toFixed(2)}** |`,
-    );
-  const b16 = rows.filter((r) => r.w.bf16);
-  if (b16.length) {
-    out.push('', '## Sampling in bf16 (`--precision bf16`)', '');
-    out.push(
-      "The diffusion model's convolutions (all but the first, which sees x_t itself) with input and weights rounded to bfloat16 and float32 accumulation (oneDNN's AVX512-BF16 kernels); group norm, attention and the rest stay float32. Our f32 and bf16 are timed in the same rounds; PyTorch's bf16 is `torch.autocast(\"cpu\", dtype=torch.bfloat16)` on the same model.",
-      '',
-    );
-    out.push(
-      '| workload | ours f32 ms | ours bf16 ms | ours f32 / bf16 | PyTorch f32 ms | PyTorch autocast-bf16 ms | PyTorch f32 / ours bf16 |',
-      '|---|---|---|---|---|---|---|',
-    );
-    for (const r of b16)
-      out.push(
-        `| ${r.w.what.replace(', bf16', '')} | ${ms(r.oursF32!)} | ${ms(r.ours)} | **${r.selfRatio!.toFixed(2)}** | ${ms(r.torch)} | ${ms(r.torchBf16!)} | **${r.ratio.toFixed(2)}** |`,
-      );
-    if (m.eps.length) {
-      out.push(
-        '',
-        'Error of bf16 against f32 on the shipped MNIST model (eps of x_t for 64 embedded digits, the same noise):',
-        '',
-      );
-      out.push('| t | max abs error | mean abs error |', '|---|---|---|');
-      for (const e of m.eps) out.push(`| ${e.t} | ${e.max.toExponential(2)} | ${e.mean.toExponential(2)} |`);
-    }
-  }
-  out.push('', '## Achieved GFLOP/s against the peak', '');
-  out.push(
-    `Peak (assumed): ${m.peakText}. The clock under load may be higher (turbo), so W3 (sgemm) is the practical ceiling.`,
-    '',
-  );
-  if (m.info.convAlgorithm === 'winograd')
-    out.push(
-      "With Winograd convolutions (the default) these are effective GFLOP/s: the direct algorithm's FLOP count over the time. Winograd F(4x4, 3x3) does about a quarter of those multiplications, so the effective rate can pass what any direct kernel reaches.",
-      '',
-    );
-  out.push(
-    'bf16 rows are measured against twice that peak (AVX512-BF16 multiplies two bf16 pairs per float lane per instruction), and not against sgemm.',
-    '',
-  );
-  out.push('| workload | ours GFLOP/s | % of peak | % of our sgemm (W3) |', '|---|---|---|---|');
-  const w3 = find('W3');
-  for (const r of rows.filter((r) => r.w.name.startsWith('U-'))) {
-    const g = r.w.gflop / r.ours;
-    const ofW3 = w3 && !r.w.bf16 ? `${((100 * g * w3.ours) / w3.w.gflop).toFixed(0)}%` : '-';
-    out.push(
-      `| ${r.w.what} | ${g.toFixed(1)} | ${((100 * g) / (r.w.bf16 ? 2 * m.peak : m.peak)).toFixed(0)}% | ${ofW3} |`,
-    );
-  }
-  const s32 = find('U-mnist-sample-64'),
-    s16 = find('U-mnist-sample-64-bf16');
-  if (s32) {
-    // 1,000 samples x 100 network evaluations, from the per-image cost of a batch-64 sampling step
-    const per = (t: number) => (1000 * 100 * t) / 64;
-    out.push('', '## Time to 1,000 MNIST samples', '');
-    out.push(
-      "At the quality of the best row of the sampler table ([samplers.md](samplers.md)): ancestral sampling with 100 respaced steps (FD 0.151 there, better than every ODE solver at 10-50 steps; 1000-step ancestral was not measured). 1,000 samples x 100 network evaluations of the mnist U-Net, from the batch-64 sampling step above (the sampler's own elementwise updates are not counted).",
-      '',
-    );
-    out.push('| engine | seconds for 1,000 samples |', '|---|---|');
-    out.push(`| ours, f32 | ${per(s32.ours).toFixed(0)} |`);
-    if (s16) out.push(`| ours, bf16 | ${per(s16.ours).toFixed(0)} |`);
-    out.push(`| PyTorch, f32 (${s32.layout}) | ${per(s32.torch).toFixed(0)} |`);
-    if (s16) out.push(`| PyTorch, autocast bf16 | ${per(s16.torchBf16!).toFixed(0)} |`);
-  }
-  const kept =
-    existsSync(file) && readFileSync(file, 'utf8').includes(MARKER)
-      ? readFileSync(file, 'utf8').split(MARKER)[1]
-      : '\n';
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${out.join('\n')}\n\n${MARKER}${kept}`);
-  renameSync(tmp, file);
 }
 
 main().catch((e) => {

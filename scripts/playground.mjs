@@ -63,7 +63,10 @@ const COMMON = {
 };
 const send = (res, status, type, body) => res.writeHead(status, { ...COMMON, 'content-type': type }).end(body);
 let port = 0;
-/** Only names of this machine: a page elsewhere that rebinds its DNS name to 127.0.0.1 sends its own Host and is refused. */
+/**
+ * Only names of this machine: a page elsewhere that rebinds its DNS name to 127.0.0.1 sends its own Host and is
+ * refused.
+ */
 const hostAllowed = (host) =>
   [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(String(host ?? '').toLowerCase());
 

@@ -40,7 +40,9 @@ export function useReferenceBackend(): ReferenceBackend {
   return b;
 }
 
-/** Installs the WebGPU backend on navigator.gpu (or the GPU object given); returns it. Throws where WebGPU is missing. */
+/**
+ * Installs the WebGPU backend on navigator.gpu (or the GPU object given); returns it. Throws where WebGPU is missing.
+ */
 export async function useWebGPUBackend(gpu?: GPU): Promise<WebGPUBackend> {
   const g = gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!g) throw new Error('webgpu: this browser has no WebGPU (navigator.gpu is undefined)');

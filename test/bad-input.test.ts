@@ -218,7 +218,7 @@ describe('files: one clear error naming the file and field', () => {
     writeModelFolder(md, PRESETS.tiny(), PAPER_DIFFUSION, w);
     assert.throws(
       () => loadModel(md),
-      /diffusion_pytorch_model.safetensors: tensor "conv_in.weight" has shape \[16,1,3,1\], but config.json implies \[16,1,3,3\]/,
+      /safetensors: tensor "conv_in.weight" has shape \[16,1,3,1\], but config.json implies \[16,1,3,3\]/,
     );
   });
   it('invalid config fields', () => {

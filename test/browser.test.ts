@@ -28,8 +28,15 @@ const RUN = `
   lib.useReferenceBackend();
   const model = new lib.UNet(lib.PRESETS.tiny()).init(1);
   const d = new lib.GaussianDiffusion({ ...lib.PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
-  const x = lib.noGrad(() => lib.sampleAll(d, (xx, t) => model.forward(xx, t), [2, 1, 8, 8], { sampler: 'ddim', steps: 5, seed: 0 }));
+  const opts = { sampler: 'ddim', steps: 5, seed: 0 };
+  const x = lib.noGrad(() => lib.sampleAll(d, (xx, t) => model.forward(xx, t), [2, 1, 8, 8], opts));
   return Array.from(await x.data());`;
+
+/** Modules the browser bundle must not contain (Node-only code). */
+const NODE_ONLY = new RegExp(
+  'node_modules|cli|native|select|checkpoint|files|load|download|training/train|report|npz|png|sample-run|image-sets' +
+    '|models|system',
+);
 
 describe('browser entry', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ddpm-browser-'));
@@ -47,12 +54,7 @@ describe('browser entry', () => {
     });
     const inputs = Object.keys(r.metafile!.inputs);
     assert.ok(
-      inputs.every(
-        (f) =>
-          !/node_modules|cli|native|select|checkpoint|files|load|download|training\/train|report|npz|png|sample-run|image-sets|models|system/.test(
-            f,
-          ),
-      ),
+      inputs.every((f) => !NODE_ONLY.test(f)),
       inputs.join('\n'),
     );
     assert.ok(
@@ -62,7 +64,10 @@ describe('browser entry', () => {
     assert.ok(readFileSync(bundle).length < 400_000);
   });
 
-  /** Serves the bundle, the shipped models and a page running `script` (an async function body given `lib`); returns its result. */
+  /**
+   * Serves the bundle, the shipped models and a page running `script` (an async function body given `lib`); returns its
+   * result.
+   */
   async function inChromium(script: string, flags: string[] = []): Promise<unknown> {
     if (!existsSync(bundle))
       await build({
@@ -135,7 +140,8 @@ describe('browser entry', () => {
     ['WebGPU', 'const backend = await lib.useWebGPUBackend();'],
     [
       'wasm',
-      'const { backend, notes } = await lib.useBestBackend(); if (!notes.some((n) => /software/.test(n))) throw new Error("the software WebGPU adapter was not passed over: " + notes.join("; "));',
+      'const { backend, notes } = await lib.useBestBackend(); if (!notes.some((n) => /software/.test(n))) throw new ' +
+        'Error("the software WebGPU adapter was not passed over: " + notes.join("; "));',
     ],
   ])
     it(`${name} in Chromium: the shipped MNIST model samples (4 images, seed 0) equal to Node native within 1e-3`, {
@@ -146,13 +152,19 @@ describe('browser entry', () => {
         `
         ${setup}
         const get = (f) => fetch('/models/mnist/' + f);
-        const folder = lib.parseModelFolder({ config: await (await get('config.json')).json(), scheduler: await (await get('scheduler_config.json')).json(),
-          weights: new Uint8Array(await (await get('diffusion_pytorch_model.safetensors')).arrayBuffer()) },
-          { dir: 'mnist', config: 'config.json', scheduler: 'scheduler_config.json', weights: 'diffusion_pytorch_model.safetensors' });
+        const W = 'diffusion_pytorch_model.safetensors';
+        const files = {
+          config: await (await get('config.json')).json(),
+          scheduler: await (await get('scheduler_config.json')).json(),
+          weights: new Uint8Array(await (await get(W)).arrayBuffer()),
+        };
+        const names = { dir: 'mnist', config: 'config.json', scheduler: 'scheduler_config.json', weights: W };
+        const folder = lib.parseModelFolder(files, names);
         const model = new lib.UNet(folder.unetConfig);
         lib.loadWeights(model, folder.weights, 'mnist');
         const d = new lib.GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
-        const x = lib.noGrad(() => lib.sampleAll(d, (xx, t) => model.forward(xx, t), [4, 1, 28, 28], ${JSON.stringify(opts)}));
+        const f = (xx, t) => model.forward(xx, t);
+        const x = lib.noGrad(() => lib.sampleAll(d, f, [4, 1, 28, 28], ${JSON.stringify(opts)}));
         return { backend: backend.name, x: Array.from(await x.data()) };`,
         WEBGPU,
       )) as { backend: string; x: number[] };
@@ -169,7 +181,8 @@ describe('browser entry', () => {
     });
 
   it('WebGPU in Chromium: the tiny preset trains in the tab and its loss falls', { skip: NO_BROWSER }, async () => {
-    // 16 Adam steps on one batch of 8 blobs (Algorithm 1 with a fixed batch): the loss of the last 4 steps is below the first 4
+    // 16 Adam steps on one batch of 8 blobs (Algorithm 1 with a fixed batch): the loss of the last 4 steps is below the
+    // first 4
     const losses = (await inChromium(
       `
       await lib.useWebGPUBackend();
@@ -182,7 +195,8 @@ describe('browser entry', () => {
       const st = lib.createTrainState(o);
       const pixels = Uint8Array.from(img, (v) => (v > 0 ? 255 : 0));
       const data = { name: 'blobs', count: 8, channels: 1, height: 8, width: 8, pixels }, order = new Map();
-      for (let s = 0; s < 16; s++) out.push((await lib.trainStep(o, new lib.GaussianDiffusion(o.diffusion), st, data, order)).loss);
+      const d = new lib.GaussianDiffusion(o.diffusion);
+      for (let s = 0; s < 16; s++) out.push((await lib.trainStep(o, d, st, data, order)).loss);
       return out;`,
       WEBGPU,
     )) as number[];
@@ -241,9 +255,12 @@ describe('browser entry', () => {
     const pixels = Array.from(readFileSync(data).subarray(16));
     const tab = (await inChromium(`
       lib.useReferenceBackend();
-      const o = lib.trainOptionsFrom({ out: '', preset: 'tiny', steps: 6, batch: 4, accumulate: 2, lr: 2e-3, warmup: 3, ema: 0.9, flip: true, seed: 7 });
+      const flags = { out: '', preset: 'tiny', steps: 6, batch: 4, accumulate: 2, lr: 2e-3, warmup: 3, ema: 0.9 };
+      flags.flip = true;
+      const o = lib.trainOptionsFrom({ ...flags, seed: 7 });
       const st = lib.createTrainState(o), d = new lib.GaussianDiffusion(o.diffusion), order = new Map();
-      const data = { name: 'idx', count: 12, channels: 1, height: 8, width: 8, pixels: Uint8Array.from(${JSON.stringify(pixels)}) };
+      const pixels = Uint8Array.from(${JSON.stringify(pixels)});
+      const data = { name: 'idx', count: 12, channels: 1, height: 8, width: 8, pixels };
       const out = [];
       for (let s = 0; s < o.steps; s++) out.push((await lib.trainStep(o, d, st, data, order)).loss);
       return out;`)) as number[];

@@ -193,68 +193,72 @@ describe('train --eval-every', { skip: NATIVE_SKIP }, () => {
 });
 
 describe('eval quality --samples', { skip: NATIVE_SKIP }, () => {
-  it('keeps the drawn samples; a run killed mid-way resumes after its last finished batch and gives the same samples', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ddpm-keep-'));
-    const model = join(dir, 'model');
-    const t = spawnSync(
-      process.execPath,
-      [CLI, 'train', '--data', 'embedded', '--out', model, '--preset', 'mnist', '--steps', '1', '--batch', '2'],
-      { encoding: 'utf8' },
-    );
-    assert.equal(t.status, 0, t.stderr);
-    const args = (file: string) => [
-      CLI,
-      '--threads',
-      '1',
-      'eval',
-      'quality',
-      '--images',
-      model,
-      '-n',
-      '8',
-      '--batch',
-      '2',
-      '--sampler',
-      'ddim',
-      '--steps',
-      '40',
-      '--ref',
-      'embedded',
-      '--ref-num',
-      '50',
-      '--kid-subsets',
-      '2',
-      '--kid-size',
-      '4',
-      '--pr-num',
-      '0',
-      '--samples',
-      file,
-    ];
-    const full = join(dir, 'full.npy');
-    const a = spawnSync(process.execPath, args(full), { encoding: 'utf8' });
-    assert.equal(a.status, 0, a.stderr);
-    // a second run, killed once two batches are kept
-    const part = join(dir, 'part.npy');
-    const child = spawn(process.execPath, args(part), { stdio: 'ignore' });
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        const meta = `${part}.partial.json`;
-        if (existsSync(meta) && JSON.parse(readFileSync(meta, 'utf8')).done >= 4) {
+  it(
+    'keeps the drawn samples; a run killed mid-way resumes after its last finished batch and gives the same ' +
+      'samples',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'ddpm-keep-'));
+      const model = join(dir, 'model');
+      const t = spawnSync(
+        process.execPath,
+        [CLI, 'train', '--data', 'embedded', '--out', model, '--preset', 'mnist', '--steps', '1', '--batch', '2'],
+        { encoding: 'utf8' },
+      );
+      assert.equal(t.status, 0, t.stderr);
+      const args = (file: string) => [
+        CLI,
+        '--threads',
+        '1',
+        'eval',
+        'quality',
+        '--images',
+        model,
+        '-n',
+        '8',
+        '--batch',
+        '2',
+        '--sampler',
+        'ddim',
+        '--steps',
+        '40',
+        '--ref',
+        'embedded',
+        '--ref-num',
+        '50',
+        '--kid-subsets',
+        '2',
+        '--kid-size',
+        '4',
+        '--pr-num',
+        '0',
+        '--samples',
+        file,
+      ];
+      const full = join(dir, 'full.npy');
+      const a = spawnSync(process.execPath, args(full), { encoding: 'utf8' });
+      assert.equal(a.status, 0, a.stderr);
+      // a second run, killed once two batches are kept
+      const part = join(dir, 'part.npy');
+      const child = spawn(process.execPath, args(part), { stdio: 'ignore' });
+      await new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          const meta = `${part}.partial.json`;
+          if (existsSync(meta) && JSON.parse(readFileSync(meta, 'utf8')).done >= 4) {
+            clearInterval(timer);
+            child.kill('SIGKILL');
+          }
+        }, 5);
+        child.on('exit', () => {
           clearInterval(timer);
-          child.kill('SIGKILL');
-        }
-      }, 5);
-      child.on('exit', () => {
-        clearInterval(timer);
-        resolve();
+          resolve();
+        });
       });
-    });
-    assert.ok(!existsSync(part), 'the killed run had not finished');
-    const b = spawnSync(process.execPath, args(part), { encoding: 'utf8' });
-    assert.equal(b.status, 0, b.stderr);
-    assert.match(b.stderr, /resuming after [46] kept samples/);
-    assert.ok(readFileSync(part).equals(readFileSync(full)), 'resumed samples differ from an uninterrupted run');
-    assert.ok(!existsSync(`${part}.partial`) && !existsSync(`${part}.partial.json`), 'partial files removed');
-  });
+      assert.ok(!existsSync(part), 'the killed run had not finished');
+      const b = spawnSync(process.execPath, args(part), { encoding: 'utf8' });
+      assert.equal(b.status, 0, b.stderr);
+      assert.match(b.stderr, /resuming after [46] kept samples/);
+      assert.ok(readFileSync(part).equals(readFileSync(full)), 'resumed samples differ from an uninterrupted run');
+      assert.ok(!existsSync(`${part}.partial`) && !existsSync(`${part}.partial.json`), 'partial files removed');
+    },
+  );
 });

@@ -80,12 +80,15 @@ export function assertClose(
     const tol = atol + rtol * Math.abs(expected[i]);
     if (!(Math.abs(actual[i] - expected[i]) <= tol))
       assert.fail(
-        `${what}: index ${i}: ${actual[i]} vs expected ${expected[i]} (tolerance ${tol}, max abs diff ${maxAbsDiff(actual, expected)})`,
+        `${what}: index ${i}: ${actual[i]} vs expected ${expected[i]} (tolerance ${tol}, max abs diff ` +
+          `${maxAbsDiff(actual, expected)})`,
       );
   }
 }
 
-/** Runs fn(inputs) on a backend and returns the output values and the gradients of sum(output * probe) w.r.t. inputs. */
+/**
+ * Runs fn(inputs) on a backend and returns the output values and the gradients of sum(output * probe) w.r.t. inputs.
+ */
 export function runWithGrads(
   b: Backend,
   inputs: { values: Float32Array; shape: number[] }[],

@@ -67,7 +67,8 @@ describe('layering', () => {
         if (!spec.startsWith('.')) continue;
         const to = folderOf(resolve(dirname(f), spec));
         if (from === 'backends/native') assert.notEqual(to, 'backends/reference', relative(ROOT, f));
-        // the wasm backend runs the reference backend's loops for everything but its GEMMs; no other backend imports another
+        // the wasm backend runs the reference backend's loops for everything but its GEMMs; no other backend imports
+        // another
         const allowed = from === 'backends/wasm' && to === 'backends/reference';
         if (from.startsWith('backends/') && to.startsWith('backends/') && !allowed)
           assert.equal(to, from, `${relative(ROOT, f)}: one backend imports another`);
@@ -76,21 +77,25 @@ describe('layering', () => {
     }
   });
 
-  it('no code above the engine touches a backend buffer (.storage), wraps one (new Tensor) or reads one synchronously', () => {
-    for (const f of sources()) {
-      const from = folderOf(f);
-      if (from === 'engine' || from.startsWith('backends')) continue;
-      const text = readFileSync(f, 'utf8');
-      assert.doesNotMatch(text, /\.storage\b/, `${relative(ROOT, f)} reads a tensor's storage`);
-      assert.doesNotMatch(text, /new Tensor\(/, `${relative(ROOT, f)} wraps a buffer itself (use ops.fromArray)`);
-      // synchronous reads work on CPU backends only; everything above the engine reads with await data()
-      assert.doesNotMatch(
-        text,
-        /\.dataSync\(|\.item\(\)/,
-        `${relative(ROOT, f)} reads values synchronously (use await tensor.data())`,
-      );
-    }
-  });
+  it(
+    'no code above the engine touches a backend buffer (.storage), wraps one (new Tensor) or reads one ' +
+      'synchronously',
+    () => {
+      for (const f of sources()) {
+        const from = folderOf(f);
+        if (from === 'engine' || from.startsWith('backends')) continue;
+        const text = readFileSync(f, 'utf8');
+        assert.doesNotMatch(text, /\.storage\b/, `${relative(ROOT, f)} reads a tensor's storage`);
+        assert.doesNotMatch(text, /new Tensor\(/, `${relative(ROOT, f)} wraps a buffer itself (use ops.fromArray)`);
+        // synchronous reads work on CPU backends only; everything above the engine reads with await data()
+        assert.doesNotMatch(
+          text,
+          /\.dataSync\(|\.item\(\)/,
+          `${relative(ROOT, f)} reads values synchronously (use await tensor.data())`,
+        );
+      }
+    },
+  );
 
   it('the core (engine, reference, WebGPU and wasm backends, diffusion, model) imports nothing from Node', () => {
     for (const f of sources()) {

@@ -18,7 +18,8 @@ describe('native addon', { skip: NATIVE_SKIP }, () => {
       for (const round of [0, 1])
         for (const hw of [5, 6, 7, 8, 9]) {
           const xs = [2, 3, hw, hw], ws = [4, 3, 3, 3];
-          const x = Float32Array.from({ length: 2 * 3 * hw * hw }, (_, i) => Math.sin(i + round)), w = Float32Array.from({ length: 108 }, (_, i) => Math.cos(i));
+          const x = Float32Array.from({ length: 2 * 3 * hw * hw }, (_, i) => Math.sin(i + round));
+          const w = Float32Array.from({ length: 108 }, (_, i) => Math.cos(i));
           const y1 = nb.conv2d(x, xs, w, ws, null, p), y2 = rb.conv2d(x, xs, w, ws, null, p);
           for (let i = 0; i < y1.length; i++) worst = Math.max(worst, Math.abs(y1[i] - y2[i]));
           most = Math.max(most, a.info().convCacheEntries);
@@ -119,7 +120,8 @@ describe('native builds', { skip: NATIVE_SKIP }, () => {
       import { NativeBackend, loadAddon } from ${JSON.stringify(join(ROOT, 'dist/src/backends/native/index.js'))};
       const a = loadAddon().addon, b = new NativeBackend(a, 1);
       const x = Float32Array.from({ length: 2 * 8 * 9 * 9 }, (_, i) => Math.sin(i * 0.37) * 3);
-      const g = Float32Array.from({ length: 8 }, (_, i) => 1 + i / 10), be = Float32Array.from({ length: 8 }, (_, i) => i / 20 - 0.2);
+      const g = Float32Array.from({ length: 8 }, (_, i) => 1 + i / 10);
+      const be = Float32Array.from({ length: 8 }, (_, i) => i / 20 - 0.2);
       const y = b.groupNorm(x, [2, 8, 9, 9], g, be, 4, 1e-6, true).y;
       const s = b.softmax(x, 16, 81), e = b.unary('exp', x);
       console.log(JSON.stringify({ build: a.info().build, y: Array.from(y), s: Array.from(s), e: Array.from(e) }));`;

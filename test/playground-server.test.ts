@@ -109,18 +109,24 @@ describe('playground server', () => {
       ' ',
       '%E0%A4%A',
     ];
+    const hosts = [`127.0.0.1:${port}`, `localhost:${port}`, 'evil.test', '', `[::1]:${port}`];
     const kinds: (() => string | Buffer)[] = [
       () =>
-        `GET ${Array.from({ length: 1 + Math.floor(rand() * 6) }, () => pick(pieces)).join('')} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+        `GET ${Array.from({ length: 1 + Math.floor(rand() * 6) }, () => pick(pieces)).join('')} HTTP/1.1\r\nHost: ` +
+        `127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
       () =>
-        `GET /models/${Array.from({ length: 1 + Math.floor(rand() * 4) }, () => pick(pieces)).join('')} HTTP/1.1\r\nHost: ${pick([`127.0.0.1:${port}`, `localhost:${port}`, 'evil.test', '', `[::1]:${port}`])}\r\nConnection: close\r\n\r\n`,
+        `GET /models/${Array.from({ length: 1 + Math.floor(rand() * 4) }, () => pick(pieces)).join('')} ` +
+        `HTTP/1.1\r\nHost: ${pick(hosts)}\r\nConnection: close\r\n\r\n`,
       () =>
-        `${pick(['GET', 'POST', 'PUT', 'OPTIONS', 'HEAD', 'BREW', 'get'])} / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+        `${pick(['GET', 'POST', 'PUT', 'OPTIONS', 'HEAD', 'BREW', 'get'])} / HTTP/1.1\r\nHost: ` +
+        `127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
       () => Buffer.concat([bytes(1 + Math.floor(rand() * 200)), Buffer.from('\r\n\r\n')]),
       () =>
-        `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${'X-A: b\r\n'.repeat(Math.floor(rand() * 50))}Bad Header Line\r\nConnection: close\r\n\r\n`,
+        `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${'X-A: b\r\n'.repeat(Math.floor(rand() * 50))}Bad Header ` +
+        `Line\r\nConnection: close\r\n\r\n`,
       () =>
-        `GET /${'a'.repeat(Math.floor(rand() * 20000))} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+        `GET /${'a'.repeat(Math.floor(rand() * 20000))} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: ` +
+        `close\r\n\r\n`,
     ];
     const statuses = new Map<number, number>();
     for (let i = 0; i < 1000; i += 20) {

@@ -106,35 +106,39 @@ describe('the run folder', () => {
     assert.deepEqual(lines, [1, 2, 3, 4, 5, 6], 'every step logged once');
   });
 
-  it('leftovers of a kill during a checkpoint write are removed; a corrupt latest checkpoint falls back to the previous', () => {
-    const out = join(dir, 'crash');
-    assert.equal(
-      spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '8'])], { encoding: 'utf8' }).status,
-      0,
-    );
-    // what a SIGKILL in the middle of writeDirAtomic / writeFileAtomic leaves behind
-    cpSync(join(out, 'checkpoints', 'step-0000008'), join(out, 'checkpoints', 'step-0000012.4242.tmp'), {
-      recursive: true,
-    });
-    writeFileSync(join(out, `${WEIGHTS_FILE}.4242.1700000000000.tmp`), 'partial');
-    // and a latest checkpoint whose weights are truncated
-    const w = join(out, 'checkpoints', 'step-0000008', 'raw_weights.safetensors');
-    writeFileSync(w, readFileSync(w).subarray(0, 100));
-    const r = spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '10'])], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /removed .*step-0000012\.4242\.tmp \(left by a killed writer\)/);
-    assert.match(r.stderr, /removed .*\.4242\.1700000000000\.tmp/);
-    assert.match(
-      r.stderr,
-      /warning: .*step-0000008 is unreadable \(.*raw_weights\.safetensors.*\); trying the previous checkpoint/,
-    );
-    assert.match(r.stderr, /resuming from .*step-0000004 instead/);
-    assert.match(r.stderr, /resuming from step 4 of /);
-    assert.ok(
-      !readdirSync(out).some((f) => f.endsWith('.tmp')) &&
-        !readdirSync(join(out, 'checkpoints')).some((f) => f.endsWith('.tmp')),
-    );
-  });
+  it(
+    'leftovers of a kill during a checkpoint write are removed; a corrupt latest checkpoint falls back to the ' +
+      'previous',
+    () => {
+      const out = join(dir, 'crash');
+      assert.equal(
+        spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '8'])], { encoding: 'utf8' }).status,
+        0,
+      );
+      // what a SIGKILL in the middle of writeDirAtomic / writeFileAtomic leaves behind
+      cpSync(join(out, 'checkpoints', 'step-0000008'), join(out, 'checkpoints', 'step-0000012.4242.tmp'), {
+        recursive: true,
+      });
+      writeFileSync(join(out, `${WEIGHTS_FILE}.4242.1700000000000.tmp`), 'partial');
+      // and a latest checkpoint whose weights are truncated
+      const w = join(out, 'checkpoints', 'step-0000008', 'raw_weights.safetensors');
+      writeFileSync(w, readFileSync(w).subarray(0, 100));
+      const r = spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '10'])], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /removed .*step-0000012\.4242\.tmp \(left by a killed writer\)/);
+      assert.match(r.stderr, /removed .*\.4242\.1700000000000\.tmp/);
+      assert.match(
+        r.stderr,
+        /warning: .*step-0000008 is unreadable \(.*raw_weights\.safetensors.*\); trying the previous checkpoint/,
+      );
+      assert.match(r.stderr, /resuming from .*step-0000004 instead/);
+      assert.match(r.stderr, /resuming from step 4 of /);
+      assert.ok(
+        !readdirSync(out).some((f) => f.endsWith('.tmp')) &&
+          !readdirSync(join(out, 'checkpoints')).some((f) => f.endsWith('.tmp')),
+      );
+    },
+  );
 
   it('SIGINT writes a checkpoint and says where; the next run resumes from it', async () => {
     const out = join(dir, 'sigint');
@@ -158,44 +162,47 @@ describe('the run folder', () => {
     assert.match(r.stderr, new RegExp(`resuming from step ${stopped} of `));
   });
 
-  it('resuming with other options is refused naming the field and both values; --override allows the harmless ones', () => {
-    const out = join(dir, 'resume');
-    assert.equal(
-      spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '4'])], { encoding: 'utf8' }).status,
-      0,
-    );
-    const lr = spawnSync(
-      process.execPath,
-      [CLI, ...trainArgs(data, out, ['--steps', '8']).map((a) => (a === '1e-3' ? '5e-4' : a))],
-      { encoding: 'utf8' },
-    );
-    assert.notEqual(lr.status, 0);
-    assert.match(
-      lr.stderr,
-      /resume: --lr is 0.0005 but the run in .* was started with 0.001; pass the same value, or --override lr to change it/,
-    );
-    const pred = spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '8', '--prediction', 'v'])], {
-      encoding: 'utf8',
-    });
-    assert.match(pred.stderr, /resume: --prediction is "v" but .* was started with "eps"; start a new --out/);
-    const bad = spawnSync(
-      process.execPath,
-      [CLI, ...trainArgs(data, out, ['--steps', '8', '--override', 'prediction'])],
-      { encoding: 'utf8' },
-    );
-    assert.match(bad.stderr, /--override: "prediction" changes the model or the process/);
-    const ok = spawnSync(
-      process.execPath,
-      [
-        CLI,
-        ...trainArgs(data, out, ['--steps', '8', '--override', 'lr', '--checkpoint-every', '2']).map((a) =>
-          a === '1e-3' ? '5e-4' : a,
-        ),
-      ],
-      { encoding: 'utf8' },
-    );
-    assert.equal(ok.status, 0, ok.stderr);
-  });
+  it(
+    'resuming with other options is refused naming the field and both values; --override allows the harmless ' + 'ones',
+    () => {
+      const out = join(dir, 'resume');
+      assert.equal(
+        spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '4'])], { encoding: 'utf8' }).status,
+        0,
+      );
+      const lr = spawnSync(
+        process.execPath,
+        [CLI, ...trainArgs(data, out, ['--steps', '8']).map((a) => (a === '1e-3' ? '5e-4' : a))],
+        { encoding: 'utf8' },
+      );
+      assert.notEqual(lr.status, 0);
+      assert.match(
+        lr.stderr,
+        /resume: --lr is 0.0005 but the run in .* was started with 0.001; pass the same value, or --override lr to/,
+      );
+      const pred = spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '8', '--prediction', 'v'])], {
+        encoding: 'utf8',
+      });
+      assert.match(pred.stderr, /resume: --prediction is "v" but .* was started with "eps"; start a new --out/);
+      const bad = spawnSync(
+        process.execPath,
+        [CLI, ...trainArgs(data, out, ['--steps', '8', '--override', 'prediction'])],
+        { encoding: 'utf8' },
+      );
+      assert.match(bad.stderr, /--override: "prediction" changes the model or the process/);
+      const ok = spawnSync(
+        process.execPath,
+        [
+          CLI,
+          ...trainArgs(data, out, ['--steps', '8', '--override', 'lr', '--checkpoint-every', '2']).map((a) =>
+            a === '1e-3' ? '5e-4' : a,
+          ),
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(ok.status, 0, ok.stderr);
+    },
+  );
 
   it('a batch that cannot fit in memory is refused with the estimate before anything starts', () => {
     const r = run('train', '--data', data, '--out', join(dir, 'huge'), '--preset', 'cifar10', '--batch', '100000');

@@ -74,7 +74,8 @@ describe('samplers', () => {
     let saved: SamplerState | undefined;
     const it1 = sample(d, f, [2, 1, 8, 8], opts);
     for (let k = 0; k < 5; k++)
-      saved = await (noGrad(() => it1.next()).value as { saveState: () => Promise<SamplerState> }).saveState(); // cancel after 5 steps
+      // cancel after 5 steps
+      saved = await (noGrad(() => it1.next()).value as { saveState: () => Promise<SamplerState> }).saveState();
     const state = JSON.parse(JSON.stringify({ ...saved!, x: Array.from(saved!.x) }));
     state.x = Float32Array.from(state.x);
     const it2 = sample(d, f, [2, 1, 8, 8], opts, state);
@@ -145,42 +146,47 @@ describe('sampler correctness', () => {
     return ops.mul(x, ops.gatherTimesteps(c, t));
   };
 
-  it('with the exact model, ancestral (fixedsmall) and DDIM eta 1 give the same marginal variances as the linear recursion', () => {
-    const ds = new GaussianDiffusion({
-      ...PAPER_DIFFUSION,
-      timesteps: 100,
-      betaEnd: 0.2,
-      variance: 'fixedsmall',
-      clipSample: false,
-    });
-    // x_{t-1} = a_t x_t + sigma_t z with a_t = c1 (1 - sqrt(1 - abar) k_t) / sqrt(abar) + c2, k_t the exact model's gain
-    const tb = ds.tables;
-    const expected: number[] = [];
-    let v = 1;
-    for (let t = 99; t >= 0; t--) {
-      const ab = tb.alphasCumprod[t],
-        k = Math.sqrt(1 - ab) / (ab * s2 + 1 - ab);
-      const a = (tb.posteriorMeanCoef1[t] * (1 - Math.sqrt(1 - ab) * k)) / Math.sqrt(ab) + tb.posteriorMeanCoef2[t];
-      v = a * a * v + (t > 0 ? Math.exp(tb.posteriorLogVarianceClipped[t]) : 0);
-      expected.push(v);
-    }
-    for (const [sampler, seed] of [
-      ['ancestral', 3],
-      ['ddim', 4],
-    ] as const) {
-      const got: number[] = [];
-      noGrad(() =>
-        sampleAll(ds, exactGaussian(ds), [64, 1, 8, 8], { sampler, seed, eta: 1 }, (st) =>
-          got.push(moments(st.x.dataSync()).variance),
-        ),
-      );
-      for (const k of [9, 49, 89, 99])
-        assert.ok(
-          Math.abs(got[k] / expected[k] - 1) < 0.06,
-          `${sampler} after ${k + 1} steps: variance ${got[k]}, expected ${expected[k]}`,
+  it(
+    'with the exact model, ancestral (fixedsmall) and DDIM eta 1 give the same marginal variances as the linear ' +
+      'recursion',
+    () => {
+      const ds = new GaussianDiffusion({
+        ...PAPER_DIFFUSION,
+        timesteps: 100,
+        betaEnd: 0.2,
+        variance: 'fixedsmall',
+        clipSample: false,
+      });
+      // x_{t-1} = a_t x_t + sigma_t z with a_t = c1 (1 - sqrt(1 - abar) k_t) / sqrt(abar) + c2, k_t the exact model's
+      // gain
+      const tb = ds.tables;
+      const expected: number[] = [];
+      let v = 1;
+      for (let t = 99; t >= 0; t--) {
+        const ab = tb.alphasCumprod[t],
+          k = Math.sqrt(1 - ab) / (ab * s2 + 1 - ab);
+        const a = (tb.posteriorMeanCoef1[t] * (1 - Math.sqrt(1 - ab) * k)) / Math.sqrt(ab) + tb.posteriorMeanCoef2[t];
+        v = a * a * v + (t > 0 ? Math.exp(tb.posteriorLogVarianceClipped[t]) : 0);
+        expected.push(v);
+      }
+      for (const [sampler, seed] of [
+        ['ancestral', 3],
+        ['ddim', 4],
+      ] as const) {
+        const got: number[] = [];
+        noGrad(() =>
+          sampleAll(ds, exactGaussian(ds), [64, 1, 8, 8], { sampler, seed, eta: 1 }, (st) =>
+            got.push(moments(st.x.dataSync()).variance),
+          ),
         );
-    }
-  });
+        for (const k of [9, 49, 89, 99])
+          assert.ok(
+            Math.abs(got[k] / expected[k] - 1) < 0.06,
+            `${sampler} after ${k + 1} steps: variance ${got[k]}, expected ${expected[k]}`,
+          );
+      }
+    },
+  );
 
   it('with N(0, I) data the ancestral sampler with fixedlarge variance (sigma^2 = beta) recovers unit variance', () => {
     const dl = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, clipSample: false });

@@ -47,25 +47,29 @@ describe('shipped models', () => {
   });
 
   for (const name of names) {
-    it(`${name}: the reference backend's pinned sample hashes to its SHA-256; native gives the same images within 2e-3`, async () => {
-      const ref = await pinnedSample(reference, name);
-      assert.ok(ref.every(Number.isFinite));
-      if (update) {
-        pins[name] = { sha256: sha256(ref), first: Array.from(ref.subarray(0, 8)) };
-        writeFileSync(PINS, `${JSON.stringify(pins, null, 2)}\n`);
-        return;
-      }
-      const pin = pins[name];
-      assert.ok(pin, `${name} has no pin in ${PINS} (DDPM_UPDATE_GOLDENS=1 writes it)`);
-      assert.equal(
-        sha256(ref),
-        pin.sha256,
-        `${name}: sample changed; first values ${Array.from(ref.subarray(0, 4))}, pinned ${pin.first.slice(0, 4)}`,
-      );
-      if (NATIVE_SKIP) return;
-      const ours = await pinnedSample(native!, name);
-      const err = maxAbsDiff(ours, ref);
-      assert.ok(err < 2e-3, `${name}: native differs from the reference backend by ${err}`);
-    });
+    it(
+      `${name}: the reference backend's pinned sample hashes to its SHA-256; native gives the same images within ` +
+        `2e-3`,
+      async () => {
+        const ref = await pinnedSample(reference, name);
+        assert.ok(ref.every(Number.isFinite));
+        if (update) {
+          pins[name] = { sha256: sha256(ref), first: Array.from(ref.subarray(0, 8)) };
+          writeFileSync(PINS, `${JSON.stringify(pins, null, 2)}\n`);
+          return;
+        }
+        const pin = pins[name];
+        assert.ok(pin, `${name} has no pin in ${PINS} (DDPM_UPDATE_GOLDENS=1 writes it)`);
+        assert.equal(
+          sha256(ref),
+          pin.sha256,
+          `${name}: sample changed; first values ${Array.from(ref.subarray(0, 4))}, pinned ${pin.first.slice(0, 4)}`,
+        );
+        if (NATIVE_SKIP) return;
+        const ours = await pinnedSample(native!, name);
+        const err = maxAbsDiff(ours, ref);
+        assert.ok(err < 2e-3, `${name}: native differs from the reference backend by ${err}`);
+      },
+    );
   }
 });

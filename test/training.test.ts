@@ -114,7 +114,7 @@ describe('training', () => {
     });
     await assert.rejects(
       () => train(opts, loadDataset(data)),
-      /training stopped at step \d+: (loss|gradient norm) is (NaN|Infinity).*the newest checkpoint \(step \d+\) holds the weights that gave it/,
+      /training stopped at step \d+: (loss|gradient norm) is (NaN|Infinity).*newest checkpoint \(step \d+\) holds/,
     );
     const ckpts = readdirSync(join(out, 'checkpoints'));
     assert.ok(ckpts.length >= 1, 'a checkpoint remains');

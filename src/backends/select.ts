@@ -74,12 +74,14 @@ export function useBackend(name?: string, threads?: number): Backend {
   else if (loadAddon().addon) b = createBackend('native', threads);
   else if (process.env.DDPM_REQUIRE_NATIVE === '1') {
     throw new Error(
-      `backend: DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error || 'not built'}); install libdnnl-dev and run \`npm rebuild\``,
+      `backend: DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error || 'not built'}); ` +
+        'install libdnnl-dev and run `npm rebuild`',
     );
   } else {
     if (!warned)
       console.error(
-        'ddpm: native backend not built, using the slow reference backend (apt-get install -y libdnnl-dev, then npm rebuild)',
+        'ddpm: native backend not built, using the slow reference backend ' +
+          '(apt-get install -y libdnnl-dev, then npm rebuild)',
       );
     warned = true;
     b = new ReferenceBackend();
@@ -110,7 +112,8 @@ export async function createNodeWebGPU(): Promise<WebGPUBackend> {
   const swiftshader = !process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD);
   if (swiftshader && !systemIcds.length) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   const hint =
-    "in Node it needs the Vulkan loader and a driver: a GPU's, or chromium's SwiftShader (apt-get install -y libvulkan1 chromium)";
+    "in Node it needs the Vulkan loader and a driver: a GPU's, or chromium's SwiftShader " +
+    '(apt-get install -y libvulkan1 chromium)';
   try {
     return await createWebGPUBackend(mod.create([]));
   } catch (e) {

@@ -34,7 +34,8 @@ program
   .addOption(
     new Option(
       '--precision <p>',
-      'convolutions of the diffusion model in sampling and evaluation: f32, or bf16 (native backend on CPUs with AVX512-BF16 / AMX; float32 accumulation; training stays f32)',
+      'convolutions of the diffusion model in sampling and evaluation: f32, or bf16 (native backend on CPUs with ' +
+        'AVX512-BF16 / AMX; float32 accumulation; training stays f32)',
     )
       .choices(['f32', 'bf16'])
       .default('f32'),
@@ -42,7 +43,9 @@ program
   .addOption(
     new Option(
       '--conv-algorithm <a>',
-      "float32 3x3 convolutions of the native backend: winograd (Winograd F(4x4, 3x3) where measured faster, on AVX-512 CPUs; rounding error ~10x direct's) or direct (oneDNN's direct kernels, as PyTorch; env DDPM_CONV_ALGORITHM; default winograd)",
+      'float32 3x3 convolutions of the native backend: winograd (Winograd F(4x4, 3x3) where measured faster, on ' +
+        "AVX-512 CPUs; rounding error ~10x direct's) or direct (oneDNN's direct kernels, as PyTorch; env " +
+        'DDPM_CONV_ALGORITHM; default winograd)',
     ).choices(['winograd', 'direct']),
   )
   .hook('preAction', async (cmdObj, action) => {

@@ -46,7 +46,8 @@ export class Progress {
     const count = budgetBound
       ? `step ${done}, ${fmtTime(el)} of ${fmtTime(this.budgetSeconds!)}`
       : `${done}/${this.total} ${fmtTime(el)} elapsed`;
-    const line = `${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${count}, ETA ${fmtTime(eta)} ${extra}`;
+    const line =
+      `${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${count}, ETA ${fmtTime(eta)} ` + `${extra}`;
     if (this.tty)
       process.stderr.write(
         `\r${line.padEnd(120).slice(0, Math.max(120, line.length))}${done >= this.total ? '\n' : ''}`,

@@ -96,7 +96,10 @@ export function checkForwardBatch(cfg: UNetConfig, batch: number, what: string):
     have = availableMemory();
   if (need > 0.85 * have)
     throw new Error(
-      `--batch ${batch}: ${what} at this batch needs about ${gib(need)} GiB for a ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size} model of ${JSON.stringify(cfg.block_out_channels)} channels, and this machine allows ${gib(have)} GiB (${gib(freemem())} GiB free now); use a smaller --batch`,
+      `--batch ${batch}: ${what} at this batch needs about ${gib(need)} GiB for a ` +
+        `${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size} model of ` +
+        `${JSON.stringify(cfg.block_out_channels)} channels, and this machine allows ${gib(have)} GiB ` +
+        `(${gib(freemem())} GiB free now); use a smaller --batch`,
     );
 }
 
@@ -138,7 +141,8 @@ export function setConvAlgorithm(a: ConvAlgorithm | undefined, backend: Backend)
     if (notice) warn(`--conv-algorithm ${a}: ${notice}`);
   } else
     warn(
-      `--conv-algorithm ${a}: only the native backend has a choice; the ${backend.name} backend computes its convolutions directly`,
+      `--conv-algorithm ${a}: only the native backend has a choice; the ${backend.name} backend computes its ` +
+        `convolutions directly`,
     );
 }
 

@@ -63,7 +63,8 @@ export function firstImagesWarning(ds: ImageDataset, n: number, flag: string): s
     spread = classCount(ds, subsetIndices(ds.count, n, true))!;
   const all = new Set(ds.labels).size;
   return first < spread
-    ? `${ds.name}: its first ${n} images hold ${first} of its ${all} classes (the set is stored in class order?); ${flag} takes ${n} images spread over the set (${spread} classes)`
+    ? `${ds.name}: its first ${n} images hold ${first} of its ${all} classes (the set is stored in class order?); ` +
+        `${flag} takes ${n} images spread over the set (${spread} classes)`
     : null;
 }
 
@@ -118,7 +119,8 @@ export function parseCifar(bytes: Uint8Array, file: string): ImageDataset {
   const rec = 3073;
   if (bytes.length === 0 || bytes.length % rec !== 0)
     throw new Error(
-      `${file}: ${bytes.length} bytes is not a whole number of CIFAR-10 records of ${rec} bytes (truncated or not a CIFAR-10 .bin file)`,
+      `${file}: ${bytes.length} bytes is not a whole number of CIFAR-10 records of ${rec} bytes (truncated or not a ` +
+        `CIFAR-10 .bin file)`,
     );
   const count = bytes.length / rec;
   const pixels = new Uint8Array(count * 3072),

@@ -101,7 +101,9 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
   });
   const warnings = transparent.length
     ? [
-        `${dir}: ${transparent.length} of ${files.length} PNGs have transparent pixels (${transparent.slice(0, 3).join(', ')}${transparent.length > 3 ? ', ...' : ''}); their alpha channel is dropped and the stored colours are used as they are`,
+        `${dir}: ${transparent.length} of ${files.length} PNGs have transparent pixels ` +
+          `(${transparent.slice(0, 3).join(', ')}${transparent.length > 3 ? ', ...' : ''}); their alpha channel is ` +
+          `dropped and the stored colours are used as they are`,
       ]
     : [];
   return {
@@ -147,7 +149,9 @@ export function loadEmbeddedDigits(): ImageDataset {
  * Resolves a dataset argument: "embedded", "fashion-mnist" (Debian's dataset-fashion-mnist), a folder of IDX files,
  * a folder of CIFAR-10 batches, a single .idx/.bin(.gz) file, or a folder of PNG images (needs size and channels).
  */
-/** The names loadDataset takes besides paths (they win over a shipped model of the same name where both could be meant). */
+/**
+ * The names loadDataset takes besides paths (they win over a shipped model of the same name where both could be meant).
+ */
 export const DATASET_NAMES = ['embedded', 'fashion-mnist'];
 
 export function loadDataset(
@@ -159,7 +163,8 @@ export function loadDataset(
   if (spec === 'fashion-mnist') {
     if (!existsSync(FASHION_MNIST_DIR))
       throw new Error(
-        `fashion-mnist: ${FASHION_MNIST_DIR} not found (apt-get install -y dataset-fashion-mnist, or pass the folder of the four IDX files)`,
+        `fashion-mnist: ${FASHION_MNIST_DIR} not found (apt-get install -y dataset-fashion-mnist, or pass the ` +
+          `folder of the four IDX files)`,
       );
     return loadIdxFolder(FASHION_MNIST_DIR, split);
   }

@@ -100,7 +100,10 @@ export class GaussianDiffusion {
 
   // ------------------------------------------------------------------ parametrisations
 
-  /** Eq. (4) solved for x_0 (the route of eq. (11) in the code): x_0 = (x_t - sqrt(1 - alphabar_t) eps) / sqrt(alphabar_t). */
+  /**
+   * Eq. (4) solved for x_0 (the route of eq. (11) in the code): x_0 = (x_t - sqrt(1 - alphabar_t) eps) /
+   * sqrt(alphabar_t).
+   */
   predictX0FromEps(xt: Tensor, t: Int32Array, eps: Tensor): Tensor {
     return ops.sub(
       ops.mul(xt, at(this.tables.sqrtRecipAlphasCumprod, t)),
@@ -115,7 +118,10 @@ export class GaussianDiffusion {
     );
   }
 
-  /** v-prediction (Salimans & Ho 2022): v = sqrt(alphabar) eps - sqrt(1 - alphabar) x_0, so x_0 = sqrt(alphabar) x_t - sqrt(1 - alphabar) v. */
+  /**
+   * v-prediction (Salimans & Ho 2022): v = sqrt(alphabar) eps - sqrt(1 - alphabar) x_0, so x_0 = sqrt(alphabar) x_t -
+   * sqrt(1 - alphabar) v.
+   */
   predictX0FromV(xt: Tensor, t: Int32Array, v: Tensor): Tensor {
     return ops.sub(
       ops.mul(xt, at(this.tables.sqrtAlphasCumprod, t)),
@@ -197,7 +203,8 @@ export class GaussianDiffusion {
   }
 
   /**
-   * One term of the bound, eq. (5), in bits per dimension, per sample: L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))
+   * One term of the bound, eq. (5), in bits per dimension, per sample: L_{t-1} = KL(q(x_{t-1}|x_t,x_0) ||
+   * p(x_{t-1}|x_t))
    * for t > 0, and the decoder term L_0 = -log p(x_0|x_1) of eq. (13) at t = 0 (index 0 here). Differentiable in the
    * model output, the decoder included. clip: clip the x0 estimate to [-1, 1] first (the official calc_bpd_loop's
    * default when evaluating; training uses the unclipped estimate, as improved-diffusion's training_losses does).
@@ -261,11 +268,13 @@ export class GaussianDiffusion {
 export function validateDiffusionConfig(c: DiffusionConfig): void {
   if (c.loss === 'hybrid' && c.variance !== 'learnedrange')
     throw new Error(
-      `diffusion: loss "hybrid" needs variance "learnedrange" (with a fixed variance the official code has no bound term to add; use loss "simple", or "vlb" to train the mean through the bound), got variance "${c.variance}"`,
+      `diffusion: loss "hybrid" needs variance "learnedrange" (with a fixed variance the official code has no bound ` +
+        `term to add; use loss "simple", or "vlb" to train the mean through the bound), got variance "${c.variance}"`,
     );
   if (c.loss === 'simple' && c.variance === 'learnedrange')
     throw new Error(
-      'diffusion: variance "learnedrange" with loss "simple" would never train the variance; use loss "hybrid" (L_simple + the bound for the variance) or "vlb"',
+      'diffusion: variance "learnedrange" with loss "simple" would never train the variance; use loss "hybrid" ' +
+        '(L_simple + the bound for the variance) or "vlb"',
     );
 }
 

@@ -98,7 +98,8 @@ export function samplerPlan(
   if (opts.timestepSpacing) {
     if (opts.sampler !== 'ddim')
       throw new Error(
-        `sample: timestep spacing "${opts.timestepSpacing}" is diffusers' DDIM layout and applies to the ddim sampler only (got ${opts.sampler})`,
+        `sample: timestep spacing "${opts.timestepSpacing}" is diffusers' DDIM layout and applies to the ddim ` +
+          `sampler only (got ${opts.sampler})`,
       );
     const n = typeof opts.steps === 'number' ? opts.steps : Number(opts.steps ?? Tn);
     if (!Number.isInteger(n))
@@ -132,7 +133,8 @@ export function* sample(
   const total = plan.length;
   if (resume && (resume.sampler !== opts.sampler || resume.total !== total || resume.seed !== opts.seed))
     throw new Error(
-      `sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the request (${opts.sampler}, ${total} steps, seed ${opts.seed})`,
+      `sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the ` +
+        `request (${opts.sampler}, ${total} steps, seed ${opts.seed})`,
     );
   let x = resume ? ops.fromArray(resume.x, resume.shape) : initialNoise(shape, opts.seed, sampleStart);
   const B = shape[0];

@@ -71,7 +71,10 @@ export interface Backend<S = any> {
     withBias: boolean,
   ): { dx: S | null; dw: S; db: S | null };
 
-  /** out[b] = op(A[b]) op(B[b]), A as [batch, M, K] (or [batch, K, M] when transA), B as [batch, K, N] (or [batch, N, K]). */
+  /**
+   * out[b] = op(A[b]) op(B[b]), A as [batch, M, K] (or [batch, K, M] when transA), B as [batch, K, N] (or [batch, N,
+   * K]).
+   */
   matmul(a: S, b: S, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): S;
 
   /** Elementwise with numpy broadcasting; shapes have equal rank (padded with leading 1s). */

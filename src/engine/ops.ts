@@ -290,7 +290,8 @@ export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Te
   const shared = rb === 2 && !transA; // b shared across batch: fold the batch into M
   if (Ka !== Kb || (!shared && (batchA.length !== batchB.length || batchA.some((d, i) => d !== batchB[i]))))
     throw new Error(
-      `matmul: shapes ${fmtShape(a.shape)}${transA ? 'ᵀ' : ''} and ${fmtShape(b.shape)}${transB ? 'ᵀ' : ''} do not match`,
+      `matmul: shapes ${fmtShape(a.shape)}${transA ? 'ᵀ' : ''} and ${fmtShape(b.shape)}${transB ? 'ᵀ' : ''} do not ` +
+        `match`,
     );
   const outShape = [...batchA, M, N];
   const y = shared
@@ -349,7 +350,8 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptio
     throw new Error(`conv2d: unknown precision "${opts.precision}" (expected f32 or bf16)`);
   if (x.shape.length !== 4 || w.shape.length !== 4 || x.shape[1] !== w.shape[1])
     throw new Error(
-      `conv2d: input ${fmtShape(x.shape)} and weight ${fmtShape(w.shape)} do not match (expected [N,C,H,W] and [O,C,kh,kw])`,
+      `conv2d: input ${fmtShape(x.shape)} and weight ${fmtShape(w.shape)} do not match (expected [N,C,H,W] and ` +
+        `[O,C,kh,kw])`,
     );
   if (b && (b.shape.length !== 1 || b.shape[0] !== w.shape[0]))
     throw new Error(`conv2d: bias ${fmtShape(b.shape)} does not match weight ${fmtShape(w.shape)}`);

@@ -121,7 +121,10 @@ export function fillRandom(
   return out;
 }
 
-/** Integers uniform on [lo, hi] (inclusive), one per sample, from lane 0 of element 0 (bias below 2^-20 for hi-lo < 4096). */
+/**
+ * Integers uniform on [lo, hi] (inclusive), one per sample, from lane 0 of element 0 (bias below 2^-20 for hi-lo <
+ * 4096).
+ */
 export function randomIntegers(count: number, lo: number, hi: number, key: RandomKey, sampleStart = 0): Int32Array {
   const [k0, k1] = splitWords(key.seed, 'seed');
   const [s0, s1] = splitWords(key.stream, 'stream');

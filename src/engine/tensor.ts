@@ -86,7 +86,8 @@ export class Tensor {
     const size = shapeSize(shape);
     if (storage instanceof Int32Array || storage instanceof Uint8Array || Array.isArray(storage))
       throw new Error(
-        `tensor: storage must be a backend buffer (a Float32Array on CPU backends), got ${Object.prototype.toString.call(storage)}; use ops.fromArray for host values`,
+        `tensor: storage must be a backend buffer (a Float32Array on CPU backends), got ` +
+          `${Object.prototype.toString.call(storage)}; use ops.fromArray for host values`,
       );
     const n = backend.size(storage);
     if (n !== size) throw new Error(`tensor: shape ${fmtShape(shape)} needs ${size} values, storage has ${n}`);

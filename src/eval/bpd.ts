@@ -55,7 +55,8 @@ export interface BpdOptions {
 }
 
 /**
- * Terms for one batch x0 [B, C, H, W] on [-1, 1]: for each t, x_t ~ q(x_t|x_0) with noise from streams.bpdNoise(seed, t),
+ * Terms for one batch x0 [B, C, H, W] on [-1, 1]: for each t, x_t ~ q(x_t|x_0) with noise from streams.bpdNoise(seed,
+ * t),
  * the KL or decoder term, and the squared error of the (clipped when clip) x0 estimate.
  */
 export async function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tensor, sampleStart: number, o: BpdOptions) {

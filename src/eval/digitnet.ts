@@ -77,7 +77,9 @@ export class DigitNet {
     return { features, logits: ops.linear(features, g('fc.weight'), g('fc.bias')) };
   }
 
-  /** Features and class probabilities of n images ([n * C * S * S] on [-1, 1]), batch by batch, read back to the host. */
+  /**
+   * Features and class probabilities of n images ([n * C * S * S] on [-1, 1]), batch by batch, read back to the host.
+   */
   async embed(
     images: Float32Array,
     n: number,

@@ -31,7 +31,10 @@ export interface ImageSetContext {
   checkBatch?: (cfg: UNetConfig, batch: number, what: string) => void;
 }
 
-/** A feature network for the quality metrics: a small shipped one (fixed image shape) or Inception-v3 (any size, 3 channels). */
+/**
+ * A feature network for the quality metrics: a small shipped one (fixed image shape) or Inception-v3 (any size, 3
+ * channels).
+ */
 export interface Extractor {
   label: string;
   dim: number;
@@ -71,7 +74,9 @@ export function extractor(o: { inception?: string; net: string }, ctx: ImageSetC
   }
   const net = loadFeatureNet(o.net);
   return {
-    label: `feature network "${o.net}" (${net.channels}x${net.size}x${net.size} images, ${DIGITNET_FEATURES}-d features; FD is FID's formula on these features, not on Inception-v3's)`,
+    label:
+      `feature network "${o.net}" (${net.channels}x${net.size}x${net.size} images, ${DIGITNET_FEATURES}-d ` +
+      `features; FD is FID's formula on these features, not on Inception-v3's)`,
     dim: DIGITNET_FEATURES,
     channels: net.channels,
     size: net.size,
@@ -152,7 +157,8 @@ export async function imageSet(
   const fits = (c: number, h: number, w: number) => {
     if (ex.size !== null && (h !== ex.size || w !== ex.size || c !== ex.channels))
       throw new Error(
-        `${what} ${spec}: images are ${c}x${h}x${w}; the feature network needs ${ex.channels}x${ex.size}x${ex.size} (--net ${Object.keys(FEATURE_NETS).join(' / ')}, or --inception for other images)`,
+        `${what} ${spec}: images are ${c}x${h}x${w}; the feature network needs ${ex.channels}x${ex.size}x${ex.size} ` +
+          `(--net ${Object.keys(FEATURE_NETS).join(' / ')}, or --inception for other images)`,
       );
   };
   if (spec.endsWith('.npy')) {

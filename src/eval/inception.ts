@@ -146,7 +146,8 @@ export class InceptionV3 {
         b = get(`${s.name}.bn.bias`, [s.cout]);
       const mean = get(`${s.name}.bn.running_mean`, [s.cout]),
         v = get(`${s.name}.bn.running_var`, [s.cout]);
-      // fold the batch norm (eps 0.001, as the 2015 graph): w' = w g / sqrt(v + eps), b' = beta - mean g / sqrt(v + eps)
+      // fold the batch norm (eps 0.001, as the 2015 graph): w' = w g / sqrt(v + eps), b' = beta - mean g / sqrt(v +
+      // eps)
       const per = s.cin * s.kh * s.kw;
       const wf = new Float32Array(w.length),
         bf = new Float32Array(s.cout);
@@ -175,7 +176,8 @@ export class InceptionV3 {
   private conv(name: string, x: Tensor): Tensor {
     const { weight, bias, spec } = this.w.get(name)!;
     const [ph, pw] = spec.pad ?? [0, 0];
-    return ops.clamp(ops.conv2d(x, weight, bias, { stride: spec.stride ?? 1, padding: [ph, ph, pw, pw] }), 0, Infinity); // ReLU
+    const y = ops.conv2d(x, weight, bias, { stride: spec.stride ?? 1, padding: [ph, ph, pw, pw] });
+    return ops.clamp(y, 0, Infinity); // ReLU
   }
 
   /** x: [N, 3, H, W] already at the network's resolution (299 x 299 for FID), values on [-1, 1]. */

@@ -40,6 +40,12 @@ export function html(strings: TemplateStringsArray, ...values: Part[]): Html {
   });
   return new Html(out);
 }
+/** A one-row table: the headers, then the row's cells (escaped unless Html). */
+function table(headers: string[], cells: Part[]): Html {
+  const th = headers.map((h) => html`<th>${h}</th>`),
+    td = cells.map((c) => html`<td>${c}</td>`);
+  return html`<table><tr>${th}</tr><tr>${td}</tr></table>`;
+}
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 /** A number from a run folder's file, formatted; "-" for anything that is not a finite number. */
 const num = (v: unknown, f: (x: number) => string = (x) => fmt(x)) => (isNum(v) ? f(v) : '-');
@@ -80,21 +86,29 @@ export function svgChart(
   const px = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const py = (y: number) => H - B - ((fy(y) - y0) / (y1 - y0)) * (H - Tp - B);
   const ticks = (a: number, b: number, n: number) => Array.from({ length: n + 1 }, (_, i) => a + ((b - a) * i) / n);
-  let svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">`;
+  let svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" ` +
+    `aria-label="${esc(title)}">`;
   svg += `<text x="${W / 2}" y="18" text-anchor="middle" class="t">${esc(title)}</text>`;
   svg += `<rect x="${L}" y="${Tp}" width="${W - L - R}" height="${H - Tp - B}" fill="none" stroke="#999"/>`;
   for (const v of ticks(y0, y1, 4)) {
     const y = H - B - ((v - y0) / (y1 - y0)) * (H - Tp - B);
-    svg += `<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#eee"/><text x="${L - 4}" y="${y + 4}" text-anchor="end">${fmt(o.logY ? 10 ** v : v)}</text>`;
+    svg +=
+      `<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#eee"/><text x="${L - 4}" y="${y + 4}" ` +
+      `text-anchor="end">${fmt(o.logY ? 10 ** v : v)}</text>`;
   }
   for (const v of ticks(x0, x1, 5)) svg += `<text x="${px(v)}" y="${H - B + 16}" text-anchor="middle">${fmt(v)}</text>`;
   if (o.xLabel) svg += `<text x="${(W + L) / 2}" y="${H - 6}" text-anchor="middle">${esc(o.xLabel)}</text>`;
   if (o.yLabel)
-    svg += `<text x="14" y="${(H + Tp - B) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(H + Tp - B) / 2})">${esc(o.yLabel)}</text>`;
+    svg +=
+      `<text x="14" y="${(H + Tp - B) / 2}" text-anchor="middle" transform="rotate(-90 14 ` +
+      `${(H + Tp - B) / 2})">${esc(o.yLabel)}</text>`;
   series.forEach((s, k) => {
     const p = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
     if (!p.length) return;
-    svg += `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`;
+    svg +=
+      `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" ` +
+      `points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`;
     svg += `<text x="${L + 8}" y="${Tp + 16 + 14 * k}" fill="${s.color}">${esc(s.label)}</text>`;
   });
   return new Html(`${svg}</svg>`); // every value above is a finite number or escaped text
@@ -163,8 +177,9 @@ export function runReport(dir: string): string {
         .pop()
     : undefined;
   const last = steps[steps.length - 1];
+  const minutes = last ? num(last.time_s, (x) => (x / 60).toFixed(1)) : '';
   let summary = last
-    ? html`<p>${num(last.step, (x) => x.toLocaleString())} steps logged, ${num(last.time_s, (x) => (x / 60).toFixed(1))} minutes in the last session.</p>`
+    ? html`<p>${num(last.step, (x) => x.toLocaleString())} steps logged, ${minutes} minutes in the last session.</p>`
     : html`<p>no metrics.jsonl.</p>`;
   if (ck && existsSync(join(ckRoot, ck, 'trainer_state.json'))) {
     let options: unknown = '(unreadable trainer_state.json)';
@@ -173,7 +188,8 @@ export function runReport(dir: string): string {
     } catch {
       // shown as unreadable
     }
-    summary = html`${summary}<details><summary>options (${ck})</summary><pre>${JSON.stringify(options, null, 2)}</pre></details>`;
+    const pre = html`<pre>${JSON.stringify(options, null, 2)}</pre>`;
+    summary = html`${summary}<details><summary>options (${ck})</summary>${pre}</details>`;
   }
   sections.push(html`<h1>${title}</h1>${summary}`);
 
@@ -217,7 +233,11 @@ export function runReport(dir: string): string {
     const q = pairs(steps.map((m) => pair(m.step, m.quality?.fd)));
     if (q.length)
       sections.push(
-        html`<h2>Sample quality during training</h2>${svgChart('FD on the digit network', [{ label: 'FD', color: '#c81e1e', points: q }], { xLabel: 'step' })}`,
+        html`<h2>Sample quality during training</h2>${svgChart(
+          'FD on the digit network',
+          [{ label: 'FD', color: '#c81e1e', points: q }],
+          { xLabel: 'step' },
+        )}`,
       );
   }
 
@@ -232,10 +252,11 @@ export function runReport(dir: string): string {
       grids.length <= 12
         ? grids
         : grids.filter((_, i) => i % Math.ceil(grids.length / 12) === 0 || i === grids.length - 1);
-    const figures = shown.map(
-      (f) =>
-        html`<figure><img alt="${f}" src="data:image/png;base64,${readFileSync(join(sampleDir, f)).toString('base64')}"><figcaption>step ${Number(/\d+/.exec(f)![0]).toLocaleString()}</figcaption></figure>`,
-    );
+    const figures = shown.map((f) => {
+      const src = `data:image/png;base64,${readFileSync(join(sampleDir, f)).toString('base64')}`;
+      const caption = html`<figcaption>step ${Number(/\d+/.exec(f)![0]).toLocaleString()}</figcaption>`;
+      return html`<figure><img alt="${f}" src="${src}">${caption}</figure>`;
+    });
     sections.push(html`<h2>Samples over training</h2><div class="grid">${figures}</div>`);
   }
 
@@ -248,9 +269,26 @@ export function runReport(dir: string): string {
           )
         : [];
       const clip = typeof value.clip === 'boolean' ? String(value.clip) : '?';
-      sections.push(
-        html`<h2>Bits/dim (${file})</h2><table><tr><th>total</th><th>prior L_T</th><th>decoder L_0</th><th>KL sum</th><th>images</th><th>x0 clipped</th></tr><tr><td>${num(value.total, (x) => x.toFixed(4))}</td><td>${num(value.prior, (x) => x.toExponential(2))}</td><td>${num(value.decoder, (x) => x.toFixed(4))}</td><td>${num(value.kl, (x) => x.toFixed(4))}</td><td>${num(value.images, String)}</td><td>${clip}</td></tr></table>${svgChart('bound term per t (bits/dim)', [{ label: 'L_t', color: '#1450c8', points: terms }], { logY: true, xLabel: 't' })}${svgChart('rate-distortion of the reverse chain (paper Fig. 5)', [{ label: 'RMSE (0-255) against rate', color: '#c81e1e', points: rd }], { xLabel: 'rate (bits/dim)', yLabel: 'RMSE' })}`,
+      const f4 = (x: number) => x.toFixed(4);
+      const facts = table(
+        ['total', 'prior L_T', 'decoder L_0', 'KL sum', 'images', 'x0 clipped'],
+        [
+          num(value.total, f4),
+          num(value.prior, (x) => x.toExponential(2)),
+          num(value.decoder, f4),
+          num(value.kl, f4),
+        ].concat([num(value.images, String), clip]),
       );
+      const perT = svgChart('bound term per t (bits/dim)', [{ label: 'L_t', color: '#1450c8', points: terms }], {
+        logY: true,
+        xLabel: 't',
+      });
+      const rdChart = svgChart(
+        'rate-distortion of the reverse chain (paper Fig. 5)',
+        [{ label: 'RMSE (0-255) against rate', color: '#c81e1e', points: rd }],
+        { xLabel: 'rate (bits/dim)', yLabel: 'RMSE' },
+      );
+      sections.push(html`<h2>Bits/dim (${file})</h2>${facts}${perT}${rdChart}`);
     } else if (isNum(value.fd)) {
       const k = (value.kid ?? {}) as { mean?: unknown; stderr?: unknown },
         is = (value.is ?? {}) as { mean?: unknown; std?: unknown };
@@ -260,12 +298,18 @@ export function runReport(dir: string): string {
       const iss = isNum(is.mean)
         ? html`${num(is.mean, (x) => x.toFixed(2))} &plusmn; ${num(is.std, (x) => x.toFixed(2))}`
         : '-';
-      sections.push(
-        html`<h2>Sample quality (${file})</h2><table><tr><th>images</th><th>reference</th><th>FD</th><th>KID</th><th>IS</th></tr><tr><td>${String(value.images)}</td><td>${String(value.reference)}</td><td>${num(value.fd, (x) => x.toFixed(3))}</td><td>${kid}</td><td>${iss}</td></tr></table>`,
+      const facts = table(
+        ['images', 'reference', 'FD', 'KID', 'IS'],
+        [String(value.images), String(value.reference), num(value.fd, (x) => x.toFixed(3)), kid, iss],
       );
+      sections.push(html`<h2>Sample quality (${file})</h2>${facts}`);
     }
   }
   const css =
-    'body{font:14px system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}svg{display:block;margin:1em 0}svg text{font-size:11px;fill:#444}svg text.t{font-size:13px;fill:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}img{image-rendering:pixelated;width:180px}';
-  return `${html`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title><style>${new Html(css)}</style></head><body>${sections}</body></html>`}\n`;
+    'body{font:14px system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}svg{display:block;margin:1em ' +
+    '0}svg text{font-size:11px;fill:#444}svg ' +
+    'text.t{font-size:13px;fill:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px ' +
+    '8px}.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}img{image-rendering:pixelated;width:180px}';
+  const head = html`<head><meta charset="utf-8"><title>${title}</title><style>${new Html(css)}</style></head>`;
+  return `${html`<!doctype html><html lang="en">${head}<body>${sections}</body></html>`}\n`;
 }

@@ -31,7 +31,8 @@ export function assertFinite(x: Float32Array, what: string): void {
   for (let i = 0; i < x.length; i++)
     if (!Number.isFinite(x[i]))
       throw new Error(
-        `${what}: the model produced ${x[i]} at index ${i}; nothing was written (check the weights, or try --backend reference)`,
+        `${what}: the model produced ${x[i]} at index ${i}; nothing was written (check the weights, or try ` +
+          `--backend reference)`,
       );
 }
 
@@ -97,12 +98,14 @@ function resumeSamples(
   }
   if (m.key !== k.key) {
     log(
-      `warning: ${k.file}: the kept samples were drawn for another request (${String(m.key)}); they are discarded and drawn again`,
+      `warning: ${k.file}: the kept samples were drawn for another request (${String(m.key)}); they are discarded ` +
+        `and drawn again`,
     );
     return discard();
   }
   const done = Math.min(Number(m.done) || 0, Math.floor(statSync(raw).size / 4 / size), all.length / size);
-  const start = Math.floor(done / batch) * batch; // batch boundaries: sample i's noise does not depend on them, but keep them aligned
+  // batch boundaries: sample i's noise does not depend on them, but keep them aligned
+  const start = Math.floor(done / batch) * batch;
   const bytes = readFileSync(raw);
   all.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + start * size * 4)));
   truncateSync(raw, start * size * 4);

@@ -38,7 +38,10 @@ export function loadModel(dir: string): { model: UNet; folder: ModelFolder } {
   return { model, folder };
 }
 
-/** Writes a flat diffusers folder (each file atomically); dtype F16 halves the weights file (loaders read it as float32). */
+/**
+ * Writes a flat diffusers folder (each file atomically); dtype F16 halves the weights file (loaders read it as
+ * float32).
+ */
 export function writeModelFolder(
   dir: string,
   unetConfig: UNetConfig,

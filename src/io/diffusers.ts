@@ -104,7 +104,8 @@ export function diffusionFromScheduler(
     if (raw.beta_schedule !== undefined && raw.beta_schedule !== expected)
       throw bad(
         'beta_schedule',
-        `is ${JSON.stringify(raw.beta_schedule)} but "ddpm_schedule" is ${JSON.stringify(own)} (which diffusers calls ${JSON.stringify(expected)}); the two disagree`,
+        `is ${JSON.stringify(raw.beta_schedule)} but "ddpm_schedule" is ${JSON.stringify(own)} (which diffusers ` +
+          `calls ${JSON.stringify(expected)}); the two disagree`,
       );
     if (!SCHEDULE_TO_DIFFUSERS[own] && !Array.isArray(raw.trained_betas))
       throw bad('trained_betas', `must list the betas of the "${own}" schedule (diffusers has no name for it)`);
@@ -142,7 +143,8 @@ export function diffusionFromScheduler(
     variance: variance as DiffusionConfig['variance'],
     prediction: prediction as DiffusionConfig['prediction'],
     clipSample: (raw.clip_sample as boolean) ?? true,
-    // a learned variance is trained with the hybrid loss unless the folder says otherwise (improved-diffusion's default)
+    // a learned variance is trained with the hybrid loss unless the folder says otherwise (improved-diffusion's
+    // default)
     loss: ((raw.ddpm_loss as string) ?? (variance === 'learnedrange' ? 'hybrid' : 'simple')) as DiffusionConfig['loss'],
   };
   if (typeof config.clipSample !== 'boolean')
@@ -208,7 +210,8 @@ export function parseModelFolder(
     ...(files.scheduler
       ? []
       : [
-          `warning: ${names.dir}: no scheduler_config.json; using the paper's process (T = 1000, linear betas, fixed_large)`,
+          `warning: ${names.dir}: no scheduler_config.json; using the paper's process (T = 1000, linear betas, ` +
+            `fixed_large)`,
         ]),
   ];
   const { tensors } = parseSafetensors(
@@ -241,7 +244,8 @@ export function loadWeights(model: UNet, weights: Map<string, SafeTensor>, file:
       throw new Error(`${file}: unexpected tensor "${name}" (not part of the model described by config.json)`);
 }
 
-/** The model's weights by name (or `values`, tensors in parameter order, such as the EMA copy), read back to the host. */
+/** The model's weights by name (or `values`, tensors in parameter order, such as the EMA copy), read back to the ' +
+  'host. */
 export async function weightsOf(model: UNet, values?: Tensor[]): Promise<Map<string, SafeTensor>> {
   const entries = [...model.params.entries()];
   const data = await Promise.all(entries.map(([, p], i) => (values ? values[i] : p).data()));

@@ -67,7 +67,8 @@ export function parseSafetensors(
     const size = DTYPE_SIZE[dtype];
     if (off[1] - off[0] !== count * size)
       throw err(
-        `tensor "${name}": ${off[1] - off[0]} bytes for shape ${JSON.stringify(shape)} of ${dtype} (expected ${count * size})`,
+        `tensor "${name}": ${off[1] - off[0]} bytes for shape ${JSON.stringify(shape)} of ${dtype} (expected ` +
+          `${count * size})`,
       );
     const view = new DataView(bytes.buffer, bytes.byteOffset + dataStart + off[0], off[1] - off[0]);
     const data = new Float32Array(count);

@@ -62,7 +62,7 @@ export const PRESETS: Record<string, () => UNetConfig> = {
   /** The paper's CIFAR-10 model: 35,746,307 parameters. */
   cifar10: () => preset(32, [128, 256, 256, 256], 2, [1], 0.1, 3),
   /** A small CIFAR-10 model (1,525,411 parameters) that trains on CPU cores in hours and ships in 3 MB at float16: the
-   *  paper's channel multipliers (1, 2, 2, 2) on 32 base channels, four levels down to 4x4, attention at 16x16 as in the
+   * paper's channel multipliers (1, 2, 2, 2) on 32 base channels, four levels down to 4x4, attention at 16x16 as in the
    *  paper's model, one residual block per level, GroupNorm with 16 groups. */
   'cifar10-small': () => preset(32, [32, 64, 64, 64], 1, [1], 0.1, 3, 16),
   /** The paper's 256x256 LSUN / CelebA-HQ model. */
@@ -114,7 +114,8 @@ export function validateConfig(c: UNetConfig, where = 'config.json'): void {
   if (c.attention_head_dim !== null && c.attention_head_dim !== undefined)
     throw bad(
       'attention_head_dim',
-      `is ${JSON.stringify(c.attention_head_dim)} (multi-head attention; diffusers' default when the field is absent is 8); only null is implemented (one head as wide as the channels, as in the paper)`,
+      `is ${JSON.stringify(c.attention_head_dim)} (multi-head attention; diffusers' default when the field is ` +
+        `absent is 8); only null is implemented (one head as wide as the channels, as in the paper)`,
     );
   if (c.flip_sin_to_cos) throw bad('flip_sin_to_cos', "must be false (the paper's embedding)");
   if (c.downsample_padding !== 0 && c.downsample_padding !== 1) throw bad('downsample_padding', 'must be 0 or 1');
@@ -178,7 +179,8 @@ export function withDefaults(
   for (const [k, want] of Object.entries(FIXED_FIELDS))
     if (k in raw && raw[k] !== want && !(want === null && raw[k] === undefined))
       throw new Error(
-        `${where}: field "${k}" is ${JSON.stringify(raw[k])}; only ${JSON.stringify(want)} is implemented (the paper's U-Net)`,
+        `${where}: field "${k}" is ${JSON.stringify(raw[k])}; only ${JSON.stringify(want)} is implemented (the ` +
+          `paper's U-Net)`,
       );
   for (const k of Object.keys(raw))
     if (!k.startsWith('_') && !KNOWN_FIELDS.has(k) && !(k in FIXED_FIELDS)) unknown.push(k);
@@ -252,7 +254,10 @@ export class UNet {
     return n;
   }
 
-  /** The official initialisation: variance scaling (fan_avg, uniform, scale 1); ~0 (scale 1e-10) for the last conv of each block, attention output and the final conv. */
+  /**
+   * The official initialisation: variance scaling (fan_avg, uniform, scale 1); ~0 (scale 1e-10) for the last conv of
+   * each block, attention output and the final conv.
+   */
   init(seed: number): this {
     this.specs.forEach((s, i) => {
       const p = this.params.get(s.name)!;
@@ -403,7 +408,8 @@ export class UNet {
       L = c.layers_per_block;
     if (x.shape.length !== 4 || x.shape[1] !== c.in_channels)
       throw new Error(
-        `unet: input ${fmtShape(x.shape)} does not match in_channels ${c.in_channels} (expected [B,${c.in_channels},H,W])`,
+        `unet: input ${fmtShape(x.shape)} does not match in_channels ${c.in_channels} (expected ` +
+          `[B,${c.in_channels},H,W])`,
       );
     const factor = 2 ** (ch.length - 1);
     if (x.shape[2] % factor || x.shape[3] % factor)
@@ -446,84 +452,4 @@ export class UNet {
   }
 }
 
-/**
- * Floats per image of the U-Net's activations, walked layer by layer from the config: `all` that autodiff keeps for
- * the backward pass, `skips` the skip connections alive across the network, `layer` the largest single layer's
- * temporaries (what a forward pass without a graph holds beside the skips).
- */
-function activationFloats(c: UNetConfig): { all: number; skips: number; layer: number } {
-  const ch = c.block_out_channels,
-    L = c.layers_per_block;
-  let all = 0,
-    skips = 0,
-    layer = 0,
-    res = c.sample_size,
-    hw = res * res;
-  const add = (n: number) => {
-    all += n;
-    layer = Math.max(layer, n);
-  };
-  const resnet = (cin: number, cout: number) => hw * (2 * cin + 9 * cout);
-  const attention = (C: number) => hw * 9 * C + 3 * hw * hw;
-  add(hw * (c.in_channels + ch[0]));
-  let out = ch[0];
-  const skipsC: number[] = [ch[0]];
-  skips += hw * ch[0];
-  ch.forEach((co, i) => {
-    for (let j = 0; j < L; j++) {
-      add(resnet(j === 0 ? out : co, co));
-      if (c.down_block_types[i] === 'AttnDownBlock2D') add(attention(co));
-      skipsC.push(co);
-      skips += hw * co;
-    }
-    out = co;
-    if (i < ch.length - 1) {
-      res /= 2;
-      hw = res * res;
-      add(hw * co);
-      skipsC.push(co);
-      skips += hw * co;
-    }
-  });
-  add(2 * resnet(out, out) + attention(out));
-  [...ch].reverse().forEach((co, i) => {
-    for (let j = 0; j <= L; j++) {
-      const cin = out + (skipsC.pop() ?? 0);
-      add(hw * cin + resnet(cin, co));
-      if (c.up_block_types[i] === 'AttnUpBlock2D') add(attention(co));
-      out = co;
-    }
-    if (i < ch.length - 1) {
-      res *= 2;
-      hw = res * res;
-      add(2 * hw * co);
-    }
-  });
-  add(hw * (2 * ch[0] + c.out_channels));
-  return { all, skips, layer };
-}
-
-const parameterFloats = (c: UNetConfig) => [...new UNet(c).params.values()].reduce((s, p) => s + p.size, 0);
-
-/**
- * An estimate of the memory one training step needs, in bytes: the activations autodiff keeps for the backward pass
- * (counted layer by layer from the config, times 2 for gradients and temporaries alive during backward) plus weights,
- * gradients, Adam moments and the EMA copy, with a 25% margin and the runtime's own memory. Used to refuse a batch
- * that cannot fit before the run starts.
- */
-export function trainingMemoryBytes(c: UNetConfig, batch: number): number {
-  // measured: peak RSS of cifar10 at batch 16 is about 1.15x the count above, plus Node's own ~150 MiB
-  return 1.25 * 4 * (2 * batch * activationFloats(c).all + 5 * parameterFloats(c)) + 200 * 2 ** 20;
-}
-
-/**
- * An estimate of the memory a forward pass without a graph (sampling, evaluation) needs at this batch, in bytes: the
- * skip connections, the largest layer's temporaries twice over (its input and output), the sampler's few images, the
- * weights and a layout copy of them, with a 25% margin and the runtime's own memory. Used to refuse a --batch that
- * cannot fit before the work starts.
- */
-export function samplingMemoryBytes(c: UNetConfig, batch: number): number {
-  const a = activationFloats(c),
-    image = c.in_channels * c.sample_size * c.sample_size;
-  return 1.25 * 4 * (batch * (a.skips + 2 * a.layer + 8 * image) + 2 * parameterFloats(c)) + 200 * 2 ** 20;
-}
+export { samplingMemoryBytes, trainingMemoryBytes } from './memory.js';

@@ -1,8 +1,6 @@
-// The native backend: the N-API addon built from native/ddpm_native.cc on oneDNN. Node-only.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+// The native backend: the N-API addon built from native/ddpm_native.cc on oneDNN. Node-only. The addon's loading
+// is in addon.ts, the bookkeeping of the activation layouts that buffers are kept in between kernels in layouts.ts;
+// here are the ops, each one call into the addon.
 import {
   type AdamHyper,
   type Backend,
@@ -11,90 +9,25 @@ import {
   type UnaryOp,
   convOutSize,
 } from '../../engine/backend.js';
+import { type Addon, loadAddon } from './addon.js';
+import {
+  BLOCKED16,
+  NativeLayouts,
+  type Storage,
+  type Tag,
+  out,
+  physical,
+  physicalPerChannel,
+  sameDims,
+} from './layouts.js';
 
-/** This backend's buffers: Float32Arrays that the addon reads and writes in place. */
-type Storage = Float32Array;
-
-// biome-ignore lint/suspicious/noExplicitAny: the addon's functions are checked by the addon itself (native/binding)
-type Addon = Record<string, (...args: any[]) => any>;
+export { loadAddon };
 
 const BINARY: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3 };
 const UNARY: Record<UnaryOp, number> = { exp: 0, log: 1, sqrt: 2, square: 3, tanh: 4, silu: 5, neg: 6, ncdf: 7 };
 
 const prodOf = (s: number[]) => s.reduce((a, b) => a * b, 1);
-/**
- * An output buffer left uninitialised (malloc without the zero fill of new Float32Array, which costs 0.5 ms per 6 MB
- * on one thread here), for kernels that write every value of their outputs.
- */
-const out = (n: number): Storage => new Float32Array(Buffer.allocUnsafeSlow(n * 4).buffer, 0, n);
 const convArr = (p: ConvParams) => [p.stride, p.padTop, p.padBottom, p.padLeft, p.padRight];
-
-let cached: { addon: Addon | null; error: string } | null = null;
-
-/**
- * Loads the addon once; returns null (with the reason) when it was not built. On x86-64 the addon is built three
- * times: for the baseline (runs anywhere), for x86-64-v3 (AVX2, FMA) and for x86-64-v4 (AVX-512), and the highest
- * level the CPU runs is used (our own loops run about twice as fast at v3 as at the baseline, and v4 doubles their
- * vector width again; oneDNN picks its kernels at run time in all three). DDPM_NATIVE_BUILD=baseline, v3 or v4 asks
- * for one (a level the CPU lacks falls back to the next lower one).
- */
-export function loadAddon(): { addon: Addon | null; error: string } {
-  if (cached) return cached;
-  const here = dirname(fileURLToPath(import.meta.url));
-  // dist/src/backends/native -> repository root
-  const root = join(here, '..', '..', '..', '..');
-  const require = createRequire(import.meta.url);
-  const at = (name: string) => [join(root, 'build', 'Release', name), join(root, 'build', 'Debug', name)];
-  const want = process.env.DDPM_NATIVE_BUILD || 'v4';
-  if (!['baseline', 'v3', 'v4'].includes(want))
-    throw new Error(`DDPM_NATIVE_BUILD must be baseline, v3 or v4, got "${want}"`);
-  let error = '';
-  for (const c of at('ddpm_native.node')) {
-    let base: Addon;
-    try {
-      base = require(c) as Addon;
-    } catch (e) {
-      // report the first failure (the release build), not the fallback's
-      error ||= (e as Error).message.split('\n')[0];
-      continue;
-    }
-    const levels = [
-      { name: 'v4', ok: want === 'v4' && !!base.cpuHasV4?.() },
-      { name: 'v3', ok: want !== 'baseline' && !!base.cpuHasV3?.() },
-    ];
-    for (const l of levels) {
-      const file = c.replace('ddpm_native.node', `ddpm_native_${l.name}.node`);
-      if (!l.ok || !existsSync(file)) continue;
-      try {
-        cached = { addon: require(file) as Addon, error: '' };
-        return cached;
-      } catch {
-        // fall back to the next lower build
-      }
-    }
-    cached = { addon: base, error: '' };
-    return cached;
-  }
-  cached = { addon: null, error };
-  return cached;
-}
-
-/** Activation layouts of the addon (native/ddpm_native.cc): channel-blocked nChw16c (f32 convolutions) and NHWC (bf16). */
-const BLOCKED16 = 1;
-/** A buffer's layout and the [N, C, H, W] it holds. */
-interface Tag {
-  layout: number;
-  dims: number[];
-}
-/** The row-major shape whose order is the buffer's: [N, C/16, H*W, 16] or [N, H*W, C]. */
-const physical = (t: Tag) =>
-  t.layout === BLOCKED16
-    ? [t.dims[0], t.dims[1] / 16, t.dims[2] * t.dims[3], 16]
-    : [t.dims[0], t.dims[2] * t.dims[3], t.dims[1]];
-/** The same for a [1|N, C|1, 1, 1] operand broadcast against it. */
-const physicalPerChannel = (t: Tag, s: number[]) =>
-  t.layout === BLOCKED16 ? [s[0], s[1] === 1 ? 1 : s[1] / 16, 1, s[1] === 1 ? 1 : 16] : [s[0], 1, s[1]];
-const sameDims = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 /**
  * How the float32 3x3 convolutions are computed: `winograd` (default) uses oneDNN's Winograd F(4x4, 3x3) kernels
@@ -105,7 +38,7 @@ const sameDims = (a: number[], b: number[]) => a.length === b.length && a.every(
 export type ConvAlgorithm = 'winograd' | 'direct';
 export const CONV_ALGORITHMS: ConvAlgorithm[] = ['winograd', 'direct'];
 
-export class NativeBackend implements Backend<Storage> {
+export class NativeBackend extends NativeLayouts implements Backend<Storage> {
   readonly name = 'native';
   /**
    * What runs here. convAlgorithm: the algorithm the 3x3 convolutions really run (oneDNN 2.6 has Winograd kernels only
@@ -122,43 +55,10 @@ export class NativeBackend implements Backend<Storage> {
     winograd: boolean;
     blockedLayout: boolean;
   };
-  private readonly a: Addon;
-  /**
-   * Layout tags. A buffer in this map holds [N, C, H, W] in the layout its convolution computed in (nChw16c for f32,
-   * NHWC for bf16; the size is unchanged), as the convolution (or its data gradient) left it. Kernels that know the
-   * layouts keep them: convolution forward and backward, group norm and its gradient, elementwise ops, per-channel
-   * broadcasts and their reductions, concatenation and channel slices, upsampling and its gradient. Every other
-   * kernel, and every read, sees the plain NCHW copy made by plain() (kept with the buffer, so a second read or a
-   * second plain consumer costs nothing). In-place adds and scales keep a buffer's layout (gradient accumulation);
-   * Adam and EMA run on plain buffers (weights, optimiser state); write() makes a buffer plain.
-   */
-  private readonly blocked = new WeakMap<Storage, Tag>();
-  private readonly plainCopies = new WeakMap<Storage, Storage>();
-  /**
-   * Identities and versions of weight buffers: the addon keeps each convolution's weights in its own layout (and in
-   * bf16, converted once) under (id, version); every in-place write bumps the version, so a cached copy is never
-   * stale, and ids are never reused.
-   */
-  private readonly ids = new WeakMap<Storage, number>();
-  private readonly versions = new WeakMap<Storage, number>();
-  private nextId = 1;
-  private idOf(w: Storage): number {
-    let id = this.ids.get(w);
-    if (id === undefined) {
-      id = this.nextId++;
-      this.ids.set(w, id);
-    }
-    return id;
-  }
-  /** Called by every kernel that writes a buffer in place. */
-  private touched(x: Storage): void {
-    this.versions.set(x, (this.versions.get(x) ?? 0) + 1);
-    this.plainCopies.delete(x);
-  }
 
   /** threads: the OpenMP team for our loops and oneDNN (default: what the caller computed, see select.ts). */
   constructor(addon: Addon, threads?: number, convAlgorithm: ConvAlgorithm = 'winograd') {
-    this.a = addon;
+    super(addon);
     if (threads !== undefined) addon.setThreads(threads);
     // probe what oneDNN runs on this CPU: a 32-channel 3x3 convolution under Winograd, and a convolution's own layout
     addon.setConvAlgorithm('winograd');
@@ -187,7 +87,8 @@ export class NativeBackend implements Backend<Storage> {
     this.info.convAlgorithm = a === 'winograd' && !this.info.winograd ? 'direct' : a;
     return this.info.convAlgorithm === a
       ? ''
-      : `oneDNN ${this.info.onednn} has Winograd kernels only for AVX-512 CPUs; this one runs direct ones (${this.info.conv3x3})`;
+      : `oneDNN ${this.info.onednn} has Winograd kernels only for AVX-512 CPUs; ` +
+          `this one runs direct ones (${this.info.conv3x3})`;
   }
 
   /** oneDNN's names of the kernels a float32 convolution of these shapes runs (forward, data and weight gradients). */
@@ -198,47 +99,6 @@ export class NativeBackend implements Backend<Storage> {
     bias = true,
   ): { forward: string; backwardData: string; backwardWeights: string } {
     return this.a.convImplementations(xShape, wShape, convArr(p), bias);
-  }
-
-  /** x in NCHW (x itself when it is plain; a conversion made once per blocked buffer otherwise). */
-  private plain(x: Storage): Storage {
-    const t = this.blocked.get(x);
-    if (!t) return x;
-    let y = this.plainCopies.get(x);
-    if (!y) {
-      y = out(x.length);
-      this.a.relayout(x, t.dims, t.layout, 0, y);
-      this.plainCopies.set(x, y);
-    }
-    return y;
-  }
-  /** x in the layout of tag t (x itself when it is already; converted otherwise). */
-  private inLayout(x: Storage, t: Tag): Storage {
-    const have = this.blocked.get(x);
-    if (have && have.layout === t.layout && sameDims(have.dims, t.dims)) return x;
-    const y = out(x.length);
-    this.a.relayout(this.plain(x), t.dims, 0, t.layout, y);
-    return this.tag(y, t);
-  }
-  private tag(y: Storage, t: Tag | undefined): Storage {
-    if (t) this.blocked.set(y, t);
-    return y;
-  }
-  /** x's tag when x is in a layout of ours and holds the 4-D shape xs. */
-  private blockedAs(x: Storage, xs: number[]): Tag | undefined {
-    const t = this.blocked.get(x);
-    return t && sameDims(t.dims, xs) ? t : undefined;
-  }
-  /** Makes an in-place target plain (Adam and EMA targets are weights and optimiser state, plain already). */
-  private makePlain(x: Storage): void {
-    if (!this.blocked.has(x)) return;
-    x.set(this.plain(x));
-    this.blocked.delete(x);
-    this.touched(x);
-  }
-  /** Whether x is stored blocked (tests and benchmarks). */
-  isBlocked(x: unknown): boolean {
-    return x instanceof Float32Array && this.blocked.has(x);
   }
 
   upload(values: Float32Array): Storage {

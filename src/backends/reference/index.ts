@@ -1,13 +1,9 @@
 // The reference backend: plain TypeScript loops, written to be obviously correct. It is the oracle that every
-// other backend is tested against, and the fallback when the native addon is not built.
-import {
-  type AdamHyper,
-  type Backend,
-  type BinaryOp,
-  type ConvParams,
-  type UnaryOp,
-  convOutSize,
-} from '../../engine/backend.js';
+// other backend is tested against, and the fallback when the native addon is not built. The convolution, pooling
+// and upsampling loops are in conv.ts, group norm and softmax in norm.ts; the rest is here.
+import type { AdamHyper, Backend, BinaryOp, ConvParams, UnaryOp } from '../../engine/backend.js';
+import * as conv from './conv.js';
+import * as norm from './norm.js';
 
 /** This backend's buffers: plain arrays (Float64Array in the float64 variant, typed as Float32Array here). */
 type Storage = Float32Array;
@@ -55,10 +51,6 @@ const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 /** Standard normal CDF, the tanh approximation used by the official DDPM code (approx_standard_normal_cdf). */
 function approxStandardNormalCdf(x: number): number {
   return 0.5 * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
-}
-
-function sigmoid(x: number): number {
-  return 1 / (1 + Math.exp(-x));
 }
 
 /**
@@ -110,38 +102,12 @@ export class ReferenceBackend implements Backend<Storage> {
     return x.slice();
   }
 
-  private alloc(n: number): Storage {
-    return new this.Arr(n) as Storage;
-  }
+  /** A zeroed buffer of n values, of this backend's precision (also handed to the loops of conv.ts and norm.ts). */
+  private readonly alloc = (n: number): Storage => new this.Arr(n) as Storage;
 
   conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
     if (p.bf16) [x, w] = [roundToBf16(x), roundToBf16(w)];
-    const [N, C, H, W] = xs;
-    const [O, , KH, KW] = ws;
-    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
-    const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
-    const y = this.alloc(N * O * Ho * Wo);
-    for (let n = 0; n < N; n++)
-      for (let o = 0; o < O; o++) {
-        const yo = (n * O + o) * Ho * Wo;
-        if (b) y.fill(b[o], yo, yo + Ho * Wo);
-        for (let c = 0; c < C; c++)
-          for (let kh = 0; kh < KH; kh++)
-            for (let kw = 0; kw < KW; kw++) {
-              const wv = w[((o * C + c) * KH + kh) * KW + kw];
-              for (let oh = 0; oh < Ho; oh++) {
-                const ih = oh * p.stride + kh - p.padTop;
-                if (ih < 0 || ih >= H) continue;
-                const xrow = ((n * C + c) * H + ih) * W;
-                for (let ow = 0; ow < Wo; ow++) {
-                  const iw = ow * p.stride + kw - p.padLeft;
-                  if (iw < 0 || iw >= W) continue;
-                  y[yo + oh * Wo + ow] += wv * x[xrow + iw];
-                }
-              }
-            }
-      }
-    return y;
+    return conv.conv2d(this.alloc, x, xs, w, ws, b, p);
   }
 
   conv2dBackward(
@@ -154,74 +120,8 @@ export class ReferenceBackend implements Backend<Storage> {
     needDx: boolean,
     withBias: boolean,
   ) {
-    const dx = needDx ? this.conv2dBackwardData(dy, w, ws, p, xs) : null;
-    return { dx, ...this.conv2dBackwardWeights(x, xs, dy, ws, p, withBias) };
-  }
-
-  private conv2dBackwardData(dy: Storage, w: Storage, ws: number[], p: ConvParams, xs: number[]): Storage {
-    const [N, C, H, W] = xs;
-    const [O, , KH, KW] = ws;
-    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
-    const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
-    const dx = this.alloc(N * C * H * W);
-    for (let n = 0; n < N; n++)
-      for (let o = 0; o < O; o++) {
-        const yo = (n * O + o) * Ho * Wo;
-        for (let c = 0; c < C; c++)
-          for (let kh = 0; kh < KH; kh++)
-            for (let kw = 0; kw < KW; kw++) {
-              const wv = w[((o * C + c) * KH + kh) * KW + kw];
-              for (let oh = 0; oh < Ho; oh++) {
-                const ih = oh * p.stride + kh - p.padTop;
-                if (ih < 0 || ih >= H) continue;
-                const xrow = ((n * C + c) * H + ih) * W;
-                for (let ow = 0; ow < Wo; ow++) {
-                  const iw = ow * p.stride + kw - p.padLeft;
-                  if (iw < 0 || iw >= W) continue;
-                  dx[xrow + iw] += wv * dy[yo + oh * Wo + ow];
-                }
-              }
-            }
-      }
-    return dx;
-  }
-
-  private conv2dBackwardWeights(
-    x: Storage,
-    xs: number[],
-    dy: Storage,
-    ws: number[],
-    p: ConvParams,
-    withBias: boolean,
-  ): { dw: Storage; db: Storage | null } {
-    const [N, C, H, W] = xs;
-    const [O, , KH, KW] = ws;
-    const Ho = convOutSize(H, KH, p.padTop, p.padBottom, p.stride);
-    const Wo = convOutSize(W, KW, p.padLeft, p.padRight, p.stride);
-    const dw = this.alloc(O * C * KH * KW);
-    const db = withBias ? this.alloc(O) : null;
-    for (let n = 0; n < N; n++)
-      for (let o = 0; o < O; o++) {
-        const yo = (n * O + o) * Ho * Wo;
-        if (db) for (let i = 0; i < Ho * Wo; i++) db[o] += dy[yo + i];
-        for (let c = 0; c < C; c++)
-          for (let kh = 0; kh < KH; kh++)
-            for (let kw = 0; kw < KW; kw++) {
-              let acc = 0;
-              for (let oh = 0; oh < Ho; oh++) {
-                const ih = oh * p.stride + kh - p.padTop;
-                if (ih < 0 || ih >= H) continue;
-                const xrow = ((n * C + c) * H + ih) * W;
-                for (let ow = 0; ow < Wo; ow++) {
-                  const iw = ow * p.stride + kw - p.padLeft;
-                  if (iw < 0 || iw >= W) continue;
-                  acc += x[xrow + iw] * dy[yo + oh * Wo + ow];
-                }
-              }
-              dw[((o * C + c) * KH + kh) * KW + kw] += acc;
-            }
-      }
-    return { dw, db };
+    const dx = needDx ? conv.conv2dBackwardData(this.alloc, dy, w, ws, p, xs) : null;
+    return { dx, ...conv.conv2dBackwardWeights(this.alloc, x, xs, dy, ws, p, withBias) };
   }
 
   matmul(
@@ -301,7 +201,7 @@ export class ReferenceBackend implements Backend<Storage> {
       sqrt: Math.sqrt,
       tanh: Math.tanh,
       square: (v: number) => v * v,
-      silu: (v: number) => v * sigmoid(v),
+      silu: (v: number) => v * norm.sigmoid(v),
       neg: (v: number) => -v,
       ncdf: approxStandardNormalCdf,
     }[op];
@@ -342,7 +242,7 @@ export class ReferenceBackend implements Backend<Storage> {
           d = 1 - y[i] * y[i];
           break;
         case 'silu': {
-          const s = sigmoid(x[i]);
+          const s = norm.sigmoid(x[i]);
           d = s * (1 + x[i] * (1 - s));
           break;
         }
@@ -369,34 +269,7 @@ export class ReferenceBackend implements Backend<Storage> {
   }
 
   groupNorm(x: Storage, xs: number[], gamma: Storage, beta: Storage, groups: number, eps: number, silu: boolean) {
-    const [N, C] = xs;
-    const S = xs.slice(2).reduce((p, q) => p * q, 1);
-    const cg = C / groups,
-      len = cg * S;
-    const y = this.alloc(x.length);
-    const mean = this.alloc(N * groups),
-      rstd = this.alloc(N * groups);
-    for (let n = 0; n < N; n++)
-      for (let g = 0; g < groups; g++) {
-        const off = (n * C + g * cg) * S;
-        let s = 0;
-        for (let i = 0; i < len; i++) s += x[off + i];
-        const mu = s / len;
-        let v = 0;
-        for (let i = 0; i < len; i++) v += (x[off + i] - mu) ** 2;
-        const r = 1 / Math.sqrt(v / len + eps);
-        mean[n * groups + g] = mu;
-        rstd[n * groups + g] = r;
-        for (let c = 0; c < cg; c++) {
-          const ch = g * cg + c;
-          for (let i = 0; i < S; i++) {
-            const j = off + c * S + i;
-            const z = (x[j] - mu) * r * gamma[ch] + beta[ch];
-            y[j] = silu ? z * sigmoid(z) : z;
-          }
-        }
-      }
-    return { y, mean, rstd };
+    return norm.groupNorm(this.alloc, x, xs, gamma, beta, groups, eps, silu);
   }
 
   groupNormBackward(
@@ -410,83 +283,15 @@ export class ReferenceBackend implements Backend<Storage> {
     silu: boolean,
     dy: Storage,
   ) {
-    const [N, C] = xs;
-    const S = xs.slice(2).reduce((p, q) => p * q, 1);
-    const cg = C / groups,
-      len = cg * S;
-    const dx = this.alloc(x.length);
-    const dgamma = new Float64Array(C),
-      dbeta = new Float64Array(C);
-    const dz = new Float64Array(len),
-      xhat = new Float64Array(len);
-    for (let n = 0; n < N; n++)
-      for (let g = 0; g < groups; g++) {
-        const off = (n * C + g * cg) * S;
-        const mu = mean[n * groups + g],
-          r = rstd[n * groups + g];
-        // dxhat = dz * gamma;  dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-        let s1 = 0,
-          s2 = 0;
-        for (let c = 0; c < cg; c++) {
-          const ch = g * cg + c;
-          for (let i = 0; i < S; i++) {
-            const k = c * S + i,
-              j = off + k;
-            const xh = (x[j] - mu) * r;
-            let d = dy[j];
-            if (silu) {
-              const z = xh * gamma[ch] + beta[ch];
-              const sg = sigmoid(z);
-              d *= sg * (1 + z * (1 - sg));
-            }
-            xhat[k] = xh;
-            dz[k] = d;
-            dgamma[ch] += d * xh;
-            dbeta[ch] += d;
-            const dxh = d * gamma[ch];
-            s1 += dxh;
-            s2 += dxh * xh;
-          }
-        }
-        s1 /= len;
-        s2 /= len;
-        for (let c = 0; c < cg; c++) {
-          const ch = g * cg + c;
-          for (let i = 0; i < S; i++) {
-            const k = c * S + i;
-            dx[off + k] = r * (dz[k] * gamma[ch] - s1 - xhat[k] * s2);
-          }
-        }
-      }
-    return { dx, dgamma: this.from(dgamma), dbeta: this.from(dbeta) };
+    return norm.groupNormBackward(this.alloc, x, xs, gamma, beta, mean, rstd, groups, silu, dy);
   }
 
   softmax(x: Storage, rows: number, cols: number): Storage {
-    const y = this.alloc(x.length);
-    for (let r = 0; r < rows; r++) {
-      const o = r * cols;
-      let mx = -Infinity;
-      for (let j = 0; j < cols; j++) mx = Math.max(mx, x[o + j]);
-      let s = 0;
-      for (let j = 0; j < cols; j++) {
-        const e = Math.exp(x[o + j] - mx);
-        y[o + j] = e;
-        s += e;
-      }
-      for (let j = 0; j < cols; j++) y[o + j] /= s;
-    }
-    return y;
+    return norm.softmax(this.alloc, x, rows, cols);
   }
 
   softmaxBackward(y: Storage, dy: Storage, rows: number, cols: number): Storage {
-    const dx = this.alloc(y.length);
-    for (let r = 0; r < rows; r++) {
-      const o = r * cols;
-      let dot = 0;
-      for (let j = 0; j < cols; j++) dot += y[o + j] * dy[o + j];
-      for (let j = 0; j < cols; j++) dx[o + j] = y[o + j] * (dy[o + j] - dot);
-    }
-    return dx;
+    return norm.softmaxBackward(this.alloc, y, dy, rows, cols);
   }
 
   permute(x: Storage, xs: number[], perm: number[]): Storage {
@@ -525,12 +330,7 @@ export class ReferenceBackend implements Backend<Storage> {
   }
 
   upsample2x(x: Storage, xs: number[]): Storage {
-    const [N, C, H, W] = xs;
-    const y = this.alloc(N * C * 4 * H * W);
-    for (let nc = 0; nc < N * C; nc++)
-      for (let h = 0; h < 2 * H; h++)
-        for (let w = 0; w < 2 * W; w++) y[(nc * 2 * H + h) * 2 * W + w] = x[(nc * H + (h >> 1)) * W + (w >> 1)];
-    return y;
+    return conv.upsample2x(this.alloc, x, xs);
   }
 
   pool2d(
@@ -542,36 +342,11 @@ export class ReferenceBackend implements Backend<Storage> {
     pad: number,
     countPad: boolean,
   ): Storage {
-    const [N, C, H, W] = xs;
-    const Ho = convOutSize(H, k, pad, pad, stride),
-      Wo = convOutSize(W, k, pad, pad, stride);
-    const y = this.alloc(N * C * Ho * Wo);
-    for (let nc = 0; nc < N * C; nc++)
-      for (let oh = 0; oh < Ho; oh++)
-        for (let ow = 0; ow < Wo; ow++) {
-          let acc = kind === 'max' ? -Infinity : 0,
-            n = 0;
-          for (let i = 0; i < k; i++)
-            for (let j = 0; j < k; j++) {
-              const h = oh * stride - pad + i,
-                w = ow * stride - pad + j;
-              if (h < 0 || h >= H || w < 0 || w >= W) continue;
-              const v = x[(nc * H + h) * W + w];
-              acc = kind === 'max' ? Math.max(acc, v) : acc + v;
-              n++;
-            }
-          y[(nc * Ho + oh) * Wo + ow] = kind === 'max' ? acc : acc / (countPad ? k * k : n);
-        }
-    return y;
+    return conv.pool2d(this.alloc, kind, x, xs, k, stride, pad, countPad);
   }
 
   upsample2xBackward(dy: Storage, xs: number[]): Storage {
-    const [N, C, H, W] = xs;
-    const dx = this.alloc(N * C * H * W);
-    for (let nc = 0; nc < N * C; nc++)
-      for (let h = 0; h < 2 * H; h++)
-        for (let w = 0; w < 2 * W; w++) dx[(nc * H + (h >> 1)) * W + (w >> 1)] += dy[(nc * 2 * H + h) * 2 * W + w];
-    return dx;
+    return conv.upsample2xBackward(this.alloc, dy, xs);
   }
 
   private from(a: Float64Array): Storage {

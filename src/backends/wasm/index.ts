@@ -32,7 +32,8 @@ class Gemm {
 
   /**
    * C[M, N] = A[M, K] B[K, N]. fillA(a, lda) and fillB(b, ldb) write the operands into zeroed, padded views (rows of
-   * lda = K and ldb = N rounded up to 8 floats); returns a view of C with rows of ldc floats (valid until the next call).
+   * lda = K and ldb = N rounded up to 8 floats); returns a view of C with rows of ldc floats (valid until the next
+   * call).
    */
   run(
     M: number,

@@ -44,7 +44,8 @@ export async function dataCommand(o: DataOptions): Promise<void> {
   const ds = loadDataset(o.data, o.split, { size: 32, channels: 3 });
   const s = pixelStats(ds);
   console.log(
-    `${ds.name}: ${ds.count} images, ${ds.channels}x${ds.height}x${ds.width}, pixel mean ${s.mean.toFixed(5)}, std ${s.std.toFixed(5)} (on [0, 1])`,
+    `${ds.name}: ${ds.count} images, ${ds.channels}x${ds.height}x${ds.width}, pixel mean ${s.mean.toFixed(5)}, std ` +
+      `${s.std.toFixed(5)} (on [0, 1])`,
   );
   if (ds.files?.length) {
     const sizes = ds.files.map((f) => statSync(f).size);

@@ -21,7 +21,8 @@ export function register(program: Command): void {
   program
     .command('demo')
     .description(
-      'the main job on the embedded default: train the mnist preset for a few minutes, write a sample grid and a denoising strip',
+      'the main job on the embedded default: train the mnist preset for a few minutes, write a sample grid and a ' +
+        'denoising strip',
     )
     .option('--out <dir>', 'output folder', 'runs/demo')
     .option('--minutes <x>', 'training time budget', num('--minutes', 0.1), 4)
@@ -59,7 +60,8 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
       `ddpm demo: continuing the earlier demo in ${run} from step ${earlier.step} (delete the folder to start over)`,
     );
   console.error(
-    `ddpm demo: training the mnist preset on the embedded digits in ${run} for ${o.minutes} minutes${o.steps ? ` or ${o.steps} steps` : ''} (backend ${getBackend().name}), then sampling`,
+    `ddpm demo: training the mnist preset on the embedded digits in ${run} for ${o.minutes} ` +
+      `minutes${o.steps ? ` or ${o.steps} steps` : ''} (backend ${getBackend().name}), then sampling`,
   );
   await trainCommand({
     data: 'embedded',
@@ -97,6 +99,7 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
   });
   const curve = existsSync(join(run, 'loss.png')) ? `, ${join(run, 'loss.png')} (loss curve)` : '';
   console.error(
-    `demo done: ${join(out, 'samples', 'grid.png')} (samples), ${join(out, 'samples', 'strip.png')} (denoising strip)${curve}`,
+    `demo done: ${join(out, 'samples', 'grid.png')} (samples), ${join(out, 'samples', 'strip.png')} (denoising ` +
+      `strip)${curve}`,
   );
 }

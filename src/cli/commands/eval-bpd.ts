@@ -9,6 +9,8 @@ import { linePlot, writePng } from '../../io/png.js';
 import { Progress } from '../progress.js';
 import { checkForwardBatch, ensureWritableFile, int, loadDataset, loadForSampling, split, warn } from '../shared.js';
 
+const CLIPPED = 'clipped to [-1, 1] (the official calc_bpd_loop default; --no-clip for the unclipped bound)';
+
 export interface EvalBpdOptions {
   model: string;
   data: string;
@@ -33,7 +35,8 @@ export function register(evalCmd: Command): void {
     .option('-n, --num <n>', 'number of images (default: all)', int('-n', 1))
     .option(
       '--spread',
-      "with -n below the set's size: take the images evenly spread over the set, not the first n (a set stored in class order)",
+      "with -n below the set's size: take the images evenly spread over the set, not the first n (a set stored in " +
+        'class order)',
       false,
     )
     .option('--batch <n>', 'batch size', int('--batch', 1), 64)
@@ -60,7 +63,8 @@ export async function evalBpdCommand(o: EvalBpdOptions): Promise<void> {
   const data = loadDataset(o.data, o.split, { size: cfg.sample_size, channels: cfg.in_channels as 1 | 3 });
   if (data.channels !== cfg.in_channels || data.height !== cfg.sample_size)
     throw new Error(
-      `${data.name}: images are ${data.channels}x${data.height}x${data.width}, the model expects ${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size}`,
+      `${data.name}: images are ${data.channels}x${data.height}x${data.width}, the model expects ` +
+        `${cfg.in_channels}x${cfg.sample_size}x${cfg.sample_size}`,
     );
   if (o.num !== undefined && o.num > data.count)
     warn(`-n ${o.num}: ${data.name} has only ${data.count} images; evaluating all of them`);
@@ -87,18 +91,19 @@ export async function evalBpdCommand(o: EvalBpdOptions): Promise<void> {
     r.terms.filter((x) => x.t >= a && x.t < b).reduce((s, x) => s + x.bpd * x.weight, 0);
   const Tn = diffusion.numTimesteps;
   console.log(`images          ${r.images} (${data.name}, ${o.split}${which ? `, ${which}` : ''})`);
-  console.log(
-    `bits/dim        ${r.total.toFixed(4)}   (upper bound on NLL, eq. 5${o.tStride > 1 ? `; t < ${EXACT_HEAD} exact, above that every ${o.tStride}th t stands for its neighbours` : '; all T terms'})`,
-  );
-  console.log(
-    `x0 estimate     ${clip ? 'clipped to [-1, 1] (the official calc_bpd_loop default; --no-clip for the unclipped bound)' : 'not clipped (--no-clip)'}`,
-  );
+  const terms =
+    o.tStride > 1
+      ? `t < ${EXACT_HEAD} exact, above that every ${o.tStride}th t stands for its neighbours`
+      : 'all T terms';
+  console.log(`bits/dim        ${r.total.toFixed(4)}   (upper bound on NLL, eq. 5; ${terms})`);
+  console.log(`x0 estimate     ${clip ? CLIPPED : 'not clipped (--no-clip)'}`);
   console.log(`  prior L_T     ${r.prior.toExponential(3)}`);
   console.log(`  decoder L_0   ${r.decoder.toFixed(4)}`);
   console.log(`  KL sum        ${r.kl.toFixed(4)}`);
   for (let k = 0; k < 4; k++)
     console.log(
-      `    t in [${Math.floor((k * Tn) / 4)}, ${Math.floor(((k + 1) * Tn) / 4)})  ${q(Math.max(1, Math.floor((k * Tn) / 4)), Math.floor(((k + 1) * Tn) / 4)).toFixed(4)}`,
+      `    t in [${Math.floor((k * Tn) / 4)}, ${Math.floor(((k + 1) * Tn) / 4)})  ` +
+        `${q(Math.max(1, Math.floor((k * Tn) / 4)), Math.floor(((k + 1) * Tn) / 4)).toFixed(4)}`,
     );
   // rate-distortion of the reverse chain as a code (paper Table 4): at reverse steps T/10, 2T/10, ..., T
   console.log('rate-distortion (reverse step: rate bits/dim, RMSE on 0-255)');

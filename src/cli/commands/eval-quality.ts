@@ -59,11 +59,13 @@ function qualityOptions(c: Command, inception: boolean): Command {
   return c
     .requiredOption(
       '--images <spec>',
-      'images to judge: a model folder or shipped model name (sampled here), a dataset, a PNG folder, or a .npy [N,C,H,W] on [-1, 1]',
+      'images to judge: a model folder or shipped model name (sampled here), a dataset, a PNG folder, or a .npy ' +
+        '[N,C,H,W] on [-1, 1]',
     )
     .option(
       '--ref <spec>',
-      `reference: a dataset, PNG folder, .npy, or .npz with mu and sigma (pytorch-fid / TTUR statistics)${inception ? '' : " (default: the network's dataset)"}`,
+      `reference: a dataset, PNG folder, .npy, or .npz with mu and sigma (pytorch-fid / TTUR ` +
+        `statistics)${inception ? '' : " (default: the network's dataset)"}`,
     )
     .addOption(
       inception
@@ -77,7 +79,8 @@ function qualityOptions(c: Command, inception: boolean): Command {
       '--inception <file>',
       inception
         ? "Inception-v3 weights (pytorch-fid's, as safetensors)"
-        : "Inception-v3 weights (pytorch-fid's, as safetensors): FID / IS / KID on Inception features instead of the small feature network",
+        : "Inception-v3 weights (pytorch-fid's, as safetensors): FID / IS / KID on Inception features instead of " +
+            'the small feature network',
     )
     .option(
       '-n, --num <n>',
@@ -87,7 +90,8 @@ function qualityOptions(c: Command, inception: boolean): Command {
     .option('--ref-num <n>', 'reference images to use (default: all)', int('--ref-num', 2))
     .option(
       '--spread',
-      "with -n / --ref-num below a dataset's size: take its images evenly spread over the set, not the first n (a set stored in class order)",
+      "with -n / --ref-num below a dataset's size: take its images evenly spread over the set, not the first n (a " +
+        'set stored in class order)',
       false,
     )
     .option('--split <s>', 'split of a dataset given to --images', split, 'test')
@@ -108,7 +112,8 @@ function qualityOptions(c: Command, inception: boolean): Command {
     .option('--save-stats <file>', "write the judged images' feature statistics as .npz (mu, sigma)")
     .option(
       '--samples <file>',
-      'model folders: keep the drawn samples in this .npy, batch by batch; a killed run resumes after its last finished batch',
+      'model folders: keep the drawn samples in this .npy, batch by batch; a killed run resumes after its last ' +
+        'finished batch',
     )
     .option('--out <file>', 'write the results as JSON');
 }
@@ -118,7 +123,8 @@ export function register(evalCmd: Command): void {
     evalCmd
       .command('quality')
       .description(
-        'sample quality: Frechet distance, KID, Inception Score, precision/recall, on a small feature network (--net: 28x28 digits, 32x32 CIFAR-10) or on Inception-v3 with --inception',
+        'sample quality: Frechet distance, KID, Inception Score, precision/recall, on a small feature network ' +
+          '(--net: 28x28 digits, 32x32 CIFAR-10) or on Inception-v3 with --inception',
       ),
     false,
   ).action(evalQualityCommand);
@@ -127,17 +133,20 @@ export function register(evalCmd: Command): void {
       evalCmd
         .command(name)
         .description(
-          `${name.toUpperCase()} on Inception-v3 (needs --inception FILE); prints FID, KID, IS and precision/recall together`,
+          `${name.toUpperCase()} on Inception-v3 (needs --inception FILE); prints FID, KID, IS and precision/recall ` +
+            `together`,
         ),
       true,
     ).action((o: EvalQualityOptions, c: Command) => {
       if (!o.inception)
         throw new Error(
-          `eval ${name}: pass --inception FILE (pytorch-fid's Inception-v3 weights as safetensors; docs/metrics.md says how to make it), or use \`ddpm eval quality\` for 28x28 data`,
+          `eval ${name}: pass --inception FILE (pytorch-fid's Inception-v3 weights as safetensors; docs/metrics.md ` +
+            `says how to make it), or use \`ddpm eval quality\` for 28x28 data`,
         );
       if (c.getOptionValueSource('net') === 'cli')
         throw new Error(
-          `eval ${name}: --net is for \`ddpm eval quality\`; ${name.toUpperCase()} uses the Inception-v3 weights of --inception`,
+          `eval ${name}: --net is for \`ddpm eval quality\`; ${name.toUpperCase()} uses the Inception-v3 weights of ` +
+            `--inception`,
         );
       return evalQualityCommand(o);
     });
@@ -162,7 +171,8 @@ async function reference(o: EvalQualityOptions, ex: Extractor) {
       sigma = z.get('sigma');
     if (!mu || !sigma)
       throw new Error(
-        `${refSpec}: expected arrays "mu" and "sigma" (pytorch-fid / TTUR statistics), found ${[...z.keys()].join(', ')}`,
+        `${refSpec}: expected arrays "mu" and "sigma" (pytorch-fid / TTUR statistics), found ` +
+          `${[...z.keys()].join(', ')}`,
       );
     if (mu.data.length !== d || sigma.data.length !== d * d)
       throw new Error(`${refSpec}: statistics of dimension ${mu.data.length}; the feature network gives ${d}`);
@@ -216,7 +226,8 @@ export async function evalQualityCommand(o: EvalQualityOptions): Promise<void> {
     | undefined;
   if (k)
     console.log(
-      `KID        ${k.mean.toExponential(3)} +- ${k.stderr.toExponential(2)} (std ${k.std.toExponential(2)} over ${k.subsets} subsets of ${k.subsetSize})`,
+      `KID        ${k.mean.toExponential(3)} +- ${k.stderr.toExponential(2)} (std ${k.std.toExponential(2)} over ` +
+        `${k.subsets} subsets of ${k.subsetSize})`,
     );
   const is = result.is as { mean: number; std: number } | undefined;
   if (is) console.log(`IS         ${is.mean.toFixed(3)} +- ${is.std.toFixed(3)} (10 splits)`);

@@ -29,7 +29,9 @@ export function infoCommand(o: InfoOptions): void {
   if (b instanceof NativeBackend) {
     const i = b.info;
     console.log(
-      `conv 3x3 ${i.conv3x3} (${i.convAlgorithm}${i.winograd ? '' : '; oneDNN has Winograd kernels for AVX-512 CPUs only'}); activations between kernels ${i.blockedLayout ? 'nChw16c' : 'NCHW (this CPU computes in nChw8c)'}`,
+      `conv 3x3 ${i.conv3x3} ` +
+        `(${i.convAlgorithm}${i.winograd ? '' : '; oneDNN has Winograd kernels for AVX-512 CPUs only'}); ` +
+        `activations between kernels ${i.blockedLayout ? 'nChw16c' : 'NCHW (this CPU computes in nChw8c)'}`,
     );
   }
   if (!o.model) {
@@ -47,15 +49,19 @@ export function infoCommand(o: InfoOptions): void {
     d = folder.diffusion.config;
   console.log(`model    ${o.model}`);
   console.log(
-    `unet     ${c.in_channels}x${c.sample_size}x${c.sample_size}, channels ${JSON.stringify(c.block_out_channels)}, ${c.layers_per_block} blocks/level, ${model.parameterCount.toLocaleString()} parameters in ${model.params.size} tensors`,
+    `unet     ${c.in_channels}x${c.sample_size}x${c.sample_size}, channels ${JSON.stringify(c.block_out_channels)}, ` +
+      `${c.layers_per_block} blocks/level, ${model.parameterCount.toLocaleString()} parameters in ` +
+      `${model.params.size} tensors`,
   );
   console.log(
-    `process  T=${d.timesteps} ${d.schedule} beta ${d.betaStart}..${d.betaEnd}, predicts ${d.prediction}, variance ${d.variance}, loss ${d.loss}, clip ${d.clipSample}`,
+    `process  T=${d.timesteps} ${d.schedule} beta ${d.betaStart}..${d.betaEnd}, predicts ${d.prediction}, variance ` +
+      `${d.variance}, loss ${d.loss}, clip ${d.clipSample}`,
   );
   const betas = folder.diffusion.betas;
   if (betas)
     console.log(
-      `betas    trained_betas: ${betas.length} values, ${betas[0].toExponential(4)} .. ${betas[betas.length - 1].toExponential(4)} (used instead of the named schedule)`,
+      `betas    trained_betas: ${betas.length} values, ${betas[0].toExponential(4)} .. ` +
+        `${betas[betas.length - 1].toExponential(4)} (used instead of the named schedule)`,
     );
   const ck = checkpointDirs(dir).pop();
   const stateFile = ck ? join(ck.dir, 'trainer_state.json') : join(dir, 'trainer_state.json');

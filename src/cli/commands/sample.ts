@@ -58,7 +58,8 @@ export function register(program: Command): void {
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ancestral'))
     .option(
       '--steps <spec>',
-      'reverse steps: a count, counts per section ("10,15,20") or ddimN, as improved-diffusion\'s space_timesteps (default: all T)',
+      'reverse steps: a count, counts per section ("10,15,20") or ddimN, as improved-diffusion\'s space_timesteps ' +
+        '(default: all T)',
       stepsSpec,
     )
     .addOption(
@@ -72,7 +73,8 @@ export function register(program: Command): void {
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option(
       '--clip',
-      "clip the x0 estimate to [-1, 1] (default: the folder's clip_sample for ancestral/ddim/langevin/pc; off for the ODE solvers, as diffusers)",
+      "clip the x0 estimate to [-1, 1] (default: the folder's clip_sample for ancestral/ddim/langevin/pc; off for " +
+        'the ODE solvers, as diffusers)',
     )
     .option('--no-clip', 'do not clip the x0 estimate')
     .option('--strip', 'also write a denoising strip (x0 estimates along the chain)', false)
@@ -90,7 +92,8 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const bytes = n * C * S * S * 4 * 2;
   if (bytes > 0.5 * availableMemory())
     throw new Error(
-      `-n ${n}: ${n} samples of ${C}x${S}x${S} need ${gib(bytes)} GiB to hold, more than half of this machine's ${gib(availableMemory())} GiB; draw them in several runs with --seed and disjoint --out`,
+      `-n ${n}: ${n} samples of ${C}x${S}x${S} need ${gib(bytes)} GiB to hold, more than half of this machine's ` +
+        `${gib(availableMemory())} GiB; draw them in several runs with --seed and disjoint --out`,
     );
   checkForwardBatch(cfg, Math.min(o.batch, n), 'sampling');
   const sampler = o.sampler,
@@ -106,7 +109,8 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const old = readdirSync(out).filter((f) => OWN_SAMPLE_FILES.test(f));
   if (old.length && !o.overwrite)
     throw new Error(
-      `--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose another --out`,
+      `--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose ` +
+        `another --out`,
     );
   for (const f of old) rmSync(join(out, f));
   const stripTensors: Tensor[] = [];
@@ -146,6 +150,8 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
     writePng(join(out, 'strip.png'), imageGrid(strip, [k * stripRows.length, C, S, S], stripRows.length));
   }
   console.error(
-    `wrote ${join(out, 'grid.png')} and ${n} single ${S}x${S} PNGs${stripRows.length ? ` and ${join(out, 'strip.png')}` : ''} (${sampler}, ${plan.length} steps, clip ${clip ? 'on' : 'off'})`,
+    `wrote ${join(out, 'grid.png')} and ${n} single ${S}x${S} ` +
+      `PNGs${stripRows.length ? ` and ${join(out, 'strip.png')}` : ''} (${sampler}, ${plan.length} steps, clip ` +
+      `${clip ? 'on' : 'off'})`,
   );
 }

@@ -32,7 +32,8 @@ export function register(program: Command): void {
     )
     .requiredOption(
       '--out <dir>',
-      'output folder (diffusers model + checkpoints/ + metrics.jsonl + samples/): new, empty, or a run folder of ddpm train',
+      'output folder (diffusers model + checkpoints/ + metrics.jsonl + samples/): new, empty, or a run folder of ' +
+        'ddpm train',
     )
     .option('--preset <name>', `model preset: ${Object.keys(PRESETS).join(', ')}`, 'mnist')
     .option('--steps <n>', 'training steps', int('--steps', 1), 10000)
@@ -71,17 +72,20 @@ export function register(program: Command): void {
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option(
       '--eval-every <n>',
-      'steps between sample-quality checks (FD, KID of DDIM-50 samples of the EMA weights on a small feature network: 1x28x28 and 3x32x32 models)',
+      'steps between sample-quality checks (FD, KID of DDIM-50 samples of the EMA weights on a small feature ' +
+        'network: 1x28x28 and 3x32x32 models)',
       int('--eval-every', 1),
     )
     .option('--eval-samples <n>', 'samples per quality check', int('--eval-samples', 10), 256)
     .option(
       '--eval-net <name>',
-      'feature network for the quality checks: mnist, fashion or cifar10 (default: cifar10 for RGB presets, else mnist)',
+      'feature network for the quality checks: mnist, fashion or cifar10 (default: cifar10 for RGB presets, else ' +
+        'mnist)',
     )
     .option(
       '--override <fields>',
-      'on resume, allow these options to differ from the saved run (comma-separated: lr, warmup, grad-clip, ema, ema-warmup, flip, dropout, batch, accumulate, seed)',
+      'on resume, allow these options to differ from the saved run (comma-separated: lr, warmup, grad-clip, ema, ' +
+        'ema-warmup, flip, dropout, batch, accumulate, seed)',
     )
     .action(trainCommand);
 }
@@ -93,7 +97,9 @@ export async function trainCommand(o: TrainCommandOptions): Promise<void> {
     have = availableMemory();
   if (need > 0.85 * have)
     throw new Error(
-      `--batch ${opts.batchSize}: a training step of preset ${o.preset} needs about ${gib(need)} GiB, and this machine allows ${gib(have)} GiB (${gib(freemem())} GiB free now); use a smaller --batch, with --accumulate to keep the effective batch`,
+      `--batch ${opts.batchSize}: a training step of preset ${o.preset} needs about ${gib(need)} GiB, and this ` +
+        `machine allows ${gib(have)} GiB (${gib(freemem())} GiB free now); use a smaller --batch, with --accumulate ` +
+        `to keep the effective batch`,
     );
   if (opts.lr === 0) warn('--lr 0: the weights will never change');
   if (opts.gradClip === 0) console.error('--grad-clip 0: gradients are not clipped');
@@ -103,7 +109,8 @@ export async function trainCommand(o: TrainCommandOptions): Promise<void> {
       `--batch ${opts.batchSize} is larger than the ${data.count} images of ${data.name}: every batch repeats images`,
     );
   console.error(
-    `ddpm train: ${data.count} images ${data.channels}x${data.height}x${data.width} from ${data.name}; preset ${o.preset} (${new UNet(opts.unet).parameterCount.toLocaleString()} parameters); backend ${getBackend().name}`,
+    `ddpm train: ${data.count} images ${data.channels}x${data.height}x${data.width} from ${data.name}; preset ` +
+      `${o.preset} (${new UNet(opts.unet).parameterCount.toLocaleString()} parameters); backend ${getBackend().name}`,
   );
   let evaluate:
     | ((sampleImages: (n: number) => Promise<Float32Array>, step: number) => Promise<Record<string, number>>)
@@ -113,7 +120,8 @@ export async function trainCommand(o: TrainCommandOptions): Promise<void> {
     const net = loadFeatureNet(netName);
     if (opts.unet.in_channels !== net.channels || opts.unet.sample_size !== net.size)
       throw new Error(
-        `--eval-every: the feature network "${netName}" takes ${net.channels}x${net.size}x${net.size} images; preset ${o.preset} makes ${opts.unet.in_channels}x${opts.unet.sample_size}x${opts.unet.sample_size}`,
+        `--eval-every: the feature network "${netName}" takes ${net.channels}x${net.size}x${net.size} images; ` +
+          `preset ${o.preset} makes ${opts.unet.in_channels}x${opts.unet.sample_size}x${opts.unet.sample_size}`,
       );
     const nRef = Math.min(2000, data.count);
     const ref = (
@@ -146,7 +154,9 @@ export async function trainCommand(o: TrainCommandOptions): Promise<void> {
       ema = ema ? 0.98 * ema + 0.02 * m.loss : m.loss;
       if (m.quality)
         console.error(
-          `\nstep ${m.step}: FD ${m.quality.fd.toFixed(3)}, KID ${m.quality.kid.toExponential(2)} (${m.quality.samples} DDIM-50 samples of the EMA weights against ${Math.min(2000, data.count)} training images)`,
+          `\nstep ${m.step}: FD ${m.quality.fd.toFixed(3)}, KID ${m.quality.kid.toExponential(2)} ` +
+            `(${m.quality.samples} DDIM-50 samples of the EMA weights against ${Math.min(2000, data.count)} ` +
+            `training images)`,
         );
       bar.update(m.step, `loss ${ema.toFixed(4)} ${m.images_per_s.toFixed(0)} img/s`);
     },
@@ -157,7 +167,8 @@ export async function trainCommand(o: TrainCommandOptions): Promise<void> {
   });
   if (st.interrupted) {
     console.error(
-      `\nstopped by ${st.interrupted} at step ${st.step}: checkpoint written to ${join(opts.outDir, 'checkpoints')}; run the same command to resume`,
+      `\nstopped by ${st.interrupted} at step ${st.step}: checkpoint written to ` +
+        `${join(opts.outDir, 'checkpoints')}; run the same command to resume`,
     );
     process.exitCode = st.interrupted === 'SIGINT' ? 130 : 143;
     return;
