@@ -66,7 +66,9 @@ function row(label, feats, probs, n, refN = 10000) {
   const is = inceptionScore(probs.subarray(0, n * DIGITNET_CLASSES), n, DIGITNET_CLASSES, 10);
   const pr = precisionRecall(ref.subarray(0, 1000 * D), 1000, feats.subarray(0, 1000 * D), Math.min(1000, n), D);
   rows.push(
-    `| ${label} | ${n.toLocaleString()} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(3)} +- ${(kid.stderr * 1e3).toFixed(3)} | ${is.mean.toFixed(2)} | ${pr.precision.toFixed(3)} / ${pr.recall.toFixed(3)} |`,
+    `| ${label} | ${n.toLocaleString()} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(3)} +- ` +
+      `${(kid.stderr * 1e3).toFixed(3)} | ${is.mean.toFixed(2)} | ${pr.precision.toFixed(3)} / ` +
+      `${pr.recall.toFixed(3)} |`,
   );
   console.error(rows[rows.length - 1]);
   return fd;

@@ -47,7 +47,8 @@ const ROWS = [
   ],
 ];
 const lines = [
-  '| row | prediction | loss | variance | FD (500 samples) | KID x 1e3 | IS | bits/dim (64 test images) | training loss (last 50 steps) | the paper (CIFAR-10) |',
+  '| row | prediction | loss | variance | FD (500 samples) | KID x 1e3 | IS | bits/dim (64 test images) | training ' +
+    'loss (last 50 steps) | the paper (CIFAR-10) |',
   '|---|---|---|---|---|---|---|---|---|---|',
 ];
 for (const [name, pred, loss, variance, paper] of ROWS) {
@@ -68,7 +69,8 @@ for (const [name, pred, loss, variance, paper] of ROWS) {
   const kid = q.kid ? `${(q.kid.mean * 1e3).toFixed(2)} +- ${(q.kid.stderr * 1e3).toFixed(2)}` : '-';
   const bpd = b ? `${b.total.toFixed(3)} (decoder ${b.decoder.toFixed(3)})` : '-';
   lines.push(
-    `| [${name}](img/table2-${name}.png) | ${pred} | ${loss} | ${variance} | ${q.fd.toFixed(3)} | ${kid} | ${q.is ? q.is.mean.toFixed(2) : '-'} | ${bpd} | ${lastLoss.toPrecision(3)} | ${paper} |`,
+    `| [${name}](img/table2-${name}.png) | ${pred} | ${loss} | ${variance} | ${q.fd.toFixed(3)} | ${kid} | ` +
+      `${q.is ? q.is.mean.toFixed(2) : '-'} | ${bpd} | ${lastLoss.toPrecision(3)} | ${paper} |`,
   );
   const grid = join(dir, 'grid', 'grid.png');
   if (existsSync(grid)) copyFileSync(grid, join('docs', 'img', `table2-${name}.png`));
