@@ -1,143 +1,183 @@
-// The playground page: samples a diffusers model with a live view of the reverse chain, loads a dropped model folder,
-// and trains the tiny preset in the tab. Runs on the best backend the page has (WebGPU, else the reference backend).
-// Query parameters preset the controls (?sampler=ddim&steps=20&seed=0&num=8; auto=0 does not sample on load;
-// backend=webgpu|wasm|reference takes that backend first).
+// The playground page: samples a diffusers model with a live view of the reverse chain and the forward chain on the
+// samples, interpolates, loads a shipped model or a dropped folder, and trains the tiny preset in the tab. Runs on the
+// best backend the page has (WebGPU on a GPU, else wasm, else the reference backend). Query parameters preset the
+// controls (?sampler=ddim&steps=20&seed=0&num=8&clip=1&model=mnist; auto=0 does not sample on load;
+// backend=webgpu|wasm|reference takes that backend first); one the page cannot use is answered next to its control.
 import * as lib from '../src/browser.js';
+import { drawForward, drawGrid, drawLossChart } from './draw.js';
+import {
+  type GivenFile,
+  type Loaded,
+  chosenFiles,
+  describeFile,
+  droppedFiles,
+  loadGiven,
+  loadShipped,
+  shippedNames,
+} from './models.js';
+import {
+  $,
+  Estimator,
+  SAMPLER_INFO,
+  StepClock,
+  backendKind,
+  evalsOf,
+  fmtDuration,
+  modelCost,
+  readField,
+  say,
+  wholeNumber,
+} from './ui.js';
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
+const button = (id: string) => $<HTMLButtonElement>(id);
+const input = (id: string) => $<HTMLInputElement>(id);
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+/** Lets the browser paint (an estimate, a status) before a step that may hold the main thread. */
+const nextFrame = () =>
+  new Promise<void>((r) => {
+    requestAnimationFrame(() => setTimeout(r, 0));
+    setTimeout(r, 100); // a hidden tab has no frames
+  });
 
-/** Draws [N, C, H, W] images on [-1, 1] into a canvas as a grid, each pixel `scale` screen pixels. */
-function drawGrid(canvas: HTMLCanvasElement, x: Float32Array, shape: number[], cols: number, scale = 3): void {
-  const [N, C, H, W] = shape;
-  const rows = Math.ceil(N / cols),
-    pad = 2;
-  const w = cols * (W + pad) + pad,
-    h = rows * (H + pad) + pad;
-  canvas.width = w;
-  canvas.height = h;
-  canvas.style.width = `${w * scale}px`;
-  canvas.style.height = `${h * scale}px`;
-  const ctx = canvas.getContext('2d')!;
-  const img = ctx.createImageData(w, h);
-  img.data.fill(255);
-  for (let n = 0; n < N; n++) {
-    const ox = pad + (n % cols) * (W + pad),
-      oy = pad + Math.floor(n / cols) * (H + pad);
-    for (let y = 0; y < H; y++)
-      for (let xx = 0; xx < W; xx++) {
-        const o = ((oy + y) * w + ox + xx) * 4;
-        for (let c = 0; c < 3; c++) {
-          const v = x[((n * C + (C === 1 ? 0 : c)) * H + y) * W + xx];
-          img.data[o + c] = Math.round(Math.min(1, Math.max(0, (v + 1) / 2)) * 255);
-        }
-      }
-  }
-  ctx.putImageData(img, 0, 0);
-}
-
-interface Loaded {
-  name: string;
-  model: lib.UNet;
-  diffusion: lib.GaussianDiffusion;
-  cfg: lib.UNetConfig;
-}
 let current: Loaded | null = null;
+let est = new Estimator('reference');
+/** The last sampling run's images, the endpoints of the interpolation. */
+let lastSamples: { x: Float32Array; shape: number[] } | null = null;
+let stopRequested = false,
+  trainStop = false;
+const busy = { sample: false, interp: false, train: false };
+/** Whether the clip box was set by the visitor (or the address); else it follows the sampler's default. */
+let clipTouched = false;
 
-function fromFolder(
-  name: string,
-  files: { config: Record<string, unknown>; scheduler?: Record<string, unknown>; weights: Uint8Array },
-): Loaded {
-  const folder = lib.parseModelFolder(files, {
-    dir: name,
-    config: `${name}/config.json`,
-    scheduler: `${name}/scheduler_config.json`,
-    weights: `${name}/diffusion_pytorch_model.safetensors`,
-  });
-  for (const w of folder.warnings) console.warn(w);
-  const model = new lib.UNet(folder.unetConfig);
-  lib.loadWeights(model, folder.weights, name);
-  return {
-    name,
-    model,
-    diffusion: new lib.GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas),
-    cfg: folder.unetConfig,
-  };
+const cost = (m: Loaded) => modelCost(m.model.parameterCount, m.cfg.sample_size);
+const samplerValue = () => $<HTMLSelectElement>('sampler').value as lib.SamplerName;
+const status = (s: string, kind: 'info' | 'error' = 'info') => say('status', s, kind);
+
+/** The clip box follows the sampler's default for this model (see defaultClip) until the visitor sets it. */
+function updateSamplerNotes(): void {
+  const s = samplerValue();
+  $('samplerInfo').textContent = SAMPLER_INFO[s] ?? '';
+  if (!current) return;
+  const d = lib.defaultClip(s, current.diffusion);
+  if (!clipTouched) input('clip').checked = d;
+  $('clipNote').textContent = `(the default for ${s} on this model: ${d ? 'on' : 'off'})`;
 }
 
-async function loadShipped(name: string): Promise<Loaded> {
-  const get = async (f: string) => {
-    const r = await fetch(`models/${name}/${f}`);
-    if (!r.ok) throw new Error(`models/${name}/${f}: HTTP ${r.status}`);
-    return r;
-  };
-  return fromFolder(name, {
-    config: await (await get('config.json')).json(),
-    scheduler: await (await get('scheduler_config.json')).json(),
-    weights: new Uint8Array(await (await get('diffusion_pytorch_model.safetensors')).arrayBuffer()),
-  });
-}
-
-/** The shipped model folders the server lists (models/index.json); none when the page is served without it. */
-async function shippedNames(): Promise<string[]> {
-  try {
-    const r = await fetch('models/index.json');
-    return r.ok ? ((await r.json()) as string[]) : [];
-  } catch {
-    return [];
-  }
+/** The estimates shown next to the buttons of the actions not running now. */
+function updateEstimates(): void {
+  const m = current;
+  const T = m?.diffusion.numTimesteps ?? 1000;
+  const steps = wholeNumber(input('steps').value),
+    n = wholeNumber(input('num').value);
+  if (!busy.sample)
+    say(
+      'sampleEta',
+      m && steps !== null && n !== null && steps >= 1 && steps <= T && n >= 1 && n <= 64
+        ? `estimate: ${est.describe(est.seconds(evalsOf(samplerValue(), steps), n, cost(m)))}`
+        : '',
+    );
+  const t = wholeNumber(input('it').value);
+  if (!busy.interp)
+    say(
+      'interpEta',
+      m && lastSamples && t !== null && t >= 0 && t < T
+        ? `estimate: ${est.describe(est.seconds(t + 1, 8, cost(m)))}`
+        : lastSamples
+          ? ''
+          : 'sample first: this mixes two samples of the last run',
+    );
+  const ts = wholeNumber(input('trainSteps').value);
+  if (!busy.train)
+    say('trainEta', ts !== null && ts >= 1 ? `estimate: ${est.describe(est.trainSeconds(ts), true)}` : '');
 }
 
 function setModel(m: Loaded): void {
   current = m;
   lastSamples = null; // the interpolation's endpoints belong to the previous model
-  ($('interp') as HTMLButtonElement).disabled = true;
-  ($('modelPick') as HTMLSelectElement).value = m.name; // blank for a dropped folder
+  button('interp').disabled = true;
+  $<HTMLSelectElement>('modelPick').value = m.source === 'shipped' ? m.name : ''; // blank for a dropped folder
+  if (m.source === 'shipped') $('dropFiles').textContent = '';
+  const T = m.diffusion.numTimesteps;
+  input('steps').max = String(T);
+  input('it').max = String(T - 1);
+  const from = m.source === 'files' ? ', from your files' : '';
   $('model').textContent =
-    `${m.name} (${m.cfg.in_channels}x${m.cfg.sample_size}x${m.cfg.sample_size}, ${m.model.parameterCount.toLocaleString()} parameters, T = ${m.diffusion.numTimesteps})`;
+    `${m.name}${from} (${m.cfg.in_channels}x${m.cfg.sample_size}x${m.cfg.sample_size}, ` +
+    `${m.model.parameterCount.toLocaleString()} parameters, T = ${T})`;
+  for (const w of m.warnings) console.warn(w);
+  updateSamplerNotes();
+  updateEstimates();
 }
 
-let stopRequested = false;
-/** The last sampling run's images, the endpoints of the interpolation. */
-let lastSamples: { x: Float32Array; shape: number[] } | null = null;
-const status = (s: string) => ($('status').textContent = s);
+/** The sampling form, checked: null, with the reasons next to the fields, when one is not usable. */
+function sampleForm() {
+  const T = current?.diffusion.numTimesteps ?? 1000;
+  const steps = readField('steps', 1, T, 'steps'),
+    seed = readField('seed', 0, Number.MAX_SAFE_INTEGER, 'seed'),
+    n = readField('num', 1, 64, 'images');
+  const sampler = samplerValue();
+  // a valid choice answers the address's complaints about the sampler and the clip box
+  if (lib.SAMPLERS.includes(sampler)) say('samplerMsg', '');
+  else say('samplerMsg', 'choose a sampler from the list', 'error');
+  say('clipMsg', '');
+  if (steps === null || seed === null || n === null || !lib.SAMPLERS.includes(sampler)) return null;
+  return { sampler, steps, seed, n, clip: input('clip').checked };
+}
 
 async function runSampling(): Promise<void> {
-  if (!current) return;
-  const { model, diffusion, cfg } = current;
-  const sampler = ($('sampler') as HTMLSelectElement).value as lib.SamplerName;
-  const steps = Number(($('steps') as HTMLInputElement).value),
-    seed = Number(($('seed') as HTMLInputElement).value);
-  const n = Number(($('num') as HTMLInputElement).value);
+  if (busy.sample) return;
+  const m = current;
+  if (!m) return status('no model is loaded: choose one under Model below', 'error');
+  const f = sampleForm();
+  if (!f) return status('fix the fields marked above to sample', 'error');
+  const { model, diffusion, cfg } = m;
+  const { sampler, steps, seed, n, clip } = f;
   const shape = [n, cfg.in_channels, cfg.sample_size, cfg.sample_size];
   const cols = Math.ceil(Math.sqrt(n));
+  const evalsPerStep = evalsOf(sampler, steps) / steps;
   stopRequested = false;
-  ($('sample') as HTMLButtonElement).disabled = true;
-  ($('stop') as HTMLButtonElement).disabled = false;
+  busy.sample = true;
+  button('sample').disabled = true;
+  button('stop').disabled = false;
+  status(`sampling ${n} images, ${sampler}, ${steps} steps, clip ${clip ? 'on' : 'off'}...`);
+  say('sampleEta', `estimate: ${est.describe(est.seconds(evalsOf(sampler, steps), n, cost(m)))}`);
+  await nextFrame();
   const strip: Float32Array[] = [];
-  const t0 = performance.now();
+  const clock = new StepClock(steps);
+  let stoppedAt = 0;
   try {
-    const it = lib.sample(diffusion, (x, t) => model.forward(x, t), shape, { sampler, steps, seed });
+    const it = lib.sample(diffusion, (x, t) => model.forward(x, t), shape, { sampler, steps, seed, clip });
     const every = Math.max(1, Math.floor(steps / 10));
     for (;;) {
       const r = lib.noGrad(() => it.next());
       if (r.done) {
-        lastSamples = { x: await r.value.data(), shape };
-        ($('interp') as HTMLButtonElement).disabled = false;
+        const x = await r.value.data();
+        // the interpolation's endpoints, unless another model was loaded meanwhile
+        if (current === m) {
+          lastSamples = { x, shape };
+          button('interp').disabled = busy.interp;
+        }
         break;
       }
       const st = r.value;
       const [xt, x0] = await Promise.all([st.x.data(), st.predX0.data()]);
+      clock.tick(st.step);
       drawGrid($('xt'), xt, shape, cols);
       drawGrid($('x0'), x0, shape, cols);
       if (st.step % every === 0 || st.step === st.total)
         strip.push(x0.slice(0, Math.min(n, 8) * shape[1] * shape[2] * shape[3]));
-      status(`step ${st.step} / ${st.total} (t = ${st.t}), ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      status(`step ${st.step} / ${st.total} (t = ${st.t}), ${clock.elapsed().toFixed(1)} s`);
+      say(
+        'sampleEta',
+        `${fmtDuration(clock.left())} left on ${est.kind} (timed: ${clock.perStep().toFixed(2)} s a step)`,
+      );
       if (stopRequested) {
-        status(`stopped at step ${st.step}`);
+        stoppedAt = st.step;
         break;
       }
     }
+    est.record(clock.perStep(), evalsPerStep, n, cost(m));
     if (strip.length) {
       const k = Math.min(n, 8),
         per = shape[1] * shape[2] * shape[3];
@@ -146,185 +186,215 @@ async function runSampling(): Promise<void> {
         strip.forEach((row, j) => all.set(row.subarray(s * per, (s + 1) * per), (s * strip.length + j) * per));
       drawGrid($('strip'), all, [k * strip.length, ...shape.slice(1)], strip.length, 2);
     }
-    if (!stopRequested)
-      status(
-        `done: ${n} samples, ${sampler}, ${steps} steps, seed ${seed}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
-      );
+    if (lastSamples?.shape === shape)
+      await drawForward($('forward'), $('forwardTs'), m.diffusion, lastSamples.x, shape);
+    status(
+      stoppedAt
+        ? `stopped at step ${stoppedAt}`
+        : `done: ${n} samples, ${sampler}, ${steps} steps, seed ${seed}, clip ${clip ? 'on' : 'off'}, ` +
+            `in ${clock.elapsed().toFixed(1)} s`,
+    );
     document.body.dataset.sampled = String(Number(document.body.dataset.sampled ?? 0) + 1);
   } catch (e) {
-    status(`error: ${(e as Error).message}`);
-    throw e;
+    status(`error: sampling failed: ${errText(e)}`, 'error');
+    console.error(e);
   } finally {
-    ($('sample') as HTMLButtonElement).disabled = false;
-    ($('stop') as HTMLButtonElement).disabled = true;
+    busy.sample = false;
+    button('sample').disabled = false;
+    button('stop').disabled = true;
+    updateEstimates();
   }
-}
-
-/** Reads a dropped or chosen model folder's three files by name. */
-async function loadFiles(files: File[]): Promise<void> {
-  const by = (n: string) => files.find((f) => f.name === n);
-  const cfg = by('config.json'),
-    sched = by('scheduler_config.json'),
-    w = by('diffusion_pytorch_model.safetensors');
-  if (!cfg || !w)
-    throw new Error(
-      `a model folder needs config.json and diffusion_pytorch_model.safetensors; got ${files.map((f) => f.name).join(', ') || 'no files'}`,
-    );
-  setModel(
-    fromFolder(cfg.webkitRelativePath.split('/')[0] || 'dropped model', {
-      config: JSON.parse(await cfg.text()),
-      scheduler: sched ? JSON.parse(await sched.text()) : undefined,
-      weights: new Uint8Array(await w.arrayBuffer()),
-    }),
-  );
-  status('model loaded');
-}
-
-/** Collects the files of dropped items, descending into a dropped folder. */
-async function droppedFiles(dt: DataTransfer): Promise<File[]> {
-  const out: File[] = [];
-  const walk = async (e: FileSystemEntry): Promise<void> => {
-    if (e.isFile) out.push(await new Promise<File>((res, rej) => (e as FileSystemFileEntry).file(res, rej)));
-    else if (e.isDirectory) {
-      const entries = await new Promise<FileSystemEntry[]>((res, rej) =>
-        (e as FileSystemDirectoryEntry).createReader().readEntries(res, rej),
-      );
-      for (const c of entries) await walk(c);
-    }
-  };
-  for (const item of Array.from(dt.items)) {
-    const e = item.webkitGetAsEntry();
-    if (e) await walk(e);
-  }
-  return out;
 }
 
 /** The paper's Fig. 8: samples a and b encoded to x_t with the same noise, mixed for 8 lambdas, decoded from t. */
 async function runInterpolation(): Promise<void> {
-  if (!current || !lastSamples) return;
-  const { model, diffusion } = current;
-  const [, C, H, W] = lastSamples.shape,
+  const m = current,
+    last = lastSamples;
+  if (!m || !last) return say('interpStatus', 'sample first: this mixes two samples of the last run', 'error');
+  const { model, diffusion } = m;
+  const [n, C, H, W] = last.shape,
     per = C * H * W;
-  const num = (id: string) => Number(($(id) as HTMLInputElement).value);
-  const a = num('ia'),
-    b = num('ib'),
-    t = num('it');
-  const n = lastSamples.shape[0];
-  if (!(a >= 0 && a < n && b >= 0 && b < n)) {
-    $('interpStatus').textContent = `samples a and b must be in [0, ${n - 1}]`;
-    return;
-  }
-  const one = (i: number) => lib.ops.fromArray(lastSamples!.x.slice(i * per, (i + 1) * per), [1, C, H, W]);
+  const a = readField('ia', 0, n - 1, 'sample a'),
+    b = readField('ib', 0, n - 1, 'sample b'),
+    t = readField('it', 0, diffusion.numTimesteps - 1, 't');
+  if (a === null || b === null || t === null)
+    return say('interpStatus', 'fix the fields marked above to interpolate', 'error');
+  const one = (i: number) => lib.ops.fromArray(last.x.slice(i * per, (i + 1) * per), [1, C, H, W]);
   const lambdas = Array.from({ length: 8 }, (_, k) => k / 7);
-  ($('interp') as HTMLButtonElement).disabled = true;
-  $('interpStatus').textContent = `decoding ${t + 1} steps...`;
+  busy.interp = true;
+  button('interp').disabled = true;
+  say('interpStatus', `decoding ${t + 1} steps of 8 mixtures...`);
+  const sec = est.seconds(t + 1, 8, cost(m));
+  const hold = est.kind === 'webgpu' ? '' : '; the page may not answer until it is done';
+  say('interpEta', `estimate: ${est.describe(sec)}${sec > 3 ? hold : ''}`);
+  await nextFrame();
   const t0 = performance.now();
   try {
     const x = lib.interpolate(diffusion, (xx, tt) => model.forward(xx, tt), one(a), one(b), lambdas, t, 0);
     drawGrid($('interpOut'), await x.data(), [8, C, H, W], 8);
-    $('interpStatus').textContent =
-      `lambda = 0, 1/7, ..., 1 from t = ${t}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    const took = (performance.now() - t0) / 1000;
+    est.record(took, t + 1, 8, cost(m));
+    say('interpStatus', `lambda = 0, 1/7, ..., 1 from t = ${t}, in ${took.toFixed(1)} s`);
   } catch (e) {
-    $('interpStatus').textContent = `error: ${(e as Error).message}`;
+    say('interpStatus', `error: interpolation failed: ${errText(e)}`, 'error');
+    console.error(e);
   } finally {
-    ($('interp') as HTMLButtonElement).disabled = false;
+    busy.interp = false;
+    button('interp').disabled = !lastSamples;
+    updateEstimates();
   }
 }
 
 // ---- training in the tab ----
-let trainStop = false;
 async function runTraining(): Promise<void> {
+  if (busy.train) return;
+  const total = readField('trainSteps', 1, 100_000, 'training steps');
+  if (total === null) return say('trainStatus', 'fix the steps field to train', 'error');
   trainStop = false;
-  ($('train') as HTMLButtonElement).disabled = true;
-  ($('trainStop') as HTMLButtonElement).disabled = false;
-  // the training core of `ddpm train` (Algorithm 1 with the paper's recipe), on the tiny preset and T = 100
-  const o = {
-    ...lib.trainOptionsFrom({
+  busy.train = true;
+  button('train').disabled = true;
+  button('trainStop').disabled = false;
+  say('trainStatus', 'starting...');
+  say('trainEta', `estimate: ${est.describe(est.trainSeconds(total), true)}`);
+  const svg = $('loss') as unknown as SVGSVGElement;
+  const losses: number[] = [];
+  drawLossChart(svg, losses, total);
+  await nextFrame();
+  const clock = new StepClock(total);
+  try {
+    // the training core of `ddpm train` (Algorithm 1 with the paper's recipe), on the tiny preset and T = 100
+    const o = lib.trainOptionsFrom({
       out: '',
       preset: 'tiny',
-      steps: 2000,
+      steps: total,
       batch: 16,
       lr: 2e-3,
       warmup: 0,
       ema: 0.99,
       emaWarmup: false,
       seed: 0,
-    }),
-  };
-  o.diffusion = { ...o.diffusion, timesteps: 100, betaEnd: 0.2 };
-  const st = lib.createTrainState(o);
-  const params = [...st.model.params.values()];
-  const d = new lib.GaussianDiffusion(o.diffusion);
-  // 16 blobs at varying positions
-  const N = 16,
-    pixels = new Uint8Array(N * 64);
-  for (let i = 0; i < N; i++)
-    for (let y = 0; y < 8; y++)
-      for (let x = 0; x < 8; x++)
-        pixels[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2)) ** 2 <= 3 ? 255 : 0;
-  const data = { name: 'blobs', count: N, channels: 1, height: 8, width: 8, pixels };
-  const order = new Map<number, Int32Array>();
-  const model = st.model,
-    ema = st.ema;
-  const losses: number[] = [];
-  const ctx = ($('loss') as HTMLCanvasElement).getContext('2d')!;
-  for (let s = 0; !trainStop && s < o.steps; s++) {
-    const m = await lib.trainStep(o, d, st, data, order);
-    losses.push(m.loss);
-    // the loss curve (log scale)
-    ctx.clearRect(0, 0, 400, 160);
-    const lo = Math.log(Math.min(...losses)),
-      hi = Math.log(Math.max(...losses)) + 1e-9;
-    ctx.beginPath();
-    losses.forEach((l, i) =>
-      ctx.lineTo((i / Math.max(1, losses.length - 1)) * 398 + 1, 158 - ((Math.log(l) - lo) / (hi - lo)) * 156),
-    );
-    ctx.stroke();
-    $('trainStatus').textContent = `step ${s + 1}, loss ${losses[losses.length - 1].toFixed(4)}`;
-    if ((s + 1) % 50 === 0) {
-      const xs = lib.withValues(params, ema.shadow, () =>
+    });
+    o.diffusion = { ...o.diffusion, timesteps: 100, betaEnd: 0.2 };
+    const st = lib.createTrainState(o);
+    const weights = [...st.model.params.values()];
+    const d = new lib.GaussianDiffusion(o.diffusion);
+    // 16 blobs at varying positions
+    const N = 16,
+      pixels = new Uint8Array(N * 64);
+    for (let i = 0; i < N; i++)
+      for (let y = 0; y < 8; y++)
+        for (let x = 0; x < 8; x++)
+          pixels[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2)) ** 2 <= 3 ? 255 : 0;
+    const data = { name: 'blobs', count: N, channels: 1, height: 8, width: 8, pixels };
+    const order = new Map<number, Int32Array>();
+    const preview = async () => {
+      const xs = lib.withValues(weights, st.ema.shadow, () =>
         lib.noGrad(() =>
-          lib.sampleAll(d, (x, tt) => model.forward(x, tt), [16, 1, 8, 8], { sampler: 'ddim', steps: 10, seed: 1 }),
+          lib.sampleAll(d, (x, tt) => st.model.forward(x, tt), [16, 1, 8, 8], { sampler: 'ddim', steps: 10, seed: 1 }),
         ),
       );
       drawGrid($('trainSamples'), await xs.data(), [16, 1, 8, 8], 8, 4);
+    };
+    let s = 0;
+    for (; !trainStop && s < total; s++) {
+      const r = await lib.trainStep(o, d, st, data, order);
+      losses.push(r.loss);
+      clock.tick(s + 1);
+      drawLossChart(svg, losses, total);
+      say('trainStatus', `step ${s + 1} / ${total}, loss ${r.loss.toFixed(4)}`);
+      say(
+        'trainEta',
+        `${fmtDuration(clock.left())} left on ${est.kind} (timed: ${clock.perStep().toFixed(2)} s a step)`,
+      );
+      if ((s + 1) % 50 === 0) await preview();
     }
+    if (s % 50 !== 0) await preview();
+    if (s) est.recordTrain(clock.perStep());
+    const last = losses.length ? `, last loss ${losses[losses.length - 1].toFixed(4)}` : '';
+    say('trainStatus', `${s < total ? 'stopped' : 'done'} after ${s} steps in ${clock.elapsed().toFixed(1)} s${last}`);
+    document.body.dataset.trained = String(Number(document.body.dataset.trained ?? 0) + 1);
+  } catch (e) {
+    say('trainStatus', `error: training failed: ${errText(e)}`, 'error');
+    console.error(e);
+  } finally {
+    busy.train = false;
+    button('train').disabled = false;
+    button('trainStop').disabled = true;
+    updateEstimates();
   }
-  ($('train') as HTMLButtonElement).disabled = false;
-  ($('trainStop') as HTMLButtonElement).disabled = true;
 }
 
-async function main(): Promise<void> {
-  const want = params.get('backend');
-  if (want && !['webgpu', 'wasm', 'reference'].includes(want))
-    throw new Error(`?backend=${want}: expected webgpu, wasm or reference`);
-  const { backend, notes } = await lib.useBestBackend(
-    (want ?? undefined) as 'webgpu' | 'wasm' | 'reference' | undefined,
-  );
-  const info = backend instanceof lib.WebGPUBackend && backend.adapterInfo ? ` (${backend.adapterInfo})` : '';
-  $('backend').textContent = `${backend.name}${info}${notes.length ? ` (passed over: ${notes.join('; ')})` : ''}`;
-  document.body.dataset.backend = backend.name;
-  const sel = $('sampler') as HTMLSelectElement;
+// ---- models ----
+async function pickShipped(name: string): Promise<void> {
+  say('modelStatus', `loading ${name}...`);
+  try {
+    const m = await loadShipped(name);
+    setModel(m);
+    say('modelStatus', `model ${m.name} loaded${m.warnings.length ? ` (${m.warnings.join('; ')})` : ''}`);
+  } catch (e) {
+    say('modelStatus', `error: could not load model ${name}: ${errText(e)}`, 'error');
+    $<HTMLSelectElement>('modelPick').value = current?.source === 'shipped' ? current.name : '';
+    console.error(e);
+  }
+}
+
+/** Loads a dropped or chosen folder and names, in the page, the files it read (and those it left). */
+async function loadFromFiles(given: GivenFile[], how: string): Promise<void> {
+  const list = $('dropFiles');
+  list.textContent = `${how}: ${given.map((g) => g.path).join(', ') || 'no files'}`;
+  say('modelStatus', `reading ${given.length} file${given.length === 1 ? '' : 's'}...`);
+  try {
+    const { loaded, used } = await loadGiven(given);
+    setModel(loaded);
+    const left = given.filter((g) => !used.includes(g)).map((g) => g.path);
+    list.textContent =
+      `${how}: model "${loaded.name}" read from ${used.map(describeFile).join(', ')}` +
+      (left.length ? `; not used: ${left.join(', ')}` : '');
+    say(
+      'modelStatus',
+      `model ${loaded.name} loaded from your files${loaded.warnings.length ? ` (${loaded.warnings.join('; ')})` : ''}`,
+    );
+  } catch (e) {
+    say('modelStatus', `error: could not load the model: ${errText(e)}`, 'error');
+    console.error(e);
+  }
+}
+
+/** Wires every control first, so that a failure later (a backend, a model) leaves the rest of the page working. */
+function wire(): void {
+  const sel = $<HTMLSelectElement>('sampler');
   for (const s of lib.SAMPLERS) sel.add(new Option(s, s));
-  sel.value = params.get('sampler') ?? 'ddim';
-  for (const k of ['steps', 'seed', 'num']) if (params.has(k)) ($(k) as HTMLInputElement).value = params.get(k)!;
-  const pick = $('modelPick') as HTMLSelectElement;
-  for (const n of await shippedNames()) pick.add(new Option(n, n));
-  setModel(await loadShipped(params.get('model') ?? 'mnist'));
-  pick.onchange = () => {
-    status(`loading ${pick.value}...`);
-    void loadShipped(pick.value)
-      .then((m) => {
-        setModel(m);
-        status(`model ${m.name} loaded`);
-      })
-      .catch((err) => status(`error: ${err.message}`));
+  sel.value = 'ddim';
+  sel.onchange = () => {
+    say('samplerMsg', '');
+    updateSamplerNotes();
+    updateEstimates();
   };
-  $('sample').onclick = () => void runSampling();
-  $('stop').onclick = () => (stopRequested = true);
-  $('interp').onclick = () => void runInterpolation();
-  $('train').onclick = () => void runTraining();
-  $('trainStop').onclick = () => (trainStop = true);
+  const fields: Record<string, [number, () => number, string]> = {
+    steps: [1, () => current?.diffusion.numTimesteps ?? 1000, 'steps'],
+    seed: [0, () => Number.MAX_SAFE_INTEGER, 'seed'],
+    num: [1, () => 64, 'images'],
+    ia: [0, () => (lastSamples ? lastSamples.shape[0] - 1 : 63), 'sample a'],
+    ib: [0, () => (lastSamples ? lastSamples.shape[0] - 1 : 63), 'sample b'],
+    it: [0, () => (current?.diffusion.numTimesteps ?? 1000) - 1, 't'],
+    trainSteps: [1, () => 100_000, 'training steps'],
+  };
+  for (const [id, [lo, hi, what]] of Object.entries(fields))
+    input(id).oninput = () => {
+      readField(id, lo, hi(), what);
+      updateEstimates();
+    };
+  input('clip').onchange = () => {
+    clipTouched = true;
+    say('clipMsg', '');
+  };
+  button('sample').onclick = () => void runSampling();
+  button('stop').onclick = () => (stopRequested = true);
+  button('interp').onclick = () => void runInterpolation();
+  button('train').onclick = () => void runTraining();
+  button('trainStop').onclick = () => (trainStop = true);
+  const pick = $<HTMLSelectElement>('modelPick');
+  pick.onchange = () => void pickShipped(pick.value);
   const drop = $('drop');
   drop.ondragover = (e) => {
     e.preventDefault();
@@ -335,18 +405,92 @@ async function main(): Promise<void> {
     e.preventDefault();
     drop.classList.remove('over');
     void droppedFiles(e.dataTransfer!)
-      .then(loadFiles)
-      .catch((err) => status(`error: ${err.message}`));
+      .then((g) => loadFromFiles(g, 'dropped'))
+      .catch((err) => say('modelStatus', `error: could not read the dropped files: ${errText(err)}`, 'error'));
   };
-  ($('files') as HTMLInputElement).onchange = (e) =>
-    void loadFiles(Array.from((e.target as HTMLInputElement).files ?? [])).catch((err) =>
-      status(`error: ${err.message}`),
+  input('files').onchange = () => void loadFromFiles(chosenFiles(input('files').files), 'chosen files');
+  input('folder').onchange = () => void loadFromFiles(chosenFiles(input('folder').files), 'chosen folder');
+  drawLossChart($('loss') as unknown as SVGSVGElement, [], Number(input('trainSteps').value));
+}
+
+/** Applies the address's settings; each one the page cannot use is said next to its control. Returns how many. */
+function applyParams(): number {
+  let rejected = 0;
+  const reject = (msgId: string, text: string) => {
+    rejected++;
+    say(msgId, text, 'error');
+  };
+  const s = params.get('sampler');
+  if (s !== null) {
+    if (lib.SAMPLERS.includes(s as lib.SamplerName)) $<HTMLSelectElement>('sampler').value = s;
+    else reject('samplerMsg', `the address asks for sampler "${s}", which this page does not have; using ddim`);
+  }
+  const ranges: Record<string, [number, number, string]> = {
+    steps: [1, 1000, 'steps'],
+    seed: [0, Number.MAX_SAFE_INTEGER, 'seed'],
+    num: [1, 64, 'images'],
+  };
+  for (const [k, [lo, hi, what]] of Object.entries(ranges)) {
+    const raw = params.get(k);
+    if (raw === null) continue;
+    const v = wholeNumber(raw);
+    if (v !== null && v >= lo && v <= hi) input(k).value = String(v);
+    else {
+      const range = hi === Number.MAX_SAFE_INTEGER ? `${lo} or more` : `from ${lo} to ${hi}`;
+      reject(`${k}Msg`, `the address's ${k}=${raw} is not a whole number ${range}; using ${input(k).value} ${what}`);
+    }
+  }
+  const c = params.get('clip');
+  if (c !== null) {
+    const v = ({ 1: true, true: true, on: true, 0: false, false: false, off: false } as Record<string, boolean>)[c];
+    if (v === undefined) reject('clipMsg', `the address's clip=${c} is not 1 or 0; using the sampler's default`);
+    else {
+      input('clip').checked = v;
+      clipTouched = true;
+    }
+  }
+  return rejected;
+}
+
+async function main(): Promise<void> {
+  wire();
+  let rejected = applyParams();
+  updateSamplerNotes();
+  let want = params.get('backend');
+  if (want !== null && !['webgpu', 'wasm', 'reference'].includes(want)) {
+    say('backendMsg', `the address asks for backend "${want}"; expected webgpu, wasm or reference`, 'error');
+    rejected++;
+    want = null;
+  }
+  const { backend, notes } = await lib.useBestBackend(
+    (want ?? undefined) as 'webgpu' | 'wasm' | 'reference' | undefined,
+  );
+  const info = backend instanceof lib.WebGPUBackend && backend.adapterInfo ? ` (${backend.adapterInfo})` : '';
+  $('backend').textContent = `${backend.name}${info}${notes.length ? ` (passed over: ${notes.join('; ')})` : ''}`;
+  document.body.dataset.backend = backend.name;
+  est = new Estimator(backendKind(backend));
+  updateEstimates();
+  const pick = $<HTMLSelectElement>('modelPick');
+  const names = await shippedNames();
+  for (const n of names) pick.add(new Option(n, n));
+  const asked = params.get('model');
+  const fallback = names.includes('mnist') ? 'mnist' : (names[0] ?? 'mnist');
+  if (asked !== null && names.length && !names.includes(asked)) {
+    rejected++;
+    await pickShipped(fallback);
+    say(
+      'modelStatus',
+      `the address asks for model "${asked}", which is not shipped (${names.join(', ')}); loaded ${fallback} instead`,
+      'error',
     );
+  } else await pickShipped(asked ?? fallback);
   document.body.dataset.ready = '1';
-  if (params.get('auto') !== '0') await runSampling();
+  if (params.get('auto') === '0' || !current) return;
+  if (rejected) status('not sampling on load: the address has settings this page cannot use (see above); press Sample');
+  else await runSampling();
 }
 
 main().catch((e) => {
-  status(`error: ${e.message}`);
+  status(`error: ${errText(e)}`, 'error');
   console.error(e);
 });
