@@ -1,8 +1,12 @@
 {
   "target_defaults": {
-    "sources": ["native/ddpm_native.cc"],
+    "sources": [
+      "native/binding.cc", "native/binding_ops.cc", "native/conv.cc", "native/norm.cc", "native/elementwise.cc",
+      "native/optim.cc", "native/random.cc"
+    ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
+    "cflags": ["-fvisibility=hidden"],
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions"],
     "libraries": ["-ldnnl", "-fopenmp"]

@@ -21,20 +21,26 @@ function giveUp(msg) {
 if (process.env.DDPM_SKIP_NATIVE === '1') giveUp('DDPM_SKIP_NATIVE=1, native backend not built');
 const root = process.env.DNNL_ROOT;
 if (root && !existsSync(join(root, 'include', 'dnnl.hpp'))) giveUp(`DNNL_ROOT=${root} has no include/dnnl.hpp`);
-const hasDnnl = !!root || ['/usr/include/dnnl.hpp', '/usr/local/include/dnnl.hpp', '/opt/homebrew/include/dnnl.hpp'].some((p) => existsSync(p));
-if (!hasDnnl) giveUp('oneDNN headers not found; native backend not built (install libdnnl-dev, then run `npm rebuild ddpm`)');
+const hasDnnl =
+  !!root ||
+  ['/usr/include/dnnl.hpp', '/usr/local/include/dnnl.hpp', '/opt/homebrew/include/dnnl.hpp'].some((p) => existsSync(p));
+if (!hasDnnl)
+  giveUp('oneDNN headers not found; native backend not built (install libdnnl-dev, then run `npm rebuild ddpm`)');
 const env = { ...process.env };
 if (root) {
   env.CXXFLAGS = `${env.CXXFLAGS ?? ''} -I${join(root, 'include')}`;
   env.LDFLAGS = `${env.LDFLAGS ?? ''} -L${join(root, 'lib')} -Wl,-rpath,${join(root, 'lib')}`;
 }
 // npm sets npm_config_node_gyp while it runs install scripts; otherwise use the copy bundled with npm
-const gyp = [process.env.npm_config_node_gyp, join(dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js')]
-  .find((p) => p && existsSync(p));
+const gyp = [
+  process.env.npm_config_node_gyp,
+  join(dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js'),
+].find((p) => p && existsSync(p));
 // build against the headers installed with this Node (no download), unless npm already says where they are
 const prefix = join(dirname(process.execPath), '..');
 const args = ['rebuild', '--loglevel=error'];
-if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include/node/node_api.h'))) args.push(`--nodedir=${prefix}`);
+if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include/node/node_api.h')))
+  args.push(`--nodedir=${prefix}`);
 // the compiler's output is shown only when the build fails
 const r = gyp
   ? spawnSync(process.execPath, [gyp, ...args], { env, encoding: 'utf8' })

@@ -426,6 +426,8 @@ describe('dropout masks drawn by the native backend', { skip: NATIVE_SKIP }, () 
       [[3, 5, 7, 3], 0.1, 0, 6],
       [[2, 32, 9, 9], 0.5, 12345, 2 ** 40 + 17],
       [[1, 1, 1, 5], 0.3, 2 ** 33 + 1, 99],
+      // key words above 1e9 (a seed of 4e9): refused as "an invalid dimension" before
+      [[2, 3, 4, 4], 0.2, 4_000_000_000, 3_000_000_001],
     ] as [number[], number, number, number][]) {
       const n = shape.reduce((a, b) => a * b, 1),
         per = n / shape[0];

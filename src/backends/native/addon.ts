@@ -1,4 +1,4 @@
-// Loading the native backend's N-API addon (built from native/ddpm_native.cc on oneDNN): the highest build level the
+// Loading the native backend's N-API addon (built from the C++ of native/ on oneDNN): the highest build level the
 // CPU runs, found once and cached. Node-only.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -1,6 +1,6 @@
-// The native backend: the N-API addon built from native/ddpm_native.cc on oneDNN. Node-only. The addon's loading
-// is in addon.ts, the bookkeeping of the activation layouts that buffers are kept in between kernels in layouts.ts;
-// here are the ops, each one call into the addon.
+// The native backend: the N-API addon built from native/ (one C++ file per kernel family, on oneDNN). Node-only. The
+// addon's loading is in addon.ts, the bookkeeping of the activation layouts that buffers are kept in between kernels
+// in layouts.ts; here are the ops, each one call into the addon.
 import {
   type AdamHyper,
   type Backend,

@@ -14,7 +14,7 @@ export type Storage = Float32Array;
 export const out = (n: number): Storage => new Float32Array(Buffer.allocUnsafeSlow(n * 4).buffer, 0, n);
 
 /**
- * Activation layouts of the addon (native/ddpm_native.cc): channel-blocked nChw16c (f32 convolutions) and NHWC
+ * Activation layouts of the addon (native/conv.cc): channel-blocked nChw16c (f32 convolutions) and NHWC
  * (bf16).
  */
 export const BLOCKED16 = 1;

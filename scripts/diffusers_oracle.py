@@ -1,0 +1,66 @@
+#!/usr/bin/python3
+"""Goldens from the real diffusers code: a folder written by ddpm, loaded by diffusers' UNet2DModel.from_pretrained,
+and its schedulers run on the same inputs. Writes test/goldens/diffusers.json.
+
+The oracle is diffusers v0.27.2 (tag v0.27.2 of github.com/huggingface/diffusers, Apache-2.0) with
+huggingface_hub v0.21.4, checked out outside this repository, run with Debian's python3-torch 1.13 (newer diffusers
+need torch 2). The compiled safetensors package is not installable offline; a stand-in of a few lines that reads the
+format goes on PYTHONPATH (see the folder README of the checkout script below). Nothing of diffusers is copied here.
+
+  git clone https://github.com/huggingface/diffusers && git -C diffusers checkout v0.27.2
+  git clone https://github.com/huggingface/huggingface_hub hfhub && git -C hfhub checkout v0.21.4
+  PYTHONPATH=diffusers/src:hfhub/src:STUBS /usr/bin/python3 scripts/diffusers_oracle.py
+
+Inputs are deterministic formulas (det below; the test computes the same ones), so the JSON holds outputs only.
+"""
+import json
+import os
+
+import numpy as np
+import torch
+
+import diffusers
+from diffusers import DDIMScheduler, UNet2DModel
+
+assert diffusers.__version__ == "0.27.2", f"expected diffusers 0.27.2, got {diffusers.__version__}"
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+OUT = os.path.join(ROOT, "test", "goldens", "diffusers.json")
+
+
+def det(shape, k=0.0, scale=1.0):
+    """scale * sin(1.7 i + 0.3 + k) as float32 (test/diffusers.test.ts computes the same values)."""
+    n = int(np.prod(shape))
+    return torch.tensor((scale * np.sin(1.7 * np.arange(n) + 0.3 + k)).astype(np.float32)).reshape(shape)
+
+
+def lst(t):
+    return [float(v) for v in t.detach().reshape(-1).tolist()]
+
+
+torch.set_grad_enabled(False)
+out = {"diffusers": diffusers.__version__, "torch": torch.__version__}
+for name in ["mnist", "cifar10"]:
+    folder = os.path.join(ROOT, "models", name)
+    unet = UNet2DModel.from_pretrained(folder).eval()
+    c = unet.config
+    shape = [2, c.in_channels, c.sample_size, c.sample_size]
+    # eps of the network at two timesteps
+    x = det(shape, 1.0)
+    t = torch.tensor([10, 700])
+    eps = unet(x, t).sample
+    # DDIM in 10 steps from x_T = det(shape, 2.0), eta 0, diffusers' defaults for the rest (leading spacing,
+    # set_alpha_to_one, clip_sample from the folder's scheduler_config.json)
+    sched = DDIMScheduler.from_pretrained(folder)
+    sched.set_timesteps(10)
+    xt = det(shape, 2.0)
+    steps = []
+    for ts in sched.timesteps:
+        e = unet(xt, ts).sample
+        xt = sched.step(e, ts, xt, eta=0.0).prev_sample
+        steps.append(int(ts))
+    out[name] = {"shape": shape, "t": [10, 700], "eps": lst(eps), "ddim10": {"timesteps": steps, "x0": lst(xt)}}
+    print(f"{name}: eps |max| {eps.abs().max():.4f}, DDIM-10 timesteps {steps}")
+
+with open(OUT, "w") as f:
+    json.dump(out, f)
+print(f"wrote {OUT}")
