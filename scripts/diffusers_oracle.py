@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 import diffusers
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, RePaintScheduler, UNet2DModel
+import diffusers.schedulers.scheduling_repaint as repaint_module
 
 assert diffusers.__version__ == "0.27.2", f"expected diffusers 0.27.2, got {diffusers.__version__}"
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -60,6 +61,39 @@ for name in ["mnist", "cifar10"]:
         steps.append(int(ts))
     out[name] = {"shape": shape, "t": [10, 700], "eps": lst(eps), "ddim10": {"timesteps": steps, "x0": lst(xt)}}
     print(f"{name}: eps |max| {eps.abs().max():.4f}, DDIM-10 timesteps {steps}")
+
+# RePaint (RePaintScheduler, stepped as RePaintPipeline does) on the shipped MNIST model: known = det(shape, 3)
+# clipped, the bottom half to be generated (mask 1 = keep), x_T = det(shape, 9), and the k-th noise the scheduler
+# draws = det(shape, 10 + k) (its randn_tensor replaced), 20 steps, jumps of 5 passed twice, eta 0 and 1
+folder = os.path.join(ROOT, "models", "mnist")
+unet = UNet2DModel.from_pretrained(folder).eval()
+shape = [2, 1, 28, 28]
+known = det(shape, 3.0).clamp(-1, 1)
+mask = torch.ones([1, 1, 28, 28])
+mask[:, :, 14:, :] = 0
+out["repaint"] = {"shape": shape, "steps": 20, "jump_length": 5, "jump_n_sample": 2, "runs": {}}
+for eta in [0.0, 1.0]:
+    drawn = [0]
+
+    def fake_randn(shp, generator=None, device=None, dtype=None, layout=None):
+        drawn[0] += 1
+        return det(list(shp), 10.0 + drawn[0] - 1)
+
+    repaint_module.randn_tensor = fake_randn
+    sched = RePaintScheduler.from_pretrained(folder)
+    sched.set_timesteps(20, jump_length=5, jump_n_sample=2)
+    sched.eta = eta
+    image = det(shape, 9.0)
+    t_last = sched.timesteps[0] + 1
+    for t in sched.timesteps:
+        if t < t_last:
+            image = sched.step(unet(image, t).sample, t, image, known, mask).prev_sample
+        else:
+            image = sched.undo_step(image, t_last)
+        t_last = t
+    out["repaint"]["timesteps"] = [int(t) for t in sched.timesteps]
+    out["repaint"]["runs"][str(eta)] = {"x0": lst(image), "draws": drawn[0]}
+    print(f"repaint eta {eta}: {len(sched.timesteps)} timesteps, {drawn[0]} noise draws")
 
 with open(OUT, "w") as f:
     json.dump(out, f)

@@ -68,6 +68,11 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
     .filter((f) => f.toLowerCase().endsWith('.png'))
     .sort();
   if (!files.length) throw new Error(`${dir}: no .png files found`);
+  return loadPngFiles(dir, files, size, channels);
+}
+
+/** PNG files (names relative to dir), each centre-cropped and resized to size x size, gray or RGB. */
+export function loadPngFiles(dir: string, files: string[], size: number, channels: 1 | 3): ImageDataset {
   const per = channels * size * size;
   const pixels = new Uint8Array(files.length * per);
   const transparent: string[] = [];

@@ -44,6 +44,8 @@ export interface SampleOptions {
   /** Langevin / corrector steps per noise level and signal-to-noise ratio for the step size. */
   langevinSteps?: number;
   snr?: number;
+  /** Start at step `step` of the plan from x instead of from x_T (image-to-image: see sdedit.ts). */
+  start?: { step: number; x: Tensor };
 }
 
 /** Where a sampling run stands: enough to resume it exactly. */
@@ -139,13 +141,24 @@ export function* sample(
       `sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the ` +
         `request (${opts.sampler}, ${total} steps, seed ${opts.seed})`,
     );
-  let x = resume ? ops.fromArray(resume.x, resume.shape) : initialNoise(shape, opts.seed, sampleStart);
+  if (
+    opts.start &&
+    (resume || !(Number.isInteger(opts.start.step) && opts.start.step >= 0 && opts.start.step <= total))
+  )
+    throw new Error(
+      `sample: start step ${opts.start.step} must be in [0, ${total}] and cannot be combined with resume`,
+    );
+  let x = resume
+    ? ops.fromArray(resume.x, resume.shape)
+    : opts.start
+      ? opts.start.x
+      : initialNoise(shape, opts.seed, sampleStart);
   const B = shape[0];
   // multistep samplers: earlier x0 (dpm2m) or eps (plms) predictions, newest last
   let history: Tensor[] = resume?.history?.map((h) => ops.fromArray(h, shape)) ?? [];
   let hPrev = resume?.hPrev ?? NaN;
   let hHistory: number[] = resume?.hHistory ?? [];
-  for (let done = resume ? resume.done : 0; done < total; done++) {
+  for (let done = resume ? resume.done : (opts.start?.step ?? 0); done < total; done++) {
     const { i, t, prev } = plan[done];
     const tIdx = new Int32Array(B).fill(i); // index into the (respaced) process
     const noise = () => ops.randn(x.shape, streams.samplerNoise(opts.seed, done), sampleStart);

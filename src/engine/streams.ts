@@ -31,6 +31,8 @@ export const PURPOSE = {
   interpolate: 10,
   /** sample-quality metrics: KID's subsets, index = 2 * subset + set */
   metrics: 11,
+  /** inpainting (RePaint): index = k * 2^10 + sub, k the position in the timestep list (sub 0: the step, 1..: undo) */
+  inpaint: 12,
 } as const;
 export type Purpose = keyof typeof PURPOSE;
 
@@ -73,4 +75,10 @@ export const streams = {
   bpdNoise: (seed: number, t: number) => key(seed, 'bpdNoise', t),
   interpolate: (seed: number, index: number) => key(seed, 'interpolate', index),
   metrics: (seed: number, index: number) => key(seed, 'metrics', index),
+  inpaint: (seed: number, k: number, sub = 0) =>
+    key(
+      seed,
+      'inpaint',
+      check('inpaint step', k, INDEX_BITS / SUB_BITS) * SUB_BITS + check('inpaint ' + 'sub-step', sub, SUB_BITS),
+    ),
 };

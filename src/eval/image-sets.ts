@@ -157,7 +157,8 @@ export async function imageSet(
   const fits = (c: number, h: number, w: number) => {
     if (ex.size !== null && (h !== ex.size || w !== ex.size || c !== ex.channels))
       throw new Error(
-        `${what} ${spec}: images are ${c}x${h}x${w}; the feature network needs ${ex.channels}x${ex.size}x${ex.size} ` +
+        `${what} ${spec}: images are ${c}x${h}x${w}; the ${ex.channels === 1 ? 'digit network' : 'feature network'} ` +
+          `needs ${ex.channels}x${ex.size}x${ex.size} ` +
           `(--net ${Object.keys(FEATURE_NETS).join(' / ')}, or --inception for other images)`,
       );
   };

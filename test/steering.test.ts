@@ -1,0 +1,153 @@
+// Image-to-image (SDEdit) and the inpaint / edit commands: strength 0 gives the input back, strength 1 is sampling
+// from the same seed, strength s runs the last floor(s x steps) steps; `ddpm inpaint` keeps the known pixels of its
+// PNGs exactly and refuses bad masks; `ddpm edit` writes its images. On the tiny preset (reference backend), fast.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PNG } from 'pngjs';
+import * as ops from '../src/engine/ops.js';
+import { type Tensor, noGrad } from '../src/engine/tensor.js';
+import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
+import { sampleAll } from '../src/diffusion/samplers.js';
+import { sdedit, sdeditStart } from '../src/diffusion/sdedit.js';
+import { PRESETS, UNet } from '../src/model/unet.js';
+import { writeModelFolder } from '../src/io/checkpoint.js';
+import { ROOT, hostWeights, reference, withBackendAsync } from './helpers.js';
+
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const cli = (...args: string[]) =>
+  spawnSync(process.execPath, [CLI, '--backend', 'reference', ...args], { encoding: 'utf8', timeout: 120_000 });
+
+function run<R>(it: Generator<unknown, R>): R {
+  let r = noGrad(() => it.next());
+  while (!r.done) r = noGrad(() => it.next());
+  return r.value;
+}
+
+function png(path: string, f: (x: number, y: number) => number): void {
+  const img = new PNG({ width: 8, height: 8 });
+  for (let p = 0; p < 64; p++) {
+    const v = f(p % 8, Math.floor(p / 8));
+    img.data.set([v, v, v, 255], 4 * p);
+  }
+  writeFileSync(path, PNG.sync.write(img));
+}
+const pixels = (path: string) => {
+  const d = PNG.sync.read(readFileSync(path)).data;
+  return Array.from({ length: d.length / 4 }, (_, p) => d[4 * p]);
+};
+
+describe('image-to-image (SDEdit)', () => {
+  const model = new UNet(PRESETS.tiny()).init(2);
+  const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
+  const f = (x: Tensor, t: Int32Array) => model.forward(x, t);
+  const x0 = ops.fromArray(
+    Float32Array.from({ length: 2 * 64 }, (_, i) => Math.sin(i)),
+    [2, 1, 8, 8],
+  );
+  const opts = { sampler: 'ddim' as const, steps: 10, seed: 4 };
+
+  it('strength s runs the last floor(s x steps) steps of the plan', () => {
+    assert.deepEqual(sdeditStart(10, 0), { first: 10, steps: 0 });
+    assert.deepEqual(sdeditStart(10, 0.6), { first: 4, steps: 6 });
+    assert.deepEqual(sdeditStart(10, 1), { first: 0, steps: 10 });
+    assert.throws(() => sdeditStart(10, 1.5), /strength must be in \[0, 1\], got 1.5/);
+  });
+
+  it('strength 0 returns the input; strength 1 equals sampling from the same seed; between, it moves', async () =>
+    withBackendAsync(reference, async () => {
+      const input = await x0.data();
+      assert.deepEqual(Array.from(await run(sdedit(d, f, x0, 0, opts)).data()), Array.from(input));
+      const full = await run(sdedit(d, f, x0, 1, opts)).data();
+      const plain = await noGrad(() => sampleAll(d, f, [2, 1, 8, 8], opts)).data();
+      assert.deepEqual(Array.from(full), Array.from(plain));
+      const half = await run(sdedit(d, f, x0, 0.5, opts)).data();
+      const dist = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0));
+      assert.ok(dist(half, input) > 0 && dist(half, plain) > 0);
+    }));
+});
+
+describe('ddpm inpaint and ddpm edit', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ddpm-steer-'));
+  const model = join(dir, 'model');
+  writeModelFolder(
+    model,
+    PRESETS.tiny(),
+    { ...PAPER_DIFFUSION, timesteps: 40, betaEnd: 0.5 },
+    hostWeights(new UNet(PRESETS.tiny()).init(1)),
+  );
+  const imgs = join(dir, 'imgs');
+  mkdirSync(imgs);
+  png(join(imgs, 'a.png'), (x, y) => ((x + y) % 2 ? 255 : 0));
+  png(join(imgs, 'b.png'), (x) => x * 30);
+  const mask = join(dir, 'mask.png');
+  png(mask, (_, y) => (y < 4 ? 255 : 0)); // keep the top half
+
+  it('inpaint keeps the known pixels of every image exactly and fills the rest', () => {
+    const out = join(dir, 'inpainted');
+    const r = cli(
+      'inpaint',
+      '--model',
+      model,
+      '--image',
+      imgs,
+      '--mask',
+      mask,
+      '--out',
+      out,
+      '--steps',
+      '8',
+      '--jump-length',
+      '2',
+      '--jump-n-sample',
+      '2',
+      '--eta',
+      '1',
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /wrote 2 inpainted 8x8 PNGs .*RePaint: \d+ steps, jumps of 2 x 2/);
+    for (const [k, name] of ['a.png', 'b.png'].entries()) {
+      const want = pixels(join(imgs, name)),
+        got = pixels(join(out, `inpainted-0000${k}.png`));
+      assert.deepEqual(got.slice(0, 32), want.slice(0, 32), `${name}: known pixels`);
+    }
+    // a second run into the same folder is refused without --overwrite
+    const again = cli('inpaint', '--model', model, '--image', imgs, '--mask', mask, '--out', out, '--steps', '4');
+    assert.notEqual(again.status, 0);
+    assert.match(again.stderr, /--out .*: holds \d+ files of an earlier run; pass --overwrite/);
+  });
+
+  it('inpaint refuses a mask count that does not fit and missing files, naming them', () => {
+    const masks = join(dir, 'masks');
+    mkdirSync(masks);
+    for (const n of ['1.png', '2.png', '3.png']) png(join(masks, n), () => 255);
+    const r = cli('inpaint', '--model', model, '--image', imgs, '--mask', masks, '--out', join(dir, 'x'));
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /--mask .*masks: 3 masks for 2 images/);
+    const m = cli(
+      'inpaint',
+      '--model',
+      model,
+      '--image',
+      join(dir, 'nope.png'),
+      '--mask',
+      mask,
+      '--out',
+      join(dir, 'y'),
+    );
+    assert.match(m.stderr, /--image .*nope\.png: not found/);
+  });
+
+  it('edit writes the edited images; strength 0 gives the inputs back', () => {
+    const out = join(dir, 'edited');
+    const r = cli('edit', '--model', model, '--image', imgs, '--strength', '0.5', '--steps', '6', '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /SDEdit, strength 0.5: 3 of 6 ddim steps/);
+    const zero = cli('edit', '--model', model, '--image', imgs, '--strength', '0', '--out', join(dir, 'zero'));
+    assert.equal(zero.status, 0, zero.stderr);
+    assert.deepEqual(pixels(join(dir, 'zero', 'edited-00001.png')), pixels(join(imgs, 'b.png')));
+  });
+});
