@@ -9,7 +9,14 @@ import { createRequire } from 'node:module';
 import { join, basename } from 'node:path';
 import { PNG } from 'pngjs';
 import { readMaybeGzip } from '../io/files.js';
-import { type ImageDataset, concatDatasets, parseCifar, parseIdxImages, resizeSquare } from './dataset.js';
+import {
+  type ImageDataset,
+  concatDatasets,
+  parseCifar,
+  parseIdxImages,
+  parseIdxLabels,
+  resizeSquare,
+} from './dataset.js';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
@@ -44,7 +51,14 @@ export function loadIdxFolder(dir: string, split: Split): ImageDataset {
   const stem = split === 'train' ? 'train-images-idx3-ubyte' : 't10k-images-idx3-ubyte';
   const f = findFile(dir, [stem, stem.replace('-idx3-ubyte', '.idx3-ubyte')]);
   if (!f) throw new Error(`${dir}: no ${stem}[.gz] found (expected the MNIST / Fashion-MNIST IDX files)`);
-  return { ...parseIdxImages(readMaybeGzip(f), f), files: [f] };
+  const ds = parseIdxImages(readMaybeGzip(f), f);
+  // the labels file beside it, when there is one (class labels: conditioning, class-accuracy, --spread's warning)
+  const lstem = stem.replace('images-idx3', 'labels-idx1');
+  const lf = findFile(dir, [lstem, lstem.replace('-idx1-ubyte', '.idx1-ubyte')]);
+  if (!lf) return { ...ds, files: [f] };
+  const labels = parseIdxLabels(readMaybeGzip(lf), lf);
+  if (labels.length !== ds.count) throw new Error(`${lf}: ${labels.length} labels for the ${ds.count} images of ${f}`);
+  return { ...ds, labels, files: [f, lf] };
 }
 
 export function loadCifarFolder(dir: string, split: Split): ImageDataset {
