@@ -126,7 +126,12 @@ server.on('clientError', (_err, socket) => {
   else socket.destroy();
 });
 
-const want = Number(value('--port', process.env.PORT ?? '8080'));
+const portArg = value('--port', process.env.PORT ?? '8080');
+const want = Number(portArg);
+if (!/^\d+$/.test(String(portArg)) || want > 65535) {
+  console.error(`playground: --port must be an integer in [0, 65535], got "${portArg ?? ''}"`);
+  process.exit(1);
+}
 server.on('error', (e) => {
   if (e.code === 'EADDRINUSE' && want !== 0) {
     console.error(`playground: port ${want} is in use; taking a free one`);

@@ -84,7 +84,7 @@ describe('hostile inputs', () => {
     mkdirSync(join(out, 'checkpoints'), { recursive: true });
     writeFileSync(join(out, 'metrics.jsonl'), '{"step":1,"loss":0.5}\n');
     writeFileSync(join(out, 'train.lock'), JSON.stringify({ pid: 2 ** 22 + 12345, host: hostname(), started: 'then' }));
-    writeFileSync(join(out, 'config.json.123.456.tmp'), '{');
+    writeFileSync(join(out, 'config.json.ddpm-tmp-123-456'), '{');
     const r = cli(['train', '--data', data, '--out', out, ...tiny, '--steps', '2', '--checkpoint-every', '2']);
     assert.equal(r.status, 0, r.stderr);
     const again = cli(['train', '--data', data, '--out', out, ...tiny, '--steps', '3', '--checkpoint-every', '2']);

@@ -116,17 +116,20 @@ describe('the run folder', () => {
         0,
       );
       // what a SIGKILL in the middle of writeDirAtomic / writeFileAtomic leaves behind
-      cpSync(join(out, 'checkpoints', 'step-0000008'), join(out, 'checkpoints', 'step-0000012.4242.tmp'), {
+      cpSync(join(out, 'checkpoints', 'step-0000008'), join(out, 'checkpoints', 'step-0000012.ddpm-tmp-4242'), {
         recursive: true,
       });
-      writeFileSync(join(out, `${WEIGHTS_FILE}.4242.1700000000000.tmp`), 'partial');
+      writeFileSync(join(out, `${WEIGHTS_FILE}.ddpm-tmp-4242-1700000000000`), 'partial');
+      // a user's own file with a similar name stays
+      writeFileSync(join(out, 'notes.2024.old'), 'mine');
       // and a latest checkpoint whose weights are truncated
       const w = join(out, 'checkpoints', 'step-0000008', 'raw_weights.safetensors');
       writeFileSync(w, readFileSync(w).subarray(0, 100));
       const r = spawnSync(process.execPath, [CLI, ...trainArgs(data, out, ['--steps', '10'])], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stderr, /removed .*step-0000012\.4242\.tmp \(left by a killed writer\)/);
-      assert.match(r.stderr, /removed .*\.4242\.1700000000000\.tmp/);
+      assert.match(r.stderr, /removed .*step-0000012\.ddpm-tmp-4242 \(left by a killed writer\)/);
+      assert.match(r.stderr, /removed .*\.ddpm-tmp-4242-1700000000000/);
+      assert.equal(readFileSync(join(out, 'notes.2024.old'), 'utf8'), 'mine');
       assert.match(
         r.stderr,
         /warning: .*step-0000008 is unreadable \(.*raw_weights\.safetensors.*\); trying the previous checkpoint/,
@@ -134,8 +137,8 @@ describe('the run folder', () => {
       assert.match(r.stderr, /resuming from .*step-0000004 instead/);
       assert.match(r.stderr, /resuming from step 4 of /);
       assert.ok(
-        !readdirSync(out).some((f) => f.endsWith('.tmp')) &&
-          !readdirSync(join(out, 'checkpoints')).some((f) => f.endsWith('.tmp')),
+        !readdirSync(out).some((f) => f.includes('.ddpm-tmp-')) &&
+          !readdirSync(join(out, 'checkpoints')).some((f) => f.includes('.ddpm-tmp-')),
       );
     },
   );

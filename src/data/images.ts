@@ -15,6 +15,24 @@ export interface ImageBatch {
   warnings: string[];
 }
 
+/**
+ * Refuses a batch that no model takes: no images, a non-finite value (named by its index), or values outside
+ * [-1, 1] (bytes given as 0..255, say), naming the file.
+ */
+export function checkImageValues(x: Float32Array, n: number, what: string): void {
+  if (n < 1) throw new Error(`${what}: holds no images`);
+  let lo = Infinity,
+    hi = -Infinity;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (!Number.isFinite(v)) throw new Error(`${what}: value ${i} is ${v}; images must be finite, on [-1, 1]`);
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  if (lo < -1.001 || hi > 1.001)
+    throw new Error(`${what}: values span [${lo}, ${hi}]; images must be on [-1, 1] (bytes b as b / 127.5 - 1)`);
+}
+
 export function loadImages(spec: string, size: number, channels: 1 | 3, what = '--image'): ImageBatch {
   if (!existsSync(spec)) throw new Error(`${what} ${spec}: not found (a PNG file, a folder of PNGs, or a .npy)`);
   if (spec.endsWith('.npy')) {
@@ -24,6 +42,7 @@ export function loadImages(spec: string, size: number, channels: 1 | 3, what = '
         `${what} ${spec}: expected [N, ${channels}, ${size}, ${size}] images on [-1, 1] for this model, got ` +
           `(${shape.join(', ')})`,
       );
+    checkImageValues(data, shape[0], `${what} ${spec}`);
     return {
       x: data,
       n: shape[0],

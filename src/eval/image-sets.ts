@@ -1,7 +1,7 @@
 // The image sets the quality metrics compare: a dataset, a PNG folder, a .npy of images, or a model folder (sampled
 // here, resumably), brought to the feature network's channels; and the feature networks themselves (a shipped small
 // network or Inception-v3). What `ddpm eval quality` assembles, for library users too. Node-only (files).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { GaussianDiffusion } from '../diffusion/gaussian.js';
 import { defaultClip, type SamplerName, samplerPlan } from '../diffusion/samplers.js';
@@ -10,7 +10,8 @@ import type { Precision } from '../engine/ops.js';
 import type { UNetConfig } from '../model/unet.js';
 import { type ImageDataset, firstImagesWarning, makeBatch, subsetIndices } from '../data/dataset.js';
 import { DATASET_NAMES, loadDataset, type Split } from '../data/load.js';
-import { loadModel } from '../io/checkpoint.js';
+import { checkImageValues } from '../data/images.js';
+import { WEIGHTS_FILE, loadModel } from '../io/checkpoint.js';
 import { FEATURE_NETS, MODELS_DIR, featureNetPath, modelPath } from '../io/models.js';
 import { parseNpy } from '../io/npy.js';
 import { parseSafetensors } from '../io/safetensors.js';
@@ -169,6 +170,7 @@ export async function imageSet(
     fits(shape[1], shape[2], shape[3]);
     const n = Math.min(shape[0], r.num ?? shape[0]),
       hw = shape[2] * shape[3];
+    checkImageValues(data.subarray(0, n * shape[1] * hw), n, `${what} ${spec}`);
     return {
       images: toChannels(data.subarray(0, n * shape[1] * hw), n, shape[1], hw, ex.channels),
       n,
@@ -199,7 +201,13 @@ export async function imageSet(
       eta: r.eta,
       clip: r.clip ?? defaultClip(sampler, diffusion),
     };
-    const keep = r.samples ? { file: r.samples, key: JSON.stringify({ model: resolve(dir), n, ...sopts }) } : undefined;
+    // the request: the model folder and its weights (size and time, so that new weights in the same folder do not
+    // resume the old ones' samples), the precision, the sampler's options, the count
+    const wf = [join(dir, WEIGHTS_FILE), join(dir, 'unet', WEIGHTS_FILE)].find((f) => existsSync(f));
+    const w = wf ? statSync(wf) : { size: 0, mtimeMs: 0 };
+    const weights = { bytes: w.size, mtime: w.mtimeMs };
+    const request = { model: resolve(dir), weights, precision: ctx.precision ?? 'f32', n, ...sopts };
+    const keep = r.samples ? { file: r.samples, key: JSON.stringify(request) } : undefined;
     let barFn: ((d: number) => void) | undefined;
     const progress = ctx.progress;
     const bar = progress

@@ -6,7 +6,7 @@ import type { GaussianDiffusion } from '../diffusion/gaussian.js';
 import { type SampleOptions, type SamplerStep, sample, samplerPlan } from '../diffusion/samplers.js';
 import type { UNet } from '../model/unet.js';
 import { readJson, writeFileAtomic } from '../io/files.js';
-import { serializeNpy } from '../io/npy.js';
+import { parseNpy, serializeNpy } from '../io/npy.js';
 
 /** Where drawn samples are kept (an .npy) and the request that drew them (a run resumes only the same request). */
 export interface SampleKeep {
@@ -49,6 +49,13 @@ export async function drawSamples(
   const size = per.reduce((a, b) => a * b, 1);
   const all = new Float32Array(n * size);
   const steps = samplerPlan(diffusion, opts).plan.length;
+  if (o.keep) {
+    const done = finishedSamples(o.keep, shape);
+    if (done) {
+      o.log?.(`${o.keep.file}: drawn before for this request; reusing it`);
+      return done;
+    }
+  }
   const first = o.keep ? resumeSamples(o.keep, all, size, batch, o.log ?? (() => {})) : 0;
   const total = Math.ceil(n / batch) * steps;
   let done = Math.ceil(first / batch) * steps;
@@ -69,6 +76,34 @@ export async function drawSamples(
   }
   if (o.keep) finishSamples(o.keep, all, shape);
   return all;
+}
+
+/**
+ * A finished FILE of this request (FILE.request.json holds the request that drew it), or null when there is none;
+ * refuses a FILE that ddpm did not draw for this request, rather than overwrite it.
+ */
+function finishedSamples(k: SampleKeep, shape: number[]): Float32Array | null {
+  if (!existsSync(k.file)) return null;
+  const meta = `${k.file}.request.json`;
+  let key: unknown;
+  try {
+    key = existsSync(meta) ? readJson(meta).key : undefined;
+  } catch {
+    key = undefined;
+  }
+  if (key !== k.key)
+    throw new Error(
+      `--samples ${k.file}: the file exists and was not drawn for this ` +
+        `request${key === undefined ? '' : ' (another model, sampler, seed or count)'}; choose another file, or ` +
+        `remove it to draw again`,
+    );
+  const { shape: s, data } = parseNpy(new Uint8Array(readFileSync(k.file)), k.file);
+  if (s.join(',') !== shape.join(',') || !data.every(Number.isFinite))
+    throw new Error(
+      `--samples ${k.file}: holds (${s.join(', ')}), not the ${shape.join('x')} finite samples of this request; ` +
+        `remove it to draw again`,
+    );
+  return data;
 }
 
 // While a run draws, FILE.partial holds the finished batches' float32 values and FILE.partial.json the request and
@@ -103,11 +138,21 @@ function resumeSamples(
     );
     return discard();
   }
-  const done = Math.min(Number(m.done) || 0, Math.floor(statSync(raw).size / 4 / size), all.length / size);
+  const said = Number(m.done);
+  if (!Number.isSafeInteger(said) || said < 0) {
+    log(`warning: ${meta}: "done" is ${JSON.stringify(m.done)}, not a count; the kept samples are discarded`);
+    return discard();
+  }
+  const done = Math.min(said, Math.floor(statSync(raw).size / 4 / size), all.length / size);
   // batch boundaries: sample i's noise does not depend on them, but keep them aligned
   const start = Math.floor(done / batch) * batch;
   const bytes = readFileSync(raw);
-  all.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + start * size * 4)));
+  const kept = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + start * size * 4));
+  if (!kept.every(Number.isFinite)) {
+    log(`warning: ${raw}: the kept samples hold non-finite values; they are discarded and drawn again`);
+    return discard();
+  }
+  all.set(kept);
   truncateSync(raw, start * size * 4);
   if (start) log(`${k.file}: resuming after ${start} kept samples`);
   return start;
@@ -120,6 +165,7 @@ function keepBatch(k: SampleKeep, x: Float32Array, done: number): void {
 
 function finishSamples(k: SampleKeep, all: Float32Array, shape: number[]): void {
   writeFileAtomic(k.file, serializeNpy(all, shape));
+  writeFileAtomic(`${k.file}.request.json`, JSON.stringify({ key: k.key }));
   rmSync(`${k.file}.partial`, { force: true });
   rmSync(`${k.file}.partial.json`, { force: true });
 }

@@ -26,26 +26,32 @@ export function makeDirs(dir: string): void {
   }
 }
 
+/**
+ * The names a killed writer of ours leaves (writeFileAtomic's and writeDirAtomic's temporary and moved-aside
+ * copies): distinctive, so that a clean-up never takes a user's own *.tmp or *.old file.
+ */
+export const LEFTOVER = /\.ddpm-(tmp|old)-\d+(-\d+)?$/;
+
 /** Writes a file atomically: a temporary file beside it, then a rename. */
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   makeDirs(dirname(path));
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  const tmp = `${path}.ddpm-tmp-${process.pid}-${Date.now()}`;
   writeFileSync(tmp, data);
   renameSync(tmp, path);
 }
 
 /**
- * Writes a directory: fill() builds it under `dir.PID.tmp`, which is then renamed into place (one atomic rename
- * when dir does not exist yet, as for each new checkpoint). An existing dir is first moved aside to `dir.PID.old`
- * and removed after; a kill between those two renames leaves neither name in place, only the .tmp and .old
+ * Writes a directory: fill() builds it under `dir.ddpm-tmp-PID`, which is then renamed into place (one atomic rename
+ * when dir does not exist yet, as for each new checkpoint). An existing dir is first moved aside to
+ * `dir.ddpm-old-PID` and removed after; a kill between those two renames leaves neither name in place, only the copies
  * copies, which the trainer's cleanLeftovers removes at the next start.
  */
 export function writeDirAtomic(dir: string, fill: (tmpDir: string) => void): void {
-  const tmp = `${dir}.${process.pid}.tmp`;
+  const tmp = `${dir}.ddpm-tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   makeDirs(tmp);
   fill(tmp);
-  const old = `${dir}.${process.pid}.old`;
+  const old = `${dir}.ddpm-old-${process.pid}`;
   if (existsSync(dir)) renameSync(dir, old);
   renameSync(tmp, dir);
   rmSync(old, { recursive: true, force: true });

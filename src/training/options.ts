@@ -4,6 +4,8 @@ import { type DiffusionConfig, PAPER_DIFFUSION, validateDiffusionConfig } from '
 import { type BetaSchedule, scaledBetaRange } from '../diffusion/schedule.js';
 import type { LossType, Prediction, VarianceType } from '../diffusion/gaussian.js';
 import { PRESETS } from '../model/unet.js';
+import { GaussianDiffusion } from '../diffusion/gaussian.js';
+import { diffusionFromScheduler, schedulerConfig } from '../io/diffusers.js';
 import { DEFAULT_TRAIN, type TrainOptions } from './core.js';
 
 /** The flags of `ddpm train` (camelCase), all but out optional (DEFAULT_TRAIN and the paper's process fill in). */
@@ -55,6 +57,17 @@ export function trainOptionsFrom(o: TrainFlags): TrainOptions {
     loss: o.loss ?? 'simple',
   };
   validateDiffusionConfig(diffusion);
+  // the process must be one that the folder's readers take back: written and read as scheduler_config.json, and its
+  // betas in (0, 1) (a short chain scales the linear range by 1000/T, up to beta = 1 at T = 20)
+  try {
+    diffusionFromScheduler(schedulerConfig(diffusion), 'scheduler_config.json');
+    new GaussianDiffusion(diffusion);
+  } catch (e) {
+    throw new Error(
+      `--timesteps ${T} --schedule ${diffusion.schedule}: not a usable process (${(e as Error).message}); use more ` +
+        'timesteps or another schedule',
+    );
+  }
   const d = DEFAULT_TRAIN;
   return {
     ...d,

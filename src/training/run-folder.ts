@@ -3,6 +3,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { LEFTOVER } from '../io/files.js';
 
 export function checkpointDirs(outDir: string): { step: number; dir: string }[] {
   const root = join(outDir, 'checkpoints');
@@ -15,9 +16,6 @@ export function checkpointDirs(outDir: string): { step: number; dir: string }[] 
 }
 
 // ---------------------------------------------------------------- the run folder: lock and crash leftovers
-
-/** Names a killed writer leaves (writeFileAtomic's and writeDirAtomic's temporary and moved-aside copies). */
-const LEFTOVER = /\.\d+(\.\d+)?\.(tmp|old)$/;
 
 /**
  * Refuses an output folder that is neither new, empty, nor a run folder of this trainer (one with a checkpoint), so

@@ -1,6 +1,6 @@
 // `ddpm demo`, the main job on the embedded default: 16 digits from the shipped MNIST model in seconds, then the
 // mnist preset trained on the embedded digits for a few minutes, a sample grid and a denoising strip.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { getBackend } from '../../engine/tensor.js';
@@ -9,6 +9,9 @@ import { checkpointDirs } from '../../training/train.js';
 import { ensureWritableDir, int, num } from '../shared.js';
 import { sampleCommand } from './sample.js';
 import { trainCommand } from './train.js';
+
+/** The file that marks a folder as the demo's own. */
+const MARKER = '.ddpm-demo';
 
 export interface DemoOptions {
   out: string;
@@ -34,7 +37,11 @@ export function register(program: Command): void {
 export async function demoCommand(o: DemoOptions): Promise<void> {
   const out = o.out,
     run = join(out, 'train');
+  // the demo replaces its own images: its --out must be new, empty, or an earlier demo's (marked by MARKER)
+  if (existsSync(out) && statSync(out).isDirectory() && readdirSync(out).length && !existsSync(join(out, MARKER)))
+    throw new Error(`--out ${out}: holds files that the demo did not make; choose a new or empty folder`);
   ensureWritableDir(out, '--out');
+  writeFileSync(join(out, MARKER), 'a folder of `ddpm demo`: it may replace the images here\n');
   // first, clean digits in seconds from the model shipped with ddpm
   if (existsSync(join(MODELS_DIR, 'mnist', 'config.json'))) {
     const t0 = Date.now();

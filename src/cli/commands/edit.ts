@@ -76,9 +76,11 @@ export async function editCommand(o: EditOptions): Promise<void> {
     eta: o.eta,
     clip: o.clip ?? defaultClip(o.sampler, diffusion),
   };
+  if (o.eta !== undefined && o.sampler !== 'ddim')
+    warn(`--eta applies to the ddim sampler only; the ${o.sampler} sampler ignores it`);
   const total = samplerPlan(diffusion, opts).plan.length;
   const { steps } = sdeditStart(total, o.strength);
-  prepareOut(o.out, OWN_FILES, o.overwrite);
+  const clearOut = prepareOut(o.out, OWN_FILES, o.overwrite, [o.image]);
   const all = new Float32Array(img.n * per);
   const bar = new Progress(
     `edit (${steps} of ${total} ${o.sampler} steps)`,
@@ -102,6 +104,7 @@ export async function editCommand(o: EditOptions): Promise<void> {
   const pairs = new Float32Array(2 * img.n * per);
   pairs.set(img.x.subarray(0, img.n * per), 0);
   pairs.set(all, img.n * per);
+  clearOut();
   writePng(join(o.out, 'grid.png'), imageGrid(pairs, [2 * img.n, C, S, S], img.n));
   writeImages(all, [img.n, C, S, S], (i) => join(o.out, `edited-${String(i).padStart(5, '0')}.png`));
   if (o.npy) writeFileAtomic(join(o.out, 'samples.npy'), serializeNpy(all, [img.n, C, S, S]));

@@ -1,13 +1,13 @@
 // `ddpm inpaint`: fills the masked part of images with RePaint (src/diffusion/repaint.ts); the known pixels come back
 // exactly. `ddpm edit` (edit.ts) is its image-to-image sibling.
 import { readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import * as ops from '../../engine/ops.js';
 import { noGrad } from '../../engine/tensor.js';
 import { inpaint, repaintTimesteps } from '../../diffusion/repaint.js';
 import { loadImages } from '../../data/images.js';
-import { writeFileAtomic } from '../../io/files.js';
+import { LEFTOVER, writeFileAtomic } from '../../io/files.js';
 import { serializeNpy } from '../../io/npy.js';
 import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { assertFinite } from '../../eval/sample-run.js';
@@ -70,16 +70,24 @@ export function register(program: Command): void {
 
 const OWN_FILES = /^(inpainted-\d+\.png|grid\.png|samples\.npy)$/;
 
-/** Clears the files of an earlier run in out (refusing without --overwrite). */
-export function prepareOut(out: string, own: RegExp, overwrite: boolean): void {
+/**
+ * Checks out for the files of an earlier run (refusing without --overwrite, and refusing to replace an input);
+ * returns the function that removes them, called once the new results are ready to be written.
+ */
+export function prepareOut(out: string, own: RegExp, overwrite: boolean, inputs: string[]): () => void {
   ensureWritableDir(out, '--out');
-  const old = readdirSync(out).filter((f) => own.test(f));
+  const old = readdirSync(out).filter((f) => own.test(f) || LEFTOVER.test(f));
+  const ins = new Set(inputs.map((f) => resolve(f)));
+  const clash = old.find((f) => ins.has(resolve(join(out, f))));
+  if (clash) throw new Error(`--out ${out}: would replace ${clash}, an input of this run; choose another --out`);
   if (old.length && !overwrite)
     throw new Error(
       `--out ${out}: holds ${old.length} files of an earlier run; pass --overwrite to replace them, or choose ` +
         `another --out`,
     );
-  for (const f of old) rmSync(join(out, f));
+  return () => {
+    for (const f of old) rmSync(join(out, f), { recursive: true, force: true });
+  };
 }
 
 export async function inpaintCommand(o: InpaintOptions): Promise<void> {
@@ -97,8 +105,12 @@ export async function inpaintCommand(o: InpaintOptions): Promise<void> {
   if (!m.some((v) => v === 0))
     warn(`--mask ${o.mask}: no black pixel, nothing to fill; the images come back as they are`);
   checkForwardBatch(cfg, Math.min(o.batch, img.n), 'inpainting');
+  if (o.steps > diffusion.numTimesteps)
+    warn(`--steps ${o.steps}: the model has ${diffusion.numTimesteps} timesteps; using ${diffusion.numTimesteps}`);
+  if (o.jumpNSample > 1 && o.jumpLength >= Math.min(o.steps, diffusion.numTimesteps))
+    warn(`--jump-length ${o.jumpLength} is not below --steps: no jumps are made (RePaint without resampling)`);
   const ts = repaintTimesteps(diffusion.numTimesteps, o.steps, o.jumpLength, o.jumpNSample);
-  prepareOut(o.out, OWN_FILES, o.overwrite);
+  const clearOut = prepareOut(o.out, OWN_FILES, o.overwrite, [o.image, o.mask]);
   const all = new Float32Array(img.n * per);
   const bar = new Progress(`inpaint (${ts.length} steps)`, Math.ceil(img.n / o.batch) * ts.length, 0);
   let done = 0;
@@ -137,6 +149,7 @@ export async function inpaintCommand(o: InpaintOptions): Promise<void> {
     pairs.set(holes.subarray(i * per, (i + 1) * per), i * per);
     pairs.set(all.subarray(i * per, (i + 1) * per), (img.n + i) * per);
   }
+  clearOut();
   writePng(join(o.out, 'grid.png'), imageGrid(pairs, [2 * img.n, C, S, S], img.n));
   writeImages(all, [img.n, C, S, S], (i) => join(o.out, `inpainted-${String(i).padStart(5, '0')}.png`));
   if (o.npy) writeFileAtomic(join(o.out, 'samples.npy'), serializeNpy(all, [img.n, C, S, S]));

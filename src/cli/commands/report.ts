@@ -1,4 +1,5 @@
 // `ddpm report RUN`: one self-contained HTML page for a training run.
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { runReport } from '../../eval/report.js';
@@ -19,7 +20,12 @@ export function register(program: Command): void {
 }
 
 export function reportCommand(run: string, o: ReportOptions): void {
+  if (!existsSync(run) || !statSync(run).isDirectory())
+    throw new Error(`${run}: run folder not found (the --out of ddpm train)`);
   const out = o.out ?? join(run, 'report.html');
+  // the page replaces an earlier page, never another file (the run's log, a model)
+  if (existsSync(out) && !/\.html?$/i.test(out))
+    throw new Error(`--out ${out}: exists and is not an HTML page; choose a .html file`);
   ensureWritableFile(out, '--out');
   writeFileAtomic(out, runReport(run));
   console.error(`wrote ${out}`);
