@@ -95,6 +95,24 @@ for eta in [0.0, 1.0]:
     out["repaint"]["runs"][str(eta)] = {"x0": lst(image), "draws": drawn[0]}
     print(f"repaint eta {eta}: {len(sched.timesteps)} timesteps, {drawn[0]} noise draws")
 
+# Class conditioning (num_class_embeds with class_embed_type None and "timestep"): small UNet2DModels initialised by
+# torch (seed 0), saved with save_pretrained into test/goldens/unet-cond-*/, and their eps for labels [1, 3]
+out["cond"] = {}
+for kind in [None, "timestep"]:
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4, norm_eps=1e-6, attention_head_dim=None, flip_sin_to_cos=False, freq_shift=1,
+        downsample_padding=0, class_embed_type=kind, num_class_embeds=4 if kind is None else None,
+    ).eval()
+    name = f"unet-cond-{kind or 'embedding'}"
+    unet.save_pretrained(os.path.join(ROOT, "test", "goldens", name))
+    shape = [2, 1, 8, 8]
+    eps = unet(det(shape, 1.0), torch.tensor([3, 17]), class_labels=torch.tensor([1, 3])).sample
+    out["cond"][name] = {"shape": shape, "t": [3, 17], "labels": [1, 3], "eps": lst(eps)}
+    print(f"{name}: {sum(p.numel() for p in unet.parameters())} parameters")
+
 with open(OUT, "w") as f:
     json.dump(out, f)
 print(f"wrote {OUT}")
