@@ -15,7 +15,8 @@ import { sampleAll } from '../src/diffusion/samplers.js';
 import { sdedit, sdeditStart } from '../src/diffusion/sdedit.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
 import { writeModelFolder } from '../src/io/checkpoint.js';
-import { ROOT, hostWeights, reference, withBackendAsync } from './helpers.js';
+import { ROOT, hostWeights, maxAbsDiff, reference, withBackendAsync, writeTinyIdx } from './helpers.js';
+import { classGuided, labelsFor } from '../src/diffusion/guidance.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const cli = (...args: string[]) =>
@@ -149,5 +150,128 @@ describe('ddpm inpaint and ddpm edit', () => {
     const zero = cli('edit', '--model', model, '--image', imgs, '--strength', '0', '--out', join(dir, 'zero'));
     assert.equal(zero.status, 0, zero.stderr);
     assert.deepEqual(pixels(join(dir, 'zero', 'edited-00001.png')), pixels(join(imgs, 'b.png')));
+  });
+});
+
+describe('class conditioning and classifier-free guidance', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ddpm-cond-'));
+  writeTinyIdx(dir, 16);
+  const data = dir; // the folder: images and their labels file
+  // the labels file beside the images: classes 0..3 in turn
+  const labels = new Uint8Array(8 + 16);
+  new DataView(labels.buffer).setUint32(0, 0x801);
+  new DataView(labels.buffer).setUint32(4, 16);
+  for (let i = 0; i < 16; i++) labels[8 + i] = i % 4;
+  writeFileSync(join(dir, 'train-labels-idx1-ubyte'), labels);
+
+  it('guidance 1 is the conditional model, 0 the null class; both halves run in one batched call', async () =>
+    withBackendAsync(reference, async () => {
+      const m = new UNet({ ...PRESETS.tiny(), num_class_embeds: 5, ddpm_null_class: 4 }).init(3);
+      // give the class embedding values, so that the classes differ
+      const w = m.params.get('class_embedding.weight')!;
+      w.write(Float32Array.from({ length: w.size }, (_, i) => Math.sin(i)));
+      const calls: number[] = [];
+      const f = (x: Tensor, t: Int32Array, y: Int32Array) => {
+        calls.push(x.shape[0]);
+        return m.forward(x, t, { classLabels: y });
+      };
+      const x = ops.fromArray(
+        Float32Array.from({ length: 2 * 64 }, (_, i) => Math.cos(i)),
+        [2, 1, 8, 8],
+      );
+      const t = Int32Array.from([10, 60]),
+        y = Int32Array.from([1, 2]);
+      const cond = await noGrad(() => f(x, t, y)).data(),
+        nul = await noGrad(() => f(x, t, Int32Array.from([4, 4]))).data();
+      calls.length = 0;
+      const one = await noGrad(() => classGuided(f, y, 1, 4)(x, t)).data();
+      const zero = await noGrad(() => classGuided(f, y, 0, 4)(x, t)).data();
+      const three = await noGrad(() => classGuided(f, y, 3, 4)(x, t)).data();
+      assert.deepEqual(calls, [2, 4, 4], 'w = 1: one call of B; w != 1: one call of 2B');
+      assert.ok(maxAbsDiff(one, cond) === 0);
+      assert.ok(maxAbsDiff(zero, nul) < 1e-6);
+      const want = Float32Array.from(cond, (c, i) => nul[i] + 3 * (c - nul[i]));
+      assert.ok(maxAbsDiff(three, want) < 1e-5);
+      assert.throws(() => classGuided(f, y, 2, null), /no null class \(train it with --cond-drop/);
+      assert.throws(() => labelsFor('1,9', 2, 0, 4), /--class: "9" is not a class of this model \(0\.\.3\)/);
+    }));
+
+  it('train --classes --cond-drop writes a conditional folder; sample --class --guidance draws from it', () => {
+    const run = join(dir, 'run');
+    const r = cli(
+      'train',
+      '--data',
+      data,
+      '--out',
+      run,
+      '--preset',
+      'tiny',
+      '--steps',
+      '3',
+      '--batch',
+      '4',
+      '--warmup',
+      '0',
+      '--classes',
+      '4',
+      '--cond-drop',
+      '0.5',
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
+    assert.equal(cfg.num_class_embeds, 5);
+    assert.equal(cfg.ddpm_null_class, 4);
+    const s = cli(
+      'sample',
+      '--model',
+      run,
+      '-n',
+      '4',
+      '--batch',
+      '2',
+      '--sampler',
+      'ddim',
+      '--steps',
+      '3',
+      '--class',
+      '1,3',
+      '--guidance',
+      '2',
+      '--out',
+      join(dir, 's'),
+    );
+    assert.equal(s.status, 0, s.stderr);
+    const bad = cli('sample', '--model', run, '-n', '2', '--steps', '2', '--class', '7', '--out', join(dir, 's2'));
+    assert.match(bad.stderr, /--class: "7" is not a class of this model \(0\.\.3\)/);
+  });
+
+  it('--classes on data without labels, and --class on an unconditional model, are refused', () => {
+    const plain = mkdtempSync(join(tmpdir(), 'ddpm-nolabels-'));
+    const d2 = writeTinyIdx(plain, 8);
+    const r = cli(
+      'train',
+      '--data',
+      d2,
+      '--out',
+      join(plain, 'r'),
+      '--preset',
+      'tiny',
+      '--steps',
+      '1',
+      '--batch',
+      '4',
+      '--classes',
+      '4',
+    );
+    assert.match(r.stderr, /--classes: .* has no labels/);
+    const model = join(plain, 'm');
+    writeModelFolder(
+      model,
+      PRESETS.tiny(),
+      { ...PAPER_DIFFUSION, timesteps: 20 },
+      hostWeights(new UNet(PRESETS.tiny()).init(1)),
+    );
+    const s = cli('sample', '--model', model, '-n', '1', '--steps', '2', '--class', '1', '--out', join(plain, 's'));
+    assert.match(s.stderr, /--class \/ --guidance: this model is not class-conditional/);
   });
 });

@@ -33,6 +33,8 @@ export const PURPOSE = {
   metrics: 11,
   /** inpainting (RePaint): index = k * 2^10 + sub, k the position in the timestep list (sub 0: the step, 1..: undo) */
   inpaint: 12,
+  /** classifier-free guidance training: which labels are dropped to the null class, index = micro-batch */
+  condDrop: 13,
 } as const;
 export type Purpose = keyof typeof PURPOSE;
 
@@ -75,6 +77,7 @@ export const streams = {
   bpdNoise: (seed: number, t: number) => key(seed, 'bpdNoise', t),
   interpolate: (seed: number, index: number) => key(seed, 'interpolate', index),
   metrics: (seed: number, index: number) => key(seed, 'metrics', index),
+  condDrop: (seed: number, micro: number) => key(seed, 'condDrop', micro),
   inpaint: (seed: number, k: number, sub = 0) =>
     key(
       seed,

@@ -2,7 +2,7 @@
 // batch split, non-finite output is refused naming the images, and a run may keep its finished batches in a file so
 // that a killed run resumes after its last finished batch (only for the same request). Node-only (the kept files).
 import { appendFileSync, existsSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
-import type { GaussianDiffusion } from '../diffusion/gaussian.js';
+import type { DenoiseFn, GaussianDiffusion } from '../diffusion/gaussian.js';
 import { type SampleOptions, type SamplerStep, sample, samplerPlan } from '../diffusion/samplers.js';
 import type { UNet } from '../model/unet.js';
 import { readJson, writeFileAtomic } from '../io/files.js';
@@ -24,6 +24,8 @@ export interface DrawOptions {
   keep?: SampleKeep;
   /** notices: a resumed run, kept samples discarded */
   log?: (msg: string) => void;
+  /** the model function of the batch of B images from `start` (class labels, guidance); default: model.forward */
+  denoiser?: (start: number, B: number) => DenoiseFn;
 }
 
 /** Throws naming the first non-finite value; nothing is written then. */
@@ -62,7 +64,8 @@ export async function drawSamples(
   o.onProgress?.(done, total);
   for (let start = first; start < n; start += batch) {
     const B = Math.min(batch, n - start);
-    const it = sample(diffusion, (x, t) => model.forward(x, t), [B, ...per], { ...opts, sampleStart: start });
+    const f = o.denoiser?.(start, B) ?? ((x, t) => model.forward(x, t));
+    const it = sample(diffusion, f, [B, ...per], { ...opts, sampleStart: start });
     let r = it.next();
     while (!r.done) {
       o.onStep?.(r.value, start, B);

@@ -75,6 +75,7 @@ export const RESUME_FIELDS: Record<string, { get: (o: TrainOptions) => unknown; 
   'ema-warmup': { get: (o) => o.emaWarmup, overridable: true },
   flip: { get: (o) => o.flip, overridable: true },
   dropout: { get: (o) => o.unet.dropout, overridable: true },
+  'cond-drop': { get: (o) => o.condDrop ?? 0, overridable: true },
 };
 
 function stableJson(v: unknown): string {

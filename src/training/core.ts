@@ -39,6 +39,11 @@ export interface TrainOptions {
   override?: string[];
   /** Steps between sample-quality evaluations (callbacks.evaluate; 0: never). */
   evalEvery?: number;
+  /**
+   * Class-conditional models (unet.num_class_embeds): the probability that a label is replaced by the null class
+   * (unet.ddpm_null_class) for classifier-free guidance (Ho & Salimans 2022; 0: never).
+   */
+  condDrop?: number;
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'outDir' | 'unet' | 'diffusion' | 'steps'> = {
@@ -120,6 +125,39 @@ export function batchIndices(
   return out;
 }
 
+/**
+ * The class labels of a micro-batch for a class-conditional model (undefined for an unconditional one): the data's
+ * labels, each replaced by the null class with probability condDrop (drawn from the condDrop stream).
+ */
+export function labelsOf(o: TrainOptions, data: ImageDataset, idx: Int32Array, micro: number): Int32Array | undefined {
+  const K = o.unet.num_class_embeds;
+  if (!K) return undefined;
+  const all = data.labels;
+  if (!all) throw new Error(`${data.name}: a class-conditional model needs the images' labels, and this set has none`);
+  const nul = o.unet.ddpm_null_class ?? null;
+  const labels = Int32Array.from(idx, (i) => all[i]);
+  for (const y of labels)
+    if (y >= (nul ?? K)) throw new Error(`${data.name}: label ${y} is outside the model's ${nul ?? K} classes`);
+  const p = o.condDrop ?? 0;
+  if (p > 0) {
+    if (nul === null) throw new Error('--cond-drop: the model has no null class (ddpm_null_class) to drop labels to');
+    const u = new Float32Array(labels.length);
+    fillRandom(u, 1, streams.condDrop(o.seed, micro), 0, 'uniform');
+    u.forEach((v, i) => {
+      if (v < p) labels[i] = nul;
+    });
+  }
+  return labels;
+}
+
+/** Labels for n samples of a class-conditional model: its classes in turn (undefined for an unconditional one). */
+export function cycledLabels(unet: UNetConfig, n: number): Int32Array | undefined {
+  const K = unet.num_class_embeds;
+  if (!K) return undefined;
+  const classes = unet.ddpm_null_class ?? K;
+  return Int32Array.from({ length: n }, (_, i) => i % classes);
+}
+
 /** The learning rate of step s (0-based): linear warmup over `warmup` steps, then constant (the paper's). */
 export const learningRateAt = (o: Pick<TrainOptions, 'lr' | 'warmup'>, s: number): number =>
   o.lr * Math.min(1, (s + 1) / Math.max(1, o.warmup));
@@ -155,10 +193,11 @@ export async function trainStep(
       flips = Array.from(u, (v) => v < 0.5);
     }
     const x0 = makeBatch(data, idx, flips);
+    const classLabels = labelsOf(o, data, idx, mb);
     const t = randomIntegers(B, 0, Tn - 1, streams.timesteps(o.seed, mb));
     const noise = ops.randn([B, C, S, S], streams.trainNoise(o.seed, mb));
     const { loss, mse } = diffusion.trainingLosses(
-      (x, tt) => st.model.forward(x, tt, { dropout: { seed: o.seed, micro: mb } }),
+      (x, tt) => st.model.forward(x, tt, { dropout: { seed: o.seed, micro: mb }, classLabels }),
       x0,
       t,
       noise,

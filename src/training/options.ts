@@ -36,6 +36,10 @@ export interface TrainFlags {
   evalEvery?: number;
   /** comma-separated option names allowed to differ on resume */
   override?: string;
+  /** class-conditional: the number of classes of the data's labels */
+  classes?: number;
+  /** class-conditional: the probability of dropping a label to the null class (classifier-free guidance) */
+  condDrop?: number;
 }
 
 export function trainOptionsFrom(o: TrainFlags): TrainOptions {
@@ -45,6 +49,12 @@ export function trainOptionsFrom(o: TrainFlags): TrainOptions {
   const unet = make();
   if (o.dropout !== undefined) unet.dropout = o.dropout;
   if (o.variance === 'learnedrange') unet.out_channels = 2 * unet.in_channels;
+  if (o.condDrop && !o.classes) throw new Error('--cond-drop: only for a class-conditional model (--classes N)');
+  if (o.classes) {
+    // one embedding per class, and one more for "no class" when labels are dropped (classifier-free guidance)
+    unet.num_class_embeds = o.classes + (o.condDrop ? 1 : 0);
+    if (o.condDrop) unet.ddpm_null_class = o.classes;
+  }
   const T = o.timesteps ?? 1000;
   const range = T === 1000 ? { betaStart: 1e-4, betaEnd: 0.02 } : scaledBetaRange(T);
   const diffusion: DiffusionConfig = {
@@ -96,5 +106,6 @@ export function trainOptionsFrom(o: TrainFlags): TrainOptions {
           .filter(Boolean)
       : undefined,
     evalEvery: o.evalEvery ?? 0,
+    condDrop: o.condDrop ?? 0,
   };
 }

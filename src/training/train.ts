@@ -16,6 +16,7 @@ import {
   type TrainOptions,
   type TrainState,
   createTrainState,
+  cycledLabels,
   trainStep,
 } from './core.js';
 import { makeDirs, writeFileAtomic } from '../io/files.js';
@@ -141,11 +142,16 @@ async function trainLocked(
       const sampleImages = (n: number) =>
         withWeights(st.model, st.ema.shadow, () =>
           noGrad(() =>
-            sampleAll(diffusion, (xx, tt) => st.model.forward(xx, tt), [n, C, S, S], {
-              sampler: 'ddim',
-              steps: 50,
-              seed: o.seed + 1,
-            }),
+            sampleAll(
+              diffusion,
+              (xx, tt) => st.model.forward(xx, tt, { classLabels: cycledLabels(o.unet, xx.shape[0]) }),
+              [n, C, S, S],
+              {
+                sampler: 'ddim',
+                steps: 50,
+                seed: o.seed + 1,
+              },
+            ),
           ),
         ).data();
       m.quality = await cb.evaluate(sampleImages, st.step);
@@ -190,11 +196,16 @@ export async function writeSampleGrid(
   const S = o.unet.sample_size;
   const x = withWeights(st.model, st.ema.shadow, () =>
     noGrad(() =>
-      sampleAll(diffusion, (xx, tt) => st.model.forward(xx, tt), [n, o.unet.in_channels, S, S], {
-        sampler: 'ancestral',
-        steps: o.sampleSteps,
-        seed: o.seed + 1,
-      }),
+      sampleAll(
+        diffusion,
+        (xx, tt) => st.model.forward(xx, tt, { classLabels: cycledLabels(o.unet, xx.shape[0]) }),
+        [n, o.unet.in_channels, S, S],
+        {
+          sampler: 'ancestral',
+          steps: o.sampleSteps,
+          seed: o.seed + 1,
+        },
+      ),
     ),
   );
   writePng(path, imageGrid(await x.data(), x.shape, Math.ceil(Math.sqrt(n))));

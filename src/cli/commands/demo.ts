@@ -58,6 +58,7 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
       steps: '100',
       seed: o.seed,
       strip: false,
+      guidance: 1,
     });
     console.error(`ddpm demo: ${join(out, 'shipped', 'grid.png')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   } else console.error(`ddpm demo: no shipped model in ${join(MODELS_DIR, 'mnist')}; skipping the first samples`);
@@ -103,6 +104,7 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
     steps: '50',
     seed: o.seed,
     strip: true,
+    guidance: 1,
   });
   const curve = existsSync(join(run, 'loss.png')) ? `, ${join(run, 'loss.png')} (loss curve)` : '';
   console.error(

@@ -3,6 +3,8 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import type { Tensor } from '../../engine/tensor.js';
+import { classGuided, labelsFor } from '../../diffusion/guidance.js';
+import { type UNet, type UNetConfig, isClassConditional } from '../../model/unet.js';
 import { defaultClip, type SamplerName, samplerPlan } from '../../diffusion/samplers.js';
 import type { TimestepSpacing } from '../../diffusion/schedule.js';
 import { writeFileAtomic } from '../../io/files.js';
@@ -37,6 +39,8 @@ export interface SampleCommandOptions {
   clip?: boolean;
   strip: boolean;
   npy?: boolean;
+  class?: string;
+  guidance: number;
 }
 
 export function register(program: Command): void {
@@ -79,7 +83,38 @@ export function register(program: Command): void {
     .option('--no-clip', 'do not clip the x0 estimate')
     .option('--strip', 'also write a denoising strip (x0 estimates along the chain)', false)
     .option('--npy', 'also write all samples as samples.npy ([N, C, H, W] on [-1, 1], for eval quality)', false)
+    .option(
+      '--class <list>',
+      'class-conditional models: the class of each sample, "7" or a list "0,1,2" in turn ' +
+        '(default: every class in turn)',
+    )
+    .option(
+      '--guidance <w>',
+      'classifier-free guidance scale (1: the conditional model; 0: the unconditional ' + 'one)',
+      num('--guidance', 0, 100),
+      1,
+    )
     .action(sampleCommand);
+}
+
+/**
+ * The model function of each batch for a class-conditional model (labels from --class in turn, guided with
+ * --guidance); undefined for an unconditional one, which refuses --class and --guidance.
+ */
+export function classDenoiser(model: UNet, cfg: UNetConfig, spec: string | undefined, w: number, n: number) {
+  if (!isClassConditional(cfg)) {
+    if (spec !== undefined || w !== 1)
+      throw new Error('--class / --guidance: this model is not class-conditional (its config has no num_class_embeds)');
+    return undefined;
+  }
+  if (cfg.class_embed_type === 'identity')
+    throw new Error('sample: class_embed_type "identity" takes embeddings, ' + 'not classes');
+  const classes = cfg.ddpm_null_class ?? cfg.num_class_embeds!;
+  const list = spec ?? Array.from({ length: classes }, (_, k) => k).join(',');
+  labelsFor(list, n, 0, classes); // checks the list before any work
+  const f = (x: Tensor, t: Int32Array, labels: Int32Array) => model.forward(x, t, { classLabels: labels });
+  return (start: number, B: number) =>
+    classGuided(f, labelsFor(list, B, start, classes), w, cfg.ddpm_null_class ?? null);
 }
 
 const OWN_SAMPLE_FILES = /^(sample-\d+\.png|grid\.png|strip\.png|samples\.npy)$/;
@@ -104,7 +139,10 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: spacing });
   const clip = o.clip ?? defaultClip(sampler, diffusion);
   const stepsLabel = `${o.steps ?? diffusion.numTimesteps}${spacing ? `-${spacing}` : ''}`.replace(/,/g, '_');
-  const out = o.out ?? join('samples', `${modelLabel(o.model)}-${sampler}-${stepsLabel}-seed${o.seed}`);
+  const denoiser = classDenoiser(model, cfg, o.class, o.guidance, n);
+  const cond =
+    o.class !== undefined || o.guidance !== 1 ? `-class${(o.class ?? 'all').replace(/,/g, '_')}-w${o.guidance}` : '';
+  const out = o.out ?? join('samples', `${modelLabel(o.model)}-${sampler}-${stepsLabel}${cond}-seed${o.seed}`);
   ensureWritableDir(out, '--out');
   const old = readdirSync(out).filter((f) => OWN_SAMPLE_FILES.test(f));
   if (old.length && !o.overwrite)
@@ -127,6 +165,7 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
         if (o.strip && start === 0 && (st.step % Math.max(1, Math.floor(st.total / 10)) === 0 || st.step === st.total))
           stripTensors.push(st.predX0);
       },
+      denoiser,
       onProgress: (done, total) => {
         bar ??= new Progress(`sample ${sampler}`, total, 0);
         bar.update(done);

@@ -82,6 +82,12 @@ export function register(program: Command): void {
       'feature network for the quality checks: mnist, fashion or cifar10 (default: cifar10 for RGB presets, else ' +
         'mnist)',
     )
+    .option('--classes <n>', "train a class-conditional model on the data's labels (MNIST: 10)", int('--classes', 1))
+    .option(
+      '--cond-drop <p>',
+      'with --classes: drop labels to a null class with this probability, for ' + 'classifier-free guidance (0.1)',
+      num('--cond-drop', 0, 1),
+    )
     .option(
       '--override <fields>',
       'on resume, allow these options to differ from the saved run (comma-separated: lr, warmup, grad-clip, ema, ' +
@@ -104,6 +110,13 @@ export async function trainCommand(o: TrainCommandOptions): Promise<void> {
   if (opts.lr === 0) warn('--lr 0: the weights will never change');
   if (opts.gradClip === 0) console.error('--grad-clip 0: gradients are not clipped');
   const data = loadDataset(o.data, 'train', { size: opts.unet.sample_size, channels: opts.unet.in_channels as 1 | 3 });
+  if (o.classes) {
+    if (!data.labels)
+      throw new Error(`--classes: ${data.name} has no labels (MNIST label files, the CIFAR-10 label ` + `byte)`);
+    const top = data.labels.reduce((a, b) => Math.max(a, b), 0);
+    if (top >= o.classes)
+      throw new Error(`--classes ${o.classes}: ${data.name} has label ${top}; pass --classes ` + `${top + 1} or more`);
+  }
   if (opts.batchSize > data.count)
     warn(
       `--batch ${opts.batchSize} is larger than the ${data.count} images of ${data.name}: every batch repeats images`,
