@@ -245,6 +245,53 @@ describe('class conditioning and classifier-free guidance', () => {
     assert.match(bad.stderr, /--class: "7" is not a class of this model \(0\.\.3\)/);
   });
 
+  it(
+    'train --init starts a conditional run from an unconditional folder (every tensor but the class ' + 'embedding)',
+    () => {
+      const base = join(dir, 'base');
+      assert.equal(
+        cli('train', '--data', data, '--out', base, '--preset', 'tiny', '--steps', '2', '--batch', '4').status,
+        0,
+      );
+      const ft = join(dir, 'ft');
+      const r = cli(
+        'train',
+        '--data',
+        data,
+        '--out',
+        ft,
+        '--preset',
+        'tiny',
+        '--init',
+        base,
+        '--classes',
+        '4',
+        '--steps',
+        '1',
+        '--batch',
+        '4',
+      );
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /starting from the weights of .*base \((\d+) of (\d+) tensors\)/);
+      const [, kept, all] = /\((\d+) of (\d+) tensors\)/.exec(r.stderr)!.map(Number);
+      assert.equal(all - kept, 1, 'only the class embedding starts fresh');
+      const bad = cli(
+        'train',
+        '--data',
+        data,
+        '--out',
+        join(dir, 'ft2'),
+        '--preset',
+        'tiny-rgb',
+        '--init',
+        base,
+        '--steps',
+        '1',
+      );
+      assert.match(bad.stderr, /--init .*base: its network differs from --preset's \(field "/);
+    },
+  );
+
   it('--classes on data without labels, and --class on an unconditional model, are refused', () => {
     const plain = mkdtempSync(join(tmpdir(), 'ddpm-nolabels-'));
     const d2 = writeTinyIdx(plain, 8);

@@ -44,6 +44,8 @@ export interface TrainOptions {
    * (unet.ddpm_null_class) for classifier-free guidance (Ho & Salimans 2022; 0: never).
    */
   condDrop?: number;
+  /** a model folder whose weights a new run starts from (fine-tuning; the Node trainer reads it) */
+  init?: string;
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'outDir' | 'unet' | 'diffusion' | 'steps'> = {

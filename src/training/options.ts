@@ -40,6 +40,8 @@ export interface TrainFlags {
   classes?: number;
   /** class-conditional: the probability of dropping a label to the null class (classifier-free guidance) */
   condDrop?: number;
+  /** a model folder whose weights a new run starts from */
+  init?: string;
 }
 
 export function trainOptionsFrom(o: TrainFlags): TrainOptions {
@@ -107,5 +109,6 @@ export function trainOptionsFrom(o: TrainFlags): TrainOptions {
       : undefined,
     evalEvery: o.evalEvery ?? 0,
     condDrop: o.condDrop ?? 0,
+    init: o.init,
   };
 }

@@ -20,6 +20,7 @@ import {
   trainStep,
 } from './core.js';
 import { makeDirs, writeFileAtomic } from '../io/files.js';
+import { readModelFolder } from '../io/checkpoint.js';
 import { imageGrid, linePlot, writePng } from '../io/png.js';
 import { restoreLatest, saveCheckpoint } from './checkpoint.js';
 import { checkRunFolder, cleanLeftovers, lockRun } from './run-folder.js';
@@ -102,6 +103,7 @@ async function trainLocked(
   const st = createTrainState(o);
   const resumed = restoreLatest(o, st, log);
   if (resumed) log(`resuming from step ${resumed.step} of ${o.outDir}`);
+  else if (o.init) log(`starting from the weights of ${o.init} (${initFrom(o, st)})`);
   if (resumed && st.step >= o.steps)
     log(`the run is already at step ${st.step} of ${o.steps}; pass a larger --steps to train further`);
   const metricsPath = join(o.outDir, 'metrics.jsonl');
@@ -183,6 +185,57 @@ async function trainLocked(
     if (outOfTime) break;
   }
   return st;
+}
+
+/**
+ * Loads a model folder's weights into a new run (model and EMA): the same network but for the class embedding, which
+ * keeps its zero start when the folder has none (so step 0 computes the folder's model). Returns what it did.
+ */
+export function initFrom(o: TrainOptions, st: TrainState): string {
+  const dir = o.init!;
+  const folder = checkInit(o);
+  let kept = 0;
+  const params = [...st.model.params.entries()];
+  params.forEach(([name, p], i) => {
+    const w = folder.weights.get(name);
+    if (!w) {
+      if (!name.startsWith('class_embedding.')) throw new Error(`--init ${dir}: tensor "${name}" is missing`);
+      return;
+    }
+    if (w.data.length !== p.size)
+      throw new Error(`--init ${dir}: tensor "${name}" has ${w.data.length} values, the model ${p.size}`);
+    p.write(w.data);
+    st.ema.shadow[i].write(w.data);
+    kept++;
+  });
+  return `${kept} of ${params.length} tensors`;
+}
+
+/** Reads the --init folder and refuses one whose network is not the run's (but for the class embedding). */
+export function checkInit(o: TrainOptions) {
+  const dir = o.init!;
+  const folder = readModelFolder(dir);
+  const strip = (c: Record<string, unknown>) => {
+    const { dropout, class_embed_type, num_class_embeds, ddpm_null_class, center_input_sample, ...rest } = c;
+    void [dropout, class_embed_type, num_class_embeds, ddpm_null_class, center_input_sample];
+    return JSON.stringify(
+      Object.keys(rest)
+        .sort()
+        .map((k) => [k, rest[k]]),
+    );
+  };
+  const mine = o.unet as unknown as Record<string, unknown>,
+    theirs = folder.unetConfig as unknown as Record<string, unknown>;
+  if (strip(mine) !== strip(theirs)) {
+    const field = Object.keys(theirs).find(
+      (k) => JSON.stringify(mine[k]) !== JSON.stringify(theirs[k]) && k !== 'dropout',
+    );
+    throw new Error(
+      `--init ${dir}: its network differs from --preset's (field "${field}": ${JSON.stringify(theirs[field ?? ''])} ` +
+        `against ${JSON.stringify(mine[field ?? ''])}); use the preset it was trained with`,
+    );
+  }
+  return folder;
 }
 
 /** 16 samples from the EMA weights (respaced ancestral sampling) as a PNG grid. */

@@ -6,12 +6,13 @@ import { type Command, Option } from 'commander';
 import { getBackend } from '../../engine/tensor.js';
 import { PRESETS, UNet, trainingMemoryBytes } from '../../model/unet.js';
 import { makeBatch } from '../../data/dataset.js';
-import { train } from '../../training/train.js';
+import { checkInit, train } from '../../training/train.js';
 import { type TrainFlags, trainOptionsFrom } from '../../training/options.js';
 import { DIGITNET_FEATURES } from '../../eval/digitnet.js';
 import { loadFeatureNet } from '../../eval/image-sets.js';
 import { featureStats, frechetDistance, kernelInceptionDistance } from '../../eval/metrics.js';
 import { availableMemory, gib } from '../../io/system.js';
+import { modelPath } from '../../io/models.js';
 import { Progress } from '../progress.js';
 import { ensureWritableDir, int, loadDataset, num, warn } from '../shared.js';
 
@@ -82,6 +83,10 @@ export function register(program: Command): void {
       'feature network for the quality checks: mnist, fashion or cifar10 (default: cifar10 for RGB presets, else ' +
         'mnist)',
     )
+    .option(
+      '--init <model>',
+      "start a new run from a model folder's weights (fine-tuning; a shipped model's name works)",
+    )
     .option('--classes <n>', "train a class-conditional model on the data's labels (MNIST: 10)", int('--classes', 1))
     .option(
       '--cond-drop <p>',
@@ -97,7 +102,8 @@ export function register(program: Command): void {
 }
 
 export async function trainCommand(o: TrainCommandOptions): Promise<void> {
-  const opts = trainOptionsFrom(o);
+  const opts = trainOptionsFrom({ ...o, init: o.init === undefined ? undefined : modelPath(o.init) });
+  if (opts.init) checkInit(opts);
   ensureWritableDir(opts.outDir, '--out');
   const need = trainingMemoryBytes(opts.unet, opts.batchSize),
     have = availableMemory();
