@@ -4,6 +4,7 @@
 import * as ops from '../engine/ops.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { DenoiseFn } from './gaussian.js';
+import { type UNet, type UNetConfig, isClassConditional } from '../model/unet.js';
 
 /** A class-conditional network: x, timesteps and one label per sample. */
 export type ConditionalFn = (x: Tensor, t: Int32Array, labels: Int32Array) => Tensor;
@@ -51,3 +52,32 @@ export function labelsFor(spec: string, n: number, start: number, classes: numbe
       throw new Error(`--class: "${spec.split(',')[i].trim()}" is not a class of this model (0..${classes - 1})`);
   return Int32Array.from({ length: n }, (_, i) => list[(start + i) % list.length]);
 }
+
+/**
+ * The model function of each batch for a class-conditional model (labels from --class in turn, guided with
+ * --guidance); undefined for an unconditional one, which refuses --class and --guidance.
+ */
+export function classDenoiser(
+  model: UNet,
+  cfg: UNetConfig,
+  spec: string | undefined,
+  w: number,
+  n: number,
+): ((start: number, B: number) => DenoiseFn) | undefined {
+  if (!isClassConditional(cfg)) {
+    if (spec !== undefined || w !== 1)
+      throw new Error('--class / --guidance: this model is not class-conditional (its config has no num_class_embeds)');
+    return undefined;
+  }
+  if (cfg.class_embed_type === 'identity')
+    throw new Error('sample: class_embed_type "identity" takes embeddings, ' + 'not classes');
+  const classes = cfg.ddpm_null_class ?? cfg.num_class_embeds!;
+  const list = spec ?? Array.from({ length: classes }, (_, k) => k).join(',');
+  labelsFor(list, n, 0, classes); // checks the list before any work
+  const f = (x: Tensor, t: Int32Array, labels: Int32Array) => model.forward(x, t, { classLabels: labels });
+  return (start: number, B: number) =>
+    classGuided(f, labelsFor(list, B, start, classes), w, cfg.ddpm_null_class ?? null);
+}
+
+/** The classes of a class-conditional model (the null class left out). */
+export const classCount = (cfg: UNetConfig): number => cfg.ddpm_null_class ?? cfg.num_class_embeds ?? 0;

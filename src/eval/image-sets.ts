@@ -18,6 +18,7 @@ import { parseSafetensors } from '../io/safetensors.js';
 import { DIGITNET_FEATURES, DigitNet } from './digitnet.js';
 import { INCEPTION_FEATURES, InceptionV3 } from './inception.js';
 import { drawSamples } from './sample-run.js';
+import { classCount, classDenoiser, labelsFor } from '../diffusion/guidance.js';
 
 /** Progress of a long step: called with the work done so far (the label names it, total is all of it). */
 export type ProgressFactory = (label: string, total: number) => (done: number) => void;
@@ -130,6 +131,9 @@ export interface ImageSetRequest {
   seed?: number;
   /** model folders: keep the drawn samples in this .npy (a killed run resumes) */
   samples?: string;
+  /** class-conditional model folders: the classes in turn ("7", "0,1,2"; default all) and the guidance scale */
+  class?: string;
+  guidance?: number;
 }
 
 export interface ImageSet {
@@ -137,6 +141,8 @@ export interface ImageSet {
   n: number;
   hw: [number, number];
   name: string;
+  /** the class each image was drawn for (samples of a class-conditional model) */
+  labels?: Int32Array;
 }
 
 /** Whether spec is a model folder (or a shipped model's name) rather than a dataset or image files. */
@@ -206,7 +212,15 @@ export async function imageSet(
     const wf = [join(dir, WEIGHTS_FILE), join(dir, 'unet', WEIGHTS_FILE)].find((f) => existsSync(f));
     const w = wf ? statSync(wf) : { size: 0, mtimeMs: 0 };
     const weights = { bytes: w.size, mtime: w.mtimeMs };
-    const request = { model: resolve(dir), weights, precision: ctx.precision ?? 'f32', n, ...sopts };
+    const cfg = folder.unetConfig,
+      guidance = r.guidance ?? 1;
+    const denoiser = classDenoiser(model, cfg, r.class, guidance, n);
+    const classes = classCount(cfg);
+    const labels = denoiser
+      ? labelsFor(r.class ?? Array.from({ length: classes }, (_, k) => k).join(','), n, 0, classes)
+      : undefined;
+    const cond = denoiser ? { class: r.class ?? 'all', guidance } : {};
+    const request = { model: resolve(dir), weights, precision: ctx.precision ?? 'f32', n, ...sopts, ...cond };
     const keep = r.samples ? { file: r.samples, key: JSON.stringify(request) } : undefined;
     let barFn: ((d: number) => void) | undefined;
     const progress = ctx.progress;
@@ -219,6 +233,7 @@ export async function imageSet(
     const images = await drawSamples(model, diffusion, [n, C, S, S], batch, sopts, {
       what: `${what} samples`,
       keep,
+      denoiser,
       onProgress: bar,
       log: ctx.warn,
     });
@@ -226,7 +241,10 @@ export async function imageSet(
       images: toChannels(images, n, C, S * S, ex.channels),
       n,
       hw: [S, S],
-      name: `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ${seed})`,
+      name:
+        `${n} samples of ${spec} (${sampler}, ${plan.length} steps, seed ` +
+        `${seed}${denoiser ? `, guidance ${guidance}` : ''})`,
+      labels,
     };
   }
   const ds = loadDataset(spec, r.split, { size: ex.size ?? 299, channels: ex.channels as 1 | 3 });

@@ -53,6 +53,9 @@ export interface EvalQualityOptions {
   saveStats?: string;
   samples?: string;
   out?: string;
+  class?: string;
+  guidance: number;
+  classAccuracy?: boolean;
 }
 
 function qualityOptions(c: Command, inception: boolean): Command {
@@ -115,7 +118,17 @@ function qualityOptions(c: Command, inception: boolean): Command {
       'model folders: keep the drawn samples in this .npy, batch by batch; a killed run resumes after its last ' +
         'finished batch',
     )
-    .option('--out <file>', 'write the results as JSON');
+    .option('--out <file>', 'write the results as JSON')
+    .option(
+      '--class <list>',
+      'class-conditional models: the class of each sample, a list in turn (default: every ' + 'class)',
+    )
+    .option('--guidance <w>', 'class-conditional models: classifier-free guidance scale', num('--guidance', 0, 100), 1)
+    .option(
+      '--class-accuracy',
+      'samples of a class-conditional model: how often the feature network gives the ' + 'class asked for',
+      false,
+    );
 }
 
 export function register(evalCmd: Command): void {
@@ -232,10 +245,37 @@ export async function evalQualityCommand(o: EvalQualityOptions): Promise<void> {
   const is = result.is as { mean: number; std: number } | undefined;
   if (is) console.log(`IS         ${is.mean.toFixed(3)} +- ${is.std.toFixed(3)} (10 splits)`);
   else console.log('IS         - (the Inception weights have no fc layer)');
+  if (o.classAccuracy) {
+    if (!cand.labels)
+      throw new Error('--class-accuracy: --images must be a class-conditional model (its samples ' + 'have classes)');
+    if (!f.probs || f.probs.length !== cand.n * 10)
+      throw new Error('--class-accuracy: needs a 10-class feature ' + 'network (--net)');
+    const per = new Map<number, { right: number; n: number }>();
+    let right = 0;
+    for (let i = 0; i < cand.n; i++) {
+      const p = f.probs.subarray(i * 10, i * 10 + 10),
+        y = cand.labels[i];
+      const ok = p.indexOf(Math.max(...p)) === y;
+      const c = per.get(y) ?? { right: 0, n: 0 };
+      per.set(y, { right: c.right + (ok ? 1 : 0), n: c.n + 1 });
+      if (ok) right++;
+    }
+    const byClass = Object.fromEntries([...per].sort((a, b) => a[0] - b[0]).map(([k, v]) => [k, v.right / v.n]));
+    result.classAccuracy = { overall: right / cand.n, byClass };
+  }
   const pr = result.precisionRecall as { precision: number; recall: number; images: number } | undefined;
   if (pr)
     console.log(
       `precision  ${pr.precision.toFixed(3)}   recall ${pr.recall.toFixed(3)} (k = 3, first ${pr.images} of each set)`,
     );
+  const ca = result.classAccuracy as { overall: number; byClass: Record<string, number> } | undefined;
+  if (ca) {
+    const each = Object.entries(ca.byClass)
+      .map(([k, v]) => `${k}: ${(100 * v).toFixed(0)}%`)
+      .join(', ');
+    console.log(
+      `class acc  ${(100 * ca.overall).toFixed(1)}% of the samples classified as the class asked for ` + `(${each})`,
+    );
+  }
   if (o.out) writeFileAtomic(o.out, JSON.stringify(result, null, 2));
 }

@@ -3,8 +3,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import type { Tensor } from '../../engine/tensor.js';
-import { classGuided, labelsFor } from '../../diffusion/guidance.js';
-import { type UNet, type UNetConfig, isClassConditional } from '../../model/unet.js';
+import { classDenoiser } from '../../diffusion/guidance.js';
 import { defaultClip, type SamplerName, samplerPlan } from '../../diffusion/samplers.js';
 import type { TimestepSpacing } from '../../diffusion/schedule.js';
 import { writeFileAtomic } from '../../io/files.js';
@@ -95,26 +94,6 @@ export function register(program: Command): void {
       1,
     )
     .action(sampleCommand);
-}
-
-/**
- * The model function of each batch for a class-conditional model (labels from --class in turn, guided with
- * --guidance); undefined for an unconditional one, which refuses --class and --guidance.
- */
-export function classDenoiser(model: UNet, cfg: UNetConfig, spec: string | undefined, w: number, n: number) {
-  if (!isClassConditional(cfg)) {
-    if (spec !== undefined || w !== 1)
-      throw new Error('--class / --guidance: this model is not class-conditional (its config has no num_class_embeds)');
-    return undefined;
-  }
-  if (cfg.class_embed_type === 'identity')
-    throw new Error('sample: class_embed_type "identity" takes embeddings, ' + 'not classes');
-  const classes = cfg.ddpm_null_class ?? cfg.num_class_embeds!;
-  const list = spec ?? Array.from({ length: classes }, (_, k) => k).join(',');
-  labelsFor(list, n, 0, classes); // checks the list before any work
-  const f = (x: Tensor, t: Int32Array, labels: Int32Array) => model.forward(x, t, { classLabels: labels });
-  return (start: number, B: number) =>
-    classGuided(f, labelsFor(list, B, start, classes), w, cfg.ddpm_null_class ?? null);
 }
 
 const OWN_SAMPLE_FILES = /^(sample-\d+\.png|grid\.png|strip\.png|samples\.npy)$/;
