@@ -158,4 +158,24 @@ describe('hostile inputs, second round', () => {
       refused(r, /playground: --port must be an integer in \[0, 65535\]/);
     }
   });
+
+  it(
+    'a schedule whose alphabar reaches 0 (jsd) refuses the samplers that need an x0 estimate there; odd report and ' +
+      'info paths',
+    () => {
+      const run = join(dir, 'jsd');
+      assert.equal(
+        cli(['train', '--data', data, '--out', run, ...tiny, '--schedule', 'jsd', '--timesteps', '50']).status,
+        0,
+      );
+      refused(
+        cli(['sample', '--model', run, '-n', '1', '--sampler', 'ddim', '--steps', '5', '--out', join(dir, 'j1')]),
+        /alphabar is 0 at t = 49 \(the jsd schedule\), so the ddim sampler has no x0 estimate/,
+      );
+      const bad = join(dir, 'badrun');
+      mkdirSync(join(bad, 'metrics.jsonl'), { recursive: true });
+      refused(cli(['report', bad]), /metrics\.jsonl: cannot read \(EISDIR\)/);
+      refused(cli(['info', '--model', '']), /model folder not found/);
+    },
+  );
 });

@@ -135,6 +135,14 @@ export function* sample(
   if (!SAMPLERS.includes(opts.sampler))
     throw new Error(`sample: unknown sampler "${opts.sampler}" (expected one of ${SAMPLERS.join(', ')})`);
   const { plan, proc } = samplerPlan(diffusion, opts);
+  // a schedule whose alphabar reaches 0 (jsd's, at t = T - 1) has no x0 estimate there: only the full ancestral chain,
+  // whose first step does not divide by sqrt(alphabar), can start from it
+  const top = plan.length ? diffusion.tables.alphasCumprod[plan[0].t] : 1;
+  if (!(top > 0) && !(opts.sampler === 'ancestral' && plan.length === diffusion.numTimesteps))
+    throw new Error(
+      `sample: alphabar is 0 at t = ${plan[0].t} (the ${diffusion.config.schedule} schedule), so the ${opts.sampler} ` +
+        'sampler has no x0 estimate to start from; use the full ancestral chain (--sampler ancestral without --steps)',
+    );
   const total = plan.length;
   if (resume && (resume.sampler !== opts.sampler || resume.total !== total || resume.seed !== opts.seed))
     throw new Error(

@@ -157,7 +157,13 @@ interface StepLine {
 export function runReport(dir: string): string {
   if (!existsSync(dir)) throw new Error(`${dir}: run folder not found`);
   const metricsPath = join(dir, 'metrics.jsonl');
-  const lines = existsSync(metricsPath) ? readFileSync(metricsPath, 'utf8').split('\n').filter(Boolean) : [];
+  let text = '';
+  try {
+    text = existsSync(metricsPath) ? readFileSync(metricsPath, 'utf8') : '';
+  } catch (e) {
+    throw new Error(`${metricsPath}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const lines = text.split('\n').filter(Boolean);
   const steps = lines.flatMap((l, i) => {
     try {
       const v = JSON.parse(l) as StepLine;
@@ -253,7 +259,15 @@ export function runReport(dir: string): string {
         ? grids
         : grids.filter((_, i) => i % Math.ceil(grids.length / 12) === 0 || i === grids.length - 1);
     const figures = shown.map((f) => {
-      const src = `data:image/png;base64,${readFileSync(join(sampleDir, f)).toString('base64')}`;
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(join(sampleDir, f));
+      } catch (e) {
+        throw new Error(
+          `${join(sampleDir, f)}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+        );
+      }
+      const src = `data:image/png;base64,${bytes.toString('base64')}`;
       const caption = html`<figcaption>step ${Number(/\d+/.exec(f)![0]).toLocaleString()}</figcaption>`;
       return html`<figure><img alt="${f}" src="${src}">${caption}</figure>`;
     });

@@ -34,7 +34,7 @@ export function infoCommand(o: InfoOptions): void {
         `activations between kernels ${i.blockedLayout ? 'nChw16c' : 'NCHW (this CPU computes in nChw8c)'}`,
     );
   }
-  if (!o.model) {
+  if (o.model === undefined) {
     console.log(
       `presets  ${Object.keys(PRESETS)
         .map((k) => `${k} (${new UNet(PRESETS[k]()).parameterCount.toLocaleString()} params)`)
