@@ -15,6 +15,7 @@ import { sampleAll } from '../src/diffusion/samplers.js';
 import { sdedit, sdeditStart } from '../src/diffusion/sdedit.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
 import { writeModelFolder } from '../src/io/checkpoint.js';
+import { serializeNpy } from '../src/io/npy.js';
 import { ROOT, hostWeights, maxAbsDiff, reference, withBackendAsync, writeTinyIdx } from './helpers.js';
 import { classGuided, labelsFor } from '../src/diffusion/guidance.js';
 
@@ -241,6 +242,28 @@ describe('class conditioning and classifier-free guidance', () => {
       join(dir, 's'),
     );
     assert.equal(s.status, 0, s.stderr);
+    // the labels reach bits/dim (each image's own) and predict (--class)
+    const bpd = cli('eval', 'bpd', '--model', run, '--data', data, '--split', 'train', '-n', '4', '--t-stride', '500');
+    assert.equal(bpd.status, 0, bpd.stderr);
+    assert.match(bpd.stdout, /bits\/dim\s+\d+\.\d+/);
+    const x = join(dir, 'x.npy');
+    writeFileSync(x, serializeNpy(new Float32Array(2 * 64), [2, 1, 8, 8]));
+    const p = cli(
+      'predict',
+      '--model',
+      run,
+      '--input',
+      x,
+      '--t',
+      '5',
+      '--class',
+      '1,2',
+      '--output',
+      join(dir, 'eps.npy'),
+    );
+    assert.equal(p.status, 0, p.stderr);
+    const noClass = cli('predict', '--model', run, '--input', x, '--t', '5', '--output', join(dir, 'eps2.npy'));
+    assert.match(noClass.stderr, /--class: this model is class-conditional; give the class of each sample/);
     const bad = cli('sample', '--model', run, '-n', '2', '--steps', '2', '--class', '7', '--out', join(dir, 's2'));
     assert.match(bad.stderr, /--class: "7" is not a class of this model \(0\.\.3\)/);
   });

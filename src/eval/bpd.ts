@@ -86,7 +86,7 @@ export async function bpdBatch(d: GaussianDiffusion, model: DenoiseFn, x0: Tenso
 export async function bitsPerDim(
   d: GaussianDiffusion,
   model: DenoiseFn,
-  batches: Iterable<{ x0: Tensor; start: number }>,
+  batches: Iterable<{ x0: Tensor; start: number; model?: DenoiseFn }>,
   o: BpdOptions,
 ): Promise<BpdResult> {
   const tStride = o.tStride ?? 1;
@@ -95,8 +95,9 @@ export async function bitsPerDim(
   let priorSum = 0,
     n = 0,
     dims = 0;
-  for (const { x0, start } of batches) {
-    const r = await bpdBatch(d, model, x0, start, o);
+  // a batch may bring its own model function (a class-conditional model with the batch's labels)
+  for (const { x0, start, model: own } of batches) {
+    const r = await bpdBatch(d, own ?? model, x0, start, o);
     dims = x0.size / x0.shape[0];
     for (const t of r.ts) {
       sums.set(t, (sums.get(t) ?? 0) + r.perT.get(t)!.reduce((a, b) => a + b, 0));

@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import { EXACT_HEAD, bitsPerDim } from '../../eval/bpd.js';
 import { makeBatch } from '../../data/dataset.js';
+import type { Tensor } from '../../engine/tensor.js';
+import { isClassConditional } from '../../model/unet.js';
 import type { Split } from '../../data/load.js';
 import { evalSubset } from '../../eval/image-sets.js';
 import { writeFileAtomic } from '../../io/files.js';
@@ -74,9 +76,18 @@ export async function evalBpdCommand(o: EvalBpdOptions): Promise<void> {
   const clip = o.clip !== false;
   const nBatches = Math.ceil(n / o.batch);
   let bar: Progress | null = null;
+  // a class-conditional model is evaluated on each image's own label: the bound on -log p(x | y)
+  const conditional = isClassConditional(cfg);
+  const labels = data.labels;
+  if (conditional && !labels)
+    throw new Error(`${data.name}: the model is class-conditional, and this set has no ` + `labels`);
   function* batches() {
-    for (let s = 0; s < n; s += o.batch)
-      yield { x0: makeBatch(data, pick.subarray(s, Math.min(n, s + o.batch))), start: s };
+    for (let s = 0; s < n; s += o.batch) {
+      const idx = pick.subarray(s, Math.min(n, s + o.batch));
+      const y = conditional && labels ? Int32Array.from(idx, (i) => labels[i]) : undefined;
+      const own = y ? (x: Tensor, t: Int32Array) => model.forward(x, t, { classLabels: y }) : undefined;
+      yield { x0: makeBatch(data, idx), start: s, model: own };
+    }
   }
   const r = await bitsPerDim(diffusion, (x, t) => model.forward(x, t), batches(), {
     seed: o.seed,
