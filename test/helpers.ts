@@ -156,3 +156,10 @@ export function writeTinyIdx(dir: string, n = 64): string {
   writeFileSync(f, b);
   return f;
 }
+
+/** A CLI run refused with one line matching re on stderr, and no stack trace. */
+export function assertRefused(r: { status: number | null; stderr: string }, re: RegExp): void {
+  assert.notEqual(r.status, 0, 'expected a refusal');
+  assert.match(r.stderr, re);
+  assert.doesNotMatch(r.stderr, /\n\s+at .*:\d+:\d+/, `a stack trace:\n${r.stderr}`);
+}

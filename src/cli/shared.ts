@@ -1,18 +1,18 @@
 // What the commands share: strict option parsers, output-folder checks, the memory check, dataset and model loading
 // with their warnings shown, and the global --precision / --conv-algorithm.
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { freemem } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import type { Backend } from '../engine/backend.js';
 import type { Precision } from '../engine/ops.js';
 import { GaussianDiffusion } from '../diffusion/gaussian.js';
 import type { SamplerName } from '../diffusion/samplers.js';
-import { PRESETS, type UNetConfig, samplingMemoryBytes } from '../model/unet.js';
+import { type UNetConfig, samplingMemoryBytes } from '../model/unet.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { loadDataset as loadDatasetQuiet, type Split } from '../data/load.js';
 import { loadModel } from '../io/checkpoint.js';
-import { makeDirs } from '../io/files.js';
+import { LEFTOVER, makeDirs } from '../io/files.js';
 import { modelPath } from '../io/models.js';
 import { availableMemory, gib } from '../io/system.js';
 import type { ProgressFactory } from '../eval/image-sets.js';
@@ -55,12 +55,6 @@ export function stepsSpec(v: string): string {
 export function split(s: string): Split {
   if (s !== 'train' && s !== 'test') throw new InvalidArgumentError(`expected train or test, got "${s}"`);
   return s;
-}
-
-export function preset(name: string): UNetConfig {
-  const p = PRESETS[name];
-  if (!p) throw new Error(`--preset: unknown preset "${name}" (expected one of ${Object.keys(PRESETS).join(', ')})`);
-  return p();
 }
 
 /** Creates the folder if needed and checks that it can be written, before any work starts. */
@@ -153,4 +147,26 @@ export function loadForSampling(spec: string) {
   for (const w of folder.warnings) console.error(w);
   const diffusion = new GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas);
   return { model, folder, diffusion, cfg: folder.unetConfig };
+}
+
+/**
+ * Checks out for the files of an earlier run (refusing without --overwrite, and refusing to replace an input);
+ * returns the function that removes them, called once the new results are ready to be written.
+ */
+export function prepareOut(out: string, own: RegExp, overwrite: boolean, inputs: string[], what = 'files'): () => void {
+  ensureWritableDir(out, '--out');
+  const names = readdirSync(out);
+  const old = names.filter((f) => own.test(f)),
+    left = names.filter((f) => LEFTOVER.test(f));
+  const ins = new Set(inputs.map((f) => resolve(f)));
+  const clash = old.find((f) => ins.has(resolve(join(out, f))));
+  if (clash) throw new Error(`--out ${out}: would replace ${clash}, an input of this run; choose another --out`);
+  if (old.length && !overwrite)
+    throw new Error(
+      `--out ${out}: holds ${old.length} ${what} of an earlier run; pass --overwrite to replace them, or choose ` +
+        `another --out`,
+    );
+  return () => {
+    for (const f of [...old, ...left]) rmSync(join(out, f), { recursive: true, force: true });
+  };
 }

@@ -330,7 +330,10 @@ export function ddimStep(
   const tt = new Int32Array(xt.shape[0]).fill(t);
   const out = model(xt, d.modelTimesteps(tt));
   const p = d.pMeanVariance(out, xt, tt, clip);
-  const eps = d.predictEpsFromX0(xt, tt, modelEps && clip ? d.pMeanVariance(out, xt, tt, false).predX0 : p.predX0);
+  // diffusers' eps: the model's own (pMeanVariance's eps for an eps model; from the unclipped x0 otherwise)
+  const diffusersEps = () =>
+    d.config.prediction === 'eps' ? p.eps : d.predictEpsFromX0(xt, tt, d.pMeanVariance(out, xt, tt, false).predX0);
+  const eps = modelEps && clip ? diffusersEps() : d.predictEpsFromX0(xt, tt, p.predX0);
   const ab = d.tables.alphasCumprod[t],
     abPrev = prev >= 0 ? d.tables.alphasCumprod[prev] : 1;
   const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);

@@ -25,21 +25,14 @@ export function checkpointDirs(outDir: string): { step: number; dir: string }[] 
  */
 export function checkRunFolder(outDir: string): void {
   if (!existsSync(outDir) || checkpointDirs(outDir).length) return;
-  const ours = (name: string, sub: string) => {
-    if (LEFTOVER.test(name)) return true;
-    if (name === 'metrics.jsonl' || name === 'train.lock') return true;
-    const inside = () =>
-      readdirSync(join(outDir, name)).every(
-        (f) => LEFTOVER.test(f) || (sub === 'samples' && /^step-\d+\.png$/.test(f)),
-      );
-    return (
-      (name === 'checkpoints' || name === 'samples') &&
-      name === sub &&
-      statSync(join(outDir, name)).isDirectory() &&
-      inside()
-    );
-  };
-  const foreign = readdirSync(outDir).filter((name) => !ours(name, name));
+  // the log, the lock, leftovers, and checkpoints/ or samples/ holding only leftovers or sample grids
+  const ownFolder = (name: string) =>
+    (name === 'checkpoints' || name === 'samples') &&
+    statSync(join(outDir, name)).isDirectory() &&
+    readdirSync(join(outDir, name)).every((f) => LEFTOVER.test(f) || (name === 'samples' && /^step-\d+\.png$/.test(f)));
+  const ours = (name: string) =>
+    LEFTOVER.test(name) || name === 'metrics.jsonl' || name === 'train.lock' || ownFolder(name);
+  const foreign = readdirSync(outDir).filter((name) => !ours(name));
   if (foreign.length)
     throw new Error(
       `--out ${outDir}: holds ` +

@@ -12,8 +12,7 @@ import { serializeNpy } from '../../io/npy.js';
 import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { assertFinite } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { SAMPLERS, checkForwardBatch, int, loadForSampling, num, stepsSpec, warn } from '../shared.js';
-import { prepareOut } from './inpaint.js';
+import { SAMPLERS, checkForwardBatch, int, loadForSampling, num, prepareOut, stepsSpec, warn } from '../shared.js';
 
 export interface EditOptions {
   model: string;

@@ -1,18 +1,17 @@
 // `ddpm inpaint`: fills the masked part of images with RePaint (src/diffusion/repaint.ts); the known pixels come back
 // exactly. `ddpm edit` (edit.ts) is its image-to-image sibling.
-import { readdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import * as ops from '../../engine/ops.js';
 import { noGrad } from '../../engine/tensor.js';
 import { inpaint, repaintTimesteps } from '../../diffusion/repaint.js';
 import { loadImages } from '../../data/images.js';
-import { LEFTOVER, writeFileAtomic } from '../../io/files.js';
+import { writeFileAtomic } from '../../io/files.js';
 import { serializeNpy } from '../../io/npy.js';
 import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { assertFinite } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { checkForwardBatch, ensureWritableDir, int, loadForSampling, num, warn } from '../shared.js';
+import { checkForwardBatch, int, loadForSampling, num, prepareOut, warn } from '../shared.js';
 
 export interface InpaintOptions {
   model: string;
@@ -69,26 +68,6 @@ export function register(program: Command): void {
 }
 
 const OWN_FILES = /^(inpainted-\d+\.png|grid\.png|samples\.npy)$/;
-
-/**
- * Checks out for the files of an earlier run (refusing without --overwrite, and refusing to replace an input);
- * returns the function that removes them, called once the new results are ready to be written.
- */
-export function prepareOut(out: string, own: RegExp, overwrite: boolean, inputs: string[]): () => void {
-  ensureWritableDir(out, '--out');
-  const old = readdirSync(out).filter((f) => own.test(f) || LEFTOVER.test(f));
-  const ins = new Set(inputs.map((f) => resolve(f)));
-  const clash = old.find((f) => ins.has(resolve(join(out, f))));
-  if (clash) throw new Error(`--out ${out}: would replace ${clash}, an input of this run; choose another --out`);
-  if (old.length && !overwrite)
-    throw new Error(
-      `--out ${out}: holds ${old.length} files of an earlier run; pass --overwrite to replace them, or choose ` +
-        `another --out`,
-    );
-  return () => {
-    for (const f of old) rmSync(join(out, f), { recursive: true, force: true });
-  };
-}
 
 export async function inpaintCommand(o: InpaintOptions): Promise<void> {
   const { model, diffusion, cfg } = loadForSampling(o.model);

@@ -1,5 +1,4 @@
 // `ddpm sample`: draws samples from a model folder into PNGs (a grid, single images, a denoising strip, an .npy).
-import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import type { Tensor } from '../../engine/tensor.js';
@@ -13,16 +12,7 @@ import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { availableMemory, gib } from '../../io/system.js';
 import { drawSamples } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import {
-  SAMPLERS,
-  checkForwardBatch,
-  ensureWritableDir,
-  int,
-  loadForSampling,
-  num,
-  stepsSpec,
-  warn,
-} from '../shared.js';
+import { SAMPLERS, checkForwardBatch, prepareOut, int, loadForSampling, num, stepsSpec, warn } from '../shared.js';
 
 export interface SampleCommandOptions {
   model: string;
@@ -122,14 +112,8 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const cond =
     o.class !== undefined || o.guidance !== 1 ? `-class${(o.class ?? 'all').replace(/,/g, '_')}-w${o.guidance}` : '';
   const out = o.out ?? join('samples', `${modelLabel(o.model)}-${sampler}-${stepsLabel}${cond}-seed${o.seed}`);
-  ensureWritableDir(out, '--out');
-  const old = readdirSync(out).filter((f) => OWN_SAMPLE_FILES.test(f));
-  if (old.length && !o.overwrite)
-    throw new Error(
-      `--out ${out}: holds ${old.length} images of an earlier run; pass --overwrite to replace them, or choose ` +
-        `another --out`,
-    );
-  for (const f of old) rmSync(join(out, f));
+  // the earlier run's images go once the new ones are drawn
+  const clearOut = prepareOut(out, OWN_SAMPLE_FILES, o.overwrite, [], 'images');
   const stripTensors: Tensor[] = [];
   let bar: Progress | undefined;
   const all = await drawSamples(
@@ -154,6 +138,7 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const stripRows = await Promise.all(
     stripTensors.map(async (x) => (await x.data()).slice(0, Math.min(x.shape[0], 8) * C * S * S)),
   );
+  clearOut();
   writePng(join(out, 'grid.png'), imageGrid(all, [n, C, S, S], Math.ceil(Math.sqrt(n))));
   writeImages(all, [n, C, S, S], (i) => join(out, `sample-${String(i).padStart(5, '0')}.png`));
   if (o.npy) writeFileAtomic(join(out, 'samples.npy'), serializeNpy(all, [n, C, S, S]));
