@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { noGrad } from '../src/engine/tensor.js';
 import { useBackend } from '../src/backends/select.js';
 import { GaussianDiffusion } from '../src/diffusion/gaussian.js';
-import { EVALS_PER_STEP, samplerPlan, sampleAll, type SamplerName } from '../src/diffusion/samplers.js';
+import { networkEvals, samplerPlan, sampleAll, type SamplerName } from '../src/diffusion/samplers.js';
 import { loadModel } from '../src/io/checkpoint.js';
 import { loadDataset } from '../src/data/load.js';
 import { makeBatch } from '../src/data/dataset.js';
@@ -68,7 +68,7 @@ console.log(`| sampler | steps | network evaluations | FD | KID x 1e3 | seconds 
 console.log('|---|---|---|---|---|---|');
 for (const [sampler, steps] of runs) {
   const { plan } = samplerPlan(diffusion, { sampler, steps });
-  const nfe = sampler === 'heun' ? 2 * plan.length - 1 : plan.length * EVALS_PER_STEP[sampler];
+  const nfe = networkEvals(plan, sampler);
   const images = new Float32Array(N * 784);
   const t0 = Date.now();
   for (let s = 0; s < N; s += 100) {

@@ -1,6 +1,6 @@
 // The playground's form helpers: message areas next to the controls, whole-number fields checked in place, and time
 // estimates (a rough guess from the backend until a step has been timed on this page, then the measured rate).
-import { type Backend, EVALS_PER_STEP, type SamplerName, WebGPUBackend } from '../src/browser.js';
+import { type Backend, type SamplerName, WebGPUBackend } from '../src/browser.js';
 
 /** What each sampler is, in a line (shown under the sampling form). */
 export const SAMPLER_INFO: Record<SamplerName, string> = {
@@ -14,6 +14,8 @@ export const SAMPLER_INFO: Record<SamplerName, string> = {
   dpm3m: 'DPM-Solver++(3M): third order; needs 20 steps or more',
   plms: 'PLMS (pseudo linear multistep): with clip on, the best of these at 10 steps on MNIST',
   heun: "Heun's second-order method (EDM): 2 network calls a step",
+  euler: "Euler's method on the probability-flow ODE (diffusers' EulerDiscreteScheduler): 1 network call a step",
+  'euler-a': "Euler ancestral: Euler steps with fresh noise (diffusers' EulerAncestralDiscreteScheduler)",
 };
 
 export const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -87,7 +89,9 @@ export const modelCost = (params: number, size: number) => (params * size * size
 
 /** Network evaluations of a sampling run. */
 export function evalsOf(sampler: SamplerName, steps: number): number {
-  return sampler === 'heun' ? 2 * steps - 1 : sampler === 'pc' ? 2 * steps - 1 : steps * EVALS_PER_STEP[sampler];
+  if (sampler === 'heun' || sampler === 'pc') return 2 * steps - 1;
+  if (sampler === 'plms') return steps + 1;
+  return sampler === 'langevin' ? 4 * steps : steps;
 }
 
 /**

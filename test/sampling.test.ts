@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { noGrad } from '../src/engine/tensor.js';
-import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
+import { GaussianDiffusion, PAPER_DIFFUSION, type Prediction, type Timesteps } from '../src/diffusion/gaussian.js';
 import { ancestralStep, ddimStep, sample, sampleAll, SAMPLERS, type SamplerState } from '../src/diffusion/samplers.js';
 import { Tensor } from '../src/engine/tensor.js';
 import * as ops from '../src/engine/ops.js';
@@ -25,7 +25,7 @@ describe('samples do not depend on the batch size', () => {
       withBackend(be, () => {
         const m = tinyModel();
         const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 40, betaEnd: 0.5 });
-        const f = (x: Parameters<typeof m.forward>[0], t: Int32Array) => m.forward(x, t);
+        const f = (x: Parameters<typeof m.forward>[0], t: Timesteps) => m.forward(x, t);
         const big = noGrad(() => sampleAll(d, f, [4, 1, 8, 8], { sampler: 'ancestral', seed: 9 }));
         for (const i of [0, 3]) {
           const one = noGrad(() => sampleAll(d, f, [1, 1, 8, 8], { sampler: 'ancestral', seed: 9, sampleStart: i }));
@@ -68,7 +68,7 @@ describe('samplers', () => {
 
   it('a run saved mid-way and resumed equals an uninterrupted run', async () => {
     const m = tinyModel();
-    const f = (xx: Parameters<typeof m.forward>[0], t: Int32Array) => m.forward(xx, t);
+    const f = (xx: Parameters<typeof m.forward>[0], t: Timesteps) => m.forward(xx, t);
     const opts = { sampler: 'ancestral' as const, seed: 4, steps: 12 };
     const full = noGrad(() => sampleAll(d, f, [2, 1, 8, 8], opts));
     let saved: SamplerState | undefined;
@@ -101,7 +101,7 @@ describe('sampler correctness', () => {
 
   it('DDIM with eta 0 maps a fixed x_T to the same x_0 whatever the noise seed (and eta > 0 does not)', () => {
     const m = tinyModel();
-    const f = (xx: Tensor, t: Int32Array) => m.forward(xx, t);
+    const f = (xx: Tensor, t: Timesteps) => m.forward(xx, t);
     const xT = ops.randn(shape, { seed: 77, stream: 3 }).dataSync().slice();
     const run = (seed: number, eta: number) => {
       const it = sample(
@@ -121,7 +121,7 @@ describe('sampler correctness', () => {
 
   it('DDIM with eta 1 is the ancestral step with the posterior variance (fixedsmall), step by step', () => {
     const m = tinyModel();
-    const f = (xx: Tensor, t: Int32Array) => m.forward(xx, t);
+    const f = (xx: Tensor, t: Timesteps) => m.forward(xx, t);
     const ds = new GaussianDiffusion({
       ...PAPER_DIFFUSION,
       timesteps: 100,
@@ -141,9 +141,9 @@ describe('sampler correctness', () => {
 
   // Gaussian data N(0, s^2): the exact eps-model is E[eps | x_t] = sqrt(1 - abar) x_t / (abar s^2 + 1 - abar)
   const s2 = 0.09;
-  const exactGaussian = (dd: GaussianDiffusion) => (x: Tensor, t: Int32Array) => {
+  const exactGaussian = (dd: GaussianDiffusion) => (x: Tensor, t: Timesteps) => {
     const c = Float64Array.from(dd.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab) / (ab * s2 + 1 - ab));
-    return ops.mul(x, ops.gatherTimesteps(c, t));
+    return ops.mul(x, ops.gatherTimesteps(c, t as Int32Array));
   };
 
   it(
@@ -191,12 +191,12 @@ describe('sampler correctness', () => {
   it('with N(0, I) data the ancestral sampler with fixedlarge variance (sigma^2 = beta) recovers unit variance', () => {
     const dl = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2, clipSample: false });
     // exact eps-model for x0 ~ N(0, I): E[eps | x_t] = sqrt(1 - abar) x_t
-    const model = (x: Tensor, t: Int32Array) =>
+    const model = (x: Tensor, t: Timesteps) =>
       ops.mul(
         x,
         ops.gatherTimesteps(
           Float64Array.from(dl.tables.alphasCumprod, (ab) => Math.sqrt(1 - ab)),
-          t,
+          t as Int32Array,
         ),
       );
     const x = noGrad(() => sampleAll(dl, model, [64, 1, 8, 8], { sampler: 'ancestral', seed: 5 })).dataSync();
@@ -204,8 +204,9 @@ describe('sampler correctness', () => {
     assert.ok(Math.abs(variance - 1) < 0.06, `variance ${variance}`);
   });
 
-  // a two-component Gaussian mixture 0.5 N(-0.5, 0.05^2) + 0.5 N(0.5, 0.05^2), its exact score at every noise level
-  const mixture = (dd: GaussianDiffusion) => (x: Tensor, t: Int32Array) => {
+  // a two-component Gaussian mixture 0.5 N(-0.5, 0.05^2) + 0.5 N(0.5, 0.05^2), its exact score at every noise level,
+  // given as the output of an eps, x0 or v model (x0 = (x - sqrt(1 - a) eps) / sqrt(a), v = sqrt(a) eps - sqrt(1-a) x0)
+  const mixture = (dd: GaussianDiffusion, prediction: Prediction) => (x: Tensor, t: Timesteps) => {
     const xs = x.dataSync(),
       per = xs.length / t.length,
       out = new Float32Array(xs.length);
@@ -219,28 +220,31 @@ describe('sampler correctness', () => {
           lb = -((y + mu) ** 2) / (2 * v);
         const wa = 1 / (1 + Math.exp(lb - la));
         const score = -(wa * (y - mu) + (1 - wa) * (y + mu)) / v;
-        out[j] = -Math.sqrt(1 - ab) * score;
+        const eps = -Math.sqrt(1 - ab) * score,
+          x0 = (y - Math.sqrt(1 - ab) * eps) / Math.sqrt(ab);
+        out[j] = prediction === 'eps' ? eps : prediction === 'x0' ? x0 : Math.sqrt(ab) * eps - Math.sqrt(1 - ab) * x0;
       }
     }
     return new Tensor(out, x.shape);
   };
 
-  for (const sampler of ['langevin', 'pc'] as const)
-    it(`${sampler} with the exact score of a 1-D Gaussian mixture matches its mean, variance and mode weights`, () => {
-      const dm = new GaussianDiffusion({ ...PAPER_DIFFUSION, clipSample: false });
-      const x = noGrad(() =>
-        sampleAll(dm, mixture(dm), [32, 1, 8, 8], {
-          sampler,
-          seed: 11,
-          steps: 100,
-          langevinSteps: sampler === 'langevin' ? 3 : 1,
-        }),
-      ).dataSync();
-      const { mean, variance } = moments(x);
-      const right = x.filter((v) => v > 0).length / x.length;
-      // exact: mean 0, variance 0.25 + 0.0025, half of the mass on each mode
-      assert.ok(Math.abs(mean) < 0.05, `mean ${mean}`);
-      assert.ok(Math.abs(variance - 0.2525) < 0.03, `variance ${variance}`);
-      assert.ok(Math.abs(right - 0.5) < 0.05, `mass on the right mode ${right}`);
-    });
+  for (const prediction of ['eps', 'x0', 'v'] as const)
+    for (const sampler of ['langevin', 'pc'] as const)
+      it(`${sampler}, ${prediction} model, exact score of a 1-D Gaussian mixture: its mean, variance, modes`, () => {
+        const dm = new GaussianDiffusion({ ...PAPER_DIFFUSION, prediction, clipSample: false });
+        const x = noGrad(() =>
+          sampleAll(dm, mixture(dm, prediction), [32, 1, 8, 8], {
+            sampler,
+            seed: 11,
+            steps: 100,
+            langevinSteps: sampler === 'langevin' ? 3 : 1,
+          }),
+        ).dataSync();
+        const { mean, variance } = moments(x);
+        const right = x.filter((v) => v > 0).length / x.length;
+        // exact: mean 0, variance 0.25 + 0.0025, half of the mass on each mode
+        assert.ok(Math.abs(mean) < 0.05, `mean ${mean}`);
+        assert.ok(Math.abs(variance - 0.2525) < 0.03, `variance ${variance}`);
+        assert.ok(Math.abs(right - 0.5) < 0.05, `mass on the right mode ${right}`);
+      });
 });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import * as ops from '../src/engine/ops.js';
 import { type Tensor, noGrad } from '../src/engine/tensor.js';
-import { GaussianDiffusion, PAPER_DIFFUSION } from '../src/diffusion/gaussian.js';
+import { GaussianDiffusion, PAPER_DIFFUSION, type Timesteps } from '../src/diffusion/gaussian.js';
 import { sampleAll } from '../src/diffusion/samplers.js';
 import { sdedit, sdeditStart } from '../src/diffusion/sdedit.js';
 import { PRESETS, UNet } from '../src/model/unet.js';
@@ -45,7 +45,7 @@ const pixels = (path: string) => {
 describe('image-to-image (SDEdit)', () => {
   const model = new UNet(PRESETS.tiny()).init(2);
   const d = new GaussianDiffusion({ ...PAPER_DIFFUSION, timesteps: 100, betaEnd: 0.2 });
-  const f = (x: Tensor, t: Int32Array) => model.forward(x, t);
+  const f = (x: Tensor, t: Timesteps) => model.forward(x, t);
   const x0 = ops.fromArray(
     Float32Array.from({ length: 2 * 64 }, (_, i) => Math.sin(i)),
     [2, 1, 8, 8],
@@ -172,7 +172,7 @@ describe('class conditioning and classifier-free guidance', () => {
       const w = m.params.get('class_embedding.weight')!;
       w.write(Float32Array.from({ length: w.size }, (_, i) => Math.sin(i)));
       const calls: number[] = [];
-      const f = (x: Tensor, t: Int32Array, y: Int32Array) => {
+      const f = (x: Tensor, t: Timesteps, y: Int32Array) => {
         calls.push(x.shape[0]);
         return m.forward(x, t, { classLabels: y });
       };

@@ -3,11 +3,11 @@
 import { accessSync, constants, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { freemem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { Backend } from '../engine/backend.js';
 import type { Precision } from '../engine/ops.js';
 import { GaussianDiffusion } from '../diffusion/gaussian.js';
-import type { SamplerName } from '../diffusion/samplers.js';
+import { SPACINGS, type SamplerName } from '../diffusion/samplers.js';
 import { type UNetConfig, samplingMemoryBytes } from '../model/unet.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { loadDataset as loadDatasetQuiet, type Split } from '../data/load.js';
@@ -44,6 +44,16 @@ export function num(name: string, min = -Infinity, max = Infinity) {
     return n;
   };
 }
+/** --timestep-spacing, for every sampler (src/diffusion/samplers/plan.ts). */
+export function spacingOption(): Option {
+  return new Option(
+    '--timestep-spacing <s>',
+    "the layout of --steps: respaced (improved-diffusion; the default of ancestral, ddim, langevin, pc), diffusers' " +
+      'leading / trailing / linspace (as its scheduler for the sampler lays them out; the default of plms: leading, ' +
+      'of dpm2m, dpm3m, heun, euler, euler-a: linspace), karras or logsnr (the ODE solvers)',
+  ).choices(SPACINGS);
+}
+
 /** A respacing: a count, counts per section ("10,15,20"), or ddimN. */
 export function stepsSpec(v: string): string {
   if (!/^(\d+(,\d+)*|ddim\d+)$/.test(v.trim()))

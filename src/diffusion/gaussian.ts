@@ -9,7 +9,9 @@ export type VarianceType = 'fixedlarge' | 'fixedsmall' | 'learnedrange';
 export type LossType = 'simple' | 'vlb' | 'hybrid';
 
 /** The network: (x_t, t) to its output (eps, x0 or v; with learnedrange, 2C channels with the variance fraction). */
-export type DenoiseFn = (x: Tensor, t: Int32Array) => Tensor;
+/** Model timesteps: integers, or fractional ones (the sigma-family layouts of diffusers' Euler and Heun schedulers). */
+export type Timesteps = Int32Array | Float32Array;
+export type DenoiseFn = (x: Tensor, t: Timesteps) => Tensor;
 
 export interface DiffusionConfig {
   schedule: BetaSchedule;

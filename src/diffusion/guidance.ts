@@ -3,11 +3,11 @@
 // batched network call; w = 1 is the plain conditional model, w = 0 the unconditional one (the null class).
 import * as ops from '../engine/ops.js';
 import type { Tensor } from '../engine/tensor.js';
-import type { DenoiseFn } from './gaussian.js';
+import type { DenoiseFn, Timesteps } from './gaussian.js';
 import { type UNet, type UNetConfig, isClassConditional } from '../model/unet.js';
 
 /** A class-conditional network: x, timesteps and one label per sample. */
-export type ConditionalFn = (x: Tensor, t: Int32Array, labels: Int32Array) => Tensor;
+export type ConditionalFn = (x: Tensor, t: Timesteps, labels: Int32Array) => Tensor;
 
 /** Stacks two [B, ...] tensors into [2B, ...] (batch-major memory: channel-axis concat of [1, B*C, H, W] views). */
 function stack(a: Tensor, b: Tensor): Tensor {
@@ -36,7 +36,8 @@ export function classGuided(model: ConditionalFn, labels: Int32Array, w: number,
     throw new Error(`guidance ${w}: the model has no null class (train it with --cond-drop for guidance)`);
   const both = Int32Array.from({ length: 2 * labels.length }, (_, i) => (i < labels.length ? labels[i] : nullClass));
   return (x, t) => {
-    const [cond, uncond] = halves(model(stack(x, x), Int32Array.from([...t, ...t]), both));
+    const tt = t instanceof Float32Array ? Float32Array.from([...t, ...t]) : Int32Array.from([...t, ...t]);
+    const [cond, uncond] = halves(model(stack(x, x), tt, both));
     const C = x.shape[1];
     const eps = (y: Tensor) => (y.shape[1] === C ? y : ops.sliceChannels(y, 0, C));
     const guided = ops.add(eps(uncond), ops.mul(ops.sub(eps(cond), eps(uncond)), w));
@@ -74,7 +75,7 @@ export function classDenoiser(
   const classes = cfg.ddpm_null_class ?? cfg.num_class_embeds!;
   const list = spec ?? Array.from({ length: classes }, (_, k) => k).join(',');
   labelsFor(list, n, 0, classes); // checks the list before any work
-  const f = (x: Tensor, t: Int32Array, labels: Int32Array) => model.forward(x, t, { classLabels: labels });
+  const f = (x: Tensor, t: Timesteps, labels: Int32Array) => model.forward(x, t, { classLabels: labels });
   return (start: number, B: number) =>
     classGuided(f, labelsFor(list, B, start, classes), w, cfg.ddpm_null_class ?? null);
 }

@@ -1,39 +1,67 @@
-// Samplers: ancestral sampling (Algorithm 2), respaced ancestral, DDIM, annealed Langevin dynamics with the eps-model
-// as a score, and predictor-corrector. Each is a generator that yields after every step (x_t and the x0 estimate),
-// so a caller can show progress, cancel, save the state and resume. Noise for sample i comes from the counter-based
-// generator at (seed, streams.samplerNoise(step), sample = sampleStart + i): the same whatever the batch size.
+// The sampling loop over the sampler protocol (samplers/protocol.ts): one module per sampler in samplers/, listed in
+// SAMPLER_LIST. The loop lays out the step plan, calls the network through the prediction adapter, draws the noise
+// and yields after every step (x_t and the x0 estimate), so a caller can show progress, cancel, save the state and
+// resume. Noise for sample i comes from the counter-based generator at (seed, streams.samplerNoise(step, sub),
+// sample = sampleStart + i): the same whatever the batch size.
 import * as ops from '../engine/ops.js';
 import { type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
 import type { DenoiseFn, GaussianDiffusion } from './gaussian.js';
-import { type TimestepSpacing, diffusersDdimTimesteps, spaceTimesteps } from './schedule.js';
-import { dpmSolver2mStep, dpmSolver3mStep, heunStep, plmsStep } from './ode-solvers.js';
+import { interpretOutput } from './prediction.js';
+import { type PlanStep, SPACINGS, type Spacing, stepPlan } from './samplers/plan.js';
+import type { Memory, Sampler, StepContext } from './samplers/protocol.js';
+import { ancestral } from './samplers/ancestral.js';
+import { ddim } from './samplers/ddim.js';
+import { langevin } from './samplers/langevin.js';
+import { pc } from './samplers/pc.js';
+import { dpm2m, dpm3m } from './samplers/dpm-solver.js';
+import { plms } from './samplers/plms.js';
+import { heun } from './samplers/heun.js';
+import { euler } from './samplers/euler.js';
+import { eulerAncestral } from './samplers/euler-ancestral.js';
 
-export { dpmSolver2mStep, dpmSolver3mStep, heunStep, plmsStep } from './ode-solvers.js';
+export type { PlanStep, Spacing } from './samplers/plan.js';
+export { SPACINGS } from './samplers/plan.js';
+export type { Sampler } from './samplers/protocol.js';
 
-export type SamplerName = 'ancestral' | 'ddim' | 'langevin' | 'pc' | 'dpm2m' | 'dpm3m' | 'plms' | 'heun';
-export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc', 'dpm2m', 'dpm3m', 'plms', 'heun'];
-/** Network evaluations per reverse step (heun: 2, except the last step). */
-export const EVALS_PER_STEP: Record<SamplerName, number> = {
-  ancestral: 1,
-  ddim: 1,
-  langevin: 4,
-  pc: 2,
-  dpm2m: 1,
-  dpm3m: 1,
-  plms: 1,
-  heun: 2,
-};
+/** Every sampler, in the order the CLI and the page list them. Adding one: its file in samplers/ and a line here. */
+export const SAMPLER_LIST: Sampler[] = [ancestral, ddim, langevin, pc, dpm2m, dpm3m, plms, heun, euler, eulerAncestral];
+export type SamplerName =
+  | 'ancestral'
+  | 'ddim'
+  | 'langevin'
+  | 'pc'
+  | 'dpm2m'
+  | 'dpm3m'
+  | 'plms'
+  | 'heun'
+  | 'euler'
+  | 'euler-a';
+export const SAMPLERS = SAMPLER_LIST.map((s) => s.name) as SamplerName[];
+
+export function samplerOf(name: string): Sampler {
+  const s = SAMPLER_LIST.find((x) => x.name === name);
+  if (!s) throw new Error(`sample: unknown sampler "${name}" (expected one of ${SAMPLERS.join(', ')})`);
+  return s;
+}
 
 export interface SampleOptions {
   sampler: SamplerName;
   /**
-   * Reverse steps: a count, counts per section ("10,15,20") or "ddimN", laid out as improved-diffusion's
-   * space_timesteps; defaults to all T.
+   * Reverse steps: a count, counts per section ("10,15,20") or "ddimN" (improved-diffusion's space_timesteps); a count
+   * for diffusers' layouts. Defaults to all T.
    */
   steps?: number | string;
-  /** DDIM only: lay out `steps` timesteps as diffusers' DDIMScheduler does instead (leading, trailing, linspace). */
-  timestepSpacing?: TimestepSpacing;
+  /**
+   * The step plan's layout (samplers/plan.ts): respaced (improved-diffusion), diffusers' leading / trailing /
+   * linspace, karras or logsnr (ODE solvers). Default: the sampler's own (respaced for the DDPM lineage, diffusers'
+   * default for the ODE solvers), respaced when steps is a section list.
+   */
+  timestepSpacing?: Spacing;
+  /** diffusers' steps_offset (leading spacing; default 0) */
+  stepsOffset?: number;
+  /** ddim and plms under diffusers' spacings: diffusers' set_alpha_to_one (defaults: DDIM true, PNDM false) */
+  setAlphaToOne?: boolean;
   seed: number;
   /** Index of the first sample of this batch in the whole run (for batch-independent noise). */
   sampleStart?: number;
@@ -46,6 +74,8 @@ export interface SampleOptions {
   snr?: number;
   /** Start at step `step` of the plan from x instead of from x_T (image-to-image: see sdedit.ts). */
   start?: { step: number; x: Tensor };
+  /** Replaces the noise streams: the noise of step `step`, draw `sub` (to replay another implementation's draws). */
+  noise?: (step: number, sub: number, shape: number[]) => Tensor;
 }
 
 /** Where a sampling run stands: enough to resume it exactly. */
@@ -58,11 +88,9 @@ export interface SamplerState {
   seed: number;
   sampleStart: number;
   x: Float32Array;
-  /** multistep samplers (dpm2m, plms): the earlier predictions they combine, newest last */
+  /** multistep samplers: what they carry between steps (earlier predictions, newest last, and their numbers) */
   history?: Float32Array[];
-  /** dpm2m / dpm3m: the previous steps' lambda differences, newest last */
-  hPrev?: number;
-  hHistory?: number[];
+  numbers?: number[];
 }
 
 export interface SamplerStep {
@@ -80,10 +108,10 @@ export interface SamplerStep {
 /**
  * Whether a sampler clips the x0 estimate unless told: the samplers of the DDPM lineage (ancestral, DDIM, Langevin,
  * PC) follow the model's clip_sample, as diffusers' DDPMScheduler and DDIMScheduler do; the ODE solvers (DPM-Solver++,
- * PLMS, Heun) do not clip, as diffusers' DPMSolverMultistepScheduler, PNDMScheduler and the EDM sampler do not.
+ * PLMS, Heun, Euler) do not clip, as diffusers' DPMSolverMultistep, PNDM, Heun and Euler schedulers do not.
  */
 export function defaultClip(sampler: SamplerName, diffusion: GaussianDiffusion): boolean {
-  return ['ancestral', 'ddim', 'langevin', 'pc'].includes(sampler) ? diffusion.config.clipSample : false;
+  return samplerOf(sampler).clipsByDefault ? diffusion.config.clipSample : false;
 }
 
 /** x_T ~ N(0, I), drawn per sample. */
@@ -91,35 +119,37 @@ export function initialNoise(shape: number[], seed: number, sampleStart = 0): Te
   return ops.randn(shape, streams.samplerInit(seed), sampleStart);
 }
 
-/**
- * The reverse steps of a run, first to last: model timestep t and the timestep prev it moves to (-1: the end, with
- * alphabar = 1), and i, the index of t in the respaced process (for the samplers that use its betas).
- */
+/** The spacing a request runs with: the asked one, respaced for a section list, else the sampler's own. */
+export function spacingOf(opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing'>): Spacing {
+  if (opts.timestepSpacing) {
+    if (!SPACINGS.includes(opts.timestepSpacing))
+      throw new Error(`sample: unknown spacing "${opts.timestepSpacing}" (expected one of ${SPACINGS.join(', ')})`);
+    return opts.timestepSpacing;
+  }
+  if (typeof opts.steps === 'string' && !/^\s*\d+\s*$/.test(opts.steps)) return 'respaced';
+  return samplerOf(opts.sampler).defaultSpacing;
+}
+
+/** The reverse steps of a run, first to last (see samplers/plan.ts). */
 export function samplerPlan(
   diffusion: GaussianDiffusion,
-  opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing'>,
-): { plan: { i: number; t: number; prev: number }[]; proc: GaussianDiffusion } {
-  const Tn = diffusion.numTimesteps;
-  if (opts.timestepSpacing) {
-    if (opts.sampler !== 'ddim')
-      throw new Error(
-        `sample: timestep spacing "${opts.timestepSpacing}" is diffusers' DDIM layout and applies to the ddim ` +
-          `sampler only (got ${opts.sampler})`,
-      );
-    const n = typeof opts.steps === 'number' ? opts.steps : Number(opts.steps ?? Tn);
-    if (!Number.isInteger(n))
-      throw new Error(`sample: timestep spacing "${opts.timestepSpacing}" needs a step count, got "${opts.steps}"`);
-    return {
-      plan: diffusersDdimTimesteps(Tn, n, opts.timestepSpacing).map((p, k) => ({ ...p, i: n - 1 - k })),
-      proc: diffusion,
-    };
-  }
-  const use = opts.steps === undefined ? Array.from({ length: Tn }, (_, k) => k) : spaceTimesteps(Tn, opts.steps);
-  const proc = use.length === Tn ? diffusion : diffusion.respaced(use);
-  const plan = use
-    .map((t, i) => ({ i, t: diffusion.timestepMap[t], prev: i > 0 ? diffusion.timestepMap[use[i - 1]] : -1 }))
-    .reverse();
-  return { plan, proc };
+  opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing' | 'stepsOffset' | 'setAlphaToOne'>,
+): { plan: PlanStep[]; spacing: Spacing } {
+  const s = samplerOf(opts.sampler);
+  const spacing = spacingOf(opts);
+  const plan = stepPlan(diffusion, s.family, {
+    steps: opts.steps,
+    spacing,
+    stepsOffset: opts.stepsOffset,
+    setAlphaToOne: opts.setAlphaToOne ?? s.setAlphaToOne,
+  });
+  return { plan, spacing };
+}
+
+/** Network evaluations of a whole run. */
+export function networkEvals(plan: PlanStep[], sampler: SamplerName, langevinSteps?: number): number {
+  const s = samplerOf(sampler);
+  return plan.reduce((n, _, k) => n + s.evals(plan, k, langevinSteps), 0);
 }
 
 /** Runs a sampler; pass `resume` to continue a saved state. */
@@ -131,14 +161,12 @@ export function* sample(
   resume?: SamplerState,
 ): Generator<SamplerStep, Tensor> {
   const sampleStart = opts.sampleStart ?? 0;
+  const sampler = samplerOf(opts.sampler);
   const clip = opts.clip ?? defaultClip(opts.sampler, diffusion);
-  if (!SAMPLERS.includes(opts.sampler))
-    throw new Error(`sample: unknown sampler "${opts.sampler}" (expected one of ${SAMPLERS.join(', ')})`);
-  const { plan, proc } = samplerPlan(diffusion, opts);
+  const { plan, spacing } = samplerPlan(diffusion, opts);
   // a schedule whose alphabar reaches 0 (jsd's, at t = T - 1) has no x0 estimate there: only the full ancestral chain,
   // whose first step does not divide by sqrt(alphabar), can start from it
-  const top = plan.length ? diffusion.tables.alphasCumprod[plan[0].t] : 1;
-  if (!(top > 0) && !(opts.sampler === 'ancestral' && plan.length === diffusion.numTimesteps))
+  if (plan.length && !(plan[0].ab > 0) && !(opts.sampler === 'ancestral' && plan.length === diffusion.numTimesteps))
     throw new Error(
       `sample: alphabar is 0 at t = ${plan[0].t} (the ${diffusion.config.schedule} schedule), so the ${opts.sampler} ` +
         'sampler has no x0 estimate to start from; use the full ancestral chain (--sampler ancestral without --steps)',
@@ -149,6 +177,8 @@ export function* sample(
       `sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the ` +
         `request (${opts.sampler}, ${total} steps, seed ${opts.seed})`,
     );
+  if (resume && ('hPrev' in resume || 'hHistory' in resume))
+    throw new Error('sample: the saved state was written by an older ddpm whose DPM-Solver steps differ; start over');
   if (
     opts.start &&
     (resume || !(Number.isInteger(opts.start.step) && opts.start.step >= 0 && opts.start.step <= total))
@@ -162,100 +192,38 @@ export function* sample(
       ? opts.start.x
       : initialNoise(shape, opts.seed, sampleStart);
   const B = shape[0];
-  // multistep samplers: earlier x0 (dpm2m) or eps (plms) predictions, newest last
-  let history: Tensor[] = resume?.history?.map((h) => ops.fromArray(h, shape)) ?? [];
-  let hPrev = resume?.hPrev ?? NaN;
-  let hHistory: number[] = resume?.hHistory ?? [];
+  let mem: Memory = {
+    tensors: resume?.history?.map((h) => ops.fromArray(h, shape)) ?? [],
+    numbers: resume?.numbers ?? [],
+  };
+  const predict = (xx: Tensor, t: number, ab: number) => {
+    const tt = Number.isInteger(t) ? new Int32Array(B).fill(t) : new Float32Array(B).fill(t);
+    return interpretOutput(diffusion.config, model(xx, tt), xx, ab, clip);
+  };
+  const abAt = (t: number) => diffusion.tables.alphasCumprod[t];
   for (let done = resume ? resume.done : (opts.start?.step ?? 0); done < total; done++) {
-    const { i, t, prev } = plan[done];
-    const tIdx = new Int32Array(B).fill(i); // index into the (respaced) process
-    const noise = () => ops.randn(x.shape, streams.samplerNoise(opts.seed, done), sampleStart);
+    const c: StepContext = {
+      step: plan[done],
+      k: done,
+      plan,
+      config: diffusion.config,
+      predict,
+      abAt,
+      noise: (sub = 0) =>
+        opts.noise
+          ? opts.noise(done, sub, x.shape)
+          : ops.randn(x.shape, streams.samplerNoise(opts.seed, done, sub), sampleStart),
+      clip,
+      spacing,
+      eta: opts.eta ?? 0,
+      langevinSteps: opts.langevinSteps,
+      snr: opts.snr ?? 0.16,
+    };
     let predX0!: Tensor;
     noGrad(() => {
-      switch (opts.sampler) {
-        case 'ancestral':
-          ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, noise()));
-          break;
-        case 'ddim':
-          // diffusers' timestep layouts come with diffusers' step (see ddimStep)
-          ({ x, predX0 } = ddimStep(
-            diffusion,
-            model,
-            x,
-            t,
-            prev,
-            clip,
-            opts.eta ?? 0,
-            noise(),
-            !!opts.timestepSpacing,
-          ));
-          break;
-        case 'langevin':
-          ({ x, predX0 } = langevinLevel(
-            proc,
-            model,
-            x,
-            tIdx,
-            opts.langevinSteps ?? 3,
-            opts.snr ?? 0.16,
-            opts.seed,
-            done,
-            sampleStart,
-            clip,
-          ));
-          break;
-        case 'pc':
-          ({ x, predX0 } = ancestralStep(proc, model, x, tIdx, clip, noise()));
-          if (i > 0)
-            ({ x } = langevinLevel(
-              proc,
-              model,
-              x,
-              new Int32Array(B).fill(i - 1),
-              opts.langevinSteps ?? 1,
-              opts.snr ?? 0.16,
-              opts.seed,
-              done,
-              sampleStart,
-              clip,
-              true,
-            ));
-          break;
-        case 'dpm2m': {
-          const r = dpmSolver2mStep(
-            diffusion,
-            model,
-            x,
-            t,
-            prev,
-            clip,
-            history.length ? history[history.length - 1] : null,
-            hPrev,
-          );
-          ({ x, predX0 } = r);
-          history = [r.predX0];
-          hPrev = r.h;
-          break;
-        }
-        case 'dpm3m': {
-          const r = dpmSolver3mStep(diffusion, model, x, t, prev, clip, history, hHistory);
-          ({ x, predX0 } = r);
-          history = [...history, r.predX0].slice(-2);
-          hHistory = [...hHistory, r.h].slice(-2);
-          break;
-        }
-        case 'plms': {
-          const r = plmsStep(diffusion, model, x, t, prev, clip, history);
-          ({ x, predX0 } = r);
-          history = [...history, r.eps].slice(-3);
-          break;
-        }
-        case 'heun':
-          ({ x, predX0 } = heunStep(diffusion, model, x, t, prev, clip));
-          break;
-      }
+      ({ x, predX0, mem } = sampler.step(c, x, mem));
     });
-    const [xNow, hist, hp, hh] = [x, history, hPrev, [...hHistory]];
+    const [xNow, memNow] = [x, mem];
     const saveState = async (): Promise<SamplerState> => {
       const state: SamplerState = {
         sampler: opts.sampler,
@@ -266,12 +234,11 @@ export function* sample(
         sampleStart,
         x: await xNow.data(),
       };
-      if (hist.length) state.history = await Promise.all(hist.map((h) => h.data()));
-      if (opts.sampler === 'dpm2m') state.hPrev = hp;
-      if (opts.sampler === 'dpm3m') state.hHistory = hh;
+      if (memNow.tensors.length) state.history = await Promise.all(memNow.tensors.map((h) => h.data()));
+      if (memNow.numbers.length) state.numbers = [...memNow.numbers];
       return state;
     };
-    yield { step: done + 1, total, t, x, predX0, saveState };
+    yield { step: done + 1, total, t: plan[done].t, x, predX0, saveState };
   }
   return x;
 }
@@ -292,7 +259,36 @@ export function sampleAll(
   }
 }
 
-/** Algorithm 2, one step: x_{t-1} = mu_theta(x_t, t) + sigma_t z, with z = 0 at the last step. */
+/** One step of a sampler outside a run, at index i of a (respaced) process d, with the given noise. */
+function singleStep(
+  s: Sampler,
+  d: GaussianDiffusion,
+  model: DenoiseFn,
+  xt: Tensor,
+  step: PlanStep,
+  clip: boolean,
+  noise: Tensor,
+  extra: Partial<StepContext> = {},
+) {
+  const B = xt.shape[0];
+  const c: StepContext = {
+    step,
+    k: 0,
+    plan: [step],
+    config: d.config,
+    predict: (x, t, ab) => interpretOutput(d.config, model(x, new Int32Array(B).fill(t)), x, ab, clip),
+    abAt: (t) => d.tables.alphasCumprod[t],
+    noise: () => noise,
+    clip,
+    spacing: 'respaced',
+    eta: 0,
+    snr: 0.16,
+    ...extra,
+  };
+  return noGrad(() => s.step(c, xt, { tensors: [], numbers: [] }));
+}
+
+/** Algorithm 2, one step at index i (all of t the same) of the process d: x_{t-1} = mu_theta(x_t, t) + sigma_t z. */
 export function ancestralStep(
   d: GaussianDiffusion,
   model: DenoiseFn,
@@ -301,21 +297,19 @@ export function ancestralStep(
   clip: boolean,
   noise: Tensor,
 ) {
-  const out = model(xt, d.modelTimesteps(t));
-  const p = d.pMeanVariance(out, xt, t, clip);
-  if (t[0] === 0) return { x: p.mean, predX0: p.predX0 };
-  const sigma = ops.exp(ops.mul(p.logVariance, 0.5));
-  return { x: ops.add(p.mean, ops.mul(sigma, noise)), predX0: p.predX0 };
+  const i = t[0];
+  const step = {
+    t: d.timestepMap[i],
+    ab: d.tables.alphasCumprod[i],
+    prev: i > 0 ? d.timestepMap[i - 1] : -1,
+    abPrev: d.tables.alphasCumprodPrev[i],
+    noisy: i > 0,
+  };
+  const r = singleStep(ancestral, d, model, xt, step, clip, noise);
+  return { x: r.x, predX0: r.predX0 };
 }
 
-/**
- * DDIM (Song, Meng & Ermon 2021, eq. 12), from model timestep t to prev (-1: the end, alphabar = 1):
- * x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z,
- * sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev). d is the model's full process.
- * eps_hat: improved-diffusion's ddim_sample re-derives it from the (clipped) x0_hat; diffusers' DDIMScheduler.step
- * (use_clipped_model_output false, the default) keeps the model's own eps (`modelEps`). The two differ only where
- * x0_hat is clipped.
- */
+/** DDIM (samplers/ddim.ts), one step of the full process d from model timestep t to prev (-1: the end). */
 export function ddimStep(
   d: GaussianDiffusion,
   model: DenoiseFn,
@@ -325,71 +319,14 @@ export function ddimStep(
   clip: boolean,
   eta: number,
   noise: Tensor,
-  modelEps = false,
 ) {
-  const tt = new Int32Array(xt.shape[0]).fill(t);
-  const out = model(xt, d.modelTimesteps(tt));
-  const p = d.pMeanVariance(out, xt, tt, clip);
-  // diffusers' eps: the model's own (pMeanVariance's eps for an eps model; from the unclipped x0 otherwise)
-  const diffusersEps = () =>
-    d.config.prediction === 'eps' ? p.eps : d.predictEpsFromX0(xt, tt, d.pMeanVariance(out, xt, tt, false).predX0);
-  const eps = modelEps && clip ? diffusersEps() : d.predictEpsFromX0(xt, tt, p.predX0);
-  const ab = d.tables.alphasCumprod[t],
-    abPrev = prev >= 0 ? d.tables.alphasCumprod[prev] : 1;
-  const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
-  let x = ops.add(
-    ops.mul(p.predX0, Math.sqrt(abPrev)),
-    ops.mul(eps, Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma))),
-  );
-  if (prev >= 0 && sigma > 0) x = ops.add(x, ops.mul(noise, sigma));
-  return { x, predX0: p.predX0 };
-}
-
-/**
- * Annealed Langevin dynamics at noise level t (NCSN, Song & Ermon 2019) with the score of section 3.2,
- * grad log q(x_t) ~ -eps_theta(x_t, t) / sqrt(1 - alphabar_t), and the step size set from a target signal-to-noise
- * ratio (Song et al. 2021): x <- x + a s + sqrt(2a) z, a = 2 (snr ||z|| / ||s||)^2 per sample.
- * As a plain sampler (not a corrector) it ends each level by moving to the next level's scale through x0_hat.
- */
-export function langevinLevel(
-  d: GaussianDiffusion,
-  model: DenoiseFn,
-  x: Tensor,
-  t: Int32Array,
-  nSteps: number,
-  snr: number,
-  seed: number,
-  step: number,
-  sampleStart: number,
-  clip: boolean,
-  correctorOnly = false,
-) {
-  const i = t[0];
-  const sqrt1m = d.tables.sqrtOneMinusAlphasCumprod[i];
-  for (let k = 0; k < nSteps; k++) {
-    const eps = d.splitOutput(model(x, d.modelTimesteps(t)), x.shape[1]).main;
-    const score = ops.mul(eps, -1 / sqrt1m);
-    const z = ops.randn(x.shape, streams.samplerNoise(seed, step, 1 + k), sampleStart);
-    const a = perSampleStepSize(score, z, snr);
-    x = ops.add(ops.add(x, ops.mul(score, a)), ops.mul(z, ops.sqrt(ops.mul(a, 2))));
-  }
-  const out = model(x, d.modelTimesteps(t));
-  const p = d.pMeanVariance(out, x, t, clip);
-  if (correctorOnly) return { x, predX0: p.predX0 };
-  if (i === 0) return { x: p.predX0, predX0: p.predX0 };
-  // move to level t-1: x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps_hat (deterministic, as DDIM eta=0)
-  const abPrev = d.tables.alphasCumprodPrev[i];
-  const eps = d.predictEpsFromX0(x, t, p.predX0);
-  return {
-    x: ops.add(ops.mul(p.predX0, Math.sqrt(abPrev)), ops.mul(eps, Math.sqrt(1 - abPrev))),
-    predX0: ops.clamp(p.predX0, -1, 1),
+  const step = {
+    t,
+    ab: d.tables.alphasCumprod[t],
+    prev,
+    abPrev: prev >= 0 ? d.tables.alphasCumprod[prev] : 1,
+    noisy: prev >= 0,
   };
-}
-
-/** a = 2 (snr ||z|| / ||s||)^2 per sample, as [B, 1, ..., 1]. */
-function perSampleStepSize(score: Tensor, z: Tensor, snr: number): Tensor {
-  const dims = score.shape.map((_, k) => k).slice(1);
-  const gs = ops.clamp(ops.sum(ops.square(score), dims, true), 1e-24, Infinity),
-    zs = ops.sum(ops.square(z), dims, true);
-  return ops.mul(ops.div(zs, gs), 2 * snr * snr);
+  const r = singleStep(ddim, d, model, xt, step, clip, noise, { eta });
+  return { x: r.x, predX0: r.predX0 };
 }

@@ -106,7 +106,7 @@ export function makeTables(betas: Float64Array): DiffusionTables {
 }
 
 /** Python's round() on a float: to the nearest integer, halves to even. */
-function roundHalfEven(x: number): number {
+export function roundHalfEven(x: number): number {
   const f = Math.floor(x);
   const d = x - f;
   return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
@@ -149,47 +149,6 @@ export function spaceTimesteps(T: number, spec: string | number): number[] {
     start += size;
   });
   return [...out].sort((a, b) => a - b);
-}
-
-/** diffusers' timestep_spacing for DDIM: how num_inference_steps timesteps are laid out in [0, T). */
-export type TimestepSpacing = 'leading' | 'trailing' | 'linspace';
-export const TIMESTEP_SPACINGS: TimestepSpacing[] = ['leading', 'trailing', 'linspace'];
-
-/**
- * DDIM timesteps as diffusers' DDIMScheduler.set_timesteps lays them out (descending), each with the timestep its
- * step goes to: prev = t - floor(T / n), and -1 (alphabar = 1, set_alpha_to_one) below 0, as its step() computes it.
- *   leading:  t_k = k * floor(T / n)                       (k = 0..n-1, steps_offset 0)
- *   trailing: round(T - k * T / n) - 1                     (numpy's round: halves to even)
- *   linspace: round(linspace(0, T - 1, n))
- */
-export function diffusersDdimTimesteps(T: number, n: number, spacing: TimestepSpacing): { t: number; prev: number }[] {
-  if (!Number.isInteger(n) || n < 1 || n > T)
-    throw new Error(`timestep spacing ${spacing}: steps must be an integer in [1, ${T}], got ${n}`);
-  let ts: number[];
-  switch (spacing) {
-    case 'leading': {
-      const ratio = Math.floor(T / n);
-      ts = Array.from({ length: n }, (_, k) => k * ratio).reverse();
-      break;
-    }
-    case 'trailing': {
-      // np.arange(T, 0, -T / n): ceil(T / (T / n)) values T + k * (-T / n)
-      const step = -T / n,
-        len = Math.ceil(-T / step);
-      ts = Array.from({ length: len }, (_, k) => roundHalfEven(T + k * step) - 1);
-      break;
-    }
-    case 'linspace':
-      // np.linspace(0, T - 1, n): k * ((T - 1) / (n - 1)), the last value exactly T - 1
-      ts = Array.from({ length: n }, (_, k) =>
-        roundHalfEven(n === 1 ? 0 : k === n - 1 ? T - 1 : k * ((T - 1) / (n - 1))),
-      ).reverse();
-      break;
-    default:
-      throw new Error(`timestep spacing: unknown "${spacing}" (expected one of ${TIMESTEP_SPACINGS.join(', ')})`);
-  }
-  const ratio = Math.floor(T / n);
-  return ts.map((t) => ({ t, prev: t - ratio >= 0 ? t - ratio : -1 }));
 }
 
 /** Betas of the respaced process that keeps `use` (ascending) and matches alphabar at those steps. */

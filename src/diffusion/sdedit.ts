@@ -3,6 +3,7 @@
 // out as diffusers' image-to-image pipelines do (the first int(steps * strength) steps from the bottom of the plan);
 // strength 0 returns the input, strength 1 starts from the sampler's own x_T, so it is unconditional sampling with
 // the same seed.
+import * as ops from '../engine/ops.js';
 import { type Tensor, noGrad } from '../engine/tensor.js';
 import type { DenoiseFn, GaussianDiffusion } from './gaussian.js';
 import { type SampleOptions, type SamplerStep, initialNoise, sample, samplerPlan } from './samplers.js';
@@ -26,7 +27,8 @@ export function* sdedit(
   const { first, steps } = sdeditStart(plan.length, strength);
   if (steps === 0) return x0;
   const noise = initialNoise(x0.shape, opts.seed, opts.sampleStart ?? 0);
-  const t = new Int32Array(x0.shape[0]).fill(plan[first].t);
-  const x = first === 0 ? noise : noGrad(() => d.qSample(x0, t, noise));
+  // eq. (4) at the plan's point: x_t = sqrt(alphabar) x0 + sqrt(1 - alphabar) eps
+  const ab = plan[first].ab;
+  const x = first === 0 ? noise : noGrad(() => ops.add(ops.mul(x0, Math.sqrt(ab)), ops.mul(noise, Math.sqrt(1 - ab))));
   return yield* sample(d, model, x0.shape, { ...opts, start: { step: first, x } });
 }

@@ -23,6 +23,8 @@ export class Adam {
   readonly beta2: number;
   readonly eps: number;
   readonly weightDecay: number;
+  /** a factor on lr for each parameter (1: the common rate), e.g. a larger rate for a new class embedding */
+  readonly lrScale: number[];
 
   constructor(params: Tensor[], o: AdamOptions) {
     this.params = params;
@@ -33,6 +35,7 @@ export class Adam {
     this.beta2 = o.beta2 ?? 0.999;
     this.eps = o.eps ?? 1e-8;
     this.weightDecay = o.weightDecay ?? 0;
+    this.lrScale = params.map(() => 1);
   }
 
   /** One update from the .grad of every parameter (parameters without a gradient are left alone). */
@@ -47,7 +50,8 @@ export class Adam {
       step: this.step,
     };
     this.params.forEach((p, i) => {
-      if (p.grad) getBackend().adamStep(p.storage, p.grad.storage, this.m[i].storage, this.v[i].storage, h);
+      const hp = this.lrScale[i] === 1 ? h : { ...h, lr: h.lr * this.lrScale[i] };
+      if (p.grad) getBackend().adamStep(p.storage, p.grad.storage, this.m[i].storage, this.v[i].storage, hp);
     });
   }
 

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { GaussianDiffusion } from '../diffusion/gaussian.js';
 import { defaultClip, type SamplerName, samplerPlan } from '../diffusion/samplers.js';
-import type { TimestepSpacing } from '../diffusion/schedule.js';
+import type { Spacing } from '../diffusion/samplers.js';
 import type { Precision } from '../engine/ops.js';
 import type { UNetConfig } from '../model/unet.js';
 import { type ImageDataset, firstImagesWarning, makeBatch, subsetIndices } from '../data/dataset.js';
@@ -124,7 +124,7 @@ export interface ImageSetRequest {
   /** model folders: how to sample */
   sampler?: SamplerName;
   steps?: string;
-  timestepSpacing?: TimestepSpacing;
+  timestepSpacing?: Spacing;
   eta?: number;
   clip?: boolean;
   batch?: number;

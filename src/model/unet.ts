@@ -10,7 +10,7 @@ import { type UNetConfig, validateConfig } from './config.js';
 export { PRESETS, type UNetConfig, validateConfig, withDefaults } from './config.js';
 
 /** Sinusoidal timestep embedding: half = dim/2, freq_i = exp(-ln(10000) i / (half - shift)), [sin(t f), cos(t f)]. */
-export function timestepEmbedding(t: Int32Array | number[], dim: number, shift: number): Tensor {
+export function timestepEmbedding(t: Int32Array | Float32Array | number[], dim: number, shift: number): Tensor {
   const half = dim >> 1;
   const out = new Float32Array(t.length * dim);
   for (let b = 0; b < t.length; b++)
@@ -259,7 +259,7 @@ export class UNet {
   }
 
   /** eps_theta(x_t, t): x [B, in_channels, H, W], t integer timesteps. */
-  forward(x: Tensor, t: Int32Array | number[], o: ForwardOptions = {}): Tensor {
+  forward(x: Tensor, t: Int32Array | Float32Array | number[], o: ForwardOptions = {}): Tensor {
     const c = this.config,
       ch = c.block_out_channels,
       L = c.layers_per_block;

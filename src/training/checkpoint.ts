@@ -69,6 +69,7 @@ export const RESUME_FIELDS: Record<string, { get: (o: TrainOptions) => unknown; 
   accumulate: { get: (o) => o.accumulate, overridable: true },
   seed: { get: (o) => o.seed, overridable: true },
   lr: { get: (o) => o.lr, overridable: true },
+  'embed-lr': { get: (o) => o.embedLr ?? o.lr, overridable: true },
   warmup: { get: (o) => o.warmup, overridable: true },
   'grad-clip': { get: (o) => o.gradClip, overridable: true },
   ema: { get: (o) => o.emaDecay, overridable: true },

@@ -46,6 +46,11 @@ export interface TrainOptions {
   condDrop?: number;
   /** a model folder whose weights a new run starts from (fine-tuning; the Node trainer reads it) */
   init?: string;
+  /**
+   * The peak learning rate of the class embedding (default: lr). A larger one lets a zero-initialised embedding,
+   * added to a model that already denoises well without it (--init), grow in hundreds of steps, not thousands.
+   */
+  embedLr?: number;
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'outDir' | 'unet' | 'diffusion' | 'steps'> = {
@@ -88,10 +93,14 @@ export interface TrainState {
 }
 
 /** A new run's state: the U-Net initialised from the seed, its EMA copy, Adam at step 0. */
-export function createTrainState(o: Pick<TrainOptions, 'unet' | 'lr' | 'seed'>): TrainState {
+export function createTrainState(o: Pick<TrainOptions, 'unet' | 'lr' | 'seed' | 'embedLr'>): TrainState {
   const model = new UNet(o.unet).init(o.seed);
   const params = [...model.params.values()];
-  return { model, ema: new EMA(params), adam: new Adam(params, { lr: o.lr }), step: 0 };
+  const adam = new Adam(params, { lr: o.lr });
+  [...model.params.keys()].forEach((name, i) => {
+    if (o.embedLr !== undefined && name.startsWith('class_embedding.')) adam.lrScale[i] = o.embedLr / o.lr;
+  });
+  return { model, ema: new EMA(params), adam, step: 0 };
 }
 
 /** The loss or the gradient norm of a step was not finite (its update was applied; the step count did not advance). */

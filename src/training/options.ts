@@ -42,6 +42,8 @@ export interface TrainFlags {
   condDrop?: number;
   /** a model folder whose weights a new run starts from */
   init?: string;
+  /** the class embedding's peak learning rate (default: lr) */
+  embedLr?: number;
 }
 
 export function trainOptionsFrom(o: TrainFlags): TrainOptions {
@@ -51,6 +53,8 @@ export function trainOptionsFrom(o: TrainFlags): TrainOptions {
   const unet = make();
   if (o.dropout !== undefined) unet.dropout = o.dropout;
   if (o.variance === 'learnedrange') unet.out_channels = 2 * unet.in_channels;
+  if (o.embedLr !== undefined && !o.classes)
+    throw new Error('--embed-lr: only for a class-conditional model (--classes N)');
   if (o.condDrop && !o.classes) throw new Error('--cond-drop: only for a class-conditional model (--classes N)');
   if (o.classes) {
     // one embedding per class, and one more for "no class" when labels are dropped (classifier-free guidance)
@@ -110,5 +114,6 @@ export function trainOptionsFrom(o: TrainFlags): TrainOptions {
     evalEvery: o.evalEvery ?? 0,
     condDrop: o.condDrop ?? 0,
     init: o.init,
+    embedLr: o.embedLr,
   };
 }

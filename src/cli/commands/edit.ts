@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import * as ops from '../../engine/ops.js';
 import { noGrad } from '../../engine/tensor.js';
-import { defaultClip, type SamplerName, samplerPlan } from '../../diffusion/samplers.js';
+import { defaultClip, type SamplerName, type Spacing, samplerPlan } from '../../diffusion/samplers.js';
 import { sdedit, sdeditStart } from '../../diffusion/sdedit.js';
 import { loadImages } from '../../data/images.js';
 import { writeFileAtomic } from '../../io/files.js';
@@ -12,7 +12,17 @@ import { serializeNpy } from '../../io/npy.js';
 import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { assertFinite } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { SAMPLERS, checkForwardBatch, int, loadForSampling, num, prepareOut, stepsSpec, warn } from '../shared.js';
+import {
+  SAMPLERS,
+  checkForwardBatch,
+  int,
+  loadForSampling,
+  num,
+  prepareOut,
+  spacingOption,
+  stepsSpec,
+  warn,
+} from '../shared.js';
 
 export interface EditOptions {
   model: string;
@@ -22,6 +32,7 @@ export interface EditOptions {
   overwrite: boolean;
   sampler: SamplerName;
   steps?: string;
+  timestepSpacing?: Spacing;
   eta?: number;
   clip?: boolean;
   batch: number;
@@ -49,6 +60,7 @@ export function register(program: Command): void {
       'reverse steps of the whole chain, as for sample (default 50, or T if fewer); strength x steps of them run',
       stepsSpec,
     )
+    .addOption(spacingOption())
     .option('--eta <x>', 'DDIM eta (default 0)', num('--eta', 0))
     .option('--clip', 'clip the x0 estimate to [-1, 1] (default: as for sample)')
     .option('--no-clip', 'do not clip the x0 estimate')
@@ -71,6 +83,7 @@ export async function editCommand(o: EditOptions): Promise<void> {
   const opts = {
     sampler: o.sampler,
     steps: o.steps ?? String(Math.min(50, diffusion.numTimesteps)),
+    timestepSpacing: o.timestepSpacing,
     seed: o.seed,
     eta: o.eta,
     clip: o.clip ?? defaultClip(o.sampler, diffusion),

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { EXACT_HEAD, bitsPerDim } from '../../eval/bpd.js';
 import { makeBatch } from '../../data/dataset.js';
 import type { Tensor } from '../../engine/tensor.js';
+import type { Timesteps } from '../../diffusion/gaussian.js';
 import { isClassConditional } from '../../model/unet.js';
 import type { Split } from '../../data/load.js';
 import { evalSubset } from '../../eval/image-sets.js';
@@ -85,7 +86,7 @@ export async function evalBpdCommand(o: EvalBpdOptions): Promise<void> {
     for (let s = 0; s < n; s += o.batch) {
       const idx = pick.subarray(s, Math.min(n, s + o.batch));
       const y = conditional && labels ? Int32Array.from(idx, (i) => labels[i]) : undefined;
-      const own = y ? (x: Tensor, t: Int32Array) => model.forward(x, t, { classLabels: y }) : undefined;
+      const own = y ? (x: Tensor, t: Timesteps) => model.forward(x, t, { classLabels: y }) : undefined;
       yield { x0: makeBatch(data, idx), start: s, model: own };
     }
   }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import type { SamplerName } from '../../diffusion/samplers.js';
-import type { TimestepSpacing } from '../../diffusion/schedule.js';
+import type { Spacing } from '../../diffusion/samplers.js';
 import type { Split } from '../../data/load.js';
 import { type Extractor, type ImageSetContext, extractor, imageSet } from '../../eval/image-sets.js';
 import {
@@ -25,6 +25,7 @@ import {
   int,
   num,
   progress,
+  spacingOption,
   split,
   stepsSpec,
   warn,
@@ -42,7 +43,7 @@ export interface EvalQualityOptions {
   refSplit: Split;
   sampler: SamplerName;
   steps?: string;
-  timestepSpacing?: TimestepSpacing;
+  timestepSpacing?: Spacing;
   eta?: number;
   clip?: boolean;
   batch: number;
@@ -101,9 +102,7 @@ function qualityOptions(c: Command, inception: boolean): Command {
     .option('--ref-split <s>', 'split of the reference dataset', split, 'train')
     .addOption(new Option('--sampler <name>', 'sampler (model folders)').choices(SAMPLERS).default('ancestral'))
     .option('--steps <spec>', 'reverse steps (as for sample)', stepsSpec)
-    .addOption(
-      new Option('--timestep-spacing <s>', "ddim only: diffusers' layout").choices(['leading', 'trailing', 'linspace']),
-    )
+    .addOption(spacingOption())
     .option('--eta <x>', 'DDIM eta', num('--eta', 0))
     .option('--clip', "clip the x0 estimate (default: the model folder's clip_sample)")
     .option('--no-clip', 'do not clip the x0 estimate')

@@ -4,7 +4,7 @@ import { type Command, Option } from 'commander';
 import type { Tensor } from '../../engine/tensor.js';
 import { classDenoiser } from '../../diffusion/guidance.js';
 import { defaultClip, type SamplerName, samplerPlan } from '../../diffusion/samplers.js';
-import type { TimestepSpacing } from '../../diffusion/schedule.js';
+import type { Spacing } from '../../diffusion/samplers.js';
 import { writeFileAtomic } from '../../io/files.js';
 import { modelLabel, shippedModels } from '../../io/models.js';
 import { serializeNpy } from '../../io/npy.js';
@@ -12,7 +12,17 @@ import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { availableMemory, gib } from '../../io/system.js';
 import { drawSamples } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { SAMPLERS, checkForwardBatch, prepareOut, int, loadForSampling, num, stepsSpec, warn } from '../shared.js';
+import {
+  SAMPLERS,
+  checkForwardBatch,
+  prepareOut,
+  int,
+  loadForSampling,
+  num,
+  spacingOption,
+  stepsSpec,
+  warn,
+} from '../shared.js';
 
 export interface SampleCommandOptions {
   model: string;
@@ -22,7 +32,7 @@ export interface SampleCommandOptions {
   batch: number;
   sampler: SamplerName;
   steps?: string;
-  timestepSpacing?: TimestepSpacing;
+  timestepSpacing?: Spacing;
   eta?: number;
   seed: number;
   clip?: boolean;
@@ -55,13 +65,7 @@ export function register(program: Command): void {
         '(default: all T)',
       stepsSpec,
     )
-    .addOption(
-      new Option('--timestep-spacing <s>', "ddim only: lay out --steps as diffusers' DDIMScheduler does").choices([
-        'leading',
-        'trailing',
-        'linspace',
-      ]),
-    )
+    .addOption(spacingOption())
     .option('--eta <x>', 'DDIM eta (default 0)', num('--eta', 0))
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option(

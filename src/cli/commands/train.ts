@@ -94,6 +94,11 @@ export function register(program: Command): void {
       num('--cond-drop', 0, 1),
     )
     .option(
+      '--embed-lr <lr>',
+      "with --classes: the class embedding's peak learning rate (default: --lr; larger when fine-tuning with --init)",
+      num('--embed-lr', 0),
+    )
+    .option(
       '--override <fields>',
       'on resume, allow these options to differ from the saved run (comma-separated: lr, warmup, grad-clip, ema, ' +
         'ema-warmup, flip, dropout, batch, accumulate, seed)',
