@@ -50,6 +50,9 @@ const runs: [SamplerName, string][] = (
     ['heun', '20'],
     ['plms', '10'],
     ['plms', '20'],
+    ['euler', '10'],
+    ['euler', '20'],
+    ['euler-a', '20'],
     ['ddim', '10'],
     ['ddim', '20'],
     ['ddim', '50'],
@@ -64,10 +67,10 @@ const runs: [SamplerName, string][] = (
   ] as [SamplerName, string][]
 ).filter(([s]) => !only || only === '--full' || only.split(',').includes(s));
 
-console.log(`| sampler | steps | network evaluations | FD | KID x 1e3 | seconds for ${N} |`);
-console.log('|---|---|---|---|---|---|');
+console.log(`| sampler | steps | spacing | network evaluations | FD | KID x 1e3 | seconds for ${N} |`);
+console.log('|---|---|---|---|---|---|---|');
 for (const [sampler, steps] of runs) {
-  const { plan } = samplerPlan(diffusion, { sampler, steps });
+  const { plan, spacing } = samplerPlan(diffusion, { sampler, steps });
   const nfe = networkEvals(plan, sampler);
   const images = new Float32Array(N * 784);
   const t0 = Date.now();
@@ -89,7 +92,7 @@ for (const [sampler, steps] of runs) {
   const fd = frechetDistance(featureStats(f, N, D), refStats);
   const kid = kernelInceptionDistance(ref, refN, f, N, D, 10, Math.min(1000, N));
   console.log(
-    `| ${sampler} | ${steps} | ${nfe} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(2)} +- ` +
+    `| ${sampler} | ${steps} | ${spacing} | ${nfe} | ${fd.toFixed(3)} | ${(kid.mean * 1e3).toFixed(2)} +- ` +
       `${(kid.stderr * 1e3).toFixed(2)} | ${seconds.toFixed(0)} |`,
   );
 }

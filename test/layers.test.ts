@@ -15,6 +15,7 @@ const RANK: Record<string, number> = {
   'backends/wasm': 1,
   backends: 2,
   diffusion: 3,
+  'diffusion/samplers': 3,
   model: 3,
   io: 4,
   data: 5,

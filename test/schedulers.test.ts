@@ -9,6 +9,7 @@ import * as ops from '../src/engine/ops.js';
 import { type Tensor, noGrad } from '../src/engine/tensor.js';
 import { GaussianDiffusion, PAPER_DIFFUSION, type Prediction, type VarianceType } from '../src/diffusion/gaussian.js';
 import { type SamplerName, type Spacing, sample, samplerPlan } from '../src/diffusion/samplers.js';
+import { diffusionFromScheduler, schedulerConfig } from '../src/io/diffusers.js';
 import { ROOT } from './helpers.js';
 
 interface Case {
@@ -87,4 +88,32 @@ describe(`the samplers equal diffusers ${G.diffusers}'s schedulers step for step
       assert.ok(worst >= 0);
     });
   }
+});
+
+describe("a folder's scheduler_config.json fields reach the samplers, or are refused by name", () => {
+  const read = (extra: Record<string, unknown>) =>
+    diffusionFromScheduler({ ...schedulerConfig(PAPER_DIFFUSION), ...extra }, 'scheduler_config.json');
+  it('steps_offset, set_alpha_to_one and timestep_spacing are followed (as diffusers from_config carries them)', () => {
+    const { config } = read({ steps_offset: 1, set_alpha_to_one: false, timestep_spacing: 'trailing' });
+    const d = new GaussianDiffusion(config);
+    const ddim = samplerPlan(d, { sampler: 'ddim', steps: 10, timestepSpacing: 'leading' }).plan;
+    assert.deepEqual(
+      ddim.map((p) => p.t),
+      [901, 801, 701, 601, 501, 401, 301, 201, 101, 1],
+    );
+    assert.equal(ddim[9].abPrev, d.tables.alphasCumprod[0], 'set_alpha_to_one false: the last step ends at abar_0');
+    // the DDPM lineage keeps the paper's respacing unless told; the diffusers-style samplers take the folder's layout
+    assert.equal(samplerPlan(d, { sampler: 'ddim', steps: 10 }).spacing, 'respaced');
+    assert.equal(samplerPlan(d, { sampler: 'dpm2m', steps: 10 }).spacing, 'trailing');
+    // the written folder keeps them
+    assert.deepEqual(read({}).config.scheduler, undefined);
+    const again = diffusionFromScheduler(schedulerConfig(config), 'scheduler_config.json').config;
+    assert.deepEqual(again.scheduler, { timestepSpacing: 'trailing', stepsOffset: 1, setAlphaToOne: false });
+  });
+  it('values it cannot follow are refused, naming the field', () => {
+    assert.throws(() => read({ steps_offset: -1 }), /scheduler_config.json: field "steps_offset" must be a whole/);
+    assert.throws(() => read({ timestep_spacing: 'karras' }), /field "timestep_spacing" "karras" is not one of/);
+    assert.throws(() => read({ set_alpha_to_one: 'yes' }), /field "set_alpha_to_one" must be true or false/);
+    assert.throws(() => read({ clip_sample_range: 2 }), /field "clip_sample_range" is 2; only 1 is implemented/);
+  });
 });

@@ -22,6 +22,12 @@ export interface DiffusionConfig {
   variance: VarianceType;
   loss: LossType;
   clipSample: boolean;
+  /**
+   * A folder's scheduler settings for the samplers that lay steps out as diffusers does (its scheduler_config.json:
+   * timestep_spacing, steps_offset, set_alpha_to_one; carried over as diffusers' from_config carries them to another
+   * scheduler).
+   */
+  scheduler?: { timestepSpacing?: 'leading' | 'trailing' | 'linspace'; stepsOffset?: number; setAlphaToOne?: boolean };
 }
 
 export const PAPER_DIFFUSION: DiffusionConfig = {

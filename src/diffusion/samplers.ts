@@ -6,7 +6,7 @@
 import * as ops from '../engine/ops.js';
 import { type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
-import type { DenoiseFn, GaussianDiffusion } from './gaussian.js';
+import type { DenoiseFn, DiffusionConfig, GaussianDiffusion } from './gaussian.js';
 import { interpretOutput } from './prediction.js';
 import { type PlanStep, SPACINGS, type Spacing, stepPlan } from './samplers/plan.js';
 import type { Memory, Sampler, StepContext } from './samplers/protocol.js';
@@ -120,14 +120,19 @@ export function initialNoise(shape: number[], seed: number, sampleStart = 0): Te
 }
 
 /** The spacing a request runs with: the asked one, respaced for a section list, else the sampler's own. */
-export function spacingOf(opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing'>): Spacing {
+export function spacingOf(
+  opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing'>,
+  folder?: DiffusionConfig['scheduler'],
+): Spacing {
   if (opts.timestepSpacing) {
     if (!SPACINGS.includes(opts.timestepSpacing))
       throw new Error(`sample: unknown spacing "${opts.timestepSpacing}" (expected one of ${SPACINGS.join(', ')})`);
     return opts.timestepSpacing;
   }
   if (typeof opts.steps === 'string' && !/^\s*\d+\s*$/.test(opts.steps)) return 'respaced';
-  return samplerOf(opts.sampler).defaultSpacing;
+  // the DDPM lineage samples as the paper's code does; the others take the folder's layout, as from_config would
+  const own = samplerOf(opts.sampler).defaultSpacing;
+  return own === 'respaced' ? own : (folder?.timestepSpacing ?? own);
 }
 
 /** The reverse steps of a run, first to last (see samplers/plan.ts). */
@@ -136,12 +141,13 @@ export function samplerPlan(
   opts: Pick<SampleOptions, 'sampler' | 'steps' | 'timestepSpacing' | 'stepsOffset' | 'setAlphaToOne'>,
 ): { plan: PlanStep[]; spacing: Spacing } {
   const s = samplerOf(opts.sampler);
-  const spacing = spacingOf(opts);
+  const folder = diffusion.config.scheduler;
+  const spacing = spacingOf(opts, folder);
   const plan = stepPlan(diffusion, s.family, {
     steps: opts.steps,
     spacing,
-    stepsOffset: opts.stepsOffset,
-    setAlphaToOne: opts.setAlphaToOne ?? s.setAlphaToOne,
+    stepsOffset: opts.stepsOffset ?? folder?.stepsOffset,
+    setAlphaToOne: opts.setAlphaToOne ?? folder?.setAlphaToOne ?? s.setAlphaToOne,
   });
   return { plan, spacing };
 }

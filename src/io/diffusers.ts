@@ -50,6 +50,9 @@ export function schedulerConfig(d: DiffusionConfig): Record<string, unknown> {
     variance_type: VARIANCE_TO_DIFFUSERS[d.variance],
     prediction_type: PREDICTION_TO_DIFFUSERS[d.prediction],
     ddpm_loss: d.loss,
+    ...(d.scheduler?.timestepSpacing ? { timestep_spacing: d.scheduler.timestepSpacing } : {}),
+    ...(d.scheduler?.stepsOffset !== undefined ? { steps_offset: d.scheduler.stepsOffset } : {}),
+    ...(d.scheduler?.setAlphaToOne !== undefined ? { set_alpha_to_one: d.scheduler.setAlphaToOne } : {}),
   };
 }
 
@@ -63,7 +66,6 @@ const DIFFUSERS_SCHEDULES: Record<string, BetaSchedule> = {
 const SCHEDULER_FIXED: Record<string, unknown> = {
   thresholding: false,
   clip_sample_range: 1,
-  steps_offset: 0,
   rescale_betas_zero_snr: false,
 };
 const SCHEDULER_KNOWN = new Set([
@@ -81,6 +83,7 @@ const SCHEDULER_KNOWN = new Set([
   'dynamic_thresholding_ratio',
   'sample_max_value',
   'set_alpha_to_one',
+  'steps_offset',
 ]);
 
 export function diffusionFromScheduler(
@@ -147,6 +150,21 @@ export function diffusionFromScheduler(
     // default)
     loss: ((raw.ddpm_loss as string) ?? (variance === 'learnedrange' ? 'hybrid' : 'simple')) as DiffusionConfig['loss'],
   };
+  const spacing = raw.timestep_spacing,
+    offset = raw.steps_offset,
+    alphaOne = raw.set_alpha_to_one;
+  if (spacing !== undefined && spacing !== null && !['leading', 'trailing', 'linspace'].includes(spacing as string))
+    throw bad('timestep_spacing', `${JSON.stringify(spacing)} is not one of leading, trailing, linspace`);
+  if (offset !== undefined && offset !== null && !(Number.isInteger(offset) && (offset as number) >= 0))
+    throw bad('steps_offset', `must be a whole number >= 0, got ${JSON.stringify(offset)}`);
+  if (alphaOne !== undefined && alphaOne !== null && typeof alphaOne !== 'boolean')
+    throw bad('set_alpha_to_one', `must be true or false, got ${JSON.stringify(alphaOne)}`);
+  const scheduler = {
+    ...(spacing ? { timestepSpacing: spacing as 'leading' | 'trailing' | 'linspace' } : {}),
+    ...(typeof offset === 'number' ? { stepsOffset: offset } : {}),
+    ...(typeof alphaOne === 'boolean' ? { setAlphaToOne: alphaOne } : {}),
+  };
+  if (Object.keys(scheduler).length) config.scheduler = scheduler;
   if (typeof config.clipSample !== 'boolean')
     throw bad('clip_sample', `must be true or false, got ${JSON.stringify(raw.clip_sample)}`);
   if (!['simple', 'vlb', 'hybrid'].includes(config.loss))
