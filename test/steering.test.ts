@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
@@ -264,6 +264,44 @@ describe('class conditioning and classifier-free guidance', () => {
     assert.equal(p.status, 0, p.stderr);
     const noClass = cli('predict', '--model', run, '--input', x, '--t', '5', '--output', join(dir, 'eps2.npy'));
     assert.match(noClass.stderr, /--class: this model is class-conditional; give the class of each sample/);
+    // ... and interpolation: the images' shared label, or --class with guidance, or the null class
+    for (const extra of [[], ['--class', '2', '--guidance', '2']]) {
+      const out = join(dir, `interp${extra.length}.png`);
+      const i = cli(
+        'interpolate',
+        '--model',
+        run,
+        '--data',
+        data,
+        '--split',
+        'train',
+        '--t',
+        '3',
+        '--count',
+        '3',
+        '--out',
+        out,
+        ...extra,
+      );
+      assert.equal(i.status, 0, i.stderr);
+      assert.ok(existsSync(out));
+    }
+    const badClass = cli(
+      'interpolate',
+      '--model',
+      run,
+      '--data',
+      data,
+      '--split',
+      'train',
+      '--t',
+      '3',
+      '--class',
+      '9',
+      '--out',
+      join(dir, 'i.png'),
+    );
+    assert.match(badClass.stderr, /--class: "9" is not a class of this model/);
     const bad = cli('sample', '--model', run, '-n', '2', '--steps', '2', '--class', '7', '--out', join(dir, 's2'));
     assert.match(bad.stderr, /--class: "7" is not a class of this model \(0\.\.3\)/);
   });

@@ -11,6 +11,8 @@ export interface ImageDataset {
   /** uint8 pixels, [count, channels, height, width] */
   pixels: Uint8Array;
   labels?: Uint8Array;
+  /** the class of each label value, where the source names them (an image folder's subfolders) */
+  classNames?: string[];
   /** the files it was read from (for reports) */
   files?: string[];
   /** what reading it changed or dropped (alpha channels, ...), for the caller to show */

