@@ -286,6 +286,46 @@ describe('class conditioning and classifier-free guidance', () => {
       assert.equal(i.status, 0, i.stderr);
       assert.ok(existsSync(out));
     }
+    // inpainting and SDEdit of a conditional model, guided to a class
+    const img = join(dir, 'img.png'),
+      m = join(dir, 'm.png');
+    png(img, (xx) => xx * 30);
+    png(m, (_, y) => (y < 4 ? 255 : 0));
+    const inp = cli(
+      'inpaint',
+      '--model',
+      run,
+      '--image',
+      img,
+      '--mask',
+      m,
+      '--out',
+      join(dir, 'inp'),
+      '--steps',
+      '4',
+      '--class',
+      '1',
+      '--guidance',
+      '2',
+    );
+    assert.equal(inp.status, 0, inp.stderr);
+    assert.deepEqual(pixels(join(dir, 'inp', 'inpainted-00000.png')).slice(0, 32), pixels(img).slice(0, 32));
+    const ed = cli(
+      'edit',
+      '--model',
+      run,
+      '--image',
+      img,
+      '--strength',
+      '0.5',
+      '--steps',
+      '4',
+      '--out',
+      join(dir, 'ed'),
+      '--class',
+      '3',
+    );
+    assert.equal(ed.status, 0, ed.stderr);
     const badClass = cli(
       'interpolate',
       '--model',

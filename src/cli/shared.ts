@@ -44,6 +44,19 @@ export function num(name: string, min = -Infinity, max = Infinity) {
     return n;
   };
 }
+/** --class and --guidance, for the commands that sample (class-conditional models; src/diffusion/guidance.ts). */
+export function classOptions(what: string): Option[] {
+  return [
+    new Option(
+      '--class <list>',
+      `class-conditional models: the class of each ${what}, "7" or a list "0,1,2" in turn (default: every class in turn)`,
+    ),
+    new Option('--guidance <w>', 'classifier-free guidance scale (1: the conditional model; 0: the unconditional one)')
+      .argParser(num('--guidance', 0, 100))
+      .default(1),
+  ];
+}
+
 /** --timestep-spacing, for every sampler (src/diffusion/samplers/plan.ts). */
 export function spacingOption(): Option {
   return new Option(

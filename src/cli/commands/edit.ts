@@ -15,6 +15,7 @@ import { Progress } from '../progress.js';
 import {
   SAMPLERS,
   checkForwardBatch,
+  classOptions,
   int,
   loadForSampling,
   num,
@@ -23,8 +24,11 @@ import {
   stepsSpec,
   warn,
 } from '../shared.js';
+import { classDenoiser } from '../../diffusion/guidance.js';
 
 export interface EditOptions {
+  class?: string;
+  guidance: number;
   model: string;
   image: string;
   strength: number;
@@ -67,6 +71,8 @@ export function register(program: Command): void {
     .option('--batch <n>', 'images per batch', int('--batch', 1), 16)
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option('--npy', 'also write the results as samples.npy ([N, C, H, W] on [-1, 1])', false)
+    .addOption(classOptions('image')[0])
+    .addOption(classOptions('image')[1])
     .action(editCommand);
 }
 
@@ -80,6 +86,7 @@ export async function editCommand(o: EditOptions): Promise<void> {
   const img = loadImages(o.image, S, C as 1 | 3, '--image');
   for (const w of img.warnings) warn(w);
   checkForwardBatch(cfg, Math.min(o.batch, img.n), 'editing');
+  const denoiser = classDenoiser(model, cfg, o.class, o.guidance, img.n);
   const opts = {
     sampler: o.sampler,
     steps: o.steps ?? String(Math.min(50, diffusion.numTimesteps)),
@@ -103,7 +110,10 @@ export async function editCommand(o: EditOptions): Promise<void> {
   for (let start = 0; start < img.n; start += o.batch) {
     const B = Math.min(o.batch, img.n - start);
     const x0 = ops.fromArray(img.x.subarray(start * per, (start + B) * per), [B, C, S, S]);
-    const it = sdedit(diffusion, (x, t) => model.forward(x, t), x0, o.strength, { ...opts, sampleStart: start });
+    const it = sdedit(diffusion, denoiser?.(start, B) ?? ((x, t) => model.forward(x, t)), x0, o.strength, {
+      ...opts,
+      sampleStart: start,
+    });
     let r = noGrad(() => it.next());
     while (!r.done) {
       bar.update(++done);

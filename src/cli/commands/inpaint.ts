@@ -11,9 +11,12 @@ import { serializeNpy } from '../../io/npy.js';
 import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { assertFinite } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { checkForwardBatch, int, loadForSampling, num, prepareOut, warn } from '../shared.js';
+import { checkForwardBatch, classOptions, int, loadForSampling, num, prepareOut, warn } from '../shared.js';
+import { classDenoiser } from '../../diffusion/guidance.js';
 
 export interface InpaintOptions {
+  class?: string;
+  guidance: number;
   model: string;
   image: string;
   mask: string;
@@ -64,6 +67,8 @@ export function register(program: Command): void {
     .option('--batch <n>', 'images per batch', int('--batch', 1), 16)
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option('--npy', 'also write the results as samples.npy ([N, C, H, W] on [-1, 1])', false)
+    .addOption(classOptions('image')[0])
+    .addOption(classOptions('image')[1])
     .action(inpaintCommand);
 }
 
@@ -84,6 +89,7 @@ export async function inpaintCommand(o: InpaintOptions): Promise<void> {
   if (!m.some((v) => v === 0))
     warn(`--mask ${o.mask}: no black pixel, nothing to fill; the images come back as they are`);
   checkForwardBatch(cfg, Math.min(o.batch, img.n), 'inpainting');
+  const denoiser = classDenoiser(model, cfg, o.class, o.guidance, img.n);
   if (o.steps > diffusion.numTimesteps)
     warn(`--steps ${o.steps}: the model has ${diffusion.numTimesteps} timesteps; using ${diffusion.numTimesteps}`);
   if (o.jumpNSample > 1 && o.jumpLength >= Math.min(o.steps, diffusion.numTimesteps))
@@ -109,7 +115,7 @@ export async function inpaintCommand(o: InpaintOptions): Promise<void> {
       seed: o.seed,
       sampleStart: start,
     };
-    const it = inpaint(diffusion, (x, t) => model.forward(x, t), known, mk, opts);
+    const it = inpaint(diffusion, denoiser?.(start, B) ?? ((x, t) => model.forward(x, t)), known, mk, opts);
     let r = noGrad(() => it.next());
     while (!r.done) {
       bar.update(++done);

@@ -19,6 +19,7 @@ import {
   int,
   loadForSampling,
   num,
+  classOptions,
   spacingOption,
   stepsSpec,
   warn,
@@ -76,17 +77,8 @@ export function register(program: Command): void {
     .option('--no-clip', 'do not clip the x0 estimate')
     .option('--strip', 'also write a denoising strip (x0 estimates along the chain)', false)
     .option('--npy', 'also write all samples as samples.npy ([N, C, H, W] on [-1, 1], for eval quality)', false)
-    .option(
-      '--class <list>',
-      'class-conditional models: the class of each sample, "7" or a list "0,1,2" in turn ' +
-        '(default: every class in turn)',
-    )
-    .option(
-      '--guidance <w>',
-      'classifier-free guidance scale (1: the conditional model; 0: the unconditional ' + 'one)',
-      num('--guidance', 0, 100),
-      1,
-    )
+    .addOption(classOptions('sample')[0])
+    .addOption(classOptions('sample')[1])
     .action(sampleCommand);
 }
 
