@@ -34,6 +34,8 @@ export function classGuided(model: ConditionalFn, labels: Int32Array, w: number,
   if (w === 1) return (x, t) => model(x, t, labels);
   if (nullClass === null)
     throw new Error(`guidance ${w}: the model has no null class (train it with --cond-drop for guidance)`);
+  // w = 0 is the null class alone: one half is enough
+  if (w === 0) return (x, t) => model(x, t, new Int32Array(labels.length).fill(nullClass));
   const both = Int32Array.from({ length: 2 * labels.length }, (_, i) => (i < labels.length ? labels[i] : nullClass));
   return (x, t) => {
     const tt = t instanceof Float32Array ? Float32Array.from([...t, ...t]) : Int32Array.from([...t, ...t]);
