@@ -1,10 +1,16 @@
 // The playground page: samples a diffusers model with a live view of the reverse chain and the forward chain on the
-// samples, interpolates, loads a shipped model or a dropped folder, and trains the tiny preset in the tab. Runs on the
-// best backend the page has (WebGPU on a GPU, else wasm, else the reference backend). Query parameters preset the
-// controls (?sampler=ddim&steps=20&seed=0&num=8&clip=1&model=mnist; auto=0 does not sample on load;
-// backend=webgpu|wasm|reference takes that backend first); one the page cannot use is answered next to its control.
+// samples, interpolates, steers the model (the class and guidance of a class-conditional one: classes.ts; a drawing
+// pad finished by RePaint or cleaned up by SDEdit: pad.ts, steer.ts; Fig. 7's shared x_t: fig7.ts; one action at a
+// time, each stopped by the Stop button: jobs.ts), loads a shipped model or a dropped folder, and trains the tiny
+// preset in the tab. Runs on the best backend the page has (WebGPU on a GPU, else wasm, else the reference backend).
+// Query parameters preset the controls (?sampler=ddim&steps=20&seed=0&num=8&clip=1&model=mnist; auto=0 does not
+// sample on load; backend=webgpu|wasm|reference takes that backend first); one the page cannot use is answered next
+// to its control.
 import * as lib from '../src/browser.js';
+import { batchFactor, classWords, denoiserFor, showClasses, wireClasses } from './classes.js';
 import { drawForward, drawGrid, drawLossChart } from './draw.js';
+import { wireFig7 } from './fig7.js';
+import { count, drive, errText, nextFrame, requestStop, runAction, runningAction } from './jobs.js';
 import {
   type GivenFile,
   type Loaded,
@@ -15,6 +21,8 @@ import {
   loadShipped,
   shippedNames,
 } from './models.js';
+import { resetPad } from './pad.js';
+import { wireSteer } from './steer.js';
 import {
   $,
   Estimator,
@@ -32,25 +40,18 @@ import {
 const params = new URLSearchParams(location.search);
 const button = (id: string) => $<HTMLButtonElement>(id);
 const input = (id: string) => $<HTMLInputElement>(id);
-const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
-/** Lets the browser paint (an estimate, a status) before a step that may hold the main thread. */
-const nextFrame = () =>
-  new Promise<void>((r) => {
-    requestAnimationFrame(() => setTimeout(r, 0));
-    setTimeout(r, 100); // a hidden tab has no frames
-  });
 
 let current: Loaded | null = null;
 let est = new Estimator('reference');
 /** The last sampling run's images, the endpoints of the interpolation. */
 let lastSamples: { x: Float32Array; shape: number[] } | null = null;
-let stopRequested = false,
-  trainStop = false;
-const busy = { sample: false, interp: false, train: false };
+let trainStop = false;
+const busy = { interp: false, train: false };
 /** Whether the clip box was set by the visitor (or the address); else it follows the sampler's default. */
 let clipTouched = false;
 
-const cost = (m: Loaded) => modelCost(m.model.parameterCount, m.cfg.sample_size);
+/** A model's cost per image asked for (twice under guidance: each step runs the network on both halves). */
+const cost = (m: Loaded) => modelCost(m.model.parameterCount, m.cfg.sample_size) * batchFactor(m);
 const samplerValue = () => $<HTMLSelectElement>('sampler').value as lib.SamplerName;
 const status = (s: string, kind: 'info' | 'error' = 'info') => say('status', s, kind);
 
@@ -70,7 +71,7 @@ function updateEstimates(): void {
   const T = m?.diffusion.numTimesteps ?? 1000;
   const steps = wholeNumber(input('steps').value),
     n = wholeNumber(input('num').value);
-  if (!busy.sample)
+  if (runningAction() !== 'sample')
     say(
       'sampleEta',
       m && steps !== null && n !== null && steps >= 1 && steps <= T && n >= 1 && n <= 64
@@ -101,6 +102,9 @@ function setModel(m: Loaded): void {
   const T = m.diffusion.numTimesteps;
   input('steps').max = String(T);
   input('it').max = String(T - 1);
+  input('padSteps').max = input('f7steps').max = String(T);
+  showClasses(m);
+  resetPad(m.cfg.sample_size);
   const from = m.source === 'files' ? ', from your files' : '';
   $('model').textContent =
     `${m.name}${from} (${m.cfg.in_channels}x${m.cfg.sample_size}x${m.cfg.sample_size}, ` +
@@ -125,43 +129,38 @@ function sampleForm() {
   return { sampler, steps, seed, n, clip: input('clip').checked };
 }
 
+/** The sampler, seed and clip box of the sampling form, for the drawing pad's actions. */
+function steerForm() {
+  const seed = readField('seed', 0, Number.MAX_SAFE_INTEGER, 'seed');
+  const sampler = samplerValue();
+  if (!lib.SAMPLERS.includes(sampler)) say('samplerMsg', 'choose a sampler from the list', 'error');
+  return seed === null || !lib.SAMPLERS.includes(sampler) ? null : { sampler, seed, clip: input('clip').checked };
+}
+
 async function runSampling(): Promise<void> {
-  if (busy.sample) return;
   const m = current;
   if (!m) return status('no model is loaded: choose one under Model below', 'error');
   const f = sampleForm();
   if (!f) return status('fix the fields marked above to sample', 'error');
-  const { model, diffusion, cfg } = m;
+  const { diffusion, cfg } = m;
   const { sampler, steps, seed, n, clip } = f;
   const shape = [n, cfg.in_channels, cfg.sample_size, cfg.sample_size];
   const cols = Math.ceil(Math.sqrt(n));
   const evalsPerStep = evalsOf(sampler, steps) / steps;
-  stopRequested = false;
-  busy.sample = true;
-  button('sample').disabled = true;
-  button('stop').disabled = false;
-  status(`sampling ${n} images, ${sampler}, ${steps} steps, clip ${clip ? 'on' : 'off'}...`);
-  say('sampleEta', `estimate: ${est.describe(est.seconds(evalsOf(sampler, steps), n, cost(m)))}`);
-  await nextFrame();
-  const strip: Float32Array[] = [];
-  const clock = new StepClock(steps);
-  let stoppedAt = 0;
-  try {
-    const it = lib.sample(diffusion, (x, t) => model.forward(x, t), shape, { sampler, steps, seed, clip });
+  await runAction('sample', 'status', 'sampling', async () => {
+    const cls = classWords(m);
+    status(`sampling ${n} images, ${sampler}, ${steps} steps, clip ${clip ? 'on' : 'off'}${cls}...`);
+    say('sampleEta', `estimate: ${est.describe(est.seconds(evalsOf(sampler, steps), n, cost(m)))}`);
+    await nextFrame();
+    const strip: Float32Array[] = [];
+    const clock = new StepClock(steps);
+    let at = 0;
+    const denoise = denoiserFor(m, n)(0, n);
+    const it = lib.sample(diffusion, denoise, shape, { sampler, steps, seed, clip });
     const every = Math.max(1, Math.floor(steps / 10));
-    for (;;) {
-      const r = lib.noGrad(() => it.next());
-      if (r.done) {
-        const x = await r.value.data();
-        // the interpolation's endpoints, unless another model was loaded meanwhile
-        if (current === m) {
-          lastSamples = { x, shape };
-          button('interp').disabled = busy.interp;
-        }
-        break;
-      }
-      const st = r.value;
+    const out = await drive(it, async (st) => {
       const [xt, x0] = await Promise.all([st.x.data(), st.predX0.data()]);
+      at = st.step;
       clock.tick(st.step);
       drawGrid($('xt'), xt, shape, cols);
       drawGrid($('x0'), x0, shape, cols);
@@ -172,10 +171,11 @@ async function runSampling(): Promise<void> {
         'sampleEta',
         `${fmtDuration(clock.left())} left on ${est.kind} (timed: ${clock.perStep().toFixed(2)} s a step)`,
       );
-      if (stopRequested) {
-        stoppedAt = st.step;
-        break;
-      }
+    });
+    // the interpolation's endpoints, unless another model was loaded meanwhile
+    if (out && current === m) {
+      lastSamples = { x: await out.data(), shape };
+      button('interp').disabled = busy.interp;
     }
     est.record(clock.perStep(), evalsPerStep, n, cost(m));
     if (strip.length) {
@@ -189,21 +189,14 @@ async function runSampling(): Promise<void> {
     if (lastSamples?.shape === shape)
       await drawForward($('forward'), $('forwardTs'), m.diffusion, lastSamples.x, shape);
     status(
-      stoppedAt
-        ? `stopped at step ${stoppedAt}`
-        : `done: ${n} samples, ${sampler}, ${steps} steps, seed ${seed}, clip ${clip ? 'on' : 'off'}, ` +
+      !out
+        ? `stopped at step ${at}`
+        : `done: ${n} samples, ${sampler}, ${steps} steps, seed ${seed}, clip ${clip ? 'on' : 'off'}${cls}, ` +
             `in ${clock.elapsed().toFixed(1)} s`,
     );
-    document.body.dataset.sampled = String(Number(document.body.dataset.sampled ?? 0) + 1);
-  } catch (e) {
-    status(`error: sampling failed: ${errText(e)}`, 'error');
-    console.error(e);
-  } finally {
-    busy.sample = false;
-    button('sample').disabled = false;
-    button('stop').disabled = true;
-    updateEstimates();
-  }
+    count('sampled');
+  });
+  updateEstimates();
 }
 
 /** The paper's Fig. 8: samples a and b encoded to x_t with the same noise, mixed for 8 lambdas, decoded from t. */
@@ -211,7 +204,7 @@ async function runInterpolation(): Promise<void> {
   const m = current,
     last = lastSamples;
   if (!m || !last) return say('interpStatus', 'sample first: this mixes two samples of the last run', 'error');
-  const { model, diffusion } = m;
+  const { diffusion } = m;
   const [n, C, H, W] = last.shape,
     per = C * H * W;
   const a = readField('ia', 0, n - 1, 'sample a'),
@@ -230,7 +223,8 @@ async function runInterpolation(): Promise<void> {
   await nextFrame();
   const t0 = performance.now();
   try {
-    const x = lib.interpolate(diffusion, (xx, tt) => model.forward(xx, tt), one(a), one(b), lambdas, t, 0);
+    // a class-conditional model decodes with sample a's class (the chosen one, or a's own when it is "any")
+    const x = lib.interpolate(diffusion, denoiserFor(m, 8, a)(0, 8), one(a), one(b), lambdas, t, 0);
     drawGrid($('interpOut'), await x.data(), [8, C, H, W], 8);
     const took = (performance.now() - t0) / 1000;
     est.record(took, t + 1, 8, cost(m));
@@ -384,12 +378,19 @@ function wire(): void {
       readField(id, lo, hi(), what);
       updateEstimates();
     };
+  wireClasses(updateEstimates);
+  wireSteer({ model: () => current, form: steerForm, est: () => est });
+  wireFig7(
+    () => current,
+    () => est,
+    () => readField('seed', 0, Number.MAX_SAFE_INTEGER, 'seed'),
+  );
   input('clip').onchange = () => {
     clipTouched = true;
     say('clipMsg', '');
   };
   button('sample').onclick = () => void runSampling();
-  button('stop').onclick = () => (stopRequested = true);
+  button('stop').onclick = requestStop;
   button('interp').onclick = () => void runInterpolation();
   button('train').onclick = () => void runTraining();
   button('trainStop').onclick = () => (trainStop = true);

@@ -52,9 +52,12 @@ export async function loadShipped(name: string): Promise<Loaded> {
     if (!r.ok) throw new Error(`models/${name}/${f}: HTTP ${r.status}${r.status === 404 ? ' (no such file)' : ''}`);
     return r;
   };
+  // scheduler_config.json is optional, as in a dropped folder (the paper's schedule without it)
+  const sched = await fetch(`models/${encodeURIComponent(name)}/scheduler_config.json`);
+  if (!sched.ok && sched.status !== 404) throw new Error(`models/${name}/scheduler_config.json: HTTP ${sched.status}`);
   return fromFolder(name, 'shipped', {
     config: parseJson(await (await get('config.json')).text(), `models/${name}/config.json`),
-    scheduler: parseJson(await (await get('scheduler_config.json')).text(), `models/${name}/scheduler_config.json`),
+    scheduler: sched.ok ? parseJson(await sched.text(), `models/${name}/scheduler_config.json`) : undefined,
     weights: new Uint8Array(await (await get('diffusion_pytorch_model.safetensors')).arrayBuffer()),
   });
 }

@@ -21,6 +21,16 @@ export * from './diffusion/schedule.js';
 export * from './diffusion/gaussian.js';
 export * from './diffusion/samplers.js';
 export * from './diffusion/interpolate.js';
+// data/dataset.ts has a classCount of its own (of a dataset): the model's is modelClassCount here
+export {
+  type ConditionalFn,
+  classGuided,
+  labelsFor,
+  classDenoiser,
+  classCount as modelClassCount,
+} from './diffusion/guidance.js';
+export * from './diffusion/repaint.js';
+export * from './diffusion/sdedit.js';
 export * from './model/unet.js';
 export * from './data/dataset.js';
 export * from './training/core.js';

@@ -49,7 +49,8 @@ export function classOptions(what: string): Option[] {
   return [
     new Option(
       '--class <list>',
-      `class-conditional models: the class of each ${what}, "7" or a list "0,1,2" in turn (default: every class in turn)`,
+      `class-conditional models: the class of each ${what}, "7" or a list "0,1,2" in turn ` +
+        '(default: every class in turn)',
     ),
     new Option('--guidance <w>', 'classifier-free guidance scale (1: the conditional model; 0: the unconditional one)')
       .argParser(num('--guidance', 0, 100))
