@@ -7,8 +7,8 @@ import { InvalidArgumentError, Option } from 'commander';
 import type { Backend } from '../engine/backend.js';
 import type { Precision } from '../engine/ops.js';
 import { GaussianDiffusion } from '../diffusion/gaussian.js';
-import { SPACINGS, type SamplerName } from '../diffusion/samplers.js';
-import { type UNetConfig, samplingMemoryBytes } from '../model/unet.js';
+import { SAMPLERS as ALL_SAMPLERS, SPACINGS, type SamplerName } from '../diffusion/samplers.js';
+import { type UNetConfig, isClassConditional, samplingMemoryBytes } from '../model/unet.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { loadDataset as loadDatasetQuiet, type Split } from '../data/load.js';
 import { loadModel } from '../io/checkpoint.js';
@@ -21,7 +21,8 @@ import { Progress } from './progress.js';
 
 export const warn = (msg: string): void => console.error(msg.startsWith('warning: ') ? msg : `warning: ${msg}`);
 
-export const SAMPLERS: SamplerName[] = ['ancestral', 'ddim', 'langevin', 'pc', 'dpm2m', 'dpm3m', 'plms', 'heun'];
+/** Every sampler of the library (src/diffusion/samplers.ts), for --sampler's choices. */
+export const SAMPLERS: SamplerName[] = [...ALL_SAMPLERS];
 
 // Numbers are parsed strictly: "", " ", "5," and "0x10" are refused (Number() would accept some of them).
 const INT_RE = /^[+-]?\d+$/;
@@ -44,6 +45,28 @@ export function num(name: string, min = -Infinity, max = Infinity) {
     return n;
   };
 }
+/** --class: one class number, or (list) a comma-separated list of them; "1,,2", "a", "-1", "1.0" are refused. */
+export function classSpec(list = true) {
+  return (v: string): string => {
+    const what = list ? 'a class number or a comma-separated list of them ("7", "0,1,2")' : 'one class number';
+    if (!(list ? /^\s*\d+\s*(,\s*\d+\s*)*$/ : /^\s*\d+\s*$/).test(v))
+      throw new InvalidArgumentError(`--class must be ${what}, got "${v}"`);
+    return v.replace(/\s/g, '');
+  };
+}
+
+/**
+ * Refuses --guidance other than 1 for a class-conditional model without a null class, before any work (guidance
+ * needs the unconditional prediction of the null class: a model trained with --cond-drop).
+ */
+export function checkGuidance(cfg: UNetConfig, w: number): void {
+  if (w !== 1 && isClassConditional(cfg) && cfg.ddpm_null_class == null)
+    throw new Error(
+      `--guidance ${w}: this model has no null class (its config.json has no ddpm_null_class; train it with ` +
+        '--cond-drop for guidance), so only --guidance 1 (the conditional model) works',
+    );
+}
+
 /** --class and --guidance, for the commands that sample (class-conditional models; src/diffusion/guidance.ts). */
 export function classOptions(what: string): Option[] {
   return [
@@ -51,7 +74,7 @@ export function classOptions(what: string): Option[] {
       '--class <list>',
       `class-conditional models: the class of each ${what}, "7" or a list "0,1,2" in turn ` +
         '(default: every class in turn)',
-    ),
+    ).argParser(classSpec()),
     new Option('--guidance <w>', 'classifier-free guidance scale (1: the conditional model; 0: the unconditional one)')
       .argParser(num('--guidance', 0, 100))
       .default(1),

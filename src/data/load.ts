@@ -5,7 +5,7 @@
 //
 // Sources without a published test split (the embedded digits, a PNG folder) hold out every HELD_OUT-th image
 // (index % HELD_OUT == HELD_OUT - 1) as "test"; "train" is the rest, so evaluating on test never sees a training image.
-import { existsSync, readdirSync, statSync, readFileSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, realpathSync, statSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, basename, relative } from 'node:path';
 import { PNG } from 'pngjs';
@@ -88,35 +88,86 @@ export function loadPngFolder(dir: string, size: number, channels: 1 | 3): Image
 
 /**
  * A folder with one subfolder of PNG images per class, labelled as torchvision's ImageFolder labels them: class k is
- * the k-th subfolder name in sorted order, the files of each found recursively in sorted order. A class folder with
- * no PNG is refused (ImageFolder refuses it too).
+ * the k-th subfolder name in sorted order, the files of each found recursively (following symbolic links, as
+ * ImageFolder does) in its order: folder by folder in sorted path order, each folder's files sorted. A class folder
+ * with no PNG is refused (ImageFolder refuses it too); a link back to a folder it is inside is skipped with a warning.
  */
 export function loadImageFolder(dir: string, size: number, channels: 1 | 3): ImageDataset {
-  const classes = readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isDirectory())
-    .map((e) => e.name)
-    .sort();
+  const classes = subfolders(dir).sort();
   if (classes.length > 256) throw new Error(`${dir}: ${classes.length} class folders; at most 256 are supported`);
   const files: string[] = [],
-    labels: number[] = [];
+    labels: number[] = [],
+    skipped: string[] = [],
+    loops: string[] = [];
   classes.forEach((c, k) => {
-    const found = pngsUnder(join(dir, c));
-    if (!found.length) throw new Error(`${join(dir, c)}: a class folder with no .png files (class ${k}, "${c}")`);
+    const other = skipped.length;
+    const found = pngsUnder(join(dir, c), skipped, loops, dir);
+    if (!found.length)
+      throw new Error(
+        `${join(dir, c)}: a class folder with no .png files (class ${k}, "${c}")` +
+          (skipped.length > other
+            ? `; it holds ${skipped.length - other} other file(s) (only PNG images are read)`
+            : ''),
+      );
     for (const f of found) {
       files.push(relative(dir, f));
       labels.push(k);
     }
   });
   if (!files.length) throw new Error(`${dir}: no .png files and no class subfolders of them`);
-  return { ...loadPngFiles(dir, files, size, channels), labels: Uint8Array.from(labels), classNames: classes };
+  const ds = loadPngFiles(dir, files, size, channels);
+  const list = (a: string[]) => `${a.slice(0, 3).join(', ')}${a.length > 3 ? ', ...' : ''}`;
+  const warnings = [
+    ...(ds.warnings ?? []),
+    ...(skipped.length
+      ? [`${dir}: ${skipped.length} file(s) not .png skipped (${list(skipped.map((f) => relative(dir, f)))})`]
+      : []),
+    ...(loops.length
+      ? [`${dir}: skipped ${loops.length} symbolic link(s) back to a folder they are inside (${list(loops)})`]
+      : []),
+  ];
+  return { ...ds, labels: Uint8Array.from(labels), classNames: classes, warnings };
 }
 
-function pngsUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1)))
-    if (e.isDirectory()) out.push(...pngsUnder(join(dir, e.name)));
-    else if (e.name.toLowerCase().endsWith('.png')) out.push(join(dir, e.name));
-  return out;
+/** Whether a directory entry is a folder, following a symbolic link (a broken one is not). */
+function isFolder(dir: string, e: Dirent): boolean {
+  if (e.isDirectory()) return true;
+  if (!e.isSymbolicLink()) return false;
+  try {
+    return statSync(join(dir, e.name)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function subfolders(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => isFolder(dir, e))
+    .map((e) => e.name);
+}
+
+/**
+ * The PNGs under dir in ImageFolder's order (sorted(os.walk(dir, followlinks=True)), each folder's files sorted);
+ * other files are added to `skipped`, links back to a folder on the way down from root to `loops`.
+ */
+function pngsUnder(dir: string, skipped: string[], loops: string[], root: string): string[] {
+  const folders: [string, string[]][] = [];
+  const walk = (d: string, above: Set<string>) => {
+    const real = realpathSync(d);
+    if (above.has(real)) {
+      loops.push(d);
+      return;
+    }
+    const entries = readdirSync(d, { withFileTypes: true });
+    const pngs: string[] = [];
+    for (const e of entries)
+      if (isFolder(d, e)) walk(join(d, e.name), new Set([...above, real]));
+      else if (e.name.toLowerCase().endsWith('.png')) pngs.push(join(d, e.name));
+      else skipped.push(join(d, e.name));
+    folders.push([d, pngs.sort()]);
+  };
+  walk(dir, new Set([realpathSync(root)]));
+  return folders.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).flatMap(([, pngs]) => pngs);
 }
 
 /** PNG files (names relative to dir), each centre-cropped and resized to size x size, gray or RGB. */
@@ -234,9 +285,17 @@ export function loadDataset(
   if (files.some((f) => /^(data|test)_batch/.test(f))) return loadCifarFolder(spec, split);
   if (files.some((f) => f.toLowerCase().endsWith('.png'))) {
     if (!png) throw new Error(`${spec}: a PNG folder needs the model's image size and channels`);
+    // class folders of PNGs beside the PNGs: which was meant (an unlabelled set, or labels) is not clear
+    const classes = subfolders(spec).filter((c) => pngsUnder(join(spec, c), [], [], spec).length);
+    if (classes.length)
+      throw new Error(
+        `${spec}: holds both .png files and subfolders of them (${classes.slice(0, 3).join(', ')}` +
+          `${classes.length > 3 ? ', ...' : ''}); for class labels put every image in a class folder, for an ` +
+          'unlabelled set move the subfolders out',
+      );
     return heldOutSplit(loadPngFolder(spec, png.size, png.channels), split);
   }
-  if (readdirSync(spec, { withFileTypes: true }).some((e) => e.isDirectory())) {
+  if (subfolders(spec).length) {
     if (!png) throw new Error(`${spec}: a folder of class folders needs the model's image size and channels`);
     return heldOutSplit(loadImageFolder(spec, png.size, png.channels), split);
   }

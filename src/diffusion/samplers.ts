@@ -87,6 +87,9 @@ export interface SamplerState {
   shape: number[];
   seed: number;
   sampleStart: number;
+  /** the plan's layout and model timesteps (a state of another plan of the same length is refused) */
+  spacing?: Spacing;
+  timesteps?: number[];
   x: Float32Array;
   /** multistep samplers: what they carry between steps (earlier predictions, newest last, and their numbers) */
   history?: Float32Array[];
@@ -183,6 +186,17 @@ export function* sample(
       `sample: saved state (${resume.sampler}, ${resume.total} steps, seed ${resume.seed}) does not match the ` +
         `request (${opts.sampler}, ${total} steps, seed ${opts.seed})`,
     );
+  const timesteps = plan.map((p) => p.t);
+  if (
+    resume &&
+    ((resume.spacing !== undefined && resume.spacing !== spacing) ||
+      (resume.timesteps !== undefined && resume.timesteps.join(',') !== timesteps.join(',')))
+  )
+    throw new Error(
+      `sample: saved state (${resume.sampler}, ${resume.total} steps, spacing ${resume.spacing ?? '?'}) was drawn ` +
+        `with another step plan than the request (${spacing}${resume.spacing === spacing ? ', other timesteps' : ''}` +
+        '); resuming it would mix the two',
+    );
   if (resume && ('hPrev' in resume || 'hHistory' in resume))
     throw new Error('sample: the saved state was written by an older ddpm whose DPM-Solver steps differ; start over');
   if (
@@ -238,6 +252,8 @@ export function* sample(
         shape: [...shape],
         seed: opts.seed,
         sampleStart,
+        spacing,
+        timesteps,
         x: await xNow.data(),
       };
       if (memNow.tensors.length) state.history = await Promise.all(memNow.tensors.map((h) => h.data()));

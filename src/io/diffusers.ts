@@ -62,6 +62,9 @@ const DIFFUSERS_SCHEDULES: Record<string, BetaSchedule> = {
   sigmoid: 'sigmoid',
 };
 
+/** The most diffusion steps a folder may ask for (its tables are float64 arrays of this length). */
+const MAX_TIMESTEPS = 1_000_000;
+
 /** Scheduler fields this project has no choice for, with the value it implements (others are refused). */
 const SCHEDULER_FIXED: Record<string, unknown> = {
   thresholding: false,
@@ -135,8 +138,13 @@ export function diffusionFromScheduler(
       `${JSON.stringify(raw.prediction_type)} is not supported (epsilon, sample, v_prediction)`,
     );
   const T = (raw.num_train_timesteps as number) ?? 1000;
-  if (!Number.isInteger(T) || T < 1)
-    throw bad('num_train_timesteps', `must be a positive integer, got ${JSON.stringify(raw.num_train_timesteps)}`);
+  if (!Number.isInteger(T) || T < 1 || T > MAX_TIMESTEPS)
+    throw bad(
+      'num_train_timesteps',
+      `must be a whole number in [1, ${MAX_TIMESTEPS}], got ${JSON.stringify(raw.num_train_timesteps)}`,
+    );
+  if (raw.trained_betas != null && !Array.isArray(raw.trained_betas))
+    throw bad('trained_betas', `must be a list of ${T} betas or null, got ${JSON.stringify(raw.trained_betas)}`);
   const config: DiffusionConfig = {
     ...PAPER_DIFFUSION,
     schedule: (schedName ?? 'linear') as BetaSchedule,
@@ -155,8 +163,15 @@ export function diffusionFromScheduler(
     alphaOne = raw.set_alpha_to_one;
   if (spacing !== undefined && spacing !== null && !['leading', 'trailing', 'linspace'].includes(spacing as string))
     throw bad('timestep_spacing', `${JSON.stringify(spacing)} is not one of leading, trailing, linspace`);
-  if (offset !== undefined && offset !== null && !(Number.isInteger(offset) && (offset as number) >= 0))
-    throw bad('steps_offset', `must be a whole number >= 0, got ${JSON.stringify(offset)}`);
+  if (
+    offset !== undefined &&
+    offset !== null &&
+    !(Number.isInteger(offset) && (offset as number) >= 0 && (offset as number) < T)
+  )
+    throw bad(
+      'steps_offset',
+      `must be a whole number in [0, ${T - 1}] (num_train_timesteps ${T}), got ${JSON.stringify(offset)}`,
+    );
   if (alphaOne !== undefined && alphaOne !== null && typeof alphaOne !== 'boolean')
     throw bad('set_alpha_to_one', `must be true or false, got ${JSON.stringify(alphaOne)}`);
   const scheduler = {

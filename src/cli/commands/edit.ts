@@ -15,6 +15,7 @@ import { Progress } from '../progress.js';
 import {
   SAMPLERS,
   checkForwardBatch,
+  checkGuidance,
   classOptions,
   int,
   loadForSampling,
@@ -86,6 +87,7 @@ export async function editCommand(o: EditOptions): Promise<void> {
   const img = loadImages(o.image, S, C as 1 | 3, '--image');
   for (const w of img.warnings) warn(w);
   checkForwardBatch(cfg, Math.min(o.batch, img.n), 'editing');
+  checkGuidance(cfg, o.guidance);
   const denoiser = classDenoiser(model, cfg, o.class, o.guidance, img.n);
   const opts = {
     sampler: o.sampler,

@@ -81,7 +81,7 @@ export async function evalBpdCommand(o: EvalBpdOptions): Promise<void> {
   const conditional = isClassConditional(cfg);
   const labels = data.labels;
   if (conditional && !labels)
-    throw new Error(`${data.name}: the model is class-conditional, and this set has no ` + `labels`);
+    throw new Error(`${data.name}: the model is class-conditional, and this set has no labels`);
   function* batches() {
     for (let s = 0; s < n; s += o.batch) {
       const idx = pick.subarray(s, Math.min(n, s + o.batch));

@@ -17,9 +17,11 @@ import {
 import { writeFileAtomic } from '../../io/files.js';
 import { FEATURE_NETS } from '../../io/models.js';
 import { parseNpz, serializeNpz } from '../../io/npz.js';
+import { checkKeptPlan } from '../kept-plan.js';
 import {
   SAMPLERS,
   checkForwardBatch,
+  classSpec,
   currentPrecision,
   ensureWritableFile,
   int,
@@ -121,6 +123,7 @@ function qualityOptions(c: Command, inception: boolean): Command {
     .option(
       '--class <list>',
       'class-conditional models: the class of each sample, a list in turn (default: every ' + 'class)',
+      classSpec(),
     )
     .option('--guidance <w>', 'class-conditional models: classifier-free guidance scale', num('--guidance', 0, 100), 1)
     .option(
@@ -200,6 +203,7 @@ export async function evalQualityCommand(o: EvalQualityOptions): Promise<void> {
   if (o.out) ensureWritableFile(o.out, '--out');
   if (o.saveStats) ensureWritableFile(o.saveStats, '--save-stats');
   if (o.samples) ensureWritableFile(o.samples, '--samples');
+  checkKeptPlan(o, warn);
   const ex = extractor(o, context());
   const cand = await imageSet({ ...o, spec: o.images }, '--images', ex, context());
   const f = await ex.embed(cand.images, cand.n, cand.hw);

@@ -11,7 +11,16 @@ import { serializeNpy } from '../../io/npy.js';
 import { imageGrid, writeImages, writePng } from '../../io/png.js';
 import { assertFinite } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { checkForwardBatch, classOptions, int, loadForSampling, num, prepareOut, warn } from '../shared.js';
+import {
+  checkForwardBatch,
+  checkGuidance,
+  classOptions,
+  int,
+  loadForSampling,
+  num,
+  prepareOut,
+  warn,
+} from '../shared.js';
 import { classDenoiser } from '../../diffusion/guidance.js';
 
 export interface InpaintOptions {
@@ -89,6 +98,7 @@ export async function inpaintCommand(o: InpaintOptions): Promise<void> {
   if (!m.some((v) => v === 0))
     warn(`--mask ${o.mask}: no black pixel, nothing to fill; the images come back as they are`);
   checkForwardBatch(cfg, Math.min(o.batch, img.n), 'inpainting');
+  checkGuidance(cfg, o.guidance);
   const denoiser = classDenoiser(model, cfg, o.class, o.guidance, img.n);
   if (o.steps > diffusion.numTimesteps)
     warn(`--steps ${o.steps}: the model has ${diffusion.numTimesteps} timesteps; using ${diffusion.numTimesteps}`);

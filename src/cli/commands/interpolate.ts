@@ -9,7 +9,17 @@ import type { Split } from '../../data/load.js';
 import { imageGrid, writePng } from '../../io/png.js';
 import { assertFinite } from '../../eval/sample-run.js';
 import { Progress } from '../progress.js';
-import { ensureWritableFile, int, loadDataset, loadForSampling, num, split, warn } from '../shared.js';
+import {
+  checkGuidance,
+  classSpec,
+  ensureWritableFile,
+  int,
+  loadDataset,
+  loadForSampling,
+  num,
+  split,
+  warn,
+} from '../shared.js';
 
 export interface InterpolateOptions {
   model: string;
@@ -42,14 +52,16 @@ export function register(program: Command): void {
       '--class <k>',
       "class-conditional models: decode every mixture as class k (default: the two images' class when they share " +
         'one, else unconditionally through the null class)',
+      classSpec(false),
     )
-    .option('--guidance <w>', 'classifier-free guidance scale with --class', num('--guidance', 0), 1)
+    .option('--guidance <w>', 'classifier-free guidance scale with --class', num('--guidance', 0, 100), 1)
     .action(interpolateCommand);
 }
 
 export async function interpolateCommand(o: InterpolateOptions): Promise<void> {
   ensureWritableFile(o.out, '--out');
   const { model, diffusion, cfg } = loadForSampling(o.model);
+  checkGuidance(cfg, o.guidance);
   const data = loadDataset(o.data, o.split, { size: cfg.sample_size, channels: cfg.in_channels as 1 | 3 });
   for (const [k, i] of [
     ['a', o.a],
@@ -70,6 +82,10 @@ export async function interpolateCommand(o: InterpolateOptions): Promise<void> {
     else if (spec === undefined) {
       if (cfg.ddpm_null_class === undefined || cfg.ddpm_null_class === null)
         throw new Error('--class: the two images do not share a label; give the class to decode the mixtures as');
+      if (w !== 1)
+        throw new Error(
+          `--guidance ${w}: the two images do not share a label, so there is no class to guide towards; give --class`,
+        );
       // guidance 0 is the null class alone: the unconditional model
       [spec, w] = ['0', 0];
       warn('the images do not share a label: the mixtures are decoded unconditionally (give --class to choose one)');

@@ -8,7 +8,7 @@ import { noGrad } from '../../engine/tensor.js';
 import { writeFileAtomic } from '../../io/files.js';
 import { parseNpy, serializeNpy } from '../../io/npy.js';
 import { assertFinite } from '../../eval/sample-run.js';
-import { ensureWritableFile, loadForSampling } from '../shared.js';
+import { classSpec, ensureWritableFile, loadForSampling } from '../shared.js';
 
 export interface PredictOptions {
   model: string;
@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .requiredOption('--input <file>', '.npy float32 array [B, C, H, W]')
     .requiredOption('--t <list>', 'timesteps in [0, T): one integer, or comma-separated per sample')
     .requiredOption('--output <file>', '.npy to write')
-    .option('--class <list>', 'class-conditional models: one class, or comma-separated per sample')
+    .option('--class <list>', 'class-conditional models: one class, or comma-separated per sample', classSpec())
     .action(predictCommand);
 }
 

@@ -15,6 +15,7 @@ import { Progress } from '../progress.js';
 import {
   SAMPLERS,
   checkForwardBatch,
+  checkGuidance,
   prepareOut,
   int,
   loadForSampling,
@@ -104,6 +105,7 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const { plan } = samplerPlan(diffusion, { sampler, steps: o.steps, timestepSpacing: spacing });
   const clip = o.clip ?? defaultClip(sampler, diffusion);
   const stepsLabel = `${o.steps ?? diffusion.numTimesteps}${spacing ? `-${spacing}` : ''}`.replace(/,/g, '_');
+  checkGuidance(cfg, o.guidance);
   const denoiser = classDenoiser(model, cfg, o.class, o.guidance, n);
   const cond =
     o.class !== undefined || o.guidance !== 1 ? `-class${(o.class ?? 'all').replace(/,/g, '_')}-w${o.guidance}` : '';

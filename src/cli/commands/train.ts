@@ -119,11 +119,20 @@ export async function trainCommand(o: TrainCommandOptions): Promise<void> {
         `to keep the effective batch`,
     );
   if (opts.lr === 0) warn('--lr 0: the weights will never change');
+  if (o.condDrop === 1) warn('--cond-drop 1: every label is dropped to the null class; the model never sees a class');
+  if (o.embedLr === 0)
+    warn(
+      '--embed-lr 0: the class embedding keeps its starting values (zero in a new run, where the model then ignores ' +
+        'the classes)',
+    );
   if (opts.gradClip === 0) console.error('--grad-clip 0: gradients are not clipped');
   const data = loadDataset(o.data, 'train', { size: opts.unet.sample_size, channels: opts.unet.in_channels as 1 | 3 });
   if (o.classes) {
     if (!data.labels)
-      throw new Error(`--classes: ${data.name} has no labels (MNIST label files, the CIFAR-10 label ` + `byte)`);
+      throw new Error(
+        `--classes: ${data.name} has no labels (MNIST label files, the CIFAR-10 label byte, or a folder with one ` +
+          'subfolder of PNGs per class)',
+      );
     const top = data.labels.reduce((a, b) => Math.max(a, b), 0);
     if (top >= o.classes)
       throw new Error(`--classes ${o.classes}: ${data.name} has label ${top}; pass --classes ` + `${top + 1} or more`);

@@ -40,31 +40,81 @@ export interface PlanOptions {
 
 const abOf = (sigma: number) => 1 / (1 + sigma * sigma);
 
+/**
+ * The reverse steps of a run, first to last. Refuses a plan that a sampler cannot run: a timestep outside [0, T), or a
+ * step that does not move to a strictly higher alphabar (a repeated timestep, as the DPM-Solver layouts give with
+ * steps = T; its zero-length step divides by zero). The one exception is the DDIM family's last step from t = 0 to a
+ * final alphabar of alphabar_0 (set_alpha_to_one false, PNDM's default): a no-op step, as in diffusers.
+ */
 export function stepPlan(d: GaussianDiffusion, family: PlanFamily, o: PlanOptions): PlanStep[] {
+  const plan = layout(d, family, o);
+  checkPlan(plan, d.numTimesteps, family, o);
+  return plan;
+}
+
+const FAMILY_NAMES: Record<PlanFamily, string> = {
+  ddim: 'ancestral, ddim, langevin, pc, plms',
+  dpm: 'dpm2m, dpm3m',
+  sigma: 'heun, euler, euler-a',
+};
+
+function checkPlan(plan: PlanStep[], T: number, family: PlanFamily, o: PlanOptions): void {
+  const what = `--steps ${o.steps ?? T} --timestep-spacing ${o.spacing}`;
+  const inRange = (t: number, lo: number) => Number.isFinite(t) && t >= lo && t < T;
+  plan.forEach((p, k) => {
+    // (respaced timesteps are model timesteps, in range by construction)
+    if (o.spacing !== 'respaced' && (!inRange(p.t, 0) || !inRange(p.prev, -1))) {
+      const offset =
+        o.spacing === 'leading' && o.stepsOffset
+          ? ` and steps_offset ${o.stepsOffset} (the model folder's scheduler_config.json)`
+          : '';
+      throw new Error(
+        `sample: ${what}${offset} put timestep ${inRange(p.t, 0) ? p.prev : p.t} outside [0, ${T}); use fewer ` +
+          'steps or another spacing',
+      );
+    }
+    const noop = family === 'ddim' && k === plan.length - 1 && p.t === 0 && p.abPrev === p.ab;
+    if (!(p.abPrev > p.ab) && !noop)
+      throw new Error(
+        `sample: ${what} lays out a step of zero length (step ${k + 1} of ${plan.length}, timestep ${p.t} to ` +
+          `${p.prev < 0 ? 'the end' : p.prev}) for ${FAMILY_NAMES[family]}: every step must move to a less noisy ` +
+          `point; use fewer steps (at most ${T - 1}) or another spacing`,
+      );
+  });
+}
+
+function layout(d: GaussianDiffusion, family: PlanFamily, o: PlanOptions): PlanStep[] {
   const abar = d.tables.alphasCumprod,
     T = d.numTimesteps;
   if (o.spacing === 'respaced') {
-    const use = o.steps === undefined ? Array.from({ length: T }, (_, k) => k) : spaceTimesteps(T, o.steps);
+    let use: number[];
+    try {
+      use = o.steps === undefined ? Array.from({ length: T }, (_, k) => k) : spaceTimesteps(T, o.steps);
+    } catch (e) {
+      throw new Error(`sample: --steps ${(e as Error).message}`);
+    }
     const ts = use.map((t) => d.timestepMap[t]).reverse();
     return ts.map((t, k) => {
       const prev = k + 1 < ts.length ? ts[k + 1] : -1;
       return { t, ab: abar[t], prev, abPrev: prev >= 0 ? abar[prev] : 1, noisy: prev >= 0 };
     });
   }
+  if (family === 'ddim' && (o.spacing === 'karras' || o.spacing === 'logsnr'))
+    throw new Error(
+      `sample: the "${o.spacing}" spacing is for the ODE solvers (dpm2m, dpm3m, heun, euler, euler-a); ` +
+        'the DDPM-lineage samplers take respaced, leading, trailing or linspace',
+    );
   const n = typeof o.steps === 'number' ? o.steps : Number(o.steps ?? T);
   if (!Number.isInteger(n) || n < 1 || n > T)
-    throw new Error(`sample: spacing "${o.spacing}" needs a step count in [1, ${T}], got "${o.steps}"`);
+    throw new Error(
+      `sample: --steps "${o.steps}": --timestep-spacing "${o.spacing}" needs a step count in [1, ${T}] (section ` +
+        'lists and ddimN are for --timestep-spacing respaced)',
+    );
   const offset = o.stepsOffset ?? 0;
   if (family === 'ddim') {
-    if (o.spacing === 'karras' || o.spacing === 'logsnr')
-      throw new Error(
-        `sample: the "${o.spacing}" spacing is for the ODE solvers (dpm2m, dpm3m, heun, euler, euler-a); ` +
-          'the DDPM-lineage samplers take respaced, leading, trailing or linspace',
-      );
     const ratio = Math.floor(T / n);
     const final = o.setAlphaToOne === false ? abar[0] : 1;
     return ddimTimesteps(T, n, o.spacing, offset).map((t) => {
-      if (t < 0 || t >= T) throw new Error(`sample: steps_offset ${offset} puts timestep ${t} outside [0, ${T})`);
       const prev = t - ratio >= 0 ? t - ratio : -1;
       return { t, ab: abar[t], prev, abPrev: prev >= 0 ? abar[prev] : final, noisy: t > 0 };
     });
@@ -129,11 +179,13 @@ function sigmaTimesteps(T: number, n: number, spacing: Spacing, offset: number):
   return Array.from({ length: n }, (_, k) => Math.fround(lin(0, T - 1, n, k))).reverse();
 }
 
-/** np.arange(T, 0, -T / n).round() - 1 */
+/**
+ * np.arange(T, 0, -T / n).round() - 1, its first n: numpy's arange takes ceil(T / (T / n)) points, one more (ending at
+ * timestep -1) where that quotient rounds above n (n = 61, 103, 121, ... of T = 1000).
+ */
 function trailing(T: number, n: number): number[] {
-  const step = T / n,
-    len = Math.ceil(T / step);
-  return Array.from({ length: len }, (_, k) => roundHalfEven(T - k * step) - 1);
+  const step = T / n;
+  return Array.from({ length: n }, (_, k) => roundHalfEven(T - k * step) - 1);
 }
 
 /** np.linspace(a, b, n)[k] */
