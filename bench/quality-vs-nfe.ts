@@ -1,4 +1,4 @@
-// `npm run bench:quality -- MODEL [N] [samplers|--full] [--clip]`: sample quality against the number of network
+// `npm run bench:quality -- MODEL [N] [samplers or sampler:steps, comma-separated|--full] [--clip]`: sample quality against the number of network
 // evaluations for each sampler,
 // on the digit network (FD and KID against 10,000 training images of the network's dataset), with the time each
 // took, as a markdown table for docs. Samples are drawn with seed 0 in batches of 100 (batch-invariant). Each sampler
@@ -65,7 +65,7 @@ const runs: [SamplerName, string][] = (
         ]
       : []),
   ] as [SamplerName, string][]
-).filter(([s]) => !only || only === '--full' || only.split(',').includes(s));
+).filter(([s, n]) => !only || only === '--full' || only.split(',').some((o) => o === s || o === `${s}:${n}`));
 
 console.log(`| sampler | steps | spacing | network evaluations | FD | KID x 1e3 | seconds for ${N} |`);
 console.log('|---|---|---|---|---|---|---|');
