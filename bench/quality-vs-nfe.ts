@@ -1,5 +1,5 @@
-// `npm run bench:quality -- MODEL [N] [samplers or sampler:steps, comma-separated|--full] [--clip]`: sample quality against the number of network
-// evaluations for each sampler,
+// `npm run bench:quality -- MODEL [N] [samplers or sampler:steps, comma-separated|--full] [--clip]`: sample quality
+// against the number of network evaluations for each sampler,
 // on the digit network (FD and KID against 10,000 training images of the network's dataset), with the time each
 // took, as a markdown table for docs. Samples are drawn with seed 0 in batches of 100 (batch-invariant). Each sampler
 // clips the x0 estimate as its default says (defaultClip); --clip makes every one clip.
