@@ -137,10 +137,10 @@ describe('training', () => {
     const r2 = spawnSync(process.execPath, [CLI, 'sample', '--model', join(dir, 'missing')], { encoding: 'utf8' });
     assert.notEqual(r2.status, 0);
     assert.match(r2.stderr, /missing: model folder not found/);
-    const r3 = spawnSync(process.execPath, [CLI, 'sample', '--model', 'x', '--sampler', 'euler'], { encoding: 'utf8' });
+    const r3 = spawnSync(process.execPath, [CLI, 'sample', '--model', 'x', '--sampler', 'lms'], { encoding: 'utf8' });
     assert.match(
       r3.stderr,
-      /argument 'euler' is invalid. Allowed choices are ancestral, ddim, langevin, pc, dpm2m, dpm3m, plms, heun/,
+      /argument 'lms' is invalid. Allowed choices are ancestral, ddim, langevin, pc, dpm2m, dpm3m, plms, heun, euler, euler-a/,
     );
   });
 });
