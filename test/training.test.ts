@@ -138,9 +138,7 @@ describe('training', () => {
     assert.notEqual(r2.status, 0);
     assert.match(r2.stderr, /missing: model folder not found/);
     const r3 = spawnSync(process.execPath, [CLI, 'sample', '--model', 'x', '--sampler', 'lms'], { encoding: 'utf8' });
-    assert.match(
-      r3.stderr,
-      /argument 'lms' is invalid. Allowed choices are ancestral, ddim, langevin, pc, dpm2m, dpm3m, plms, heun, euler, euler-a/,
-    );
+    const choices = 'ancestral, ddim, langevin, pc, dpm2m, dpm3m, plms, heun, euler, euler-a';
+    assert.ok(r3.stderr.includes(`argument 'lms' is invalid. Allowed choices are ${choices}`), r3.stderr);
   });
 });
