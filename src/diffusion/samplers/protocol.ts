@@ -49,5 +49,3 @@ export interface Sampler {
   evals(plan: PlanStep[], k: number, langevinSteps?: number): number;
   step(c: StepContext, x: Tensor, mem: Memory): { x: Tensor; predX0: Tensor; mem: Memory };
 }
-
-export const EMPTY_MEMORY: Memory = { tensors: [], numbers: [] };
