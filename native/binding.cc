@@ -153,9 +153,11 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------------------------------------------ process
 
-// setThreads(n): the OpenMP team size, shared by our loops and oneDNN (built on the same OpenMP runtime)
+// setThreads(n): the OpenMP team size, shared by our loops and oneDNN (built on the same OpenMP runtime). A oneDNN
+// primitive keeps the team size it was created with, so a change drops the cached convolution primitives.
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   int64_t n = getInt(info, 0, "setThreads", "threads", 1, 4096);
+  if ((int)n != omp_get_max_threads()) convCacheClear();
   omp_set_num_threads((int)n);
   return info.Env().Undefined();
 }

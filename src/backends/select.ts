@@ -47,10 +47,15 @@ export function defaultConvAlgorithm(): ConvAlgorithm {
   return env as ConvAlgorithm;
 }
 
+/**
+ * adaptive: let the native backend run fewer threads while other processes keep the CPUs busy (native/governor.ts);
+ * only where the count was not fixed (threads given, DDPM_THREADS or OMP_NUM_THREADS set).
+ */
 export function createBackend(
   name: 'native' | 'reference' | 'wasm',
   threads?: number,
   convAlgorithm?: ConvAlgorithm,
+  adaptive = false,
 ): Backend {
   if (name === 'reference') return new ReferenceBackend();
   if (name === 'wasm') return new WasmBackend();
@@ -59,19 +64,25 @@ export function createBackend(
     throw new Error(
       `backend native: the addon is not available (${error}); install libdnnl-dev and run \`npm rebuild\``,
     );
-  return new NativeBackend(addon, threads ?? defaultThreads(), convAlgorithm ?? defaultConvAlgorithm());
+  const fixed = threads !== undefined || !!process.env.DDPM_THREADS || !!process.env.OMP_NUM_THREADS;
+  return new NativeBackend(
+    addon,
+    threads ?? defaultThreads(),
+    convAlgorithm ?? defaultConvAlgorithm(),
+    adaptive && !fixed,
+  );
 }
 
-/** Chooses and installs the engine's backend; returns it. */
-export function useBackend(name?: string, threads?: number): Backend {
+/** Chooses and installs the engine's backend; returns it. adaptive: see createBackend. */
+export function useBackend(name?: string, threads?: number, adaptive = false): Backend {
   const want = name ?? process.env.DDPM_BACKEND;
   if (want !== undefined && !NAMES.includes(want))
     throw new Error(`backend: unknown backend "${want}" (expected native, reference, wasm or webgpu)`);
   if (want === 'webgpu')
     throw new Error('backend webgpu: the device is created asynchronously; use useBackendAsync("webgpu")');
   let b: Backend;
-  if (want) b = createBackend(want as 'native' | 'reference' | 'wasm', threads);
-  else if (loadAddon().addon) b = createBackend('native', threads);
+  if (want) b = createBackend(want as 'native' | 'reference' | 'wasm', threads, undefined, adaptive);
+  else if (loadAddon().addon) b = createBackend('native', threads, undefined, adaptive);
   else if (process.env.DDPM_REQUIRE_NATIVE === '1') {
     throw new Error(
       `backend: DDPM_REQUIRE_NATIVE=1 but the native addon is not available (${loadAddon().error || 'not built'}); ` +
@@ -130,8 +141,8 @@ export async function createNodeWebGPU(): Promise<WebGPUBackend> {
 }
 
 /** useBackend, and also `webgpu` (its device is created asynchronously). */
-export async function useBackendAsync(name?: string, threads?: number): Promise<Backend> {
-  if ((name ?? process.env.DDPM_BACKEND) !== 'webgpu') return useBackend(name, threads);
+export async function useBackendAsync(name?: string, threads?: number, adaptive = false): Promise<Backend> {
+  if ((name ?? process.env.DDPM_BACKEND) !== 'webgpu') return useBackend(name, threads, adaptive);
   const b = await createNodeWebGPU();
   setBackend(b);
   return b;

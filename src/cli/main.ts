@@ -30,7 +30,8 @@ program
   )
   .option(
     '--threads <n>',
-    'CPU threads of the native backend (default: the CPUs this process may use; env DDPM_THREADS)',
+    'CPU threads of the native backend, fixed (default: the CPUs this process may use, fewer while other processes ' +
+      'keep them busy, except in train and demo, whose resumed runs must equal uninterrupted ones; env DDPM_THREADS)',
     int('--threads', 1),
   )
   .addOption(
@@ -51,7 +52,9 @@ program
     ).choices(['winograd', 'direct']),
   )
   .hook('preAction', async (cmdObj, action) => {
-    const backend = await useBackendAsync(cmdObj.opts().backend, cmdObj.opts().threads);
+    // training keeps one team size: a resumed run equals an uninterrupted one only with the same threads
+    const adaptive = !['train', 'demo'].includes(action.name());
+    const backend = await useBackendAsync(cmdObj.opts().backend, cmdObj.opts().threads, adaptive);
     setPrecision(cmdObj.opts().precision, action.name(), backend);
     setConvAlgorithm(cmdObj.opts().convAlgorithm, backend);
   });

@@ -10,6 +10,7 @@ import {
   convOutSize,
 } from '../../engine/backend.js';
 import { type Addon, loadAddon } from './addon.js';
+import { ThreadGovernor, procReader } from './governor.js';
 import {
   BLOCKED16,
   NativeLayouts,
@@ -54,12 +55,20 @@ export class NativeBackend extends NativeLayouts implements Backend<Storage> {
     conv3x3: string;
     winograd: boolean;
     blockedLayout: boolean;
+    /** whether the team shrinks while other processes keep the CPUs busy (governor.ts) */
+    adaptiveThreads: boolean;
   };
+  private readonly governor: ThreadGovernor | null = null;
 
-  /** threads: the OpenMP team for our loops and oneDNN (default: what the caller computed, see select.ts). */
-  constructor(addon: Addon, threads?: number, convAlgorithm: ConvAlgorithm = 'winograd') {
+  /**
+   * threads: the OpenMP team for our loops and oneDNN (default: what the caller computed, see select.ts); adaptive:
+   * run fewer while other processes keep the CPUs busy (governor.ts; where /proc tells, Linux).
+   */
+  constructor(addon: Addon, threads?: number, convAlgorithm: ConvAlgorithm = 'winograd', adaptive = false) {
     super(addon);
     if (threads !== undefined) addon.setThreads(threads);
+    const reader = adaptive ? procReader() : null;
+    if (reader) this.governor = new ThreadGovernor(addon.info().threads, (n) => addon.setThreads(n), reader);
     // probe what oneDNN runs on this CPU: a 32-channel 3x3 convolution under Winograd, and a convolution's own layout
     addon.setConvAlgorithm('winograd');
     const probe = [2, 32, 8, 8],
@@ -71,7 +80,15 @@ export class NativeBackend extends NativeLayouts implements Backend<Storage> {
       y = new Float32Array(16 * 16);
     const blockedLayout =
       addon.conv2dForward(x, [1, 16, 4, 4], w, [16, 16, 1, 1], null, [1, 0, 0, 0, 0], y, false, 0, true) === BLOCKED16;
-    this.info = { ...addon.info(), bf16: addon.cpuHasBf16(), convAlgorithm, conv3x3: '', winograd, blockedLayout };
+    this.info = {
+      ...addon.info(),
+      bf16: addon.cpuHasBf16(),
+      convAlgorithm,
+      conv3x3: '',
+      winograd,
+      blockedLayout,
+      adaptiveThreads: !!this.governor,
+    };
     this.setConvAlgorithm(convAlgorithm);
   }
 
@@ -127,6 +144,7 @@ export class NativeBackend extends NativeLayouts implements Backend<Storage> {
   }
 
   conv2d(x: Storage, xs: number[], w: Storage, ws: number[], b: Storage | null, p: ConvParams): Storage {
+    this.governor?.tick();
     const ho = convOutSize(xs[2], ws[2], p.padTop, p.padBottom, p.stride),
       wo = convOutSize(xs[3], ws[3], p.padLeft, p.padRight, p.stride);
     const y = out(xs[0] * ws[0] * ho * wo);
