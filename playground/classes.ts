@@ -4,6 +4,7 @@
 // class that config.json's ddpm_null_class names; without one only w = 1 is offered.
 import * as lib from '../src/browser.js';
 import type { Loaded } from './models.js';
+import type { DenoiserSpec } from './protocol.js';
 import { $, say } from './ui.js';
 
 const FASHION = ['T-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'boot'];
@@ -71,17 +72,17 @@ export function wireClasses(onChange: () => void): void {
 }
 
 /**
- * The network as the actions call it, for a batch of B images starting at image `start` of the run: the model itself
- * for an unconditional model; else the chosen class (or every class in turn) guided with the slider's w. `one`: all
- * images of the run take one class (the chosen one; for "any", class `one` modulo the classes).
+ * The network as the actions call it (built in the model worker), for a batch of B images: the model itself for an
+ * unconditional model; else the chosen class (or every class of the run's n images in turn) guided with the slider's
+ * w. `one`: all images of the run take one class (the chosen one; for "any", class `one` modulo the classes).
  */
-export function denoiserFor(m: Loaded, n: number, one?: number): (start: number, B: number) => lib.DenoiseFn {
-  if (!lib.isClassConditional(m.cfg)) return () => (x, t) => m.model.forward(x, t);
+export function denoiserFor(m: Loaded, n: number, one?: number, B = n): DenoiserSpec {
+  if (!lib.isClassConditional(m.cfg)) return { conditional: false };
   const why = unusable(m);
   if (why) throw new Error(why);
-  const spec =
+  const classes =
     pick().value === 'any' ? (one === undefined ? undefined : String(one % lib.modelClassCount(m.cfg))) : pick().value;
-  return lib.classDenoiser(m.model, m.cfg, spec, guidance(), n)!;
+  return { conditional: true, classes, guidance: guidance(), n, batch: B };
 }
 
 /** Images the network sees per image asked for: 2 under guidance (w = 0 is the null class alone, w = 1 the class). */

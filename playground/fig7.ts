@@ -4,6 +4,7 @@
 // details, and at t = 0 they are the one sample.
 import * as lib from '../src/browser.js';
 import { batchFactor, classWords, denoiserFor } from './classes.js';
+import { remote } from './remote.js';
 import { drawGrid } from './draw.js';
 import { count, drive, runAction } from './jobs.js';
 import type { Loaded } from './models.js';
@@ -26,15 +27,6 @@ function readTs(T: number): number[] | null {
   el.setAttribute('aria-invalid', String(!!why));
   say('f7tMsg', why, why ? 'error' : 'info');
   return why ? null : parts.map(Number);
-}
-
-/** The first `n` steps of a generator (the shared chain, down to the lowest t asked for). */
-function* first<S, R>(it: Generator<S, R>, n: number): Generator<S, void> {
-  for (let k = 0; k < n; k++) {
-    const r = it.next();
-    if (r.done) return;
-    yield r.value;
-  }
 }
 
 /** The rows' elements: "t = ...", the shared x_t, the K samples from it. */
@@ -94,7 +86,7 @@ async function runFig7(model: () => Loaded | null, est: () => Estimator, seedOf:
     }
     const need = Math.max(...dones);
     const work = need + dones.reduce((s, k) => s + K * (P - k), 0);
-    const cost = modelCost(m.model.parameterCount, H) * batchFactor(m);
+    const cost = modelCost(m.parameterCount, H) * batchFactor(m);
     say('f7Eta', `estimate: ${est().describe(est().seconds(1, work, cost))}`);
     const clock = new StepClock(work);
     let units = 0;
@@ -106,21 +98,28 @@ async function runFig7(model: () => Loaded | null, est: () => Estimator, seedOf:
     // the shared chain, one image, with x_t kept at every step a row starts from
     const shared = new Map<number, Float32Array>();
     if (dones.includes(0)) shared.set(0, await lib.initialNoise(one, seed, 0).data());
-    const chain = lib.sample(d, denoiserFor(m, 1, seed)(0, 1), one, { sampler: 'ancestral', steps: S, seed, clip });
-    const ok = await drive(first(chain, need), async (st) => {
-      units++;
-      if (dones.includes(st.step)) shared.set(st.step, await st.x.data());
-      progress(`the shared chain: step ${st.step} / ${need}`);
+    const chain = remote.run({
+      kind: 'sample',
+      denoiser: denoiserFor(m, 1, seed),
+      shape: one,
+      opts: { sampler: 'ancestral', steps: S, seed, clip },
+      stopAfter: need,
     });
+    // no step to take when every row starts from x_T
+    const ok =
+      need === 0
+        ? true
+        : await drive(chain, async (st) => {
+            units++;
+            if (dones.includes(st.step)) shared.set(st.step, await st.x.data());
+            progress(`the shared chain: step ${st.step} / ${need}`);
+          });
     if (ok === null) return status(`stopped on the shared chain at step ${units} / ${need}`);
-    const denoise = denoiserFor(m, K, seed)(0, K);
+    const denoiser = denoiserFor(m, K, seed);
     for (const [r, k] of dones.entries()) {
       const xt = shared.get(k)!;
       drawGrid(rows[r].xt, xt, one, 1, scale);
-      const start = lib.ops.fromArray(
-        Float32Array.from({ length: K * per }, (_, i) => xt[i % per]),
-        [K, C, H, H],
-      );
+      const start = Float32Array.from({ length: K * per }, (_, i) => xt[i % per]);
       // every copy its own noise: samples 1 + r K .. of the run (the shared chain is sample 0)
       const opts = {
         sampler: 'ancestral' as const,
@@ -130,7 +129,7 @@ async function runFig7(model: () => Loaded | null, est: () => Estimator, seedOf:
         sampleStart: 1 + r * K,
         start: { step: k, x: start },
       };
-      const x = await drive(lib.sample(d, denoise, [K, C, H, H], opts), async (st) => {
+      const x = await drive(remote.run({ kind: 'sample', denoiser, shape: [K, C, H, H], opts }), async (st) => {
         units += K;
         drawGrid(rows[r].out, await st.predX0.data(), [K, C, H, H], K, scale);
         progress(`row ${r + 1} of ${rows.length} (t = ${labels[r]}): step ${st.step - k} / ${P - k}`);

@@ -1,12 +1,19 @@
-// The playground's generating actions (sampling, finishing or cleaning up a drawing, Fig. 7) run one at a time: each
-// disables the others' buttons, enables the Stop button and gives the browser a turn after every step, so that the
-// page paints its progress and a press of Stop is seen before the next step. A failure is said once, in the action's
-// own message area.
-import { noGrad } from '../src/browser.js';
+// The playground's generating actions (sampling, interpolating, finishing or cleaning up a drawing, Fig. 7) run one at
+// a time, in the model worker (remote.ts): each disables the others' buttons and enables the Stop button; the page
+// shows every step as it comes back, and Stop ends the job after the step the worker is in. A failure is said once,
+// in the action's own message area.
+import { type Images, type Step, remote } from './remote.js';
 import { $, say } from './ui.js';
 
 /** The buttons that start a generating action (disabled while one runs). */
-const ACTIONS = ['sample', 'finish', 'clean', 'fig7'];
+const ACTIONS = ['sample', 'interp', 'finish', 'clean', 'fig7'];
+/** Whether an action's button may be enabled when none runs (interpolation needs samples). */
+const usable: Record<string, () => boolean> = {};
+export const setUsable = (name: string, f: () => boolean) => (usable[name] = f);
+/** Enables the buttons of the actions that may start now. */
+export function refreshActions(): void {
+  for (const id of ACTIONS) $<HTMLButtonElement>(id).disabled = running !== null || !(usable[id]?.() ?? true);
+}
 
 export const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
@@ -16,25 +23,6 @@ export const nextFrame = () =>
     requestAnimationFrame(() => setTimeout(r, 0));
     setTimeout(r, 100); // a hidden tab has no frames
   });
-
-/** A task of its own (not a microtask: the data() of a CPU backend resolves at once), so that input is handled. */
-const task = () =>
-  new Promise<void>((r) => {
-    const c = new MessageChannel();
-    c.port1.onmessage = () => {
-      c.port1.close();
-      r();
-    };
-    c.port2.postMessage(0);
-  });
-
-let lastPaint = 0;
-/** A turn of the browser between two steps: input at every step, a frame (painting) at least every 100 ms. */
-export async function breathe(): Promise<void> {
-  if (performance.now() - lastPaint < 100) return task();
-  await nextFrame();
-  lastPaint = performance.now();
-}
 
 let running: string | null = null,
   runningWhat = '';
@@ -46,7 +34,9 @@ export const runningAction = () => running;
 export const stopRequested = () => stopAsked;
 /** What the Stop button does: the running action ends after its current step. */
 export function requestStop(): void {
-  if (running) stopAsked = true;
+  if (!running) return;
+  stopAsked = true;
+  remote.stop(); // the worker hears it while it computes the step after the one on the page
 }
 
 /**
@@ -70,23 +60,25 @@ export async function runAction(name: string, statusId: string, what: string, bo
   } finally {
     running = null;
     stopAsked = false;
-    for (const id of ACTIONS) $<HTMLButtonElement>(id).disabled = false;
+    refreshActions();
     $<HTMLButtonElement>('stop').disabled = true;
     delete document.body.dataset.running;
   }
 }
 
 /**
- * Steps a sampler's generator (each step without gradients), calling `onStep` after each and giving the browser a
- * turn; returns the generator's result, or null when Stop was pressed (after the step it was pressed in).
+ * Takes a job's steps as the worker sends them, calling `onStep` after each; returns the job's result, or null when
+ * Stop was pressed (the worker ends the job after the step it was in).
  */
-export async function drive<S, R>(it: Generator<S, R>, onStep: (s: S) => Promise<void> | void): Promise<R | null> {
+export async function drive(it: AsyncGenerator<Step, Images | null>, onStep: (s: Step) => Promise<void> | void) {
   for (;;) {
-    const r = noGrad(() => it.next());
+    const r = await it.next();
     if (r.done) return r.value;
     await onStep(r.value);
-    await breathe();
-    if (stopAsked) return null;
+    if (stopAsked) {
+      await it.return(null);
+      return null;
+    }
   }
 }
 

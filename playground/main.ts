@@ -10,7 +10,17 @@ import * as lib from '../src/browser.js';
 import { batchFactor, classWords, denoiserFor, showClasses, wireClasses } from './classes.js';
 import { drawForward, drawGrid, drawLossChart } from './draw.js';
 import { wireFig7 } from './fig7.js';
-import { count, drive, errText, nextFrame, requestStop, runAction, runningAction } from './jobs.js';
+import {
+  count,
+  drive,
+  errText,
+  nextFrame,
+  refreshActions,
+  requestStop,
+  runAction,
+  runningAction,
+  setUsable,
+} from './jobs.js';
 import {
   type GivenFile,
   type Loaded,
@@ -22,6 +32,7 @@ import {
   shippedNames,
 } from './models.js';
 import { resetPad } from './pad.js';
+import { remote, trainer } from './remote.js';
 import { wireSteer } from './steer.js';
 import {
   $,
@@ -46,12 +57,14 @@ let est = new Estimator('reference');
 /** The last sampling run's images, the endpoints of the interpolation. */
 let lastSamples: { x: Float32Array; shape: number[] } | null = null;
 let trainStop = false;
-const busy = { interp: false, train: false };
+/** The backend asked for in the address (the training worker takes the same). */
+let backendWanted: 'webgpu' | 'wasm' | 'reference' | undefined;
+const busy = { train: false };
 /** Whether the clip box was set by the visitor (or the address); else it follows the sampler's default. */
 let clipTouched = false;
 
 /** A model's cost per image asked for (twice under guidance: each step runs the network on both halves). */
-const cost = (m: Loaded) => modelCost(m.model.parameterCount, m.cfg.sample_size) * batchFactor(m);
+const cost = (m: Loaded) => modelCost(m.parameterCount, m.cfg.sample_size) * batchFactor(m);
 const samplerValue = () => $<HTMLSelectElement>('sampler').value as lib.SamplerName;
 const status = (s: string, kind: 'info' | 'error' = 'info') => say('status', s, kind);
 
@@ -79,7 +92,7 @@ function updateEstimates(): void {
         : '',
     );
   const t = wholeNumber(input('it').value);
-  if (!busy.interp)
+  if (runningAction() !== 'interp')
     say(
       'interpEta',
       m && lastSamples && t !== null && t >= 0 && t < T
@@ -96,7 +109,7 @@ function updateEstimates(): void {
 function setModel(m: Loaded): void {
   current = m;
   lastSamples = null; // the interpolation's endpoints belong to the previous model
-  button('interp').disabled = true;
+  refreshActions();
   $<HTMLSelectElement>('modelPick').value = m.source === 'shipped' ? m.name : ''; // blank for a dropped folder
   if (m.source === 'shipped') $('dropFiles').textContent = '';
   const T = m.diffusion.numTimesteps;
@@ -108,7 +121,7 @@ function setModel(m: Loaded): void {
   const from = m.source === 'files' ? ', from your files' : '';
   $('model').textContent =
     `${m.name}${from} (${m.cfg.in_channels}x${m.cfg.sample_size}x${m.cfg.sample_size}, ` +
-    `${m.model.parameterCount.toLocaleString()} parameters, T = ${T})`;
+    `${m.parameterCount.toLocaleString()} parameters, T = ${T})`;
   for (const w of m.warnings) console.warn(w);
   updateSamplerNotes();
   updateEstimates();
@@ -142,7 +155,7 @@ async function runSampling(): Promise<void> {
   if (!m) return status('no model is loaded: choose one under Model below', 'error');
   const f = sampleForm();
   if (!f) return status('fix the fields marked above to sample', 'error');
-  const { diffusion, cfg } = m;
+  const { cfg } = m;
   const { sampler, steps, seed, n, clip } = f;
   const shape = [n, cfg.in_channels, cfg.sample_size, cfg.sample_size];
   const cols = Math.ceil(Math.sqrt(n));
@@ -155,8 +168,7 @@ async function runSampling(): Promise<void> {
     const strip: Float32Array[] = [];
     const clock = new StepClock(steps);
     let at = 0;
-    const denoise = denoiserFor(m, n)(0, n);
-    const it = lib.sample(diffusion, denoise, shape, { sampler, steps, seed, clip });
+    const it = remote.run({ kind: 'sample', denoiser: denoiserFor(m, n), shape, opts: { sampler, steps, seed, clip } });
     const every = Math.max(1, Math.floor(steps / 10));
     const out = await drive(it, async (st) => {
       const [xt, x0] = await Promise.all([st.x.data(), st.predX0.data()]);
@@ -173,10 +185,7 @@ async function runSampling(): Promise<void> {
       );
     });
     // the interpolation's endpoints, unless another model was loaded meanwhile
-    if (out && current === m) {
-      lastSamples = { x: await out.data(), shape };
-      button('interp').disabled = busy.interp;
-    }
+    if (out && current === m) lastSamples = { x: await out.data(), shape };
     est.record(clock.perStep(), evalsPerStep, n, cost(m));
     if (strip.length) {
       const k = Math.min(n, 8),
@@ -212,34 +221,33 @@ async function runInterpolation(): Promise<void> {
     t = readField('it', 0, diffusion.numTimesteps - 1, 't');
   if (a === null || b === null || t === null)
     return say('interpStatus', 'fix the fields marked above to interpolate', 'error');
-  const one = (i: number) => lib.ops.fromArray(last.x.slice(i * per, (i + 1) * per), [1, C, H, W]);
+  const one = (i: number) => last.x.slice(i * per, (i + 1) * per);
   const lambdas = Array.from({ length: 8 }, (_, k) => k / 7);
-  busy.interp = true;
-  button('interp').disabled = true;
-  say('interpStatus', `decoding ${t + 1} steps of 8 mixtures...`);
-  const sec = est.seconds(t + 1, 8, cost(m));
-  const hold = est.kind === 'webgpu' ? '' : '; the page may not answer until it is done';
-  say('interpEta', `estimate: ${est.describe(sec)}${sec > 3 ? hold : ''}`);
-  await nextFrame();
-  const t0 = performance.now();
-  try {
+  await runAction('interp', 'interpStatus', 'the interpolation', async () => {
+    say('interpStatus', `decoding ${t + 1} steps of 8 mixtures...`);
+    say('interpEta', `estimate: ${est.describe(est.seconds(t + 1, 8, cost(m)))}`);
+    const clock = new StepClock(t + 1);
     // a class-conditional model decodes with sample a's class (the chosen one, or a's own when it is "any")
-    const x = lib.interpolate(diffusion, denoiserFor(m, 8, a)(0, 8), one(a), one(b), lambdas, t, 0);
+    const job = { denoiser: denoiserFor(m, 8, a), shape: [8, C, H, W], a: one(a), b: one(b), lambdas, t, seed: 0 };
+    let at = 0;
+    const x = await drive(remote.run({ kind: 'interpolate', ...job }), async (st) => {
+      at = st.step;
+      clock.tick(st.step);
+      drawGrid($('interpOut'), await st.x.data(), [8, C, H, W], 8);
+      say('interpStatus', `decoding: step ${st.step} / ${st.total} (t = ${st.t}), ${clock.elapsed().toFixed(1)} s`);
+      say('interpEta', `${fmtDuration(clock.left())} left on ${est.kind}`);
+    });
+    if (!x) return say('interpStatus', `stopped at step ${at} / ${t + 1}`);
     drawGrid($('interpOut'), await x.data(), [8, C, H, W], 8);
-    const took = (performance.now() - t0) / 1000;
+    const took = clock.elapsed();
     est.record(took, t + 1, 8, cost(m));
     say('interpStatus', `lambda = 0, 1/7, ..., 1 from t = ${t}, in ${took.toFixed(1)} s`);
-  } catch (e) {
-    say('interpStatus', `error: interpolation failed: ${errText(e)}`, 'error');
-    console.error(e);
-  } finally {
-    busy.interp = false;
-    button('interp').disabled = !lastSamples;
-    updateEstimates();
-  }
+  });
+  say('interpEta', '');
+  updateEstimates();
 }
 
-// ---- training in the tab ----
+// ---- training in the tab (its own worker: it runs beside the generating actions) ----
 async function runTraining(): Promise<void> {
   if (busy.train) return;
   const total = readField('trainSteps', 1, 100_000, 'training steps');
@@ -256,56 +264,34 @@ async function runTraining(): Promise<void> {
   await nextFrame();
   const clock = new StepClock(total);
   try {
-    // the training core of `ddpm train` (Algorithm 1 with the paper's recipe), on the tiny preset and T = 100
-    const o = lib.trainOptionsFrom({
-      out: '',
-      preset: 'tiny',
-      steps: total,
-      batch: 16,
-      lr: 2e-3,
-      warmup: 0,
-      ema: 0.99,
-      emaWarmup: false,
-      seed: 0,
-    });
-    o.diffusion = { ...o.diffusion, timesteps: 100, betaEnd: 0.2 };
-    const st = lib.createTrainState(o);
-    const weights = [...st.model.params.values()];
-    const d = new lib.GaussianDiffusion(o.diffusion);
-    // 16 blobs at varying positions
-    const N = 16,
-      pixels = new Uint8Array(N * 64);
-    for (let i = 0; i < N; i++)
-      for (let y = 0; y < 8; y++)
-        for (let x = 0; x < 8; x++)
-          pixels[i * 64 + y * 8 + x] = (y - 2 - (i % 4)) ** 2 + (x - 2 - (i >> 2)) ** 2 <= 3 ? 255 : 0;
-    const data = { name: 'blobs', count: N, channels: 1, height: 8, width: 8, pixels };
-    const order = new Map<number, Int32Array>();
-    const preview = async () => {
-      const xs = lib.withValues(weights, st.ema.shadow, () =>
-        lib.noGrad(() =>
-          lib.sampleAll(d, (x, tt) => st.model.forward(x, tt), [16, 1, 8, 8], { sampler: 'ddim', steps: 10, seed: 1 }),
-        ),
-      );
-      drawGrid($('trainSamples'), await xs.data(), [16, 1, 8, 8], 8, 4);
-    };
+    if (!trainer.backend) await trainer.init(backendWanted);
     let s = 0;
-    for (; !trainStop && s < total; s++) {
-      const r = await lib.trainStep(o, d, st, data, order);
-      losses.push(r.loss);
-      clock.tick(s + 1);
+    const it = trainer.run({ kind: 'train', total });
+    for (;;) {
+      const r = await it.next();
+      if (r.done) break;
+      const st = r.value;
+      s = st.step;
+      losses.push(st.loss ?? Number.NaN);
+      clock.tick(s);
       drawLossChart(svg, losses, total);
-      say('trainStatus', `step ${s + 1} / ${total}, loss ${r.loss.toFixed(4)}`);
+      say('trainStatus', `step ${s} / ${total}, loss ${(st.loss ?? Number.NaN).toFixed(4)}`);
       say(
         'trainEta',
         `${fmtDuration(clock.left())} left on ${est.kind} (timed: ${clock.perStep().toFixed(2)} s a step)`,
       );
-      if ((s + 1) % 50 === 0) await preview();
+      if (st.preview) drawGrid($('trainSamples'), st.preview, [16, 1, 8, 8], 8, 4);
+      if (trainStop) {
+        await it.return(null);
+        break;
+      }
     }
-    if (s % 50 !== 0) await preview();
     if (s) est.recordTrain(clock.perStep());
-    const last = losses.length ? `, last loss ${losses[losses.length - 1].toFixed(4)}` : '';
-    say('trainStatus', `${s < total ? 'stopped' : 'done'} after ${s} steps in ${clock.elapsed().toFixed(1)} s${last}`);
+    const lastLoss = losses.length ? `, last loss ${losses[losses.length - 1].toFixed(4)}` : '';
+    say(
+      'trainStatus',
+      `${s < total ? 'stopped' : 'done'} after ${s} steps in ${clock.elapsed().toFixed(1)} s${lastLoss}`,
+    );
     document.body.dataset.trained = String(Number(document.body.dataset.trained ?? 0) + 1);
   } catch (e) {
     say('trainStatus', `error: training failed: ${errText(e)}`, 'error');
@@ -378,6 +364,7 @@ function wire(): void {
       readField(id, lo, hi(), what);
       updateEstimates();
     };
+  setUsable('interp', () => !!lastSamples);
   wireClasses(updateEstimates);
   wireSteer({ model: () => current, form: steerForm, est: () => est });
   wireFig7(
@@ -393,7 +380,10 @@ function wire(): void {
   button('stop').onclick = requestStop;
   button('interp').onclick = () => void runInterpolation();
   button('train').onclick = () => void runTraining();
-  button('trainStop').onclick = () => (trainStop = true);
+  button('trainStop').onclick = () => {
+    trainStop = true;
+    trainer.stop();
+  };
   const pick = $<HTMLSelectElement>('modelPick');
   pick.onchange = () => void pickShipped(pick.value);
   const drop = $('drop');
@@ -463,11 +453,14 @@ async function main(): Promise<void> {
     rejected++;
     want = null;
   }
-  const { backend, notes } = await lib.useBestBackend(
-    (want ?? undefined) as 'webgpu' | 'wasm' | 'reference' | undefined,
-  );
-  const info = backend instanceof lib.WebGPUBackend && backend.adapterInfo ? ` (${backend.adapterInfo})` : '';
-  $('backend').textContent = `${backend.name}${info}${notes.length ? ` (passed over: ${notes.join('; ')})` : ''}`;
+  // the page itself draws with the plain backend (the forward chain); the model runs in the worker
+  lib.useReferenceBackend();
+  backendWanted = (want ?? undefined) as typeof backendWanted;
+  const backend = await remote.init(backendWanted);
+  const { notes } = backend;
+  const info = backend.adapterInfo ? ` (${backend.adapterInfo})` : '';
+  $('backend').textContent =
+    `${backend.name}${info}, in a worker${notes.length ? ` (passed over: ${notes.join('; ')})` : ''}`;
   document.body.dataset.backend = backend.name;
   est = new Estimator(backendKind(backend));
   updateEstimates();

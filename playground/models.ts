@@ -1,10 +1,13 @@
 // Loading diffusers model folders into the playground: the shipped ones from the server, and a folder the visitor
 // drops on the page or picks with the file chooser (each file named by its path in that folder).
-import * as lib from '../src/browser.js';
+import type * as lib from '../src/browser.js';
+import { type FolderFiles, parseFolder } from './folder.js';
+import { remote } from './remote.js';
 
 export interface Loaded {
   name: string;
-  model: lib.UNet;
+  /** its parameters (the network itself lives in the model worker: remote.ts) */
+  parameterCount: number;
   diffusion: lib.GaussianDiffusion;
   cfg: lib.UNetConfig;
   /** Where it came from: a shipped folder, or the files the visitor gave (their paths, for the page to name). */
@@ -12,27 +15,16 @@ export interface Loaded {
   warnings: string[];
 }
 
-function fromFolder(
+/** Checks a folder here, then has the worker build its network; returns it once the worker has. */
+async function fromFolder(
   name: string,
   source: Loaded['source'],
-  files: { config: Record<string, unknown>; scheduler?: Record<string, unknown>; weights: Uint8Array },
+  files: FolderFiles,
   paths = { config: `${name}/config.json`, scheduler: `${name}/scheduler_config.json` },
-): Loaded {
-  const folder = lib.parseModelFolder(files, {
-    dir: name,
-    ...paths,
-    weights: `${name}/diffusion_pytorch_model.safetensors`,
-  });
-  const model = new lib.UNet(folder.unetConfig);
-  lib.loadWeights(model, folder.weights, name);
-  return {
-    name,
-    model,
-    diffusion: new lib.GaussianDiffusion(folder.diffusion.config, folder.diffusion.betas),
-    cfg: folder.unetConfig,
-    source,
-    warnings: folder.warnings,
-  };
+): Promise<Loaded> {
+  const { diffusion, cfg, warnings } = parseFolder(name, source, files, paths);
+  const parameterCount = await remote.load(name, source, files, paths);
+  return { name, parameterCount, diffusion, cfg, source, warnings };
 }
 
 /** JSON.parse that names the file when it fails. */
@@ -101,7 +93,7 @@ export async function loadGiven(given: GivenFile[]): Promise<{ loaded: Loaded; u
   }
   const dir = cfg.path.includes('/') ? cfg.path.slice(0, cfg.path.lastIndexOf('/')) : '';
   const name = dir.split('/').pop() || 'your model';
-  const loaded = fromFolder(
+  const loaded = await fromFolder(
     name,
     'files',
     {

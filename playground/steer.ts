@@ -4,6 +4,7 @@
 // with different noise, show them as they form, and stop with the Stop button.
 import * as lib from '../src/browser.js';
 import { batchFactor, classWords, denoiserFor } from './classes.js';
+import { remote } from './remote.js';
 import { drawGrid } from './draw.js';
 import { count, drive, runAction } from './jobs.js';
 import type { Loaded } from './models.js';
@@ -79,13 +80,17 @@ async function finish(c: SteerContext): Promise<void> {
     const jumpLength = Math.max(1, Math.round(Math.min(steps, T) / 25));
     const ts = lib.repaintTimesteps(T, steps, jumpLength, jumps);
     const evals = ts.filter((t, k) => k === 0 || t < ts[k - 1]).length;
-    const cost = modelCost(m.model.parameterCount, S);
+    const cost = modelCost(m.parameterCount, S);
     say('padEta', `estimate: ${c.est().describe(c.est().seconds(evals, n * batchFactor(m), cost))}`);
-    const known = lib.ops.fromArray(copies(img, n), [n, C, S, S]);
-    const mk = lib.ops.fromArray(mask, [1, 1, S, S]);
-    const model = denoiserFor(m, n)(0, n);
     const opts = { steps, jumpLength, jumpNSample: jumps, seed, clip };
-    const it = lib.inpaint(m.diffusion, model, known, mk, opts);
+    const it = remote.run({
+      kind: 'inpaint',
+      denoiser: denoiserFor(m, n),
+      shape: [n, C, S, S],
+      known: copies(img, n),
+      mask,
+      opts,
+    });
     const clock = new StepClock(ts.length);
     showRow(hole, copies(hole, n), m, n);
     let at = 0;
@@ -93,7 +98,7 @@ async function finish(c: SteerContext): Promise<void> {
       at = st.step;
       clock.tick(st.step);
       // the x0 estimate in the generated part, the drawing in the kept part
-      if (st.predX0) {
+      if (st.hasPredX0) {
         const x0 = await st.predX0.data();
         showRow(
           hole,
@@ -126,11 +131,11 @@ async function clean(c: SteerContext): Promise<void> {
     const img = padImage(C);
     const { plan } = lib.samplerPlan(m.diffusion, { sampler, steps });
     const run = lib.sdeditStart(plan.length, strength).steps;
-    const cost = modelCost(m.model.parameterCount, S);
+    const cost = modelCost(m.parameterCount, S);
     say('padEta', `estimate: ${c.est().describe(c.est().seconds(run, n * batchFactor(m), cost))}`);
-    const model = denoiserFor(m, n)(0, n);
-    const x0 = lib.ops.fromArray(copies(img, n), [n, C, S, S]);
-    const it = lib.sdedit(m.diffusion, model, x0, strength, { sampler, steps, seed, clip });
+    const opts = { sampler, steps, seed, clip };
+    const x0 = copies(img, n);
+    const it = remote.run({ kind: 'sdedit', denoiser: denoiserFor(m, n), shape: [n, C, S, S], x0, strength, opts });
     const clock = new StepClock(run);
     let at = 0;
     const x = await drive(it, async (st) => {

@@ -1,6 +1,6 @@
 // The playground's form helpers: message areas next to the controls, whole-number fields checked in place, and time
 // estimates (a rough guess from the backend until a step has been timed on this page, then the measured rate).
-import { type Backend, type SamplerName, WebGPUBackend } from '../src/browser.js';
+import type { SamplerName } from '../src/browser.js';
 
 /** What each sampler is, in a line (shown under the sampling form). */
 export const SAMPLER_INFO: Record<SamplerName, string> = {
@@ -67,8 +67,11 @@ export function fmtDuration(sec: number): string {
 }
 
 /** The backend as the estimates tell them apart: a software WebGPU adapter is far slower than a GPU. */
-export function backendKind(b: Backend): 'webgpu' | 'webgpu (software)' | 'wasm' | 'reference' {
-  if (b instanceof WebGPUBackend) return b.isFallbackAdapter ? 'webgpu (software)' : 'webgpu';
+export function backendKind(b: {
+  name: string;
+  fallback: boolean;
+}): 'webgpu' | 'webgpu (software)' | 'wasm' | 'reference' {
+  if (b.name === 'webgpu') return b.fallback ? 'webgpu (software)' : 'webgpu';
   return b.name === 'wasm' ? 'wasm' : 'reference';
 }
 

@@ -30,20 +30,28 @@ function newest(dir) {
   return t;
 }
 
+// the page (app.js) and its model worker (worker.js: the network and every long computation, off the main thread)
 const bundle = join(OUT, 'app.js');
+const workerBundle = join(OUT, 'worker.js');
 const sources = Math.max(newest(join(ROOT, 'dist', 'src')), newest(join(ROOT, 'dist', 'playground')));
-if (!existsSync(bundle) || statSync(bundle).mtimeMs < sources) {
+const stale = (f) => !existsSync(f) || statSync(f).mtimeMs < sources;
+if (stale(bundle) || stale(workerBundle)) {
   mkdirSync(OUT, { recursive: true });
-  await build({
-    entryPoints: [ENTRY],
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    outfile: bundle,
-    minify: true,
-    logLevel: 'warning',
-  });
-  console.error(`playground: built ${bundle} (${(statSync(bundle).size / 1024).toFixed(0)} KiB)`);
+  for (const [entry, outfile] of [
+    [ENTRY, bundle],
+    [join(ROOT, 'dist', 'playground', 'worker.js'), workerBundle],
+  ]) {
+    await build({
+      entryPoints: [entry],
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      outfile,
+      minify: true,
+      logLevel: 'warning',
+    });
+    console.error(`playground: built ${outfile} (${(statSync(outfile).size / 1024).toFixed(0)} KiB)`);
+  }
 }
 if (flag('--build-only')) process.exit(0);
 
@@ -85,6 +93,7 @@ function answer(req, res) {
   let file = null;
   if (path === '/' || path === '/index.html') file = join(ROOT, 'playground', 'index.html');
   else if (path === '/app.js') file = bundle;
+  else if (path === '/worker.js') file = workerBundle;
   else if (path === '/models/index.json') {
     // the shipped model folders (the page's model picker)
     const names = readdirSync(join(ROOT, 'models'), { withFileTypes: true })
