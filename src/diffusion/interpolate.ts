@@ -1,7 +1,7 @@
 // Interpolation in latent space (the paper's section 4.3, Fig. 8): encode two images to x_t with q(x_t | x_0) and the
 // same noise, mix them linearly, and decode each mixture with the reverse chain from t.
 import * as ops from '../engine/ops.js';
-import { type Tensor, noGrad } from '../engine/tensor.js';
+import { LoopMemory, type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
 import type { DenoiseFn, GaussianDiffusion } from './gaussian.js';
 import { ancestralStep } from './samplers.js';
@@ -61,10 +61,16 @@ export function* interpolationSteps(
   const lam = ops.fromArray(Float32Array.from(lambdas), [K, 1, 1, 1]);
   let x = ops.add(xa, ops.mul(lam, ops.sub(xb, xa)));
   const ones = ops.full([K, 1, 1, 1], 1);
+  const memory = new LoopMemory(); // a step's temporaries go when it ends, its x once the next has replaced it
   for (let s = t; s >= 0; s--) {
-    // the same reverse-process noise for every mixture, so that rows differ only through lambda
-    const z = ops.mul(ones, ops.randn(one, streams.interpolate(seed, 1 + t - s)));
-    x = ancestralStep(d, model, x, new Int32Array(K).fill(s), d.config.clipSample, z).x;
+    x = memory.step(
+      () => {
+        // the same reverse-process noise for every mixture, so that rows differ only through lambda
+        const z = ops.mul(ones, ops.randn(one, streams.interpolate(seed, 1 + t - s)));
+        return ancestralStep(d, model, x, new Int32Array(K).fill(s), d.config.clipSample, z).x;
+      },
+      (r) => [r],
+    );
     yield { step: t - s + 1, total: t + 1, t: s, x };
   }
   return x;

@@ -3,7 +3,7 @@
 // and down again, so that the generated part harmonises with the known part). The step, the undo step and the
 // timestep layout are those of diffusers' RePaintScheduler (v0.27.2); test/repaint.test.ts checks ours against it.
 import * as ops from '../engine/ops.js';
-import { type Tensor, noGrad } from '../engine/tensor.js';
+import { LoopMemory, type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
 import type { DenoiseFn, GaussianDiffusion } from './gaussian.js';
 
@@ -134,16 +134,22 @@ export function* inpaint(
   const noise = noiseFor ?? ((k: number, sub: number) => ops.randn(shape, streams.inpaint(o.seed, k, sub), start));
   let x = noiseFor ? noiseFor(-1, 0) : ops.randn(shape, streams.samplerInit(o.seed), start);
   let tLast = ts[0] + 1;
+  // a step's temporaries go when it ends, its x once the next step has replaced it (engine scopes)
+  const memory = new LoopMemory();
   for (let k = 0; k < ts.length; k++) {
     const t = ts[k];
     let predX0: Tensor | null = null;
-    noGrad(() => {
-      if (t < tLast) {
-        const tt = new Int32Array(shape[0]).fill(t);
-        const eps = epsOf(d, model(x, d.modelTimesteps(tt)), x, tt);
-        ({ x, predX0 } = repaintStep(d, eps, x, t, stride, known, mask, o.eta ?? 0, o.clip ?? true, noise(k, 0)));
-      } else x = repaintUndo(d, x, tLast, stride, (i) => noise(k, 1 + i));
-    });
+    ({ x, predX0 } = memory.step(
+      () =>
+        noGrad(() => {
+          if (!(t < tLast)) return { x: repaintUndo(d, x, tLast, stride, (i) => noise(k, 1 + i)), predX0: null };
+          const tt = new Int32Array(shape[0]).fill(t);
+          const eps = epsOf(d, model(x, d.modelTimesteps(tt)), x, tt);
+          return repaintStep(d, eps, x, t, stride, known, mask, o.eta ?? 0, o.clip ?? true, noise(k, 0));
+        }),
+      (r) => (r.predX0 ? [r.x, r.predX0] : [r.x]),
+      (r) => [r.x],
+    ));
     tLast = t;
     yield { step: k + 1, total: ts.length, t, x, predX0 };
   }

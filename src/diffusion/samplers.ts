@@ -4,7 +4,7 @@
 // resume. Noise for sample i comes from the counter-based generator at (seed, streams.samplerNoise(step, sub),
 // sample = sampleStart + i): the same whatever the batch size.
 import * as ops from '../engine/ops.js';
-import { type Tensor, noGrad } from '../engine/tensor.js';
+import { LoopMemory, type Tensor, noGrad } from '../engine/tensor.js';
 import { streams } from '../engine/streams.js';
 import type { DenoiseFn, DiffusionConfig, GaussianDiffusion } from './gaussian.js';
 import { interpretOutput } from './prediction.js';
@@ -221,6 +221,7 @@ export function* sample(
     return interpretOutput(diffusion.config, model(xx, tt), xx, ab, clip);
   };
   const abAt = (t: number) => diffusion.tables.alphasCumprod[t];
+  const memory = new LoopMemory();
   for (let done = resume ? resume.done : (opts.start?.step ?? 0); done < total; done++) {
     const c: StepContext = {
       step: plan[done],
@@ -239,10 +240,13 @@ export function* sample(
       langevinSteps: opts.langevinSteps,
       snr: opts.snr ?? 0.16,
     };
+    // the step's temporaries go when it ends; the state it made goes once the next step has replaced it
     let predX0!: Tensor;
-    noGrad(() => {
-      ({ x, predX0, mem } = sampler.step(c, x, mem));
-    });
+    ({ x, predX0, mem } = memory.step(
+      () => noGrad(() => sampler.step(c, x, mem)),
+      (r) => [r.x, r.predX0, ...r.mem.tensors],
+      (r) => [r.x, ...r.mem.tensors],
+    ));
     const [xNow, memNow] = [x, mem];
     const saveState = async (): Promise<SamplerState> => {
       const state: SamplerState = {

@@ -56,6 +56,11 @@ export interface Backend<S = any> {
   /** Overwrites the buffer's values in place. */
   write(x: S, values: Float32Array): void;
   copy(x: S): S;
+  /**
+   * Takes a buffer back now: nothing uses it again (engine scopes, tensor.ts). Optional: CPU backends leave their
+   * buffers to the garbage collector.
+   */
+  release?(x: S): void;
 
   /** y[N,O,Ho,Wo] = conv(x[N,C,H,W], w[O,C,kh,kw]) + b[O] */
   conv2d(x: S, xs: number[], w: S, ws: number[], b: S | null, p: ConvParams): S;

@@ -262,7 +262,8 @@ export function sum(x: Tensor, axes?: number[], keepDims = false): Tensor {
   const y = be().reduceSum(x.storage, x.shape, kept);
   const outShape = keepDims ? kept : x.shape.filter((_, i) => !ax.includes(i));
   return makeResult('sum', y, outShape, [x], (g) => [
-    new Tensor(be().binary('add', g.storage, kept, be().zeros(x.size), x.shape, x.shape), x.shape),
+    // g broadcast to x's shape (the zeros a tensor, so that the step's scope owns their buffer)
+    new Tensor(be().binary('add', g.storage, kept, zeros(x.shape).storage, x.shape, x.shape), x.shape),
   ]);
 }
 
@@ -385,14 +386,17 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, groups: number
       `groupNorm: affine parameters ${fmtShape(gamma.shape)}, ${fmtShape(beta.shape)} do not match ${C} channels`,
     );
   const r = be().groupNorm(x.storage, x.shape, gamma.storage, beta.storage, groups, eps, silu);
+  // the saved statistics as tensors, so that the step's scope owns their buffers (tensor.ts)
+  const mean = new Tensor(r.mean, [x.shape[0] * groups]),
+    rstd = new Tensor(r.rstd, [x.shape[0] * groups]);
   return makeResult(silu ? 'groupNorm+silu' : 'groupNorm', r.y, x.shape, [x, gamma, beta], (g) => {
     const d = be().groupNormBackward(
       x.storage,
       x.shape,
       gamma.storage,
       beta.storage,
-      r.mean,
-      r.rstd,
+      mean.storage,
+      rstd.storage,
       groups,
       silu,
       g.storage,

@@ -25,6 +25,103 @@ export function getBackend(): Backend {
   return state.backend;
 }
 
+// ---- scopes: memory released by construction ----
+// A scope collects the buffers allocated while it is open (each the first time a tensor wraps it). Closing it releases
+// every one that no kept tensor holds: the backend takes the buffer back at once (WebGPU: into its pool; CPU backends
+// leave it to the collector), and any tensor on it refuses further use. Kept buffers pass to the enclosing scope. The
+// sampling driver closes one per step and the training step one per step, so a long loop holds a bounded set of
+// buffers whatever the collector's pace.
+
+/** The buffers a scope owns, and the tensors made while it was open. */
+export interface Scope {
+  storages: Storage[];
+  tensors: Tensor[];
+}
+const scopes: Scope[] = [];
+/** Every buffer some tensor has wrapped: a tensor on one of these is a view (reshape, detach), not a new buffer. */
+let wrapped = new WeakSet<object>();
+
+/** Opens a scope (close it with closeScope, in a finally). */
+export function openScope(): Scope {
+  const s: Scope = { storages: [], tensors: [] };
+  scopes.push(s);
+  return s;
+}
+
+/**
+ * Closes the innermost scope, which must be `s`: releases the buffers it owns that no tensor of `keep` holds. Returns
+ * the kept tensors whose buffers it owned (now the enclosing scope's, or nobody's outside any scope).
+ */
+export function closeScope(s: Scope, keep: Tensor[]): Tensor[] {
+  if (scopes[scopes.length - 1] !== s) throw new Error('closeScope: scopes must close innermost first');
+  scopes.pop();
+  const kept = new Set<Storage>(keep.map((t) => t.storage));
+  const owned = new Set<Storage>(s.storages);
+  const parent = scopes[scopes.length - 1];
+  for (const t of s.tensors) {
+    const st = t.rawStorage();
+    if (!owned.has(st)) continue;
+    if (kept.has(st)) parent?.tensors.push(t);
+    else t.markReleased();
+  }
+  for (const st of s.storages) {
+    if (kept.has(st)) parent?.storages.push(st);
+    else getBackend().release?.(st);
+  }
+  return keep.filter((t) => owned.has(t.storage));
+}
+
+/** Runs fn in a scope that keeps what `keep` picks from its result (by default: nothing). */
+export function withScope<T>(fn: () => T, keep: (r: T) => Tensor[] = () => []): T {
+  const s = openScope();
+  let r: T;
+  try {
+    r = fn();
+  } catch (e) {
+    closeScope(s, []);
+    throw e;
+  }
+  closeScope(s, keep(r));
+  return r;
+}
+
+/**
+ * The memory of a loop whose steps carry state (a sampler's x_t and history): each step's temporaries go when it
+ * ends, and the tensors it kept go once a later step no longer carries them. A step's tensors live until the next.
+ */
+export class LoopMemory {
+  private owned: Tensor[] = [];
+
+  /** Runs one step; keep: the tensors of its result to keep for now; carried: those the next step still needs. */
+  step<T>(fn: () => T, keep: (r: T) => Tensor[], carried: (r: T) => Tensor[] = keep): T {
+    const s = openScope();
+    let r: T;
+    try {
+      r = fn();
+    } catch (e) {
+      closeScope(s, []);
+      throw e;
+    }
+    const made = closeScope(s, keep(r));
+    const now = new Set(carried(r).map((t) => t.storage));
+    release(this.owned.filter((t) => !now.has(t.rawStorage())));
+    this.owned = [...made, ...this.owned.filter((t) => now.has(t.rawStorage()))];
+    return r;
+  }
+}
+
+/** Releases tensors now (their buffers return to the backend); each must not be used again, nor any view of it. */
+export function release(ts: Tensor[]): void {
+  const done = new Set<Storage>();
+  for (const t of ts) {
+    const st = t.rawStorage();
+    if (t.released || done.has(st)) continue;
+    done.add(st);
+    t.markReleased();
+    getBackend().release?.(st);
+  }
+}
+
 /** Swaps the values of two lists of tensors of equal shapes (the EMA weights in and out of a model), on the device. */
 export function swapValues(a: Tensor[], b: Tensor[]): void {
   if (a.length !== b.length) throw new Error(`swapValues: ${a.length} tensors vs ${b.length}`);
@@ -37,6 +134,7 @@ export function swapValues(a: Tensor[], b: Tensor[]): void {
 
 export function setBackend(b: Backend): void {
   state.backend = b;
+  wrapped = new WeakSet<object>();
 }
 
 /** Runs fn without recording operations for autodiff (sampling, evaluation, optimiser updates). */
@@ -72,8 +170,9 @@ export function fmtShape(shape: readonly number[]): string {
 export class Tensor {
   readonly shape: number[];
   readonly size: number;
-  /** The backend's buffer handle: engine-internal (code above src/engine uses data(), dataSync() and write()). */
-  storage: Storage;
+  private buffer: Storage;
+  /** Whether its scope released its buffer (closeScope, release): any further use throws. */
+  released = false;
   readonly backend: Backend;
   requiresGrad: boolean;
   grad: Tensor | null = null;
@@ -93,9 +192,35 @@ export class Tensor {
     if (n !== size) throw new Error(`tensor: shape ${fmtShape(shape)} needs ${size} values, storage has ${n}`);
     this.shape = [...shape];
     this.size = size;
-    this.storage = storage;
+    this.buffer = storage;
     this.backend = backend;
     this.requiresGrad = requiresGrad;
+    const scope = scopes[scopes.length - 1];
+    if (scope) scope.tensors.push(this);
+    if (typeof storage === 'object' && storage !== null && !wrapped.has(storage)) {
+      wrapped.add(storage);
+      scope?.storages.push(storage);
+    }
+  }
+
+  /** The backend's buffer handle: engine-internal (code above src/engine uses data(), dataSync() and write()). */
+  get storage(): Storage {
+    if (this.released)
+      throw new Error(
+        `tensor ${fmtShape(this.shape)}: used after its buffer was released (a sampler step's tensors live until ` +
+          'the next step; read or copy them before resuming the sampler)',
+      );
+    return this.buffer;
+  }
+  set storage(s: Storage) {
+    this.buffer = s;
+  }
+  /** The buffer without the released check (scope bookkeeping). */
+  rawStorage(): Storage {
+    return this.buffer;
+  }
+  markReleased(): void {
+    this.released = true;
   }
 
   /** Reads the values back to JavaScript (a copy), once the work that produces them has finished. */

@@ -7,7 +7,7 @@ import * as ops from '../engine/ops.js';
 import { Adam, EMA, clipGradNorm, emaDecayAt } from '../engine/optim.js';
 import { fillRandom, randomIntegers, randomPermutation } from '../engine/random.js';
 import { streams } from '../engine/streams.js';
-import type { Tensor } from '../engine/tensor.js';
+import { type Tensor, closeScope, openScope } from '../engine/tensor.js';
 import type { DiffusionConfig, GaussianDiffusion } from '../diffusion/gaussian.js';
 import { UNet, type UNetConfig } from '../model/unet.js';
 import { type ImageDataset, makeBatch } from '../data/dataset.js';
@@ -180,6 +180,23 @@ export const learningRateAt = (o: Pick<TrainOptions, 'lr' | 'warmup'>, s: number
  * (before the state's step advances) when the loss or gradient norm is not finite.
  */
 export async function trainStep(
+  o: TrainOptions,
+  diffusion: GaussianDiffusion,
+  st: TrainState,
+  data: ImageDataset,
+  order: Map<number, Int32Array>,
+): Promise<Omit<StepMetrics, 'images_per_s' | 'time_s'>> {
+  // every tensor of the step (activations, gradients, the logged values) is released when it ends: the weights, Adam's
+  // moments and the EMA weights, made before, are updated in place
+  const scope = openScope();
+  try {
+    return await trainStepIn(o, diffusion, st, data, order);
+  } finally {
+    closeScope(scope, []);
+  }
+}
+
+async function trainStepIn(
   o: TrainOptions,
   diffusion: GaussianDiffusion,
   st: TrainState,

@@ -101,6 +101,7 @@ export class WebGPUBackend extends GpuRuntime implements Backend<GpuStorage> {
     );
     const y = this.alloc(N * O * cp[6] * cp[7]);
     this.gemm('conv2d', () => K.conv2d, O, cp[6] * cp[7], C * KH * KW, cp, [xp, w, b ?? w], y, N);
+    if (xp !== x) this.release(xp); // the padded copy: reused only by work recorded after this dispatch
     return y;
   }
 

@@ -2,12 +2,14 @@
 // The WebGPU backend's plumbing, apart from its ops (index.ts): buffers and their pool, command recording and
 // submission, the parameter arena, the pipeline cache, and the dispatch helpers that every op goes through.
 //
-// Memory: a buffer handle owns one GPUBuffer. When a handle becomes unreachable its buffer returns to a pool keyed by
-// size (a FinalizationRegistry), so a sampling or training loop reuses buffers instead of allocating. Work is
-// recorded into one command encoder and submitted when a value is read, written or uploaded (queue writes must not
-// overtake recorded work) or after FLUSH_EVERY dispatches. Each dispatch's parameters sit in a 256-byte slot of a
-// parameter arena that is written while mapped and unmapped at submit. Nothing is read back unless read() is called:
-// a training step runs without a readback.
+// Memory: a buffer handle owns one GPUBuffer. It returns to a pool keyed by size when the engine releases it (the
+// scopes of tensor.ts, which the sampling and training loops close every step), or else when the handle becomes
+// unreachable (a FinalizationRegistry), so a loop reuses buffers instead of allocating, whatever the collector's pace.
+// Reuse is safe in queue order: dispatches run in the order recorded, and recorded work is submitted before any queue
+// write. Work is recorded into one command encoder and submitted when a value is read, written or uploaded (queue
+// writes must not overtake recorded work) or after FLUSH_EVERY dispatches. Each dispatch's parameters sit in a
+// 256-byte slot of a parameter arena that is written while mapped and unmapped at submit. Nothing is read back unless
+// read() is called: a training step runs without a readback.
 import { GEMM_TILE } from './gemm-kernels.js';
 import { WG } from './wgsl.js';
 
@@ -51,6 +53,8 @@ export class GpuRuntime {
   private pooledBytes = 0;
   private created = 0;
   private allocations = 0;
+  /** handles handed out and not yet taken back */
+  private live = 0;
   private readonly registry: FinalizationRegistry<GPUBuffer>;
   private enc: GPUCommandEncoder | null = null;
   /** the open compute pass: consecutive dispatches share one (Dawn orders them by their buffer usage) */
@@ -72,7 +76,10 @@ export class GpuRuntime {
     readonly gpu: GPU | null = null,
     readonly isFallbackAdapter = false,
   ) {
-    this.registry = new FinalizationRegistry((buf) => this.recycle(buf));
+    this.registry = new FinalizationRegistry((buf) => {
+      this.live--;
+      this.recycle(buf);
+    });
     device.lost?.then((info) => {
       this.lost = info.message || info.reason || 'device lost';
     });
@@ -108,8 +115,16 @@ export class GpuRuntime {
       this.created++;
     }
     const h: GpuStorage = { buf, n };
-    this.registry.register(h, buf);
+    this.registry.register(h, buf, h);
+    this.live++;
     return h;
+  }
+
+  /** Takes a buffer back into the pool now (the engine released it: nothing uses the handle again). */
+  release(h: GpuStorage): void {
+    if (!this.registry.unregister(h)) return; // released before
+    this.live--;
+    this.recycle(h.buf);
   }
 
   upload(values: Float32Array): GpuStorage {
@@ -161,13 +176,16 @@ export class GpuRuntime {
   }
 
   /** What `ddpm info` shows: the adapter, whether it is a software one, and the buffer pool's counts. */
-  get info(): { adapter: string; software: boolean; allocations: number; created: number; pooledBytes: number } {
+  get info() {
     return { adapter: this.adapterInfo, software: this.isFallbackAdapter, ...this.stats() };
   }
 
-  /** Buffer handles handed out, GPU buffers created for them (the rest came from the pool), and bytes now pooled. */
-  stats(): { allocations: number; created: number; pooledBytes: number } {
-    return { allocations: this.allocations, created: this.created, pooledBytes: this.pooledBytes };
+  /**
+   * Buffer handles handed out, GPU buffers created for them (the rest came from the pool), handles not yet taken back
+   * (live), and bytes now pooled.
+   */
+  stats(): { allocations: number; created: number; live: number; pooledBytes: number } {
+    return { allocations: this.allocations, created: this.created, live: this.live, pooledBytes: this.pooledBytes };
   }
 
   /** Submits the recorded work. */

@@ -1,7 +1,6 @@
 // `ddpm sample`: draws samples from a model folder into PNGs (a grid, single images, a denoising strip, an .npy).
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
-import type { Tensor } from '../../engine/tensor.js';
 import { classDenoiser } from '../../diffusion/guidance.js';
 import { defaultClip, type SamplerName, samplerPlan } from '../../diffusion/samplers.js';
 import type { Spacing } from '../../diffusion/samplers.js';
@@ -112,7 +111,7 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
   const out = o.out ?? join('samples', `${modelLabel(o.model)}-${sampler}-${stepsLabel}${cond}-seed${o.seed}`);
   // the earlier run's images go once the new ones are drawn
   const clearOut = prepareOut(out, OWN_SAMPLE_FILES, o.overwrite, [], 'images');
-  const stripTensors: Tensor[] = [];
+  const stripTensors: Promise<Float32Array>[] = [];
   let bar: Progress | undefined;
   const all = await drawSamples(
     model,
@@ -124,7 +123,7 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
       what: 'sample',
       onStep: (st, start) => {
         if (o.strip && start === 0 && (st.step % Math.max(1, Math.floor(st.total / 10)) === 0 || st.step === st.total))
-          stripTensors.push(st.predX0);
+          stripTensors.push(st.predX0.data()); // read now: a step's tensors live until the next step
       },
       denoiser,
       onProgress: (done, total) => {
@@ -133,9 +132,7 @@ export async function sampleCommand(o: SampleCommandOptions): Promise<void> {
       },
     },
   );
-  const stripRows = await Promise.all(
-    stripTensors.map(async (x) => (await x.data()).slice(0, Math.min(x.shape[0], 8) * C * S * S)),
-  );
+  const stripRows = (await Promise.all(stripTensors)).map((x) => x.slice(0, Math.min(n, 8) * C * S * S));
   clearOut();
   writePng(join(out, 'grid.png'), imageGrid(all, [n, C, S, S], Math.ceil(Math.sqrt(n))));
   writeImages(all, [n, C, S, S], (i) => join(out, `sample-${String(i).padStart(5, '0')}.png`));
