@@ -12,7 +12,22 @@ const usable: Record<string, () => boolean> = {};
 export const setUsable = (name: string, f: () => boolean) => (usable[name] = f);
 /** Enables the buttons of the actions that may start now. */
 export function refreshActions(): void {
-  for (const id of ACTIONS) $<HTMLButtonElement>(id).disabled = running !== null || !(usable[id]?.() ?? true);
+  for (const id of ACTIONS)
+    $<HTMLButtonElement>(id).disabled = running !== null || loading || !(usable[id]?.() ?? true);
+}
+
+let loading = false;
+/** A model is loading: no action starts until it has (its settings would be the previous model's). */
+export function setLoading(on: boolean): void {
+  loading = on;
+  refreshActions();
+}
+
+/** Before a model loads: the running action stops (the worker ends it after its step), and none starts meanwhile. */
+export function beginLoad(what: string): void {
+  say('modelStatus', running ? `stopping the running action, then loading ${what}...` : `loading ${what}...`);
+  requestStop();
+  setLoading(true);
 }
 
 export const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -45,6 +60,7 @@ export function requestStop(): void {
  */
 export async function runAction(name: string, statusId: string, what: string, body: () => Promise<void>) {
   if (running) return say(statusId, `wait: ${runningWhat} is still running (Stop ends it)`, 'error');
+  if (loading) return say(statusId, 'wait: a model is loading', 'error');
   running = name;
   runningWhat = what;
   stopAsked = false;

@@ -19,6 +19,8 @@ import {
   requestStop,
   runAction,
   runningAction,
+  beginLoad,
+  setLoading,
   setUsable,
 } from './jobs.js';
 import {
@@ -107,6 +109,7 @@ function updateEstimates(): void {
 }
 
 function setModel(m: Loaded): void {
+  resetPad(m.cfg.sample_size); // first: what could fail does so before the page switches
   current = m;
   lastSamples = null; // the interpolation's endpoints belong to the previous model
   refreshActions();
@@ -117,7 +120,6 @@ function setModel(m: Loaded): void {
   input('it').max = String(T - 1);
   input('padSteps').max = input('f7steps').max = String(T);
   showClasses(m);
-  resetPad(m.cfg.sample_size);
   const from = m.source === 'files' ? ', from your files' : '';
   $('model').textContent =
     `${m.name}${from} (${m.cfg.in_channels}x${m.cfg.sample_size}x${m.cfg.sample_size}, ` +
@@ -306,7 +308,7 @@ async function runTraining(): Promise<void> {
 
 // ---- models ----
 async function pickShipped(name: string): Promise<void> {
-  say('modelStatus', `loading ${name}...`);
+  beginLoad(name);
   try {
     const m = await loadShipped(name);
     setModel(m);
@@ -315,6 +317,8 @@ async function pickShipped(name: string): Promise<void> {
     say('modelStatus', `error: could not load model ${name}: ${errText(e)}`, 'error');
     $<HTMLSelectElement>('modelPick').value = current?.source === 'shipped' ? current.name : '';
     console.error(e);
+  } finally {
+    setLoading(false);
   }
 }
 
@@ -322,7 +326,7 @@ async function pickShipped(name: string): Promise<void> {
 async function loadFromFiles(given: GivenFile[], how: string): Promise<void> {
   const list = $('dropFiles');
   list.textContent = `${how}: ${given.map((g) => g.path).join(', ') || 'no files'}`;
-  say('modelStatus', `reading ${given.length} file${given.length === 1 ? '' : 's'}...`);
+  beginLoad(`${given.length} file${given.length === 1 ? '' : 's'}`);
   try {
     const { loaded, used } = await loadGiven(given);
     setModel(loaded);
@@ -337,6 +341,8 @@ async function loadFromFiles(given: GivenFile[], how: string): Promise<void> {
   } catch (e) {
     say('modelStatus', `error: could not load the model: ${errText(e)}`, 'error');
     console.error(e);
+  } finally {
+    setLoading(false);
   }
 }
 

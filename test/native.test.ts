@@ -110,7 +110,7 @@ describe('native threads', { skip: NATIVE_SKIP }, () => {
       encoding: 'utf8',
       env: { ...process.env, DDPM_THREADS: 'lots' },
     });
-    assert.match(bad.stderr, /DDPM_THREADS: expected a positive integer, got "lots"/);
+    assert.match(bad.stderr, /DDPM_THREADS: expected a whole number from 1 to 4096, got "lots"/);
   });
 });
 

@@ -220,6 +220,16 @@ describe('playground: steering and the worker', () => {
         assert.ok(shown >= 2 && at >= shown && at <= shown + 1, `${button}: Stop at step ${shown}, ended at ${at}`);
         assert.equal(await p.isEnabled(button), true);
       }
+      // picking another model mid-run stops the run, then loads it; no action starts while it loads
+      await p.fill('#steps', '1000');
+      await p.click('#sample');
+      await until(p, '#status', /step [1-9]/);
+      await p.selectOption('#modelPick', 'fashion');
+      assert.equal(await p.isEnabled('#sample'), false);
+      await until(p, '#modelStatus', /model fashion loaded|error/);
+      assert.match(await text(p, '#modelStatus'), /^model fashion loaded/);
+      assert.match(await text(p, '#status'), /^stopped at step \d+$/);
+      assert.equal(await p.isEnabled('#sample'), true);
       assert.deepEqual(errors, []);
     } finally {
       await p.close();

@@ -22,9 +22,11 @@ export function defaultThreads(): number {
   const env = process.env.DDPM_THREADS || process.env.OMP_NUM_THREADS;
   if (env !== undefined && env !== '') {
     const n = Number(env);
-    if (!Number.isInteger(n) || n < 1)
+    // the same check as --threads: digits only (not 1e3 or 0x2), 1 to 4096
+    if (!/^\s*\d+\s*$/.test(env) || n < 1 || n > 4096)
       throw new Error(
-        `${process.env.DDPM_THREADS ? 'DDPM_THREADS' : 'OMP_NUM_THREADS'}: expected a positive integer, got "${env}"`,
+        `${process.env.DDPM_THREADS ? 'DDPM_THREADS' : 'OMP_NUM_THREADS'}: expected a whole number from 1 to 4096, ` +
+          `got "${env}"`,
       );
     return n;
   }

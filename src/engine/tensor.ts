@@ -40,6 +40,8 @@ export interface Scope {
 const scopes: Scope[] = [];
 /** Every buffer some tensor has wrapped: a tensor on one of these is a view (reshape, detach), not a new buffer. */
 let wrapped = new WeakSet<object>();
+/** The buffers released: every tensor on one (views included) refuses further use. */
+let releasedBuffers = new WeakSet<object>();
 
 /** Opens a scope (close it with closeScope, in a finally). */
 export function openScope(): Scope {
@@ -53,11 +55,12 @@ export function openScope(): Scope {
  * the kept tensors whose buffers it owned (now the enclosing scope's, or nobody's outside any scope).
  */
 export function closeScope(s: Scope, keep: Tensor[]): Tensor[] {
-  if (scopes[scopes.length - 1] !== s) throw new Error('closeScope: scopes must close innermost first');
-  scopes.pop();
+  const at = scopes.lastIndexOf(s);
+  if (at < 0) throw new Error('closeScope: this scope is not open');
+  scopes.splice(at, 1); // innermost as a rule; an outer one when asynchronous work interleaved
+  const parent = scopes[at - 1];
   const kept = new Set<Storage>(keep.map((t) => t.storage));
   const owned = new Set<Storage>(s.storages);
-  const parent = scopes[scopes.length - 1];
   for (const t of s.tensors) {
     const st = t.rawStorage();
     if (!owned.has(st)) continue;
@@ -135,6 +138,7 @@ export function swapValues(a: Tensor[], b: Tensor[]): void {
 export function setBackend(b: Backend): void {
   state.backend = b;
   wrapped = new WeakSet<object>();
+  releasedBuffers = new WeakSet<object>();
 }
 
 /** Runs fn without recording operations for autodiff (sampling, evaluation, optimiser updates). */
@@ -171,8 +175,6 @@ export class Tensor {
   readonly shape: number[];
   readonly size: number;
   private buffer: Storage;
-  /** Whether its scope released its buffer (closeScope, release): any further use throws. */
-  released = false;
   readonly backend: Backend;
   requiresGrad: boolean;
   grad: Tensor | null = null;
@@ -207,10 +209,14 @@ export class Tensor {
   get storage(): Storage {
     if (this.released)
       throw new Error(
-        `tensor ${fmtShape(this.shape)}: used after its buffer was released (a sampler step's tensors live until ` +
-          'the next step; read or copy them before resuming the sampler)',
+        `tensor ${fmtShape(this.shape)}: used after its buffer was released by a scope (a sampler or training ` +
+          "step's tensors live until the next step: read them with await t.data() before resuming)",
       );
     return this.buffer;
+  }
+  /** Whether a scope released its buffer (closeScope, release): any further use throws. */
+  get released(): boolean {
+    return typeof this.buffer === 'object' && this.buffer !== null && releasedBuffers.has(this.buffer);
   }
   set storage(s: Storage) {
     this.buffer = s;
@@ -220,7 +226,7 @@ export class Tensor {
     return this.buffer;
   }
   markReleased(): void {
-    this.released = true;
+    if (typeof this.buffer === 'object' && this.buffer !== null) releasedBuffers.add(this.buffer);
   }
 
   /** Reads the values back to JavaScript (a copy), once the work that produces them has finished. */

@@ -81,8 +81,9 @@ export const PRESETS: Record<string, () => UNetConfig> = {
 export function validateConfig(c: UNetConfig, where = 'config.json'): void {
   const bad = (field: string, msg: string) => new Error(`${where}: field "${field}" ${msg}`);
   const posInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
-  if (!posInt(c.sample_size))
-    throw bad('sample_size', `must be a positive integer, got ${JSON.stringify(c.sample_size)}`);
+  // 4096: 16x the largest image of the paper (LSUN 256); a larger one is a damaged file, not a model to allocate for
+  if (!posInt(c.sample_size) || c.sample_size > 4096)
+    throw bad('sample_size', `must be a whole number from 1 to 4096, got ${JSON.stringify(c.sample_size)}`);
   if (!posInt(c.in_channels))
     throw bad('in_channels', `must be a positive integer, got ${JSON.stringify(c.in_channels)}`);
   if (!posInt(c.out_channels))

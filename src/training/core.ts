@@ -186,23 +186,55 @@ export async function trainStep(
   data: ImageDataset,
   order: Map<number, Int32Array>,
 ): Promise<Omit<StepMetrics, 'images_per_s' | 'time_s'>> {
-  // every tensor of the step (activations, gradients, the logged values) is released when it ends: the weights, Adam's
-  // moments and the EMA weights, made before, are updated in place
+  // every tensor of the step (activations, gradients, the logged values) is released once its work is issued and its
+  // read begun; the weights, Adam's moments and the EMA weights, made before, are updated in place. The scope spans no
+  // await, so tensors that other code makes meanwhile are not the step's.
   const scope = openScope();
+  let issued: ReturnType<typeof issueStep>;
   try {
-    return await trainStepIn(o, diffusion, st, data, order);
+    issued = issueStep(o, diffusion, st, data, order);
   } finally {
     closeScope(scope, []);
   }
+  const { read, tMicro, lr, decay } = issued;
+  const s = st.step,
+    B = o.batchSize,
+    Tn = diffusion.numTimesteps;
+  const values = await read;
+  let lossSum = 0,
+    off = 0;
+  const qSum = [0, 0, 0, 0],
+    qN = [0, 0, 0, 0];
+  for (const t of tMicro) {
+    lossSum += values[off++];
+    for (let i = 0; i < B; i++) {
+      const q = Math.min(3, Math.floor((4 * t[i]) / Tn));
+      qSum[q] += values[off++];
+      qN[q]++;
+    }
+  }
+  const gradNorm = values[off];
+  if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(s + 1, `loss is ${lossSum}`);
+  if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(s + 1, `gradient norm is ${gradNorm}`);
+  st.step = s + 1;
+  return {
+    step: st.step,
+    loss: lossSum,
+    loss_q: qSum.map((v, i) => (qN[i] ? v / qN[i] : null)),
+    grad_norm: gradNorm,
+    lr,
+    ema_decay: decay,
+  };
 }
 
-async function trainStepIn(
+/** The step's work, issued; the read of its logged values (the losses, then the gradient norm) begun. */
+function issueStep(
   o: TrainOptions,
   diffusion: GaussianDiffusion,
   st: TrainState,
   data: ImageDataset,
   order: Map<number, Int32Array>,
-): Promise<Omit<StepMetrics, 'images_per_s' | 'time_s'>> {
+) {
   const s = st.step,
     B = o.batchSize,
     C = o.unet.in_channels,
@@ -243,29 +275,6 @@ async function trainStepIn(
   const decay = o.emaWarmup ? emaDecayAt(s, o.emaDecay) : o.emaDecay;
   st.ema.update(params, decay);
   // the step's work is all issued; its logged values come back in one read (on a GPU, the only readback)
-  const values = await ops.concat([...logged, norm].map((x) => ops.reshape(x, [1, x.size]))).data();
-  let lossSum = 0,
-    off = 0;
-  const qSum = [0, 0, 0, 0],
-    qN = [0, 0, 0, 0];
-  for (const t of tMicro) {
-    lossSum += values[off++];
-    for (let i = 0; i < B; i++) {
-      const q = Math.min(3, Math.floor((4 * t[i]) / Tn));
-      qSum[q] += values[off++];
-      qN[q]++;
-    }
-  }
-  const gradNorm = values[off];
-  if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(s + 1, `loss is ${lossSum}`);
-  if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(s + 1, `gradient norm is ${gradNorm}`);
-  st.step = s + 1;
-  return {
-    step: st.step,
-    loss: lossSum,
-    loss_q: qSum.map((v, i) => (qN[i] ? v / qN[i] : null)),
-    grad_norm: gradNorm,
-    lr,
-    ema_decay: decay,
-  };
+  const read = ops.concat([...logged, norm].map((x) => ops.reshape(x, [1, x.size]))).data();
+  return { read, tMicro, lr, decay };
 }
