@@ -55,6 +55,11 @@ export class GpuRuntime {
   private allocations = 0;
   /** handles handed out and not yet taken back */
   private live = 0;
+  /**
+   * Whether the garbage collector's finalisation also returns buffers (true). False: only the engine's releases do
+   * (scopes, tensor.ts), as when the collector cannot keep up; for tests and diagnostics.
+   */
+  gcRecycling = true;
   private readonly registry: FinalizationRegistry<GPUBuffer>;
   private enc: GPUCommandEncoder | null = null;
   /** the open compute pass: consecutive dispatches share one (Dawn orders them by their buffer usage) */
@@ -77,6 +82,7 @@ export class GpuRuntime {
     readonly isFallbackAdapter = false,
   ) {
     this.registry = new FinalizationRegistry((buf) => {
+      if (!this.gcRecycling) return; // the buffer stays unused: what a loop holds without the collector shows
       this.live--;
       this.recycle(buf);
     });
