@@ -76,6 +76,11 @@ export function closeScope(s: Scope, keep: Tensor[]): Tensor[] {
 
 /** Runs fn in a scope that keeps what `keep` picks from its result (by default: nothing). */
 export function withScope<T>(fn: () => T, keep: (r: T) => Tensor[] = () => []): T {
+  return scoped(fn, keep).r;
+}
+
+/** fn in a scope (released whatever fn throws); its result and the kept tensors whose buffers the scope made. */
+function scoped<T>(fn: () => T, keep: (r: T) => Tensor[]): { r: T; made: Tensor[] } {
   const s = openScope();
   let r: T;
   try {
@@ -84,8 +89,7 @@ export function withScope<T>(fn: () => T, keep: (r: T) => Tensor[] = () => []): 
     closeScope(s, []);
     throw e;
   }
-  closeScope(s, keep(r));
-  return r;
+  return { r, made: closeScope(s, keep(r)) };
 }
 
 /**
@@ -97,15 +101,7 @@ export class LoopMemory {
 
   /** Runs one step; keep: the tensors of its result to keep for now; carried: those the next step still needs. */
   step<T>(fn: () => T, keep: (r: T) => Tensor[], carried: (r: T) => Tensor[] = keep): T {
-    const s = openScope();
-    let r: T;
-    try {
-      r = fn();
-    } catch (e) {
-      closeScope(s, []);
-      throw e;
-    }
-    const made = closeScope(s, keep(r));
+    const { r, made } = scoped(fn, keep);
     const now = new Set(carried(r).map((t) => t.storage));
     release(this.owned.filter((t) => !now.has(t.rawStorage())));
     this.owned = [...made, ...this.owned.filter((t) => now.has(t.rawStorage()))];
